@@ -67,9 +67,6 @@ impl MlxInstall {
     pub fn lib_dir(&self) -> PathBuf {
         self.root.join("mlx/lib")
     }
-    pub fn include_dir(&self) -> PathBuf {
-        self.root.join("mlx/include")
-    }
     pub fn cmake_dir(&self) -> PathBuf {
         self.root.join("mlx/share/cmake/MLX")
     }
