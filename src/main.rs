@@ -1,5 +1,10 @@
+use clap::Parser;
+
 fn main() {
-    let a = mlx_rs::Array::from_slice(&[1.0f32, 2.0, 3.0], &[3]);
-    let b = mlx_rs::ops::sum(&a, None).unwrap();
-    println!("{:?} {}", mlx_rs::Device::default(), b.item::<f32>());
+    let cli = vlmbench::cli::Cli::parse();
+    if let Err(e) = vlmbench::cli::run(cli) {
+        // One line, the whole cause chain: "what failed: why".
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }

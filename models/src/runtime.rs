@@ -4,6 +4,7 @@
 //! one place. `Device::try_default()` runs first in each entry point: it installs mlx-rs's error
 //! handler, without which mlx-c's default handler would exit the process on any error.
 
+use std::collections::BTreeMap;
 use std::ffi::CStr;
 
 use mlx_rs::{Device, DeviceType};
@@ -18,12 +19,12 @@ pub struct DeviceInfo {
     /// Whether MLX can run on it in this process.
     pub available: bool,
     /// Keys and values from `mlx_device_info` (e.g. device_name, memory_size), as strings.
-    pub properties: Vec<(String, String)>,
+    pub properties: BTreeMap<String, String>,
 }
 
 impl DeviceInfo {
     pub fn property(&self, key: &str) -> Option<&str> {
-        self.properties.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.properties.get(key).map(String::as_str)
     }
 
     pub fn device(&self) -> Device {
@@ -81,7 +82,7 @@ pub fn devices() -> Vec<DeviceInfo> {
             let mut available = false;
             // SAFETY: `device` outlives the call.
             unsafe { mlx_sys::mlx_device_is_available(&mut available, device.0) };
-            let properties = if available { properties(&device) } else { Vec::new() };
+            let properties = if available { properties(&device) } else { BTreeMap::new() };
             out.push(DeviceInfo { kind, index, available, properties });
         }
     }
@@ -111,8 +112,8 @@ impl Drop for RawDevice {
     }
 }
 
-fn properties(device: &RawDevice) -> Vec<(String, String)> {
-    let mut props = Vec::new();
+fn properties(device: &RawDevice) -> BTreeMap<String, String> {
+    let mut props = BTreeMap::new();
     // SAFETY: every handle created here is freed before returning; strings are copied out.
     unsafe {
         let mut info = mlx_sys::mlx_device_info_new();
@@ -126,7 +127,7 @@ fn properties(device: &RawDevice) -> Vec<(String, String)> {
                     }
                     let key = CStr::from_ptr(key_ptr).to_string_lossy().into_owned();
                     if let Some(value) = property_value(info, key_ptr) {
-                        props.push((key, value));
+                        props.insert(key, value);
                     }
                 }
             }
@@ -150,6 +151,16 @@ unsafe fn property_value(info: mlx_sys::mlx_device_info, key: *const std::os::ra
         let mut value: usize = 0;
         (mlx_sys::mlx_device_info_get_size(&mut value, info, key) == 0).then(|| value.to_string())
     }
+}
+
+/// The file the dynamic loader mapped for libmlx (Linux: read from /proc/self/maps), so that a
+/// user can see which wheel (CPU or CUDA) this process really runs on.
+pub fn mlx_library_path() -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.rsplit('/').next().is_some_and(|name| name.starts_with("libmlx.")))
+        .map(str::to_owned)
 }
 
 /// MLX allocator figures in bytes.
@@ -179,6 +190,14 @@ mod tests {
     #[test]
     fn reports_the_mlx_version_the_build_pinned() {
         assert_eq!(mlx_version(), "0.32.2");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn finds_the_libmlx_this_process_loaded() {
+        let _ = mlx_version();
+        let path = mlx_library_path().expect("libmlx is mapped");
+        assert!(path.ends_with("/libmlx.so"), "{path}");
     }
 
     #[test]

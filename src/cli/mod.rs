@@ -1,0 +1,25 @@
+//! The command line: parse flags, call one function, print. Errors reach `main` as one line.
+
+mod doctor;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Run and benchmark vision-language models (Gemma 4, Moondream2) from 4-bit MLX checkpoints.
+#[derive(Debug, Parser)]
+#[command(name = "vlmbench", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Doctor(doctor::DoctorArgs),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Doctor(args) => doctor::run(&args),
+    }
+}

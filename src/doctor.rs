@@ -1,0 +1,75 @@
+//! `vlmbench doctor`: what MLX runtime this process loaded, its devices, and whether 4-bit
+//! quantized matmul gives correct answers on each available device.
+
+use mlx_rs::Device;
+use serde::Serialize;
+use vlm_models::dtype::{dtype_name, DtypeChoice};
+use vlm_models::runtime::{self, DeviceInfo, MemoryFigures};
+use vlm_models::selftest::{self, QuantizedMatmulCheck};
+
+#[derive(Debug, Serialize)]
+pub struct DoctorReport {
+    pub vlmbench_version: &'static str,
+    pub mlx_version: String,
+    /// "cuda", "metal" or "cpu".
+    pub backend: &'static str,
+    /// The shared library the dynamic loader picked for libmlx.
+    pub mlx_library: Option<String>,
+    pub default_device: Option<String>,
+    pub devices: Vec<DeviceInfo>,
+    pub memory: MemoryFigures,
+    pub checks: Vec<DeviceCheck>,
+    pub passed: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeviceCheck {
+    pub device: String,
+    pub quantized_matmul: Option<QuantizedMatmulCheck>,
+    /// Set when MLX raised an error instead of computing.
+    pub error: Option<String>,
+}
+
+impl DeviceCheck {
+    pub fn passed(&self) -> bool {
+        self.quantized_matmul.as_ref().is_some_and(|c| c.passed)
+    }
+}
+
+pub fn device_label(info: &DeviceInfo) -> String {
+    format!("{}:{}", info.kind, info.index)
+}
+
+/// Gathers the report, running the 4-bit check on every available device in the dtype `dtype`
+/// resolves to there.
+pub fn run(dtype: DtypeChoice) -> DoctorReport {
+    let devices = runtime::devices();
+    let checks: Vec<DeviceCheck> = devices
+        .iter()
+        .filter(|d| d.available)
+        .map(|info| {
+            let device: Device = info.device();
+            let compute = dtype.resolve(&device);
+            match selftest::quantized_matmul_check(&device, compute) {
+                Ok(check) => DeviceCheck { device: device_label(info), quantized_matmul: Some(check), error: None },
+                Err(e) => DeviceCheck {
+                    device: device_label(info),
+                    quantized_matmul: None,
+                    error: Some(format!("{} ({})", e, dtype_name(compute))),
+                },
+            }
+        })
+        .collect();
+    let passed = !checks.is_empty() && checks.iter().all(DeviceCheck::passed);
+    DoctorReport {
+        vlmbench_version: env!("CARGO_PKG_VERSION"),
+        mlx_version: runtime::mlx_version(),
+        backend: runtime::backend(),
+        mlx_library: runtime::mlx_library_path(),
+        default_device: runtime::default_device().map(|d| device_label(&d)),
+        devices,
+        memory: runtime::memory(),
+        checks,
+        passed,
+    }
+}

@@ -1,0 +1,5 @@
+//! vlmbench: run vision-language models from 4-bit MLX checkpoints, reproduce the seed studies,
+//! and report honest numbers. See README.md.
+
+pub mod cli;
+pub mod doctor;
