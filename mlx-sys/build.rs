@@ -35,18 +35,35 @@ fn main() {
     let native = manifest_dir.join("native");
     let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
 
-    let backend = Backend::requested();
+    let backend = Backend::choose(
+        env::var("VLMBENCH_MLX_BACKEND").ok().as_deref(),
+        env::var_os("CARGO_FEATURE_CUDA").is_some(),
+        &target_os,
+    )
+    .unwrap_or_else(|e| fail(&e));
     if backend == Backend::Cuda && target_os != "linux" {
         fail("the CUDA backend exists for Linux only: drop the `cuda` feature / VLMBENCH_MLX_BACKEND=cuda");
     }
     // The CUDA wheel's CMake package wants a CUDA toolkit at configure time, but its C++ API and
     // library name are the CPU wheel's: compile and link against the CPU wheel, load the CUDA one.
-    let build_install = wheel::locate(if backend == Backend::Cuda { Backend::Cpu } else { backend });
-    let runtime_install = if backend == Backend::Cuda && env::var_os("MLX_DIR").is_none() {
-        wheel::locate(Backend::Cuda)
-    } else {
-        build_install.clone()
+    let mlx_dir = env::var_os("MLX_DIR").map(PathBuf::from);
+    let locate = |backend: Backend| -> MlxInstall {
+        let found = match &mlx_dir {
+            Some(dir) => wheel::from_mlx_dir(dir),
+            None => wheel::cache_root(
+                env::var_os("VLMBENCH_CACHE_DIR").map(PathBuf::from),
+                env::var_os("XDG_CACHE_HOME").map(PathBuf::from),
+                env::var_os("HOME").map(PathBuf::from),
+            )
+            .and_then(|cache| {
+                let python = env::var("VLMBENCH_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+                wheel::cached_wheel(backend, &cache, &python)
+            }),
+        };
+        found.unwrap_or_else(|e| fail(&e))
     };
+    let build_install = locate(if backend == Backend::Cuda { Backend::Cpu } else { backend });
+    let runtime_install = if backend == Backend::Cuda && mlx_dir.is_none() { locate(Backend::Cuda) } else { build_install.clone() };
 
     let mlx_c = mlx_c::prepare(&out_dir, &native.join("half.h"));
     let lib_dir = build_mlx_c(&mlx_c, &build_install, &native.join("format_shim.h"));
@@ -61,7 +78,10 @@ fn main() {
     println!("cargo:rustc-link-lib=dylib=mlx");
     println!("cargo:rustc-link-lib=dylib={}", if target_os == "macos" { "c++" } else { "stdc++" });
     println!("cargo::metadata=runtime_lib_dir={}", runtime_install.lib_dir().display());
+    // Our own tests (tests/build_errors.rs) load nothing from libmlx, but give them the rpath anyway.
+    println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{}", runtime_install.lib_dir().display());
     println!("cargo::metadata=backend={}", backend.name());
+    println!("cargo:rustc-env=VLMBENCH_MLX_BUILD_WHEEL={}", build_install.root.display());
     println!("cargo::metadata=version={MLX_VERSION}");
 }
 

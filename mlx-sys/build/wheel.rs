@@ -1,11 +1,11 @@
 //! Finding MLX 0.32.2: `MLX_DIR` if set, else the official wheel fetched once with pip into a cache.
+//!
+//! Everything here returns `Result<_, String>`, the string being the one line the build prints;
+//! the environment is read by the caller (`build.rs`), so tests can drive every path directly.
 
-use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use crate::fail;
+use std::process::{Command, Stdio};
 
 /// The MLX version mlx-c 0.7.0 (inside mlx-sys 0.7.0) was written against; 0.32.4 already breaks it.
 pub const MLX_VERSION: &str = "0.32.2";
@@ -18,24 +18,16 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The backend asked for: `VLMBENCH_MLX_BACKEND` (cpu|cuda|metal), else the `cuda` feature, else the platform's.
-    pub fn requested() -> Backend {
-        if let Ok(name) = env::var("VLMBENCH_MLX_BACKEND") {
-            return match name.to_ascii_lowercase().as_str() {
-                "cpu" => Backend::Cpu,
-                "cuda" => Backend::Cuda,
-                "metal" => Backend::Metal,
-                other => fail(&format!(
-                    "VLMBENCH_MLX_BACKEND={other:?} is not a backend: use cpu, cuda or metal"
-                )),
-            };
-        }
-        if env::var_os("CARGO_FEATURE_CUDA").is_some() {
-            Backend::Cuda
-        } else if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
-            Backend::Metal
-        } else {
-            Backend::Cpu
+    /// `VLMBENCH_MLX_BACKEND`'s value if given, else the `cuda` feature, else the platform's.
+    pub fn choose(requested: Option<&str>, cuda_feature: bool, target_os: &str) -> Result<Backend, String> {
+        match requested.map(str::to_ascii_lowercase).as_deref() {
+            Some("cpu") => Ok(Backend::Cpu),
+            Some("cuda") => Ok(Backend::Cuda),
+            Some("metal") => Ok(Backend::Metal),
+            Some(other) => Err(format!("VLMBENCH_MLX_BACKEND={other:?} is not a backend: use cpu, cuda or metal")),
+            None if cuda_feature => Ok(Backend::Cuda),
+            None if target_os == "macos" => Ok(Backend::Metal),
+            None => Ok(Backend::Cpu),
         }
     }
 
@@ -47,7 +39,7 @@ impl Backend {
         }
     }
 
-    /// The PyPI distribution that carries this backend's `libmlx`.
+    /// The Python distribution that carries this backend's `libmlx`.
     pub fn wheel(self) -> &'static str {
         match self {
             Backend::Cpu => "mlx-cpu",
@@ -67,16 +59,9 @@ impl MlxInstall {
     pub fn lib_dir(&self) -> PathBuf {
         self.root.join("mlx/lib")
     }
+
     pub fn cmake_dir(&self) -> PathBuf {
         self.root.join("mlx/share/cmake/MLX")
-    }
-
-    /// Accepts the wheel's top directory, its `mlx/` package, or a Python site-packages holding it.
-    fn from_user_path(path: &Path) -> Option<MlxInstall> {
-        [path.to_path_buf(), path.parent().map(Path::to_path_buf).unwrap_or_default()]
-            .into_iter()
-            .map(|root| MlxInstall { root })
-            .find(|install| install.cmake_dir().join("MLXConfigVersion.cmake").is_file())
     }
 
     /// The version recorded by MLX's own CMake package file.
@@ -92,114 +77,125 @@ impl MlxInstall {
         ["libmlx.so", "libmlx.dylib"].iter().any(|name| self.lib_dir().join(name).is_file())
     }
 
-    fn check(self, origin: &str) -> MlxInstall {
+    fn is_complete(&self) -> bool {
+        self.has_library() && self.version().as_deref() == Some(MLX_VERSION)
+    }
+
+    /// Ok if this is an MLX 0.32.2 wheel with its library; else what is wrong, for `origin`.
+    fn check(self, origin: &str) -> Result<MlxInstall, String> {
         match self.version() {
             Some(v) if v == MLX_VERSION => {}
-            Some(v) => fail(&format!(
-                "{origin} holds MLX {v}, but mlx-sys 0.7.0 needs exactly MLX {MLX_VERSION}: point it at an unpacked \
-                 {MLX_VERSION} wheel (pip download --no-deps mlx-cpu=={MLX_VERSION}) or unset it to let the build fetch one"
-            )),
-            None => fail(&format!("{origin}: cannot read the MLX version from {}", self.cmake_dir().display())),
+            Some(v) => {
+                return Err(format!(
+                    "{origin} holds MLX {v}, but mlx-sys 0.7.0 needs exactly MLX {MLX_VERSION}: point it at an unpacked \
+                     {MLX_VERSION} wheel (pip download --no-deps mlx-cpu=={MLX_VERSION}) or unset it to let the build fetch one"
+                ))
+            }
+            None => return Err(format!("{origin}: cannot read the MLX version from {}", self.cmake_dir().display())),
         }
         if !self.has_library() {
-            fail(&format!("{origin}: no libmlx.so or libmlx.dylib in {}", self.lib_dir().display()));
+            return Err(format!("{origin}: no libmlx.so or libmlx.dylib in {}", self.lib_dir().display()));
         }
-        self
+        Ok(self)
     }
 }
 
-/// `MLX_DIR` if set (validated), else the cached wheel for `backend`, fetched first if needed.
-pub fn locate(backend: Backend) -> MlxInstall {
-    if let Some(dir) = env::var_os("MLX_DIR") {
-        let dir = PathBuf::from(dir);
-        let origin = format!("MLX_DIR={}", dir.display());
-        return match MlxInstall::from_user_path(&dir) {
-            Some(install) => install.check(&origin),
-            None => fail(&format!(
-                "{origin} is not an unpacked MLX wheel (expected mlx/share/cmake/MLX/MLXConfigVersion.cmake under it): \
-                 unpack mlx-cpu=={MLX_VERSION} there, or unset MLX_DIR to let the build fetch it"
-            )),
-        };
+/// Validates a user-given `MLX_DIR`: the wheel's top directory or its `mlx/` package.
+pub fn from_mlx_dir(dir: &Path) -> Result<MlxInstall, String> {
+    let origin = format!("MLX_DIR={}", dir.display());
+    let candidates = [dir.to_path_buf(), dir.parent().map(Path::to_path_buf).unwrap_or_default()];
+    match candidates
+        .into_iter()
+        .map(|root| MlxInstall { root })
+        .find(|install| install.cmake_dir().join("MLXConfigVersion.cmake").is_file())
+    {
+        Some(install) => install.check(&origin),
+        None => Err(format!(
+            "{origin} is not an unpacked MLX wheel (no mlx/share/cmake/MLX/MLXConfigVersion.cmake under it): \
+             unpack mlx-cpu=={MLX_VERSION} there, or unset MLX_DIR to let the build fetch it"
+        )),
     }
-    cached_wheel(backend)
 }
 
 /// Where fetched wheels live: `VLMBENCH_CACHE_DIR`, else `$XDG_CACHE_HOME/vlmbench`, else `~/.cache/vlmbench`.
-pub fn cache_root() -> PathBuf {
-    if let Some(dir) = env::var_os("VLMBENCH_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("vlmbench");
-    }
-    match env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".cache").join("vlmbench"),
-        None => fail("neither VLMBENCH_CACHE_DIR, XDG_CACHE_HOME nor HOME is set: set VLMBENCH_CACHE_DIR to a writable directory"),
-    }
+pub fn cache_root(cache_dir: Option<PathBuf>, xdg_cache: Option<PathBuf>, home: Option<PathBuf>) -> Result<PathBuf, String> {
+    cache_dir
+        .or_else(|| xdg_cache.map(|d| d.join("vlmbench")))
+        .or_else(|| home.map(|h| h.join(".cache").join("vlmbench")))
+        .ok_or_else(|| {
+            "neither VLMBENCH_CACHE_DIR, XDG_CACHE_HOME nor HOME is set: set VLMBENCH_CACHE_DIR to a writable directory"
+                .to_owned()
+        })
 }
 
-fn cached_wheel(backend: Backend) -> MlxInstall {
-    let target = cache_root().join(format!("mlx-{MLX_VERSION}")).join(backend.name());
+/// The cached wheel for `backend` under `cache_root`, fetched with `python`'s pip if not there yet.
+pub fn cached_wheel(backend: Backend, cache_root: &Path, python: &str) -> Result<MlxInstall, String> {
+    let target = cache_root.join(format!("mlx-{MLX_VERSION}")).join(backend.name());
     let install = MlxInstall { root: target.clone() };
-    if install.has_library() && install.version().as_deref() == Some(MLX_VERSION) {
-        return install;
+    if install.is_complete() {
+        return Ok(install);
     }
+    check_pip(python)?;
     // Fetch into a scratch directory and rename it into place, so that a crash or a concurrent
     // build never leaves a half-unpacked wheel where the next build would trust it.
-    let parent = target.parent().expect("cache path has a parent");
-    let scratch = parent.join(format!(".{}-{}", backend.name(), std::process::id()));
+    let scratch = cache_root.join(format!(".{}-{}-{}", MLX_VERSION, backend.name(), std::process::id()));
+    let result = fetch_into(backend, python, &scratch).and_then(|_| {
+        let _ = fs::remove_dir_all(&target);
+        fs::create_dir_all(target.parent().unwrap_or(cache_root))
+            .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+        // A concurrent build may have won the race to the same target; its copy is as good as ours.
+        if fs::rename(&scratch, &target).is_err() && !install.is_complete() {
+            return Err(format!("cannot move the unpacked wheel into {}", target.display()));
+        }
+        Ok(install)
+    });
     let _ = fs::remove_dir_all(&scratch);
-    if let Err(e) = fs::create_dir_all(&scratch) {
-        fail(&format!("cannot create the MLX cache directory {}: {e}", scratch.display()));
-    }
-    let python = python();
-    let spec = format!("{}=={MLX_VERSION}", backend.wheel());
-    let download = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", &spec, "-d"])
-        .arg(&scratch)
-        .status();
-    match download {
-        Ok(status) if status.success() => {}
-        Ok(_) => fail(&format!(
-            "`{python} -m pip download {spec}` failed (see above): check network access to the Python package index, \
-             or set MLX_DIR to an unpacked {spec} wheel"
-        )),
-        Err(e) => fail(&format!("cannot run {python}: {e}; install Python 3 with pip, or set MLX_DIR to an unpacked {spec} wheel")),
-    }
-    let wheel = fs::read_dir(&scratch)
-        .ok()
-        .and_then(|entries| entries.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "whl")))
-        .unwrap_or_else(|| fail(&format!("pip reported success but left no .whl for {spec} in {}", scratch.display())));
-    let unpack = Command::new(&python).args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&scratch).status();
-    if !matches!(unpack, Ok(s) if s.success()) {
-        fail(&format!("cannot unpack {}: the download may be corrupt; delete it and build again", wheel.display()));
-    }
-    let _ = fs::remove_file(&wheel);
-    MlxInstall { root: scratch.clone() }.check(&format!("the downloaded {spec} wheel"));
-    let _ = fs::remove_dir_all(&target);
-    // A concurrent build may have won the race to the same target; its copy is as good as ours.
-    if fs::rename(&scratch, &target).is_err() && !install.has_library() {
-        fail(&format!("cannot move the unpacked wheel into {}", target.display()));
-    }
-    let _ = fs::remove_dir_all(&scratch);
-    install
+    result
 }
 
-/// The Python used to run pip: `VLMBENCH_PYTHON`, else `python3`. Fails clearly when pip is missing.
-fn python() -> String {
-    let python = env::var("VLMBENCH_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let has_pip = Command::new(&python)
-        .args(["-m", "pip", "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+fn fetch_into(backend: Backend, python: &str, scratch: &Path) -> Result<MlxInstall, String> {
+    let _ = fs::remove_dir_all(scratch);
+    fs::create_dir_all(scratch).map_err(|e| format!("cannot create the MLX cache directory {}: {e}", scratch.display()))?;
+    let spec = format!("{}=={MLX_VERSION}", backend.wheel());
+    let status = Command::new(python)
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q"])
+        .arg(&spec)
+        .arg("-d")
+        .arg(scratch)
         .status()
-        .is_ok_and(|s| s.success());
-    if !has_pip {
-        fail(&format!(
-            "building mlx-sys needs pip to fetch the MLX {MLX_VERSION} wheel, and `{python} -m pip` does not run: \
-             install pip (apt-get install python3-pip), set VLMBENCH_PYTHON to a Python with pip, \
-             or set MLX_DIR to an unpacked mlx-cpu=={MLX_VERSION} wheel"
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "`{python} -m pip download {spec}` failed (see above): check access to the Python package index, \
+             or set MLX_DIR to an unpacked {spec} wheel"
         ));
     }
-    python
+    let wheel = fs::read_dir(scratch)
+        .ok()
+        .and_then(|entries| entries.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "whl")))
+        .ok_or_else(|| format!("pip reported success but left no .whl for {spec} in {}", scratch.display()))?;
+    let unpacked = Command::new(python).args(["-m", "zipfile", "-e"]).arg(&wheel).arg(scratch).status();
+    if !matches!(unpacked, Ok(s) if s.success()) {
+        return Err(format!("cannot unpack {}: the download may be corrupt; build again", wheel.display()));
+    }
+    let _ = fs::remove_file(&wheel);
+    MlxInstall { root: scratch.to_path_buf() }.check(&format!("the downloaded {spec} wheel"))
+}
+
+/// Ok if `python -m pip` runs; else the line that tells the user what to do.
+pub fn check_pip(python: &str) -> Result<(), String> {
+    let runs = Command::new(python)
+        .args(["-m", "pip", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if runs {
+        return Ok(());
+    }
+    Err(format!(
+        "building mlx-sys needs pip to fetch the MLX {MLX_VERSION} wheel, and `{python} -m pip` does not run: \
+         install pip (apt-get install python3-pip), set VLMBENCH_PYTHON to a Python with pip, \
+         or set MLX_DIR to an unpacked mlx-cpu=={MLX_VERSION} wheel"
+    ))
 }
