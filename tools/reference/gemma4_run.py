@@ -197,6 +197,14 @@ def main():
         for k, v in gen_kwargs.items()
     }
 
+    try:  # informative: how generate_step will prefill this prompt (mlx-vlm's own policy function)
+        from mlx_vlm.generate.common import _chunked_prefill_enabled
+        chunked = _chunked_prefill_enabled(model, input_ids=input_ids, prefill_kwargs=dict(gen_kwargs))
+        rec["prefill"] = ("chunks of <= 2048 over prompt[:-1], then the last prompt token" if chunked
+                          else "whole prompt in one forward pass")
+    except Exception as e:  # noqa: BLE001
+        rec["prefill"] = f"unknown ({type(e).__name__})"
+
     if args.image:
         cfg = model.config
         rec["images"] = [str(p) for p in args.image]
@@ -237,7 +245,8 @@ def main():
     lp_rows = [np.array((l - mx.logsumexp(l, axis=-1, keepdims=True)).astype(mx.float32)).reshape(-1) for l in steps]
     rec["logits_dtype"] = str(steps[0].dtype).replace("mlx.core.", "") if steps else None
     rec["generated_ids"] = token_ids
-    rec["text"] = res.text  # as mlx_vlm.generate returns it (its streaming detokenizer drops incomplete UTF-8)
+    rec["text"] = res.text  # as mlx_vlm.generate returns it (from its streaming detokenizer)
+    rec["detokenizer"] = type(getattr(processor, "detokenizer", None)).__name__
     stop_ids = set(rec["stop_token_ids"] or [])
     body = token_ids[:-1] if (token_ids and res.finish_reason == "stop" and token_ids[-1] in stop_ids) else token_ids
     rec["decoded_text"] = tok.decode(body, skip_special_tokens=False)
