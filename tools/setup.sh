@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building vlmbench needs beyond Rust and Python: CMake (builds mlx-c) and libclang
-# (bindgen reads the mlx-c headers). Idempotent: does nothing when both are present.
+# (bindgen reads the mlx-c headers), pip and venv for Python. Idempotent: does nothing when both are present.
 # The MLX library itself is fetched by the build (mlx-sys/build.rs), with pip, into a cache.
 set -euo pipefail
 
@@ -18,6 +18,8 @@ have_libclang || missing+=(libclang-dev)
 if ! python3 -m pip --version >/dev/null 2>&1; then
   missing+=(python3-pip)
 fi
+# The parity tests' Python reference lives in a venv (tools/reference/setup.sh).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(uname -s)" = Darwin ]; then
