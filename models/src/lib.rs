@@ -1,9 +1,12 @@
 pub fn hello() {}
 
-// Text side: tokenizer, streaming detokenizer, chat template, tiny tokenizer.
+// Text side: tokenizer, streaming detokenizer, chat template, tiny tokenizer,
+// stop tokens and sampling defaults, sampler.
 pub mod chat_messages;
 pub mod chat_template;
 pub mod detokenizer;
+pub mod generation_config;
+pub mod sampling;
 pub mod tiny_tokenizer;
 pub mod tokenizer;
 pub mod tokenizer_config;
