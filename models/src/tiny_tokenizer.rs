@@ -124,6 +124,15 @@ pub fn tiny_vocab(vocab_size: usize) -> Result<Vec<String>, TinyTokenizerError> 
     Ok(vocab)
 }
 
+/// The id of a special token of the tiny tokenizer (e.g. for the tiny `config.json`'s
+/// `image_token_id`), or `None` if it is not one of [`TINY_SPECIAL_TOKENS`].
+pub fn tiny_special_id(token: &str) -> Option<u32> {
+    TINY_SPECIAL_TOKENS
+        .iter()
+        .position(|t| *t == token)
+        .map(|i| i as u32)
+}
+
 /// Builds the tiny tokenizer in memory.
 pub fn tiny_tokenizer(vocab_size: usize) -> Result<tokenizers::Tokenizer, TinyTokenizerError> {
     let build = |e: tokenizers::Error| TinyTokenizerError::Build(e.to_string());
@@ -278,7 +287,11 @@ mod tests {
         ];
         for (token, id) in documented {
             assert_eq!(tok.token_id(token).unwrap(), id, "{token}");
+            if !token.starts_with("<unused") {
+                assert_eq!(tiny_special_id(token), Some(id), "{token}");
+            }
         }
+        assert_eq!(tiny_special_id("<unused0>"), None);
         // Round trips, ASCII and not (non-ASCII goes through byte fallback).
         for text in [
             "Hello there, what is the capital of France?",
