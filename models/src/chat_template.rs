@@ -109,12 +109,13 @@ impl ChatTemplate {
         origin: String,
         config: &TokenizerConfig,
     ) -> Result<Self, ChatTemplateError> {
-        let mut env = hf_environment();
+        let syntax_error = |e: Error| ChatTemplateError::Syntax {
+            origin: origin.clone(),
+            message: describe(&e),
+        };
+        let mut env = hf_environment().map_err(syntax_error)?;
         env.add_template_owned(TEMPLATE_NAME, source.clone())
-            .map_err(|e| ChatTemplateError::Syntax {
-                origin: origin.clone(),
-                message: describe(&e),
-            })?;
+            .map_err(syntax_error)?;
         Ok(Self {
             env,
             source,
@@ -197,21 +198,20 @@ fn describe(e: &Error) -> String {
 }
 
 /// The environment transformers' `_compile_jinja_template` sets up, in minijinja terms.
-fn hf_environment() -> Environment<'static> {
+fn hf_environment() -> Result<Environment<'static>, Error> {
     let mut env = Environment::new();
-    let syntax = minijinja::syntax::SyntaxConfig::builder()
-        .trim_blocks(true)
-        .lstrip_blocks(true)
-        .build();
-    if let Ok(syntax) = syntax {
-        env.set_syntax(syntax);
-    }
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()?,
+    );
     // Jinja2 escapes nothing unless asked; HF never asks.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("raise_exception", raise_exception);
     env.add_filter("trim", py_trim);
-    env
+    Ok(env)
 }
 
 fn raise_exception(message: String) -> Result<Value, Error> {
