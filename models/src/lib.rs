@@ -4,3 +4,14 @@
 pub mod dtype;
 pub mod runtime;
 pub mod selftest;
+
+// Text side: tokenizer, streaming detokenizer, chat template, tiny tokenizer,
+// stop tokens and sampling defaults, sampler.
+pub mod chat_messages;
+pub mod chat_template;
+pub mod detokenizer;
+pub mod generation_config;
+pub mod sampling;
+pub mod tiny_tokenizer;
+pub mod tokenizer;
+pub mod tokenizer_config;
