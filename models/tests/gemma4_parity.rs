@@ -208,6 +208,38 @@ fn image_case(variant: &str, dtype: Dtype) -> Case<'_> {
     }
 }
 
+/// 300-token prompt: the full-attention KV cache grows past its first 256-slot block, both in one
+/// 299-token chunk and in chunks of 100 (a growth at an offset that is not a multiple of 256).
+fn long_case(variant: &str, step: i32) -> Case<'_> {
+    let mut ids = vec![2, 5];
+    ids.extend((0..298).map(|i| 24 + (i * 37) % 350));
+    Case {
+        variant,
+        dtype: Dtype::Float32,
+        prefill_step_size: step,
+        ids,
+        mm: None,
+        image_features: false,
+        tag: format!("{variant}-f32-long-step{step}"),
+    }
+}
+
+#[test]
+fn dense_f32_long() {
+    check(long_case("dense", 2048));
+    check(long_case("dense", 100));
+}
+
+#[test]
+fn moe_f32_long() {
+    check(long_case("moe", 100));
+}
+
+#[test]
+fn ple_f32_long() {
+    check(long_case("ple", 100));
+}
+
 #[test]
 fn dense_f32_text() {
     check(text_case("dense", Dtype::Float32, 2048));

@@ -616,16 +616,15 @@ impl Config {
 }
 
 fn deserialize<T: for<'de> Deserialize<'de>>(v: Value, path: &Path, field: &str) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| {
-        ModelError::config(
-            path,
-            if field.is_empty() {
-                "(top level)"
-            } else {
-                field
-            },
-            e.to_string(),
-        )
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let inner = e.path().to_string();
+        let name = match (field.is_empty(), inner.as_str()) {
+            (true, ".") => "(top level)".to_string(),
+            (true, _) => inner.clone(),
+            (false, ".") => field.to_string(),
+            (false, _) => format!("{field}.{inner}"),
+        };
+        ModelError::config(path, name, e.into_inner().to_string())
     })
 }
 
