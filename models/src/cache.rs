@@ -264,3 +264,64 @@ pub fn eval_caches(caches: &[LayerCache]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[1, 1, n, 1]` keys holding their absolute positions.
+    fn pos(start: i32, n: i32) -> Array {
+        Array::from_iter((start..start + n).map(|x| x as f32), &[1, 1, n, 1])
+    }
+
+    fn values(a: &Array) -> Vec<i32> {
+        a.as_slice::<f32>().iter().map(|x| *x as i32).collect()
+    }
+
+    #[test]
+    fn rotating_cache_prefill_keeps_everything_then_window_minus_one() {
+        let mut c = RotatingKvCache::new(4);
+        let (k, _) = c.update_and_fetch(&pos(0, 6), &pos(0, 6)).unwrap();
+        assert_eq!(values(&k), vec![0, 1, 2, 3, 4, 5]);
+        let (k, _) = c.update_and_fetch(&pos(6, 2), &pos(6, 2)).unwrap();
+        assert_eq!(values(&k), vec![3, 4, 5, 6, 7]);
+        assert_eq!(c.offset(), 8);
+    }
+
+    #[test]
+    fn rotating_cache_decode_is_a_ring_of_window() {
+        let mut c = RotatingKvCache::new(4);
+        c.update_and_fetch(&pos(0, 6), &pos(0, 6)).unwrap();
+        let (k, _) = c.update_and_fetch(&pos(6, 1), &pos(6, 1)).unwrap();
+        assert_eq!(values(&k), vec![6, 3, 4, 5]);
+        let (k, _) = c.update_and_fetch(&pos(7, 1), &pos(7, 1)).unwrap();
+        assert_eq!(values(&k), vec![6, 7, 4, 5]);
+        // A multi-token update after ring steps restores temporal order first.
+        let (k, _) = c.update_and_fetch(&pos(8, 2), &pos(8, 2)).unwrap();
+        assert_eq!(values(&k), vec![5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn rotating_cache_short_prompt_grows_to_window() {
+        let mut c = RotatingKvCache::new(4);
+        c.update_and_fetch(&pos(0, 2), &pos(0, 2)).unwrap();
+        let (k, _) = c.update_and_fetch(&pos(2, 1), &pos(2, 1)).unwrap();
+        assert_eq!(values(&k), vec![0, 1, 2]);
+        let (k, _) = c.update_and_fetch(&pos(3, 1), &pos(3, 1)).unwrap();
+        assert_eq!(values(&k), vec![0, 1, 2, 3]);
+        let (k, _) = c.update_and_fetch(&pos(4, 1), &pos(4, 1)).unwrap();
+        assert_eq!(values(&k), vec![4, 1, 2, 3]);
+    }
+
+    #[test]
+    fn kv_cache_grows_in_steps_of_256() {
+        let mut c = KvCache::new();
+        let (k, _) = c.update_and_fetch(&pos(0, 200), &pos(0, 200)).unwrap();
+        assert_eq!(k.shape(), &[1, 1, 200, 1]);
+        let (k, _) = c.update_and_fetch(&pos(200, 100), &pos(200, 100)).unwrap();
+        assert_eq!(values(&k), (0..300).collect::<Vec<_>>());
+        assert_eq!(c.keys.as_ref().unwrap().dim(2), 456);
+        let (k, _) = c.update_and_fetch(&pos(300, 1), &pos(300, 1)).unwrap();
+        assert_eq!(k.dim(2), 301);
+    }
+}

@@ -89,11 +89,42 @@ fn rust_run(
     (toks, all)
 }
 
+/// The dense checkpoint rewritten as a bare `gemma4_text` checkpoint (text config at the top
+/// level, only the `language_model.*` tensors), which mlx-vlm runs through its `gemma4_text` module.
+fn bare_text_checkpoint(dense: &std::path::Path) -> std::path::PathBuf {
+    let dir = dense
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("tiny-gemma4-text");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dense.join("config.json")).unwrap()).unwrap();
+    let mut text = cfg["text_config"].clone();
+    text["model_type"] = "gemma4_text".into();
+    text["quantization"] = cfg["quantization"].clone();
+    text["quantization_config"] = cfg["quantization"].clone();
+    std::fs::write(dir.join("config.json"), text.to_string()).unwrap();
+    let w = Array::load_safetensors(dense.join("model.safetensors")).unwrap();
+    let meta = std::collections::HashMap::from([("format".to_string(), "mlx".to_string())]);
+    Array::save_safetensors(
+        w.iter().filter(|(k, _)| k.starts_with("language_model.")),
+        &meta,
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    dir
+}
+
 fn check(case: Case) {
     let Some(py) = require_reference(&case.tag) else {
         return;
     };
-    let dir = tiny_checkpoint(&py, case.variant);
+    let dir = match case.variant {
+        "gemma4_text" => bare_text_checkpoint(&tiny_checkpoint(&py, "dense")),
+        v => tiny_checkpoint(&py, v),
+    };
     let dtype_name = if case.dtype == Dtype::Float32 {
         "float32"
     } else {
@@ -238,6 +269,12 @@ fn moe_f32_long() {
 #[test]
 fn ple_f32_long() {
     check(long_case("ple", 100));
+}
+
+#[test]
+fn bare_gemma4_text_f32_and_bf16() {
+    check(text_case("gemma4_text", Dtype::Float32, 2048));
+    check(text_case("gemma4_text", Dtype::Bfloat16, 2048));
 }
 
 #[test]

@@ -27,7 +27,10 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
     let py = std::env::var("VLMBENCH_REF_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|_| dir.join(".venv/bin/python"));
-    if dir.join("gemma4_run.py").exists() && dir.join("build_tiny_gemma4.py").exists() && py.exists() {
+    if dir.join("gemma4_run.py").exists()
+        && dir.join("build_tiny_gemma4.py").exists()
+        && py.exists()
+    {
         Some((dir, py))
     } else {
         eprintln!(
@@ -58,7 +61,11 @@ fn run(variant: &str, dtype: Dtype) {
     }
     let mut ids = vec![2, 5];
     ids.extend((0..30).map(|i| 30 + (i * 53) % 340));
-    let dname = if dtype == Dtype::Float32 { "float32" } else { "bfloat16" };
+    let dname = if dtype == Dtype::Float32 {
+        "float32"
+    } else {
+        "bfloat16"
+    };
     let out = work.join(format!("{variant}-{dname}.json"));
     let o = Command::new(&py)
         .arg(dir.join("gemma4_run.py"))
@@ -75,33 +82,68 @@ fn run(variant: &str, dtype: Dtype) {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(o.status.success(), "gemma4_run.py failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "gemma4_run.py failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let ref_ids: Vec<i32> = r["generated_ids"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap() as i32).collect();
-    let ref_first: Vec<f32> =
-        r["first_step_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let ref_ids: Vec<i32> = r["generated_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap() as i32)
+        .collect();
+    let ref_first: Vec<f32> = r["first_step_logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
 
     let ckpt = Checkpoint::open(&ckpt_dir).unwrap();
     let model = Gemma4Text::load(&ckpt, dtype).unwrap();
     let ids_a = Array::from_slice(&ids, &[1, ids.len() as i32]);
     let mut cache = model.make_cache();
-    let mut logits = model.prefill(&ids_a, None, None, &mut cache, Some(2048)).unwrap();
+    let mut logits = model
+        .prefill(&ids_a, None, None, &mut cache, Some(2048))
+        .unwrap();
     let mut toks = vec![];
     let mut first = None;
     for _ in 0..STEPS {
         if first.is_none() {
-            first = Some(logits.as_dtype(Dtype::Float32).unwrap().as_slice::<f32>().to_vec());
+            first = Some(
+                logits
+                    .as_dtype(Dtype::Float32)
+                    .unwrap()
+                    .as_slice::<f32>()
+                    .to_vec(),
+            );
         }
-        let lp = logits.subtract(logits.logsumexp_axis(-1, true).unwrap()).unwrap();
+        let lp = logits
+            .subtract(logits.logsumexp_axis(-1, true).unwrap())
+            .unwrap();
         let t = argmax(lp.as_dtype(Dtype::Float32).unwrap().as_slice::<f32>());
         toks.push(t);
-        logits = model.decode_step(&Array::from_slice(&[t], &[1, 1]), &mut cache).unwrap();
+        logits = model
+            .decode_step(&Array::from_slice(&[t], &[1, 1]), &mut cache)
+            .unwrap();
     }
     let d = max_abs_diff(&first.unwrap(), &ref_first);
     eprintln!("[tools {variant} {dname}] first-step max|logit diff| = {d:.3e}");
-    assert_eq!(toks, ref_ids, "[tools {variant} {dname}] greedy ids differ (rust vs ref)");
-    let tol = if dtype == Dtype::Float32 { 1e-4 } else { 0.0625 };
-    assert!(d <= tol, "[tools {variant} {dname}] first-step logits differ by {d}");
+    assert_eq!(
+        toks, ref_ids,
+        "[tools {variant} {dname}] greedy ids differ (rust vs ref)"
+    );
+    let tol = if dtype == Dtype::Float32 {
+        1e-4
+    } else {
+        0.0625
+    };
+    assert!(
+        d <= tol,
+        "[tools {variant} {dname}] first-step logits differ by {d}"
+    );
 }
 
 #[test]
