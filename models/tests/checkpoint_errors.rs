@@ -636,3 +636,33 @@ fn bare_gemma4_text_checkpoint_loads() {
     write(d2.path(), &config(), &tensors());
     assert_eq!(bare, logits(&load(d2.path()).unwrap()));
 }
+
+#[test]
+fn bad_prompt_inputs_are_errors() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), &config(), &tensors());
+    let m = load(d.path()).unwrap();
+    let mut cache = m.make_cache();
+    let ids = Array::from_slice(&[2, 5, V], &[1, 3]);
+    let e = m
+        .prefill(&ids, None, None, &mut cache, Some(2048))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("token id 64") && e.contains("[0, 64)"), "{e}");
+    let ids = Array::from_slice(&[2, 5, 7], &[1, 3]);
+    let mm = Array::from_slice(&[0, 0], &[1, 2]);
+    let e = m
+        .prefill(&ids, None, Some(&mm), &mut cache, Some(2048))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("mm_token_type_ids"), "{e}");
+    let emb = Array::zeros::<f32>(&[1, 2, H]).unwrap();
+    let e = m
+        .prefill(&ids, Some(&emb), None, &mut cache, Some(2048))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("embeddings"), "{e}");
+    let mut short = Vec::new();
+    let e = m.decode_step(&ids, &mut short).unwrap_err().to_string();
+    assert!(e.contains("cache has 0 entries"), "{e}");
+}

@@ -622,6 +622,7 @@ impl Gemma4Text {
         cache: &mut [LayerCache],
         prefill_step_size: Option<i32>,
     ) -> Result<Array> {
+        self.check_prompt(ids, embeds, mm_token_type_ids)?;
         let embeds = match embeds {
             Some(e) => e.clone(),
             None => self.embed(ids)?,
@@ -676,6 +677,70 @@ impl Gemma4Text {
             .run(input, cache, Some(Logits::Last))?
             .expect("logits requested");
         Ok(l.index((.., -1, ..)))
+    }
+
+    /// Prompt arguments: `ids [B, L]` integer ids within the vocabulary (read on the host: an
+    /// out-of-range id would index outside the embedding tables), `embeds [B, L, H]`,
+    /// `mm_token_type_ids [B, L]`.
+    fn check_prompt(&self, ids: &Array, embeds: Option<&Array>, mm: Option<&Array>) -> Result<()> {
+        if ids.ndim() != 2 || ids.dim(1) == 0 {
+            return Err(ModelError::Input(format!(
+                "ids must be [B, L] with L > 0, got {:?}",
+                ids.shape()
+            )));
+        }
+        if !matches!(
+            ids.dtype(),
+            Dtype::Int32
+                | Dtype::Int64
+                | Dtype::Uint32
+                | Dtype::Int16
+                | Dtype::Uint16
+                | Dtype::Int8
+                | Dtype::Uint8
+        ) {
+            return Err(ModelError::Input(format!(
+                "ids must be integers, got {:?}",
+                ids.dtype()
+            )));
+        }
+        let mut limit = self.cfg.vocab_size;
+        if self.ple.is_some() {
+            limit = limit.min(self.cfg.vocab_size_per_layer_input);
+        }
+        let host = ids.as_dtype(Dtype::Int64)?;
+        if let Some(bad) = host
+            .as_slice::<i64>()
+            .iter()
+            .find(|&&x| x < 0 || x >= limit as i64)
+        {
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the vocabulary [0, {limit})"
+            )));
+        }
+        if let Some(e) = embeds {
+            if e.ndim() != 3
+                || e.shape()[..2] != ids.shape()[..]
+                || e.dim(2) != self.cfg.hidden_size
+            {
+                return Err(ModelError::Input(format!(
+                    "embeddings {:?} do not match ids {:?} and hidden size {}",
+                    e.shape(),
+                    ids.shape(),
+                    self.cfg.hidden_size
+                )));
+            }
+        }
+        if let Some(m) = mm {
+            if m.shape() != ids.shape() {
+                return Err(ModelError::Input(format!(
+                    "mm_token_type_ids {:?} do not match ids {:?}",
+                    m.shape(),
+                    ids.shape()
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn run(
