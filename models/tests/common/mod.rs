@@ -27,7 +27,7 @@ pub fn require_reference(test: &str) -> Option<PathBuf> {
         None => {
             eprintln!(
                 "SKIPPED {test}: no reference Python environment (set VLMBENCH_REF_PYTHON to a python with \
-                 mlx==0.32.2, mlx-cpu==0.32.2 and mlx-vlm==0.7.10, or create tools/reference/.venv)"
+                 mlx==0.32.2, mlx-cpu==0.32.2 and mlx-vlm==0.7.10, or create tools/reference/.venv with tools/reference/setup.sh)"
             );
             None
         }
