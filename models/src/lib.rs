@@ -5,6 +5,16 @@ pub mod dtype;
 pub mod runtime;
 pub mod selftest;
 
+// Checkpoints and the building blocks every architecture shares.
+pub mod cache;
+pub mod checkpoint;
+pub mod error;
+pub mod nn;
+pub mod quantized;
+
+// Architectures.
+pub mod gemma4;
+
 // Text side: tokenizer, streaming detokenizer, chat template, tiny tokenizer,
 // stop tokens and sampling defaults, sampler.
 pub mod chat_messages;

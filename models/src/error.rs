@@ -1,0 +1,118 @@
+//! Error types of the model crate. Every variant names the file, tensor or field it is about.
+
+use std::path::PathBuf;
+
+/// Result alias used across the crate's model code.
+pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// Errors from checkpoint loading, configuration parsing and model evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A JSON file is not valid JSON (or not the expected shape of JSON).
+    #[error("{path}: invalid JSON: {reason}")]
+    Json { path: PathBuf, reason: String },
+
+    /// The checkpoint directory has no weights.
+    #[error("{dir}: no model.safetensors, model.safetensors.index.json or *.safetensors found")]
+    NoWeights { dir: PathBuf },
+
+    /// A safetensors file is corrupt or truncated.
+    #[error("{path}: corrupt safetensors file: {reason}")]
+    CorruptSafetensors { path: PathBuf, reason: String },
+
+    /// The shard index refers to something that is not there.
+    #[error("{path}: {reason}")]
+    ShardIndex { path: PathBuf, reason: String },
+
+    /// The same tensor name appears in two files.
+    #[error("tensor `{name}` appears in both {first} and {second}")]
+    DuplicateTensor {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+
+    /// A tensor the model needs is not in the checkpoint.
+    #[error("{dir}: missing tensor `{name}`")]
+    MissingTensor { dir: PathBuf, name: String },
+
+    /// A tensor has the wrong shape.
+    #[error("{file}: tensor `{name}`: expected shape {expected:?}, found {found:?}")]
+    ShapeMismatch {
+        file: PathBuf,
+        name: String,
+        expected: Vec<i32>,
+        found: Vec<i32>,
+    },
+
+    /// A tensor has a dtype the model cannot use there.
+    #[error("{file}: tensor `{name}`: expected {expected}, found dtype {found}")]
+    DtypeMismatch {
+        file: PathBuf,
+        name: String,
+        expected: String,
+        found: String,
+    },
+
+    /// A packed quantized weight does not match the declared bits / group size.
+    #[error(
+        "{file}: tensor `{name}`: packed shape {found:?} is inconsistent with bits={bits}, \
+         group_size={group_size} for a [{out_dim}, {in_dim}] weight (expected {expected:?})"
+    )]
+    QuantizedShape {
+        file: PathBuf,
+        name: String,
+        bits: i32,
+        group_size: i32,
+        out_dim: i32,
+        in_dim: i32,
+        expected: Vec<i32>,
+        found: Vec<i32>,
+    },
+
+    /// `model_type` is not one this crate implements.
+    #[error("{path}: unsupported model_type `{found}` (supported: {supported})")]
+    UnsupportedModelType {
+        path: PathBuf,
+        found: String,
+        supported: String,
+    },
+
+    /// A config field is missing, malformed, or has a value this implementation does not support.
+    #[error("{path}: field `{field}`: {reason}")]
+    Config {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+
+    /// Bad arguments to a model call (shapes, lengths, cache).
+    #[error("invalid input: {0}")]
+    Input(String),
+
+    /// An error raised by MLX.
+    #[error("mlx: {0}")]
+    Mlx(#[from] mlx_rs::error::Exception),
+}
+
+impl ModelError {
+    pub(crate) fn config(
+        path: impl Into<PathBuf>,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        ModelError::Config {
+            path: path.into(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}

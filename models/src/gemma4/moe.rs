@@ -1,0 +1,169 @@
+//! The 26B-A4B mixture-of-experts block (mlx-vlm `Router` + `Experts`/`SwitchGLU`).
+
+use mlx_rs::ops::indexing::IndexOp;
+use mlx_rs::ops::{
+    argpartition_axis, argsort_axis, expand_dims, expand_dims_axes, softmax_axis, sum_axis,
+};
+use mlx_rs::{Array, Dtype};
+
+use crate::checkpoint::Checkpoint;
+use crate::error::Result;
+use crate::nn::{geglu, scalar};
+use crate::quantized::{load_param, Linear, SwitchLinear};
+
+/// mlx-vlm's `DECODE_BLOCK_SIZE`: blocks of 2..=8 positions take the unsorted per-token route.
+const DECODE_BLOCK_SIZE: i32 = 8;
+
+/// Expert router: `RMSNorm(x) * scale * H^-0.5 -> proj -> top-k -> softmax over the selected
+/// scores -> * per_expert_scale`.
+#[derive(Debug, Clone)]
+pub struct Router {
+    proj: Linear,
+    /// `scale * H^-0.5`, computed in the compute dtype as mlx-vlm does at call time.
+    norm_weight: Array,
+    per_expert_scale: Array,
+    top_k: i32,
+    num_experts: i32,
+    eps: f32,
+}
+
+impl Router {
+    pub fn load(
+        ckpt: &Checkpoint,
+        prefix: &str,
+        hidden: i32,
+        num_experts: i32,
+        top_k: i32,
+        eps: f32,
+        dtype: Dtype,
+    ) -> Result<Self> {
+        let proj = Linear::load(ckpt, &format!("{prefix}.proj"), hidden, num_experts, dtype)?;
+        let scale = load_param(ckpt, &format!("{prefix}.scale"), &[hidden], dtype)?;
+        let norm_weight = scale.multiply(scalar((hidden as f64).powf(-0.5), dtype)?)?;
+        let per_expert_scale = load_param(
+            ckpt,
+            &format!("{prefix}.per_expert_scale"),
+            &[num_experts],
+            dtype,
+        )?;
+        Ok(Router {
+            proj,
+            norm_weight,
+            per_expert_scale,
+            top_k,
+            num_experts,
+            eps,
+        })
+    }
+
+    /// Returns `(indices [.., k], weights [.., k])`.
+    pub fn forward(&self, x: &Array) -> Result<(Array, Array)> {
+        let x = mlx_rs::fast::rms_norm(x, Some(&self.norm_weight), self.eps)?;
+        let scores = self.proj.forward(&x)?;
+        let part = argpartition_axis(&scores, self.num_experts - self.top_k, -1)?;
+        let k = self.top_k;
+        let idx = part.index((mlx_rs::ops::indexing::Ellipsis, -k..));
+        let w = scores.take_along_axis(&idx, -1)?;
+        let w = softmax_axis(&w, -1, None)?;
+        let w = w.multiply(self.per_expert_scale.take(&idx)?)?;
+        Ok((idx, w))
+    }
+
+    pub(crate) fn arrays(&self) -> Vec<&Array> {
+        let mut v = self.proj.arrays();
+        v.push(&self.norm_weight);
+        v.push(&self.per_expert_scale);
+        v
+    }
+}
+
+/// `SwitchGLU`: per selected expert `down(gelu_tanh(gate x) * up x)`, combined with the router weights.
+#[derive(Debug, Clone)]
+pub struct Experts {
+    gate_proj: SwitchLinear,
+    up_proj: SwitchLinear,
+    down_proj: SwitchLinear,
+}
+
+impl Experts {
+    pub fn load(
+        ckpt: &Checkpoint,
+        prefix: &str,
+        hidden: i32,
+        inter: i32,
+        num_experts: i32,
+        dtype: Dtype,
+    ) -> Result<Self> {
+        let p = format!("{prefix}.switch_glu");
+        Ok(Experts {
+            gate_proj: SwitchLinear::load(
+                ckpt,
+                &format!("{p}.gate_proj"),
+                num_experts,
+                hidden,
+                inter,
+                dtype,
+            )?,
+            up_proj: SwitchLinear::load(
+                ckpt,
+                &format!("{p}.up_proj"),
+                num_experts,
+                hidden,
+                inter,
+                dtype,
+            )?,
+            down_proj: SwitchLinear::load(
+                ckpt,
+                &format!("{p}.down_proj"),
+                num_experts,
+                inter,
+                hidden,
+                dtype,
+            )?,
+        })
+    }
+
+    /// `x: [B, L, H]`, `indices`/`weights: [B, L, k]` → `[B, L, H]`.
+    ///
+    /// Mirrors mlx-vlm's routing of the gathered matmuls: with at least 64 (position, expert)
+    /// pairs the rows are sorted by expert (`sorted_indices=True`) and unsorted afterwards, except
+    /// for blocks of 2..=8 positions, which (like single-token decode) stay unsorted.
+    pub fn forward(&self, x: &Array, indices: &Array, weights: &Array) -> Result<Array> {
+        let l = x.dim(1);
+        let ish = indices.shape().to_vec();
+        let short_block = l > 1 && l <= DECODE_BLOCK_SIZE;
+        let do_sort = !short_block && indices.size() >= 64;
+        let x5 = expand_dims_axes(x, &[-2, -3])?;
+        let y = if do_sort {
+            let m = *ish.last().unwrap();
+            let flat = indices.flatten(None, None)?;
+            let order = argsort_axis(&flat, 0)?;
+            let inv_order = argsort_axis(&order, 0)?;
+            let rows = order.floor_divide(Array::from_int(m))?;
+            let xs = x5.flatten(0, -3)?.take_axis(&rows, 0)?;
+            let idx = flat.take_axis(&order, 0)?;
+            let up = self.up_proj.forward(&xs, &idx, true)?;
+            let gate = self.gate_proj.forward(&xs, &idx, true)?;
+            let y = self.down_proj.forward(&geglu(&gate, &up)?, &idx, true)?;
+            let y = y.take_axis(&inv_order, 0)?;
+            let mut shape = ish.clone();
+            shape.extend_from_slice(&y.shape()[1..]);
+            y.reshape(&shape)?
+        } else {
+            let up = self.up_proj.forward(&x5, indices, false)?;
+            let gate = self.gate_proj.forward(&x5, indices, false)?;
+            self.down_proj
+                .forward(&geglu(&gate, &up)?, indices, false)?
+        };
+        let y = y.squeeze_axes(&[-2])?;
+        let w = expand_dims(weights, -1)?;
+        Ok(sum_axis(&w.multiply(&y)?, -2, None)?)
+    }
+
+    pub(crate) fn arrays(&self) -> Vec<&Array> {
+        let mut v = self.gate_proj.arrays();
+        v.extend(self.up_proj.arrays());
+        v.extend(self.down_proj.arrays());
+        v
+    }
+}

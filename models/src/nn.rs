@@ -1,0 +1,142 @@
+//! Small building blocks shared by the model definitions: RMS norms, the tanh-approximated GELU,
+//! logit soft-capping and rotary position embeddings. Each mirrors the MLX / mlx-vlm operation
+//! sequence so that results match the Python reference bit for bit where MLX allows.
+
+use mlx_rs::ops::{concatenate, power, tanh};
+use mlx_rs::{Array, Dtype};
+
+use crate::error::Result;
+
+/// A scalar in `dtype` (how MLX promotes a Python float against an array of that dtype).
+pub fn scalar(v: f64, dtype: Dtype) -> Result<Array> {
+    Ok(Array::from_f32(v as f32).as_dtype(dtype)?)
+}
+
+/// `x * rsqrt(mean(x^2) + eps) * weight` over the last axis (MLX `fast.rms_norm`, no `1 + w` offset).
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    pub weight: Array,
+    pub eps: f32,
+}
+
+impl RmsNorm {
+    pub fn new(weight: Array, eps: f32) -> Self {
+        RmsNorm { weight, eps }
+    }
+
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        Ok(mlx_rs::fast::rms_norm(x, Some(&self.weight), self.eps)?)
+    }
+}
+
+/// RMS normalisation without a learned scale.
+pub fn rms_norm_no_scale(x: &Array, eps: f32) -> Result<Array> {
+    Ok(mlx_rs::fast::rms_norm(x, None, eps)?)
+}
+
+/// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` in the dtype of `x` (MLX `nn.gelu_approx`).
+pub fn gelu_tanh(x: &Array) -> Result<Array> {
+    let dt = x.dtype();
+    let c = scalar((2.0 / std::f64::consts::PI).sqrt(), dt)?;
+    let x3 = power(x, scalar(3.0, dt)?)?;
+    let inner = x.add(x3.multiply(scalar(0.044715, dt)?)?)?;
+    let t = tanh(c.multiply(&inner)?)?;
+    let half_x = scalar(0.5, dt)?.multiply(x)?;
+    Ok(half_x.multiply(scalar(1.0, dt)?.add(&t)?)?)
+}
+
+/// `gelu_tanh(gate) * up`.
+pub fn geglu(gate: &Array, up: &Array) -> Result<Array> {
+    Ok(gelu_tanh(gate)?.multiply(up)?)
+}
+
+/// `tanh(x / cap) * cap`.
+pub fn softcap(x: &Array, cap: f64) -> Result<Array> {
+    let c = scalar(cap, x.dtype())?;
+    Ok(tanh(x.divide(&c)?)?.multiply(&c)?)
+}
+
+/// Rotary position embedding over the last axis, rotate-half (non-traditional) by default.
+#[derive(Debug, Clone)]
+pub enum Rope {
+    /// `inv_freq_i = base^(-2i/dims)`, positions multiplied by `scale` (MLX `nn.RoPE`).
+    Base {
+        dims: i32,
+        base: f32,
+        scale: f32,
+        traditional: bool,
+    },
+    /// Explicit frequencies (`angle = pos / freqs_i`, `inf` = no rotation), as mlx-vlm's
+    /// `ProportionalRoPE` passes them to `mx.fast.rope`.
+    Freqs {
+        dims: i32,
+        freqs: Array,
+        traditional: bool,
+    },
+    /// Nothing rotates.
+    Identity,
+}
+
+impl Rope {
+    /// Standard RoPE over `dims` channels.
+    pub fn base(dims: i32, base: f64, scale: f64, traditional: bool) -> Self {
+        Rope::Base {
+            dims,
+            base: base as f32,
+            scale: scale as f32,
+            traditional,
+        }
+    }
+
+    /// mlx-vlm `ProportionalRoPE`: the first `int(p*dims//2)` pairs rotate with
+    /// `freq_i = factor * base^(2i/dims)` (exponent over the full `dims`); the other pairs get
+    /// `inf` (identity).
+    pub fn proportional(
+        dims: i32,
+        base: f64,
+        partial_rotary_factor: f64,
+        factor: f64,
+        traditional: bool,
+    ) -> Result<Self> {
+        let rotated_dims = 2 * ((partial_rotary_factor * dims as f64) / 2.0).floor() as i32;
+        let rope_angles = rotated_dims / 2;
+        if rope_angles <= 0 {
+            return Ok(Rope::Identity);
+        }
+        let nope = dims / 2 - rope_angles;
+        let exps = Array::arange::<_, f32>(0, 2 * rope_angles, 2)?
+            .divide(scalar(dims as f64, Dtype::Float32)?)?;
+        let mut freqs = power(scalar(base, Dtype::Float32)?, &exps)?;
+        if factor != 1.0 {
+            freqs = scalar(factor, Dtype::Float32)?.multiply(&freqs)?;
+        }
+        if nope > 0 {
+            let inf = Array::full::<f32>(&[nope], Array::from_f32(f32::INFINITY))?;
+            freqs = concatenate(&[freqs, inf], 0)?;
+        }
+        freqs.eval()?;
+        Ok(Rope::Freqs {
+            dims,
+            freqs,
+            traditional,
+        })
+    }
+
+    /// Rotate `x: [B, H, L, D]` for positions `offset .. offset + L`.
+    pub fn apply(&self, x: &Array, offset: i32) -> Result<Array> {
+        Ok(match self {
+            Rope::Base {
+                dims,
+                base,
+                scale,
+                traditional,
+            } => mlx_rs::fast::rope(x, *dims, *traditional, *base, *scale, offset, None)?,
+            Rope::Freqs {
+                dims,
+                freqs,
+                traditional,
+            } => mlx_rs::fast::rope(x, *dims, *traditional, None, 1.0, offset, freqs)?,
+            Rope::Identity => x.clone(),
+        })
+    }
+}
