@@ -4,7 +4,7 @@
 //! first-step logits within the tolerances of `gemma4_parity.rs`.
 //!
 //! Uses `$VLMBENCH_REF_TOOLS` (default `<workspace>/tools/reference`) and the interpreter from
-//! `$VLMBENCH_REF_PYTHON` (default `<tools>/.venv/bin/python`); skipped with a printed reason when
+//! `$VLMBENCH_REFERENCE_PYTHON` (default `<tools>/.venv/bin/python`); skipped with a printed reason when
 //! either is missing.
 
 mod common;
@@ -24,9 +24,12 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
     let dir = std::env::var("VLMBENCH_REF_TOOLS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/reference"));
-    let py = std::env::var("VLMBENCH_REF_PYTHON")
+    let required = std::env::var_os("VLMBENCH_REFERENCE_PYTHON").is_some();
+    let py = std::env::var("VLMBENCH_REFERENCE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|_| dir.join(".venv/bin/python"));
+    // tools/test.sh always sets VLMBENCH_REFERENCE_PYTHON: then this must run, never skip.
+    assert!(!required || py.exists(), "VLMBENCH_REFERENCE_PYTHON={} does not exist", py.display());
     if dir.join("gemma4_run.py").exists()
         && dir.join("build_tiny_gemma4.py").exists()
         && py.exists()
@@ -35,7 +38,7 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
     } else {
         eprintln!(
             "SKIPPED: tools/reference scripts or their venv not found ({} / {}); run tools/reference/setup.sh \
-             or set VLMBENCH_REF_TOOLS and VLMBENCH_REF_PYTHON",
+             or set VLMBENCH_REF_TOOLS and VLMBENCH_REFERENCE_PYTHON",
             dir.display(),
             py.display()
         );

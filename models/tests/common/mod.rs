@@ -10,11 +10,13 @@ use std::sync::{Mutex, OnceLock};
 use serde_json::Value;
 
 /// The Python interpreter of the reference environment (mlx 0.32.2 + mlx-vlm 0.7.10):
-/// `$VLMBENCH_REF_PYTHON`, else `tools/reference/.venv/bin/python` in the workspace.
+/// `$VLMBENCH_REFERENCE_PYTHON`, else `tools/reference/.venv/bin/python` in the workspace.
 pub fn reference_python() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("VLMBENCH_REF_PYTHON") {
+    if let Ok(p) = std::env::var("VLMBENCH_REFERENCE_PYTHON") {
+        // Set (tools/test.sh always sets it): the parity tests must run, never skip.
         let p = PathBuf::from(p);
-        return p.exists().then_some(p);
+        assert!(p.exists(), "VLMBENCH_REFERENCE_PYTHON={} does not exist", p.display());
+        return Some(p);
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/reference/.venv/bin/python");
     p.exists().then_some(p)
@@ -26,7 +28,7 @@ pub fn require_reference(test: &str) -> Option<PathBuf> {
         Some(p) => Some(p),
         None => {
             eprintln!(
-                "SKIPPED {test}: no reference Python environment (set VLMBENCH_REF_PYTHON to a python with \
+                "SKIPPED {test}: no reference Python environment (set VLMBENCH_REFERENCE_PYTHON to a python with \
                  mlx==0.32.2, mlx-cpu==0.32.2 and mlx-vlm==0.7.10, or create tools/reference/.venv with tools/reference/setup.sh)"
             );
             None
