@@ -14,6 +14,7 @@ pub mod quantized;
 
 // Architectures.
 pub mod gemma4;
+pub mod model;
 
 // Text side: tokenizer, streaming detokenizer, chat template, tiny tokenizer,
 // stop tokens and sampling defaults, sampler.

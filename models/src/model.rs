@@ -1,0 +1,155 @@
+//! The one entry point from a checkpoint directory to a model ready to generate: resolves
+//! `model_type` to an architecture and loads its weights, tokenizer, chat template and stop ids.
+//! Everything downstream (the engine, tasks, benchmarks) talks to [`LoadedModel`] and [`Decoder`].
+
+use std::path::{Path, PathBuf};
+
+use mlx_rs::{Array, Dtype};
+
+use crate::cache::LayerCache;
+use crate::chat_messages::{format_prompt, ChatMessage};
+use crate::chat_template::{ChatTemplate, ChatTemplateError, RenderOptions};
+use crate::checkpoint::Checkpoint;
+use crate::error::ModelError;
+use crate::gemma4::{Gemma4Text, DEFAULT_PREFILL_STEP_SIZE};
+use crate::generation_config::{GenerationConfig, GenerationConfigError};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+use crate::tokenizer_config::{TokenizerConfig, TokenizerConfigError};
+
+/// Anything that can go wrong between a checkpoint directory and a ready model.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    TokenizerConfig(#[from] TokenizerConfigError),
+    #[error(transparent)]
+    ChatTemplate(#[from] ChatTemplateError),
+    #[error(transparent)]
+    GenerationConfig(#[from] GenerationConfigError),
+    #[error("{dir}: model_type {model_type:?} is not supported (supported: {supported})")]
+    UnsupportedModelType { dir: PathBuf, model_type: String, supported: &'static str },
+}
+
+/// The architectures vlmbench implements, by `model_type`.
+pub enum Architecture {
+    /// `gemma4` (text decoder; the vision tower comes with the vision work) and `gemma4_text`.
+    Gemma4(Gemma4Text),
+}
+
+pub const SUPPORTED_MODEL_TYPES: &str = "gemma4, gemma4_text";
+
+/// A model with everything needed to turn a prompt into tokens and tokens into text.
+pub struct LoadedModel {
+    pub dir: PathBuf,
+    pub model_type: String,
+    pub architecture: Architecture,
+    pub tokenizer: Tokenizer,
+    pub tokenizer_config: TokenizerConfig,
+    pub chat_template: Option<ChatTemplate>,
+    pub generation: GenerationConfig,
+    /// The compute dtype every floating weight was cast to.
+    pub dtype: Dtype,
+}
+
+impl LoadedModel {
+    /// Loads the checkpoint in `dir`, computing in `dtype`.
+    pub fn load(dir: &Path, dtype: Dtype) -> Result<LoadedModel, LoadError> {
+        let checkpoint = Checkpoint::open(dir)?;
+        let model_type = checkpoint.model_type().unwrap_or("").to_owned();
+        let architecture = match model_type.as_str() {
+            "gemma4" | "gemma4_text" => Architecture::Gemma4(Gemma4Text::load(&checkpoint, dtype)?),
+            _ => {
+                return Err(LoadError::UnsupportedModelType {
+                    dir: dir.to_path_buf(),
+                    model_type,
+                    supported: SUPPORTED_MODEL_TYPES,
+                })
+            }
+        };
+        let tokenizer = Tokenizer::from_dir(dir)?;
+        let tokenizer_config = TokenizerConfig::load(dir)?;
+        let chat_template = ChatTemplate::load(dir, &tokenizer_config)?;
+        let generation = GenerationConfig::load(dir, &tokenizer, &tokenizer_config)?;
+        Ok(LoadedModel {
+            dir: dir.to_path_buf(),
+            model_type,
+            architecture,
+            tokenizer,
+            tokenizer_config,
+            chat_template,
+            generation,
+            dtype,
+        })
+    }
+
+    /// The prompt string for one user message with `num_images` images, as mlx-vlm formats it
+    /// (the checkpoint's chat template, thinking off), and whether the tokenizer must add specials.
+    pub fn format_user_prompt(&self, text: &str, num_images: usize) -> Result<(String, bool), ChatTemplateError> {
+        let messages = [ChatMessage::user_with_images(text, num_images)];
+        let p = format_prompt(self.chat_template.as_ref(), &self.tokenizer_config, &messages, &RenderOptions::default())?;
+        Ok((p.text, p.add_special_tokens))
+    }
+
+    /// Tokenizes a formatted prompt.
+    pub fn encode_prompt(&self, prompt: &str, add_special_tokens: bool) -> Result<Vec<u32>, TokenizerError> {
+        self.tokenizer.encode_with_specials(prompt, add_special_tokens)
+    }
+
+    pub fn vocab_size(&self) -> i32 {
+        match &self.architecture {
+            Architecture::Gemma4(m) => m.config().vocab_size,
+        }
+    }
+
+    /// A fresh generation state (empty caches). `prefill_step_size`: chunk length for long
+    /// prompts (`None`: one pass), default [`DEFAULT_PREFILL_STEP_SIZE`] like mlx-vlm.
+    pub fn decoder(&self, prefill_step_size: Option<i32>) -> Box<dyn Decoder + '_> {
+        match &self.architecture {
+            Architecture::Gemma4(model) => Box::new(Gemma4Decoder { model, cache: model.make_cache(), prefill_step_size }),
+        }
+    }
+}
+
+/// One generation's state: feed a prompt, then one token at a time; get next-token logits.
+pub trait Decoder {
+    /// Runs the whole prompt; returns the logits `[1, V]` of its last position.
+    fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError>;
+    /// Feeds one token `[1, 1]` (possibly not yet evaluated); returns logits `[1, V]`.
+    fn step(&mut self, token: &Array) -> Result<Array, ModelError>;
+    /// Tokens in the cache so far.
+    fn offset(&self) -> i32;
+}
+
+pub fn default_prefill_step_size() -> Option<i32> {
+    Some(DEFAULT_PREFILL_STEP_SIZE)
+}
+
+struct Gemma4Decoder<'m> {
+    model: &'m Gemma4Text,
+    cache: Vec<LayerCache>,
+    prefill_step_size: Option<i32>,
+}
+
+/// Prompt ids as the `[1, L]` int32 array the models take.
+pub fn ids_array(ids: &[u32]) -> Array {
+    let ids: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
+    Array::from_slice(&ids, &[1, ids.len() as i32])
+}
+
+impl Decoder for Gemma4Decoder<'_> {
+    fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
+        self.cache = self.model.make_cache();
+        self.model.prefill(&ids_array(ids), None, None, &mut self.cache, self.prefill_step_size)
+    }
+
+    fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
+        self.model.decode_step(token, &mut self.cache)
+    }
+
+    fn offset(&self) -> i32 {
+        self.cache.first().map_or(0, LayerCache::offset)
+    }
+}

@@ -1,0 +1,145 @@
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use vlm_models::dtype::{dtype_name, DtypeChoice};
+use vlm_models::generation_config::SamplingOverrides;
+use vlm_models::model::{default_prefill_step_size, LoadedModel};
+use vlm_models::sampling::Sampler;
+
+use crate::engine::{self, GenerateOptions, GenerationStats};
+
+/// Generate text from a prompt, streaming tokens and printing the statistics.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Checkpoint directory (mlx-community layout: config.json, *.safetensors, tokenizer.json).
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// The user message; it goes through the checkpoint's chat template (thinking off).
+    #[arg(long, short)]
+    pub prompt: String,
+    /// Most tokens to generate (the stop token counts).
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy. Default: the checkpoint's generation_config, like mlx-vlm.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling mass. Default: the checkpoint's.
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Keep only the k most likely tokens. Default: the checkpoint's.
+    #[arg(long)]
+    pub top_k: Option<u32>,
+    /// Seed for sampling (reproducible draws).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Keep generating through stop tokens (exact lengths, for timing).
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Print text as it is generated.
+    #[arg(long)]
+    pub stream: bool,
+    /// Compute dtype: auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16.
+    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(DtypeChoice))]
+    pub dtype: DtypeChoice,
+    /// Print one JSON object (text, token ids, statistics) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct GenerateReport<'a> {
+    model: String,
+    dtype: &'static str,
+    load_s: f64,
+    prompt: &'a str,
+    text: String,
+    token_ids: &'a [u32],
+    stats: &'a GenerationStats,
+}
+
+pub fn run(args: &GenerateArgs) -> Result<()> {
+    let dtype = args.dtype.resolve(&mlx_rs::Device::try_default()?);
+    let started = Instant::now();
+    let model = LoadedModel::load(&args.model, dtype).with_context(|| format!("cannot load model {}", args.model.display()))?;
+    let load_s = started.elapsed().as_secs_f64();
+
+    let (prompt, add_specials) = model.format_user_prompt(&args.prompt, 0)?;
+    let prompt_ids = model.encode_prompt(&prompt, add_specials)?;
+    let overrides = SamplingOverrides { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k };
+    let mut sampler = Sampler::new(model.generation.sampling(overrides), args.seed)?;
+    sampler.check_vocab(model.vocab_size())?;
+    let options = GenerateOptions {
+        max_tokens: args.max_tokens,
+        stop_ids: if args.ignore_eos { vec![] } else { model.generation.eos_token_ids.clone() },
+    };
+
+    let mut detokenizer = model.tokenizer.streaming_detokenizer();
+    let mut text = String::new();
+    let stream = args.stream && !args.json;
+    let mut out = std::io::stdout().lock();
+    let mut decoder = model.decoder(default_prefill_step_size());
+    let generation = engine::generate(decoder.as_mut(), &prompt_ids, &mut sampler, &options, |id| {
+        // As mlx-vlm: the stop token is counted but not shown.
+        if options.stop_ids.contains(&id) {
+            return Ok(());
+        }
+        let piece = detokenizer.push(id)?;
+        if stream {
+            write!(out, "{piece}")?;
+            out.flush()?;
+        }
+        text.push_str(&piece);
+        Ok(())
+    })?;
+    let tail = detokenizer.finish()?;
+    text.push_str(&tail);
+
+    if args.json {
+        let report = GenerateReport {
+            model: model.dir.display().to_string(),
+            dtype: dtype_name(dtype),
+            load_s,
+            prompt: &prompt,
+            text,
+            token_ids: &generation.token_ids,
+            stats: &generation.stats,
+        };
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        if stream {
+            writeln!(out, "{tail}")?;
+        } else {
+            writeln!(out, "{text}")?;
+        }
+        eprint!("{}", render_stats(&generation.stats, load_s, dtype_name(dtype)));
+    }
+    Ok(())
+}
+
+pub fn render_stats(s: &GenerationStats, load_s: f64, dtype: &str) -> String {
+    format!(
+        "==========\n\
+         load: {load_s:.2} s ({dtype})\n\
+         prompt: {} tokens, {:.1} tok/s prefill, time to first token {:.3} s\n\
+         generation: {} tokens, {:.1} tok/s decode ({}), {:.3} s\n\
+         peak memory: {:.3} GB\n\
+         mlx-vlm definitions: prompt_tps {:.1}, generation_tps {:.1}\n",
+        s.prompt_tokens,
+        s.prefill_tps,
+        s.time_to_first_token_s,
+        s.generation_tokens,
+        s.decode_tps,
+        match s.finish_reason {
+            engine::FinishReason::Stop => "stopped at a stop token",
+            engine::FinishReason::Length => "reached max tokens",
+        },
+        s.decode_s,
+        s.reference.peak_memory_gb,
+        s.reference.prompt_tps,
+        s.reference.generation_tps,
+    )
+}

@@ -1,0 +1,199 @@
+//! The generation engine: a model's [`Decoder`] + a prompt -> a stream of tokens with exact
+//! statistics. Every feature that generates goes through [`generate`]; nothing else times it.
+//!
+//! The loop mirrors mlx-vlm's `generate_step`: the prompt's last logits become log-probs
+//! (`logits - logsumexp`, in the compute dtype: greedy is the argmax of those, which in bf16 can
+//! differ from the argmax of the logits), the sampler picks a token, and step n+1 is enqueued
+//! (`async_eval`) before token n is read back, so the device never waits for the host.
+
+mod stats;
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use mlx_rs::transforms::async_eval;
+use mlx_rs::Array;
+use vlm_models::model::Decoder;
+use vlm_models::sampling::{log_softmax, Sampler};
+
+pub use stats::{FinishReason, GenerationStats, ReferenceStats, Timings};
+
+/// What to generate and when to stop.
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    /// Ids that end generation; empty to ignore EOS (exact lengths, for benchmarks).
+    pub stop_ids: Vec<u32>,
+}
+
+/// The tokens of one generation and its statistics.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    /// Every sampled id, the stop token included when `finish_reason` is `Stop`.
+    pub token_ids: Vec<u32>,
+    pub stats: GenerationStats,
+}
+
+/// Generates up to `options.max_tokens` tokens after `prompt_ids`. `on_token` sees each id as soon
+/// as it is on the host (the stop token too) and may abort by returning an error.
+pub fn generate(
+    decoder: &mut dyn Decoder,
+    prompt_ids: &[u32],
+    sampler: &mut Sampler,
+    options: &GenerateOptions,
+    mut on_token: impl FnMut(u32) -> Result<()>,
+) -> Result<Generation> {
+    anyhow::ensure!(!prompt_ids.is_empty(), "the prompt is empty: nothing to generate from");
+    anyhow::ensure!(options.max_tokens > 0, "max_tokens must be at least 1");
+    let start = Instant::now();
+    let mut sample = |logits: &Array| -> Result<Array> {
+        let logprobs = log_softmax(logits)?;
+        let token = sampler.sample(&logprobs)?;
+        Ok(token.reshape(&[1, 1])?)
+    };
+
+    let logits = decoder.prefill(prompt_ids).context("prefill failed")?;
+    let mut next = sample(&logits)?;
+    async_eval([&next])?;
+
+    let mut token_ids = Vec::with_capacity(options.max_tokens);
+    let mut first_token_s = 0.0;
+    let finish_reason = loop {
+        let current = next;
+        // Enqueue the following step before reading this token back, unless we are done anyway.
+        let more_wanted = token_ids.len() + 1 < options.max_tokens;
+        if more_wanted {
+            next = sample(&decoder.step(&current).context("decode step failed")?)?;
+            async_eval([&next])?;
+        } else {
+            next = current.clone();
+        }
+        let id = current.try_item_exact::<u32>()?;
+        if token_ids.is_empty() {
+            first_token_s = start.elapsed().as_secs_f64();
+        }
+        token_ids.push(id);
+        on_token(id)?;
+        if options.stop_ids.contains(&id) {
+            break FinishReason::Stop;
+        }
+        if !more_wanted {
+            break FinishReason::Length;
+        }
+    };
+    let last_token_s = start.elapsed().as_secs_f64();
+    let peak = mlx_rs::memory::peak_memory().unwrap_or(0) as u64;
+    let timings = Timings { vision_encode_s: 0.0, first_token_s, last_token_s };
+    let stats = GenerationStats::from_timings(prompt_ids.len(), token_ids.len(), timings, peak, finish_reason);
+    Ok(Generation { token_ids, stats })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vlm_models::error::ModelError;
+    use vlm_models::generation_config::SamplingParams;
+
+    /// A model whose next token is always (last token + 1) mod V: deterministic and cheap, so the
+    /// tests check the loop itself (ordering, stopping, counting), not a network.
+    struct Counter {
+        vocab: i32,
+        seen: Vec<u32>,
+    }
+
+    impl Counter {
+        fn logits_after(&self, id: u32) -> Array {
+            let mut row = vec![0f32; self.vocab as usize];
+            row[((id + 1) % self.vocab as u32) as usize] = 10.0;
+            Array::from_slice(&row, &[1, self.vocab])
+        }
+    }
+
+    impl Decoder for Counter {
+        fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
+            self.seen = ids.to_vec();
+            Ok(self.logits_after(*ids.last().unwrap()))
+        }
+        fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
+            let id = token.try_item_exact::<u32>().unwrap();
+            self.seen.push(id);
+            Ok(self.logits_after(id))
+        }
+        fn offset(&self) -> i32 {
+            self.seen.len() as i32
+        }
+    }
+
+    fn greedy() -> Sampler {
+        Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() }, None).unwrap()
+    }
+
+    fn run(max_tokens: usize, stop_ids: Vec<u32>) -> (Generation, Vec<u32>, Counter) {
+        let mut model = Counter { vocab: 16, seen: vec![] };
+        let mut streamed = vec![];
+        let options = GenerateOptions { max_tokens, stop_ids };
+        let g = generate(&mut model, &[3, 4], &mut greedy(), &options, |id| {
+            streamed.push(id);
+            Ok(())
+        })
+        .unwrap();
+        (g, streamed, model)
+    }
+
+    #[test]
+    fn generates_exactly_max_tokens_when_no_stop_token_appears() {
+        let (g, streamed, _) = run(5, vec![]);
+        assert_eq!(g.token_ids, vec![5, 6, 7, 8, 9]);
+        assert_eq!(streamed, g.token_ids);
+        assert_eq!(g.stats.generation_tokens, 5);
+        assert_eq!(g.stats.prompt_tokens, 2);
+        assert_eq!(g.stats.finish_reason, FinishReason::Length);
+    }
+
+    #[test]
+    fn stops_at_a_stop_token_and_counts_it() {
+        let (g, _, _) = run(10, vec![7]);
+        assert_eq!(g.token_ids, vec![5, 6, 7]);
+        assert_eq!(g.stats.generation_tokens, 3);
+        assert_eq!(g.stats.finish_reason, FinishReason::Stop);
+    }
+
+    #[test]
+    fn the_model_sees_each_sampled_token_in_order() {
+        let (_, _, model) = run(4, vec![]);
+        // Prompt, then tokens 1..3 fed back (the 4th is never fed: generation ends there).
+        assert_eq!(model.seen, vec![3, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn wraps_around_the_vocabulary_like_any_other_id() {
+        let mut model = Counter { vocab: 16, seen: vec![] };
+        let options = GenerateOptions { max_tokens: 3, stop_ids: vec![] };
+        let g = generate(&mut model, &[14], &mut greedy(), &options, |_| Ok(())).unwrap();
+        assert_eq!(g.token_ids, vec![15, 0, 1]);
+    }
+
+    #[test]
+    fn a_callback_error_aborts_generation() {
+        let mut model = Counter { vocab: 16, seen: vec![] };
+        let options = GenerateOptions { max_tokens: 10, stop_ids: vec![] };
+        let mut n = 0;
+        let err = generate(&mut model, &[1], &mut greedy(), &options, |_| {
+            n += 1;
+            anyhow::ensure!(n < 3, "interrupted");
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("interrupted"));
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn refuses_an_empty_prompt_and_zero_tokens() {
+        let mut model = Counter { vocab: 16, seen: vec![] };
+        let options = GenerateOptions { max_tokens: 1, stop_ids: vec![] };
+        assert!(generate(&mut model, &[], &mut greedy(), &options, |_| Ok(())).is_err());
+        let zero = GenerateOptions { max_tokens: 0, stop_ids: vec![] };
+        assert!(generate(&mut model, &[1], &mut greedy(), &zero, |_| Ok(())).is_err());
+    }
+}
