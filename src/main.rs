@@ -3,8 +3,7 @@ use clap::Parser;
 fn main() {
     let cli = vlmbench::cli::Cli::parse();
     if let Err(e) = vlmbench::cli::run(cli) {
-        // One line, the whole cause chain: "what failed: why".
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", vlmbench::cli::one_line(&e));
         std::process::exit(1);
     }
 }

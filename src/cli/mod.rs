@@ -26,3 +26,40 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate::run(&args),
     }
 }
+
+/// An error and its causes as one line: "what failed: why: why". Error types that already print
+/// their source in their own message would repeat it; a cause already contained in the line is skipped.
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(text.trim()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text.trim());
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read x.json: {source}")]
+    struct Repeats {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn one_line_skips_causes_already_in_the_message_and_joins_the_rest() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Repeats { source: io }).context("cannot load model m");
+        assert_eq!(one_line(&e), "cannot load model m: cannot read x.json: no such file");
+        let multi = anyhow::anyhow!("line one\nline two").context("outer");
+        assert_eq!(one_line(&multi), "outer: line one line two");
+    }
+}
