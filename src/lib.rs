@@ -1,6 +1,8 @@
 //! vlmbench: run vision-language models from 4-bit MLX checkpoints, reproduce the seed studies,
 //! and report honest numbers. See README.md.
 
+pub mod bench;
 pub mod cli;
 pub mod doctor;
 pub mod engine;
+pub mod report;

@@ -5,6 +5,7 @@ use clap::Args;
 use vlm_models::dtype::DtypeChoice;
 
 use crate::doctor::{self, device_label, DoctorReport};
+use crate::report::human_bytes;
 
 /// Show the MLX runtime, its devices and memory, and check 4-bit matmul on every device.
 #[derive(Debug, Args)]
@@ -30,10 +31,6 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
     Ok(())
 }
 
-fn gib(bytes: usize) -> String {
-    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
-}
-
 pub fn render(r: &DoctorReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "vlmbench {}", r.vlmbench_version);
@@ -42,7 +39,7 @@ pub fn render(r: &DoctorReport) -> String {
         let _ = writeln!(s, "library         {lib}");
     }
     let _ = writeln!(s, "default device  {}", r.default_device.as_deref().unwrap_or("none"));
-    let _ = writeln!(s, "memory limit    {}", gib(r.memory.limit));
+    let _ = writeln!(s, "memory limit    {}", human_bytes(r.memory.limit as u64));
     let _ = writeln!(s, "devices");
     for d in &r.devices {
         let name = d.property("device_name").unwrap_or("");
@@ -50,7 +47,7 @@ pub fn render(r: &DoctorReport) -> String {
         let mem = ["total_memory", "memory_size"]
             .iter()
             .find_map(|key| d.property(key)?.parse().ok())
-            .map(gib)
+            .map(human_bytes)
             .unwrap_or_default();
         let arch = d.property("architecture").unwrap_or("");
         let state = if d.available { "available" } else { "unavailable" };

@@ -1,5 +1,6 @@
 //! The command line: parse flags, call one function, print. Errors reach `main` as one line.
 
+mod bench;
 mod doctor;
 mod generate;
 
@@ -17,12 +18,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Doctor(doctor::DoctorArgs),
+    Bench(bench::BenchArgs),
     Generate(generate::GenerateArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Doctor(args) => doctor::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Generate(args) => generate::run(&args),
     }
 }

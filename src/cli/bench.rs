@@ -1,0 +1,76 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use vlm_models::dtype::DtypeChoice;
+use vlm_models::model::LoadedModel;
+
+use crate::bench::{self, parse_lengths, BenchOptions, BenchTest, OutputFormat};
+
+/// Measure prompt processing (ppN) and generation (tgN) speed, llama-bench style.
+///
+/// Prompts are random ordinary tokens from a seeded generator; EOS is ignored so every length is
+/// exact; each test runs once to warm up, then --repetitions times (mean ± sd).
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Checkpoint directory.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Prompt lengths to prefill: a list (128,512) or a range (64-1024*2, 100-500+100).
+    #[arg(short = 'p', long = "n-prompt", default_value = "512")]
+    pub n_prompt: String,
+    /// Generation lengths (after a 1-token prompt): a list or range as for -p. "0" runs none.
+    #[arg(short = 'n', long = "n-gen", default_value = "128")]
+    pub n_gen: String,
+    /// Extra tests by name: pp512, tg128, pp512+tg128 (repeatable).
+    #[arg(long = "test")]
+    pub tests: Vec<BenchTest>,
+    /// Measured runs per test.
+    #[arg(short = 'r', long, default_value_t = 3)]
+    pub repetitions: usize,
+    /// Skip the warm-up run of each test.
+    #[arg(long)]
+    pub no_warmup: bool,
+    /// Seed of the random prompts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Compute dtype: auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16.
+    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(DtypeChoice))]
+    pub dtype: DtypeChoice,
+    /// Output format: md, csv, json, jsonl (jsonl prints each row as its test finishes).
+    #[arg(short = 'o', long, default_value = "md", value_parser = clap::value_parser!(OutputFormat))]
+    pub output: OutputFormat,
+}
+
+fn lengths(spec: &str) -> Result<Vec<usize>> {
+    if spec.trim() == "0" {
+        return Ok(vec![]);
+    }
+    parse_lengths(spec).map_err(anyhow::Error::msg)
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let mut tests: Vec<BenchTest> = lengths(&args.n_prompt).context("-p")?.into_iter().map(|n| BenchTest::Prompt { n }).collect();
+    tests.extend(lengths(&args.n_gen).context("-n")?.into_iter().map(|n| BenchTest::Generate { n }));
+    tests.extend(args.tests.iter().copied());
+    anyhow::ensure!(!tests.is_empty(), "nothing to run: -p 0 and -n 0 with no --test");
+
+    let dtype = args.dtype.resolve(&mlx_rs::Device::try_default()?);
+    let model = LoadedModel::load(&args.model, dtype).with_context(|| format!("cannot load model {}", args.model.display()))?;
+    let options = BenchOptions { tests, repetitions: args.repetitions, warmup: !args.no_warmup, seed: args.seed };
+    let mut out = std::io::stdout().lock();
+    let jsonl = args.output == OutputFormat::Jsonl;
+    let rows = bench::run(&model, &options, |row| {
+        eprintln!("{}: {:.2} ± {:.2} t/s", row.test, row.tps_mean, row.tps_sd);
+        if jsonl {
+            bench::write_jsonl_row(&mut out, row)?;
+        }
+        Ok(())
+    })?;
+    if !jsonl {
+        bench::write_rows(&mut out, args.output, &rows)?;
+    }
+    out.flush()?;
+    Ok(())
+}
