@@ -4,6 +4,8 @@
 //! each test comes first (kernel compilation and allocator growth stay out of the figures).
 
 mod output;
+pub mod results;
+pub mod sweep;
 mod tests_spec;
 
 use std::time::Instant;
@@ -164,14 +166,14 @@ fn weights_size(model: &LoadedModel) -> u64 {
 }
 
 /// Seeded random prompts of ordinary (non-special) token ids.
-struct PromptIds {
+pub(crate) struct PromptIds {
     state: u64,
     vocab: u32,
     special: std::collections::HashSet<u32>,
 }
 
 impl PromptIds {
-    fn new(model: &LoadedModel, seed: u64) -> Self {
+    pub(crate) fn new(model: &LoadedModel, seed: u64) -> Self {
         let special = model.tokenizer.inner().get_added_tokens_decoder().keys().copied().collect();
         PromptIds { state: seed ^ 0x9E37_79B9_7F4A_7C15, vocab: model.vocab_size() as u32, special }
     }
@@ -185,7 +187,7 @@ impl PromptIds {
         z ^ (z >> 31)
     }
 
-    fn next(&mut self, n: usize) -> Vec<u32> {
+    pub(crate) fn next(&mut self, n: usize) -> Vec<u32> {
         let mut ids = Vec::with_capacity(n);
         while ids.len() < n {
             let id = (self.next_u64() % self.vocab as u64) as u32;

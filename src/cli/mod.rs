@@ -1,8 +1,10 @@
 //! The command line: parse flags, call one function, print. Errors reach `main` as one line.
 
 mod bench;
+mod chart;
 mod doctor;
 mod generate;
+mod sweep;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -19,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     Doctor(doctor::DoctorArgs),
     Bench(bench::BenchArgs),
+    Sweep(sweep::SweepArgs),
+    Chart(chart::ChartArgs),
     Generate(generate::GenerateArgs),
 }
 
@@ -26,6 +30,8 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Doctor(args) => doctor::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
+        Command::Chart(args) => chart::run(&args),
         Command::Generate(args) => generate::run(&args),
     }
 }

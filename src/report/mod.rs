@@ -1,6 +1,9 @@
 //! Reporting: tables, charts, overlays and report files. Shared formatting lives here.
 
 /// Bytes in the largest binary unit that keeps the number at least 1 (B, KiB, MiB, GiB).
+pub mod charts;
+pub mod tables;
+
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;

@@ -1,0 +1,132 @@
+//! Sweep result files: written as each point finishes (rewritten whole, atomically), read back by
+//! `--resume`, `vlmbench chart` and `vlmbench compare`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::GenerationStats;
+
+/// Where and how a result was measured.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    /// Series name in charts and comparisons (default: model name and backend).
+    pub label: String,
+    pub model: String,
+    pub backend: String,
+    pub device: String,
+    pub dtype: String,
+    pub mlx_version: String,
+    pub vlmbench_version: String,
+}
+
+/// One generation's figures (one prompt of a sweep or of the notebook table).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Measurement {
+    /// Test name ("Short text", "pp512+tg32", ...).
+    pub label: String,
+    pub has_image: bool,
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    pub prefill_tps: f64,
+    pub decode_tps: f64,
+    pub time_to_first_token_s: f64,
+    pub vision_encode_s: f64,
+    pub total_s: f64,
+    pub peak_memory_bytes: u64,
+    /// mlx-vlm's definitions of the same run.
+    pub reference_prompt_tps: f64,
+    pub reference_generation_tps: f64,
+}
+
+impl Measurement {
+    pub fn from_stats(label: &str, has_image: bool, s: &GenerationStats) -> Measurement {
+        Measurement {
+            label: label.to_owned(),
+            has_image,
+            prompt_tokens: s.prompt_tokens,
+            gen_tokens: s.generation_tokens,
+            prefill_tps: s.prefill_tps,
+            decode_tps: s.decode_tps,
+            time_to_first_token_s: s.time_to_first_token_s,
+            vision_encode_s: s.vision_encode_s,
+            total_s: s.total_s,
+            peak_memory_bytes: s.peak_memory_bytes,
+            reference_prompt_tps: s.reference.prompt_tps,
+            reference_generation_tps: s.reference.generation_tps,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultKind {
+    /// Random prompts of given lengths, a fixed number of generated tokens each.
+    PromptLengthSweep,
+    /// Named prompts, like the seed notebook's throughput table.
+    PromptTable,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ResultsFile {
+    pub kind: ResultKind,
+    pub run: RunInfo,
+    pub measurements: Vec<Measurement>,
+}
+
+impl ResultsFile {
+    pub fn load(path: &Path) -> Result<ResultsFile> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read results file {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a vlmbench results file", path.display()))
+    }
+
+    /// Writes to a temporary file beside `path`, then renames: a crash never leaves half a file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("json.partial");
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn sample() -> ResultsFile {
+        ResultsFile {
+            kind: ResultKind::PromptLengthSweep,
+            run: RunInfo {
+                label: "tiny cpu".into(),
+                model: "tiny".into(),
+                backend: "cpu".into(),
+                device: "cpu:0".into(),
+                dtype: "float32".into(),
+                mlx_version: "0.32.2".into(),
+                vlmbench_version: "0.1.0".into(),
+            },
+            measurements: vec![],
+        }
+    }
+
+    #[test]
+    fn saves_and_loads_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let r = sample();
+        r.save(&path).unwrap();
+        assert_eq!(ResultsFile::load(&path).unwrap(), r);
+        assert!(!path.with_extension("json.partial").exists());
+    }
+
+    #[test]
+    fn a_foreign_json_file_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.json");
+        std::fs::write(&path, "{\"hello\": 1}").unwrap();
+        let err = format!("{:#}", ResultsFile::load(&path).unwrap_err());
+        assert!(err.contains("other.json is not a vlmbench results file"), "{err}");
+        let missing = format!("{:#}", ResultsFile::load(&dir.path().join("nope.json")).unwrap_err());
+        assert!(missing.contains("cannot read results file"), "{missing}");
+    }
+}

@@ -1,0 +1,119 @@
+//! `vlmbench sweep`: generations over a list of prompt lengths (random prompts) or over named
+//! prompts (the seed notebook's throughput table), saved after every point and resumable.
+
+use std::path::Path;
+
+use anyhow::Result;
+use vlm_models::dtype::dtype_name;
+use vlm_models::generation_config::SamplingParams;
+use vlm_models::model::{default_prefill_step_size, LoadedModel};
+use vlm_models::runtime;
+use vlm_models::sampling::Sampler;
+
+use super::results::{Measurement, ResultKind, ResultsFile, RunInfo};
+use super::PromptIds;
+use crate::engine::{self, GenerateOptions};
+
+/// One prompt to measure: random ids of a length, or a user message through the chat template.
+#[derive(Clone, Debug)]
+pub enum SweepPrompt {
+    Random { tokens: usize },
+    Chat { label: String, text: String },
+}
+
+impl SweepPrompt {
+    pub fn label(&self) -> String {
+        match self {
+            SweepPrompt::Random { tokens } => format!("pp{tokens}"),
+            SweepPrompt::Chat { label, .. } => label.clone(),
+        }
+    }
+}
+
+/// The seed notebook's text prompts and max-token limits, verbatim (Part 3, "Prompt Length vs
+/// Throughput"). Its three image prompts join once image prompts are supported.
+pub fn notebook_text_prompts() -> Vec<(SweepPrompt, usize)> {
+    let chat = |label: &str, text: &str| SweepPrompt::Chat { label: label.into(), text: text.into() };
+    vec![
+        (chat("Short text", "What is 2+2?"), 50),
+        (chat("Medium text", "Explain the transformer architecture in detail, covering attention, positional encoding, and training."), 300),
+        (chat("Long text", "Write a detailed tutorial on building a CNN for image classification in PyTorch. Cover data loading, model architecture with conv/pool/fc layers, training loop, evaluation, and common pitfalls. Include code snippets."), 500),
+    ]
+}
+
+pub struct SweepOptions {
+    pub label: Option<String>,
+    pub seed: u64,
+    /// Generate exactly the max tokens (ignore EOS); the notebook's table stops at EOS.
+    pub ignore_eos: bool,
+}
+
+pub fn run_info(model: &LoadedModel, label: Option<&str>) -> RunInfo {
+    let name = model.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let device = runtime::default_device()
+        .map(|d| format!("{}:{} {}", d.kind, d.index, d.property("device_name").unwrap_or("")).trim().to_owned())
+        .unwrap_or_default();
+    RunInfo {
+        label: label.map(str::to_owned).unwrap_or_else(|| format!("{name} ({})", runtime::backend())),
+        model: name,
+        backend: runtime::backend().to_owned(),
+        device,
+        dtype: dtype_name(model.dtype).to_owned(),
+        mlx_version: runtime::mlx_version(),
+        vlmbench_version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+/// Measures each `(prompt, max_tokens)` not already in `out` (when resuming), saving after each.
+pub fn run(
+    model: &LoadedModel,
+    kind: ResultKind,
+    prompts: &[(SweepPrompt, usize)],
+    options: &SweepOptions,
+    out: &Path,
+    resume: bool,
+    mut on_point: impl FnMut(&Measurement),
+) -> Result<ResultsFile> {
+    anyhow::ensure!(!prompts.is_empty(), "the sweep is empty: give at least one prompt length or prompt");
+    let run = run_info(model, options.label.as_deref());
+    let mut results = if resume && out.exists() {
+        let previous = ResultsFile::load(out)?;
+        anyhow::ensure!(
+            previous.kind == kind && previous.run.model == run.model && previous.run.dtype == run.dtype,
+            "--resume: {} holds a different run ({:?}, model {}, {}): use another --out",
+            out.display(),
+            previous.kind,
+            previous.run.model,
+            previous.run.dtype
+        );
+        previous
+    } else {
+        ResultsFile { kind, run, measurements: vec![] }
+    };
+    let mut ids = PromptIds::new(model, options.seed);
+    let stop_ids = if options.ignore_eos { vec![] } else { model.generation.eos_token_ids.clone() };
+    for (prompt, max_tokens) in prompts {
+        // Draw ids even for points we skip, so a resumed sweep measures the same prompts.
+        let prompt_ids = match prompt {
+            SweepPrompt::Random { tokens } => ids.next(*tokens),
+            SweepPrompt::Chat { text, .. } => {
+                let (formatted, specials) = model.format_user_prompt(text, 0)?;
+                model.encode_prompt(&formatted, specials)?
+            }
+        };
+        let label = prompt.label();
+        if results.measurements.iter().any(|m| m.label == label) {
+            continue;
+        }
+        let _ = mlx_rs::memory::reset_peak_memory();
+        let mut sampler = Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() }, None)?;
+        let options = GenerateOptions { max_tokens: *max_tokens, stop_ids: stop_ids.clone() };
+        let mut decoder = model.decoder(default_prefill_step_size());
+        let g = engine::generate(decoder.as_mut(), &prompt_ids, &mut sampler, &options, |_| Ok(()))?;
+        let m = Measurement::from_stats(&label, false, &g.stats);
+        on_point(&m);
+        results.measurements.push(m);
+        results.save(out)?;
+    }
+    Ok(results)
+}

@@ -1,0 +1,328 @@
+//! PNG charts with plotters, readable at a glance: titles, units on every axis, values on bars,
+//! legends where there is more than one series. Text uses DejaVu Sans, embedded, so charts look
+//! the same on every machine and no system font library is needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::bench::results::{ResultKind, ResultsFile};
+
+const FONT: &str = "sans-serif";
+static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+/// Text-only prompts in blue, prompts with images in red, as in the seed notebook.
+pub const TEXT_COLOR: RGBColor = RGBColor(0x34, 0x98, 0xdb);
+pub const IMAGE_COLOR: RGBColor = RGBColor(0xe7, 0x4c, 0x3c);
+const SERIES_COLORS: [RGBColor; 6] = [
+    RGBColor(0x34, 0x98, 0xdb),
+    RGBColor(0xe7, 0x4c, 0x3c),
+    RGBColor(0x27, 0xae, 0x60),
+    RGBColor(0x8e, 0x44, 0xad),
+    RGBColor(0xf3, 0x9c, 0x12),
+    RGBColor(0x2c, 0x3e, 0x50),
+];
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        // The embedded bytes are a valid TrueType font; registration cannot fail for them.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES);
+    });
+}
+
+fn plot_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
+    move |e| anyhow!("cannot draw chart {}: {e:?}", path.display())
+}
+
+/// One bar of the throughput panels (one prompt of the notebook's table).
+#[derive(Clone, Debug)]
+pub struct ThroughputBar {
+    pub label: String,
+    pub has_image: bool,
+    pub gen_tps: f64,
+    pub prompt_tps: f64,
+    pub total_s: f64,
+}
+
+/// The notebook's three panels: generation speed, prompt processing speed, total time per test.
+pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Result<()> {
+    anyhow::ensure!(!bars.is_empty(), "no results to chart for {}", path.display());
+    register_font();
+    let err = plot_err(path);
+    let root = BitMapBackend::new(path, (1500, 120 + 60 * bars.len() as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(&err)?;
+    let root = root.titled(title, (FONT, 24)).map_err(&err)?;
+    let panels = root.split_evenly((1, 3));
+    let specs: [(&str, &str, fn(&ThroughputBar) -> f64, &str); 3] = [
+        ("Generation speed", "tokens/s", |b| b.gen_tps, ""),
+        ("Prompt processing speed", "tokens/s", |b| b.prompt_tps, ""),
+        ("Total time", "seconds", |b| b.total_s, " s"),
+    ];
+    for (panel, (caption, unit, value, suffix)) in panels.iter().zip(specs) {
+        let max = bars.iter().map(value).fold(0.0, f64::max).max(1e-9);
+        let n = bars.len() as i32;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(caption, (FONT, 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(150)
+            .build_cartesian_2d(0.0..max * 1.25, (0..n).into_segmented())
+            .map_err(&err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc(unit)
+            .label_style((FONT, 14))
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                    bars.get(*i as usize).map(|b| b.label.clone()).unwrap_or_default()
+                }
+                SegmentValue::Last => String::new(),
+            })
+            .draw()
+            .map_err(&err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let color = if b.has_image { IMAGE_COLOR } else { TEXT_COLOR };
+                let mut bar = Rectangle::new(
+                    [(0.0, SegmentValue::Exact(i as i32)), (value(b), SegmentValue::Exact(i as i32 + 1))],
+                    color.mix(0.85).filled(),
+                );
+                bar.set_margin(8, 8, 0, 0);
+                bar
+            }))
+            .map_err(&err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                Text::new(
+                    format!(" {:.1}{suffix}", value(b)),
+                    (value(b), SegmentValue::CenterOf(i as i32)),
+                    TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+                )
+            }))
+            .map_err(&err)?;
+    }
+    root.present().map_err(&err)?;
+    Ok(())
+}
+
+/// One measured prompt length of a sweep.
+#[derive(Clone, Copy, Debug)]
+pub struct SweepPoint {
+    pub prompt_tokens: usize,
+    pub prompt_tps: f64,
+    pub gen_tps: f64,
+    pub peak_memory_bytes: u64,
+}
+
+/// A named line (e.g. "vlmbench", "mlx-vlm", or a machine).
+#[derive(Clone, Debug)]
+pub struct SweepSeries {
+    pub name: String,
+    pub points: Vec<SweepPoint>,
+}
+
+fn x_range(series: &[SweepSeries]) -> (f64, f64) {
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.prompt_tokens as f64));
+    let (lo, hi) = xs.fold((f64::MAX, 0.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    (lo.max(1.0) / 1.5, hi * 1.5)
+}
+
+/// Two panels against prompt length (log scale): prompt processing tok/s and generation tok/s.
+pub fn speed_vs_prompt_length(path: &Path, title: &str, series: &[SweepSeries]) -> Result<()> {
+    let panels: [(&str, fn(&SweepPoint) -> f64); 2] =
+        [("Prompt processing (tokens/s)", |p| p.prompt_tps), ("Generation (tokens/s)", |p| p.gen_tps)];
+    line_panels(path, title, series, &panels, "tokens/s")
+}
+
+/// Peak memory (GiB) against prompt length (log scale).
+pub fn memory_vs_prompt_length(path: &Path, title: &str, series: &[SweepSeries]) -> Result<()> {
+    let panels: [(&str, fn(&SweepPoint) -> f64); 1] =
+        [("Peak memory (GiB)", |p| p.peak_memory_bytes as f64 / (1u64 << 30) as f64)];
+    line_panels(path, title, series, &panels, "GiB")
+}
+
+fn line_panels(
+    path: &Path,
+    title: &str,
+    series: &[SweepSeries],
+    panels: &[(&str, fn(&SweepPoint) -> f64)],
+    unit: &str,
+) -> Result<()> {
+    anyhow::ensure!(series.iter().any(|s| !s.points.is_empty()), "no sweep points to chart for {}", path.display());
+    register_font();
+    let err = plot_err(path);
+    let root = BitMapBackend::new(path, (700 * panels.len() as u32, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(&err)?;
+    let root = root.titled(title, (FONT, 24)).map_err(&err)?;
+    let areas = root.split_evenly((1, panels.len()));
+    let (x_lo, x_hi) = x_range(series);
+    for (area, (caption, value)) in areas.iter().zip(panels) {
+        let y_max = series.iter().flat_map(|s| s.points.iter().map(value)).fold(0.0, f64::max).max(1e-9) * 1.15;
+        let mut chart = ChartBuilder::on(area)
+            .caption(*caption, (FONT, 20))
+            .margin(14)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d((x_lo..x_hi).log_scale(), 0.0..y_max)
+            .map_err(&err)?;
+        chart
+            .configure_mesh()
+            .x_desc("prompt length (tokens, log scale)")
+            .y_desc(unit)
+            .label_style((FONT, 14))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()
+            .map_err(&err)?;
+        for (k, s) in series.iter().enumerate() {
+            let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+            let mut points: Vec<(f64, f64)> = s.points.iter().map(|p| (p.prompt_tokens as f64, value(p))).collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
+                .map_err(&err)?
+                .label(s.name.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled()))).map_err(&err)?;
+        }
+        if series.len() > 1 {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font((FONT, 14))
+                .draw()
+                .map_err(&err)?;
+        }
+    }
+    root.present().map_err(&err)?;
+    Ok(())
+}
+
+/// Draws every chart the results support into `dir`: prompt-length sweeps as speed and memory
+/// charts (one series per file), prompt tables as the notebook's three panels (one PNG per file).
+pub fn chart_results(files: &[ResultsFile], dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| anyhow!("cannot create chart directory {}: {e}", dir.display()))?;
+    let mut written = Vec::new();
+    let sweeps: Vec<SweepSeries> = files
+        .iter()
+        .filter(|f| f.kind == ResultKind::PromptLengthSweep)
+        .map(|f| SweepSeries {
+            name: f.run.label.clone(),
+            points: f
+                .measurements
+                .iter()
+                .map(|m| SweepPoint {
+                    prompt_tokens: m.prompt_tokens,
+                    prompt_tps: m.prefill_tps,
+                    gen_tps: m.decode_tps,
+                    peak_memory_bytes: m.peak_memory_bytes,
+                })
+                .collect(),
+        })
+        .collect();
+    if !sweeps.is_empty() {
+        let what = describe(files.iter().filter(|f| f.kind == ResultKind::PromptLengthSweep));
+        let speed = dir.join("speed_vs_prompt_length.png");
+        speed_vs_prompt_length(&speed, &format!("Prompt vs generation speed — {what}"), &sweeps)?;
+        let memory = dir.join("memory_vs_prompt_length.png");
+        memory_vs_prompt_length(&memory, &format!("Peak memory — {what}"), &sweeps)?;
+        written.extend([speed, memory]);
+    }
+    for f in files.iter().filter(|f| f.kind == ResultKind::PromptTable) {
+        let bars: Vec<ThroughputBar> = f
+            .measurements
+            .iter()
+            .map(|m| ThroughputBar {
+                label: m.label.clone(),
+                has_image: m.has_image,
+                gen_tps: m.decode_tps,
+                prompt_tps: m.prefill_tps,
+                total_s: m.total_s,
+            })
+            .collect();
+        let slug: String = f.run.label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let path = dir.join(format!("throughput_{slug}.png"));
+        let title = format!("{} — {} ({}) — blue: text only, red: with image", f.run.model, f.run.device, f.run.dtype);
+        throughput_panels(&path, &title, &bars)?;
+        written.push(path);
+    }
+    anyhow::ensure!(!written.is_empty(), "the results files hold nothing to chart");
+    Ok(written)
+}
+
+fn describe<'a>(files: impl Iterator<Item = &'a ResultsFile>) -> String {
+    let mut parts: Vec<String> = files.map(|f| format!("{} on {} ({})", f.run.model, f.run.device, f.run.dtype)).collect();
+    parts.dedup();
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Distinct colours in a PNG: a blank or failed chart has one or two.
+    fn colours(path: &Path) -> usize {
+        let img = image::open(path).unwrap().to_rgb8();
+        let mut seen = std::collections::HashSet::new();
+        for p in img.pixels() {
+            seen.insert(p.0);
+        }
+        seen.len()
+    }
+
+    fn bars() -> Vec<ThroughputBar> {
+        vec![
+            ThroughputBar { label: "Short text".into(), has_image: false, gen_tps: 18.8, prompt_tps: 38.2, total_s: 1.3 },
+            ThroughputBar { label: "Image + short".into(), has_image: true, gen_tps: 17.3, prompt_tps: 74.4, total_s: 6.4 },
+        ]
+    }
+
+    #[test]
+    fn throughput_panels_draw_both_bar_colours_with_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("panels.png");
+        throughput_panels(&path, "test", &bars()).unwrap();
+        let img = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (1500, 240));
+        let has = |c: RGBColor| img.pixels().any(|p| p.0 == [c.0, c.1, c.2] || close(p.0, c));
+        assert!(has(TEXT_COLOR) && has(IMAGE_COLOR), "both bar colours drawn");
+        assert!(colours(&path) > 20, "anti-aliased text and axes present");
+    }
+
+    fn close(p: [u8; 3], c: RGBColor) -> bool {
+        // Bars are drawn at 85% opacity over white.
+        let blend = |a: u8| (a as f64 * 0.85 + 255.0 * 0.15).round() as i32;
+        (p[0] as i32 - blend(c.0)).abs() <= 2 && (p[1] as i32 - blend(c.1)).abs() <= 2 && (p[2] as i32 - blend(c.2)).abs() <= 2
+    }
+
+    #[test]
+    fn sweep_charts_render_several_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let point = |n: usize, f: f64| SweepPoint { prompt_tokens: n, prompt_tps: 100.0 * f, gen_tps: 20.0 * f, peak_memory_bytes: (n as u64) << 20 };
+        let series = vec![
+            SweepSeries { name: "vlmbench".into(), points: vec![point(64, 1.0), point(256, 1.1), point(1024, 0.9)] },
+            SweepSeries { name: "mlx-vlm".into(), points: vec![point(64, 0.8), point(256, 0.9), point(1024, 0.7)] },
+        ];
+        let speed = dir.path().join("speed.png");
+        let memory = dir.path().join("memory.png");
+        speed_vs_prompt_length(&speed, "sweep", &series).unwrap();
+        memory_vs_prompt_length(&memory, "sweep", &series).unwrap();
+        assert_eq!(image::open(&speed).unwrap().width(), 1400);
+        assert!(colours(&speed) > 20 && colours(&memory) > 20);
+    }
+
+    #[test]
+    fn empty_input_is_an_error_not_a_blank_chart() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(throughput_panels(&dir.path().join("a.png"), "t", &[]).is_err());
+        let empty = [SweepSeries { name: "x".into(), points: vec![] }];
+        assert!(speed_vs_prompt_length(&dir.path().join("b.png"), "t", &empty).is_err());
+        assert!(!dir.path().join("a.png").exists());
+    }
+}
