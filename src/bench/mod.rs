@@ -3,6 +3,7 @@
 //! excluded) from a seeded generator, EOS is ignored so lengths are exact, and a warm-up run of
 //! each test comes first (kernel compilation and allocator growth stay out of the figures).
 
+pub mod compare;
 mod output;
 pub mod results;
 pub mod sweep;

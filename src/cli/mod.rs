@@ -2,6 +2,7 @@
 
 mod bench;
 mod chart;
+mod compare;
 mod doctor;
 mod generate;
 mod sweep;
@@ -23,6 +24,7 @@ pub enum Command {
     Bench(bench::BenchArgs),
     Sweep(sweep::SweepArgs),
     Chart(chart::ChartArgs),
+    Compare(compare::CompareArgs),
     Generate(generate::GenerateArgs),
 }
 
@@ -32,6 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Sweep(args) => sweep::run(&args),
         Command::Chart(args) => chart::run(&args),
+        Command::Compare(args) => compare::run(&args),
         Command::Generate(args) => generate::run(&args),
     }
 }
