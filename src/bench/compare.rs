@@ -62,6 +62,47 @@ pub fn render(a: &ResultsFile, b: &ResultsFile, rows: &[ComparedTask], total: &C
     table.to_string()
 }
 
+/// Per task: prefill tok/s, decode tok/s, time to first token and peak memory of both runs, each
+/// with B/A (for tok/s above 1 means B is faster; for TTFT and memory below 1 means B is better).
+pub fn render_figures(a: &ResultsFile, b: &ResultsFile) -> String {
+    let mut builder = Builder::default();
+    let (la, lb) = (&a.run.label, &b.run.label);
+    builder.push_record([
+        "Task".to_owned(),
+        format!("prefill tok/s {la}"),
+        format!("prefill tok/s {lb}"),
+        "B/A".to_owned(),
+        format!("decode tok/s {la}"),
+        format!("decode tok/s {lb}"),
+        "B/A".to_owned(),
+        format!("TTFT s {la}"),
+        format!("TTFT s {lb}"),
+        "B/A".to_owned(),
+        format!("peak GB {la}"),
+        format!("peak GB {lb}"),
+        "B/A".to_owned(),
+    ]);
+    for ma in &a.measurements {
+        let Some(mb) = b.measurements.iter().find(|mb| mb.label == ma.label) else { continue };
+        let gb = |bytes: u64| bytes as f64 / 1e9;
+        let mut record = vec![ma.label.clone()];
+        for (x, y, precision) in [
+            (ma.prefill_tps, mb.prefill_tps, 1),
+            (ma.decode_tps, mb.decode_tps, 1),
+            (ma.time_to_first_token_s, mb.time_to_first_token_s, 3),
+            (gb(ma.peak_memory_bytes), gb(mb.peak_memory_bytes), 3),
+        ] {
+            record.push(format!("{x:.precision$}"));
+            record.push(format!("{y:.precision$}"));
+            record.push(format!("{:.2}", ratio(y, x)));
+        }
+        builder.push_record(record);
+    }
+    let mut table = builder.build();
+    table.with(Style::markdown());
+    table.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +149,20 @@ mod tests {
         assert!((total.a_s - 26.04).abs() < 1e-9 && (total.b_s - 7.80).abs() < 1e-9);
         let table = render(&a, &b, &rows, &total);
         assert!(table.contains("M2 runtime (s)") && table.contains("**3.34x**"), "{table}");
+    }
+
+    #[test]
+    fn figures_table_gives_b_over_a_for_each_figure() {
+        let a = file("mlx-vlm", &[("pp64", 1.0)]);
+        let mut b = file("vlmbench", &[("pp64", 0.5)]);
+        b.measurements[0].prefill_tps = 3.0;
+        b.measurements[0].decode_tps = 1.5;
+        let table = render_figures(&a, &b);
+        let row = table.lines().find(|l| l.contains("pp64")).unwrap();
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[4], "3.00", "prefill B/A: {row}");
+        assert_eq!(cells[7], "1.50", "decode B/A: {row}");
+        assert_eq!(cells[10], "1.00", "TTFT B/A: {row}");
     }
 
     #[test]

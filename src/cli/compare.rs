@@ -20,5 +20,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     let b = ResultsFile::load(&args.b)?;
     let (rows, total) = compare::compare(&a, &b)?;
     println!("{}", compare::render(&a, &b, &rows, &total));
+    println!();
+    println!("{}", compare::render_figures(&a, &b));
     Ok(())
 }
