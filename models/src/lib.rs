@@ -2,6 +2,8 @@
 //! checkpoints, and one module per architecture.
 
 pub mod dtype;
+// Resolving --model to a checkpoint directory: a local path or a Hugging Face repo id.
+pub mod hub;
 pub mod runtime;
 pub mod selftest;
 
