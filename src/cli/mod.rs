@@ -1,6 +1,7 @@
 //! The command line: parse flags, call one function, print. Errors reach `main` as one line.
 
 mod doctor;
+mod make_tiny;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -16,10 +17,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Doctor(doctor::DoctorArgs),
+    MakeTiny(make_tiny::MakeTinyArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Doctor(args) => doctor::run(&args),
+        Command::MakeTiny(args) => make_tiny::run(&args),
     }
 }
