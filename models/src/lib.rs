@@ -28,3 +28,6 @@ pub mod sampling;
 pub mod tiny_tokenizer;
 pub mod tokenizer;
 pub mod tokenizer_config;
+
+// Tiny random-weight Gemma 4 checkpoints (tests, offline default model).
+pub mod tiny_checkpoint;

@@ -5,6 +5,7 @@ mod chart;
 mod compare;
 mod doctor;
 mod generate;
+mod make_tiny;
 mod sweep;
 
 use anyhow::Result;
@@ -26,6 +27,7 @@ pub enum Command {
     Chart(chart::ChartArgs),
     Compare(compare::CompareArgs),
     Generate(generate::GenerateArgs),
+    MakeTiny(make_tiny::MakeTinyArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -36,6 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Chart(args) => chart::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::MakeTiny(args) => make_tiny::run(&args),
     }
 }
 

@@ -1,0 +1,195 @@
+//! Random weights for a parameter list: drawn with MLX's seeded generator, cast to bf16, and
+//! affine-quantized with MLX's own `quantize` where the converter would quantize, then written
+//! with MLX's safetensors writer.
+//!
+//! The draw follows the Python builder step for step (one key per parameter from
+//! `split(key(seed), n)`, a float32 standard normal per parameter, the same float32 arithmetic,
+//! then bf16), so on the same MLX and device both produce the same numbers. Everything runs on
+//! the CPU device: the bits must not depend on which GPU, if any, is the default.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use mlx_rs::ops::indexing::IndexOp;
+use mlx_rs::ops::{abs, add, multiply, negative, quantize};
+use mlx_rs::{random, Array, Device, Dtype, Stream};
+
+use super::config::GROUP_SIZE;
+use super::params::{Init, Param, Storage};
+use super::TinyError;
+
+/// The tensors to write, by name.
+pub struct TinyTensors {
+    pub tensors: BTreeMap<String, Array>,
+    pub quantized_modules: usize,
+}
+
+/// Draws, casts and quantizes every parameter (lazily: nothing is computed until saved).
+pub fn build_tensors(params: &[Param], seed: u64) -> Result<TinyTensors, TinyError> {
+    mlx_rs::with_device(Device::cpu(), || build_on_current_stream(params, seed))
+}
+
+fn build_on_current_stream(params: &[Param], seed: u64) -> Result<TinyTensors, TinyError> {
+    let keys = split_keys(seed, params.len())?;
+    let mut tensors = BTreeMap::new();
+    let mut quantized_modules = 0;
+    for (i, param) in params.iter().enumerate() {
+        let mlx = |step: &'static str| {
+            let tensor = param.name.clone();
+            move |e: mlx_rs::error::Exception| TinyError::Mlx {
+                step,
+                tensor,
+                message: e.what().to_string(),
+            }
+        };
+        let key = keys.index(i as i32);
+        let r =
+            random::normal::<f32>(&param.shape[..], None, None, &key).map_err(mlx("drawing"))?;
+        let value = initialise(&r, param.init).map_err(mlx("scaling"))?;
+        let value = value
+            .as_dtype(Dtype::Bfloat16)
+            .map_err(mlx("casting to bf16"))?;
+        match param.storage {
+            Storage::Bf16 => {
+                tensors.insert(param.name.clone(), value);
+            }
+            Storage::Quantized { bits } => {
+                let (w, scales, biases) =
+                    quantize(&value, GROUP_SIZE, bits).map_err(mlx("quantizing"))?;
+                let module = param.module_path();
+                tensors.insert(format!("{module}.weight"), w);
+                tensors.insert(format!("{module}.scales"), scales);
+                tensors.insert(format!("{module}.biases"), biases);
+                quantized_modules += 1;
+            }
+        }
+    }
+    Ok(TinyTensors {
+        tensors,
+        quantized_modules,
+    })
+}
+
+/// The float32 arithmetic of the Python builder, operation for operation (so the rounding is the
+/// same), on a standard normal sample `r`.
+fn initialise(r: &Array, init: Init) -> Result<Array, mlx_rs::error::Exception> {
+    let scaled = |s: f32, x: &Array| multiply(Array::from_f32(s), x);
+    match init {
+        Init::Linear => scaled(0.08, r),
+        Init::Embedding => scaled(0.05, r),
+        Init::Small => scaled(0.1, r),
+        Init::Position => scaled(0.5, r),
+        Init::AroundOne => add(Array::from_f32(1.0), scaled(0.1, r)?),
+        Init::ClipMax => add(Array::from_f32(1.5), scaled(0.5, &abs(r)?)?),
+        Init::ClipMin => negative(add(Array::from_f32(1.5), scaled(0.5, &abs(r)?)?)?),
+    }
+}
+
+/// `num` PRNG keys, `[num, 2]` uint32, from MLX's `random.split(key(seed), num)`.
+///
+/// mlx-rs 0.33's `split` returns only the first two rows of the split, so this calls mlx-c
+/// directly.
+fn split_keys(seed: u64, num: usize) -> Result<Array, TinyError> {
+    let mlx = |message: String| TinyError::Mlx {
+        step: "splitting the PRNG key",
+        tensor: format!("{num} keys"),
+        message,
+    };
+    let count = i32::try_from(num).map_err(|_| mlx("too many parameters".into()))?;
+    // Going through mlx-rs first also installs its MLX error handler on this thread, so a failing
+    // mlx-c call below returns a status instead of ending the process.
+    let key = random::key(seed).map_err(|e| mlx(e.what().to_string()))?;
+    let stream = Stream::thread_local_or_default();
+    // SAFETY: `res` is a fresh empty array handle that mlx-c fills in; `key` and `stream` are live
+    // handles borrowed for the call. `Array::from_ptr` takes ownership of `res` (freed on drop),
+    // also when the call failed and left it empty.
+    let (status, keys) = unsafe {
+        let mut res = mlx_sys::mlx_array_new();
+        let status = mlx_sys::mlx_random_split_num(&mut res, key.as_ptr(), count, stream.as_ptr());
+        (status, Array::from_ptr(res))
+    };
+    if status != 0 {
+        return Err(mlx(format!("mlx_random_split_num returned {status}")));
+    }
+    if keys.shape() != [count, 2] {
+        return Err(mlx(format!("split gave shape {:?}", keys.shape())));
+    }
+    Ok(keys)
+}
+
+/// Writes the tensors with metadata `{"format": "mlx"}` (what mlx-vlm's loader expects) and
+/// returns each tensor's data size.
+///
+/// MLX's writer, like the converter's, lays the data out in its hash map's order: the bytes are
+/// the same for the same tensors on one platform, but the data order differs from the
+/// converter's file (same tensors, other offsets).
+pub fn save(
+    path: &Path,
+    tensors: &BTreeMap<String, Array>,
+) -> Result<Vec<(String, usize)>, TinyError> {
+    let metadata = HashMap::from([("format".to_string(), "mlx".to_string())]);
+    Array::save_safetensors(tensors.iter(), &metadata, path).map_err(|e| TinyError::Save {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    // Saving evaluated every tensor, so their sizes are known now.
+    Ok(tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.nbytes()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_gives_one_distinct_key_per_parameter_and_matches_mlx_rs_split() {
+        let keys = split_keys(7, 5).unwrap();
+        assert_eq!(keys.shape(), &[5, 2]);
+        assert_eq!(keys.dtype(), Dtype::Uint32);
+        let rows: Vec<Vec<u32>> = (0..5)
+            .map(|i| keys.index(i).as_slice::<u32>().to_vec())
+            .collect();
+        for i in 0..5 {
+            for j in i + 1..5 {
+                assert_ne!(rows[i], rows[j]);
+            }
+        }
+        // mlx-rs's own split(key, 2) is the two-key case of the same MLX call.
+        let (a, b) = random::split(random::key(7).unwrap(), 2).unwrap();
+        let two = split_keys(7, 2).unwrap();
+        assert_eq!(a.as_slice::<u32>(), two.index(0).as_slice::<u32>());
+        assert_eq!(b.as_slice::<u32>(), two.index(1).as_slice::<u32>());
+    }
+
+    #[test]
+    fn initialisers_have_the_documented_ranges() {
+        let r = random::normal::<f32>(&[4096][..], None, None, &random::key(3).unwrap()).unwrap();
+        let stats = |init| {
+            let v = initialise(&r, init).unwrap();
+            let v = v.as_slice::<f32>();
+            let n = v.len() as f32;
+            let mean = v.iter().sum::<f32>() / n;
+            let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n).sqrt();
+            let (lo, hi) = v
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+            (mean, std, lo, hi)
+        };
+        let (mean, std, _, _) = stats(Init::Linear);
+        assert!(
+            mean.abs() < 0.01 && (std - 0.08).abs() < 0.005,
+            "{mean} {std}"
+        );
+        let (mean, std, _, _) = stats(Init::AroundOne);
+        assert!(
+            (mean - 1.0).abs() < 0.01 && (std - 0.1).abs() < 0.01,
+            "{mean} {std}"
+        );
+        let (_, _, lo, hi) = stats(Init::ClipMax);
+        assert!(lo >= 1.5 && hi > 2.0, "{lo} {hi}");
+        let (_, _, lo, hi) = stats(Init::ClipMin);
+        assert!(hi <= -1.5 && lo < -2.0, "{lo} {hi}");
+    }
+}

@@ -1,0 +1,123 @@
+//! `vlmbench make-tiny` as a user runs it: writes, refuses a non-empty folder, `--force`, help.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn vlmbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn writes_reports_and_refuses_to_overwrite_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("tiny");
+    let run = vlmbench(&["make-tiny", path(&out), "--variant", "moe", "--seed", "3"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let stdout = text(&run.stdout);
+    assert!(
+        stdout.contains("random weights (variant moe, seed 3)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("299 tensors, 9 files"), "{stdout}");
+    assert!(
+        stdout.contains("65 quantized modules: affine 4-bit, group size 64 (6 at 8 bits)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("model.safetensors"), "{stdout}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["text_config"]["enable_moe_block"], true);
+    let weights = std::fs::read(out.join("model.safetensors")).unwrap();
+
+    // A second run into the same folder: one error line naming the folder, nothing touched.
+    let again = vlmbench(&["make-tiny", path(&out), "--variant", "dense"]);
+    assert_eq!(again.status.code(), Some(1));
+    let stderr = text(&again.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: ")
+            && stderr.contains("is not empty")
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(path(&out)), "{stderr}");
+    assert!(again.stdout.is_empty());
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        weights
+    );
+
+    // --force writes over it; the same variant and seed give the same bytes. Files make-tiny does
+    // not own stay, and the user hears about them (a stale shard would be loaded with ours).
+    std::fs::write(out.join("model-00002-of-00002.safetensors"), b"stale").unwrap();
+    let forced = vlmbench(&[
+        "make-tiny",
+        path(&out),
+        "--variant",
+        "moe",
+        "--seed",
+        "3",
+        "--force",
+    ]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        weights
+    );
+    let stdout = text(&forced.stdout);
+    assert!(
+        stdout.contains("kept 1 other file(s) in the folder: model-00002-of-00002.safetensors"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_empty_existing_folder_is_fine_and_bad_input_is_one_error_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = vlmbench(&["make-tiny", path(tmp.path())]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).contains("variant dense, seed 0"));
+
+    let file = tmp.path().join("config.json");
+    let blocked = vlmbench(&["make-tiny", path(&file.join("sub"))]);
+    assert_eq!(blocked.status.code(), Some(1));
+    let stderr = text(&blocked.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot create the checkpoint folder"),
+        "{stderr}"
+    );
+
+    let bad = vlmbench(&["make-tiny", path(&tmp.path().join("x")), "--variant", "31b"]);
+    assert_eq!(bad.status.code(), Some(2), "clap usage error");
+    assert!(text(&bad.stderr).contains("dense"), "{}", text(&bad.stderr));
+}
+
+#[test]
+fn help_says_the_weights_are_random_and_what_for() {
+    let help = vlmbench(&["make-tiny", "--help"]);
+    assert!(help.status.success());
+    let help = text(&help.stdout);
+    for needle in [
+        "RANDOM weights",
+        "tests and offline demos",
+        "--variant",
+        "--seed",
+        "--force",
+        "moe",
+        "ple",
+    ] {
+        assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
+    }
+}
