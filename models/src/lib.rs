@@ -10,6 +10,9 @@ pub mod cache;
 pub mod checkpoint;
 pub mod error;
 pub mod nn;
+// Images: files to RGB pixels, and Pillow's bicubic resize.
+pub mod image_io;
+pub mod pil_resize;
 pub mod quantized;
 
 // Architectures.
