@@ -1,8 +1,10 @@
 //! Pillow's `Image.resize(size, Image.BICUBIC)` on 8-bit images, reproduced operation for
 //! operation (Pillow 13 `libImaging/Resample.c`) so that the output bytes are identical.
 //!
-//! The algorithm is a separable convolution: a horizontal pass into an 8-bit intermediate image,
-//! then a vertical pass. Per output coordinate, the filter (Keys cubic, a = -0.5, support 2) is
+//! The algorithm is a separable convolution: two 1-D passes through an 8-bit intermediate image,
+//! horizontal first unless the height shrinks by more than twice as many pixels as the width
+//! (Pillow 13 then runs the vertical pass first; earlier Pillows always went horizontal first).
+//! Per output coordinate, the filter (Keys cubic, a = -0.5, support 2) is
 //! stretched by the downscale factor (antialiasing), its weights are normalised to sum 1 in
 //! double precision, and then turned into 22-bit fixed-point integers. Each output sample is
 //! `clamp((2^21 + sum(sample * weight)) >> 22, 0, 255)` in 32-bit integer arithmetic. Rounding
@@ -100,55 +102,78 @@ pub fn resize_bicubic(
     );
     let need_h = out_w != width;
     let need_v = out_h != height;
+    let (w, h) = (width as i64, height as i64);
+    let horizontal_first = !(h - out_h as i64 > 0 && h - out_h as i64 > (w - out_w as i64) * 2);
     let vert = coeffs(height, out_h);
-
-    // Horizontal pass, only over the rows the vertical pass will read.
-    let (mut cur, cur_w, row_offset) = if need_h {
-        let first = vert.bounds[0].0;
-        let (last_min, last_n) = vert.bounds[out_h - 1];
-        let last = last_min + last_n;
-        let hor = coeffs(width, out_w);
-        let rows = last - first;
-        let mut tmp = vec![0u8; rows * out_w * channels];
-        let ss0 = 1i32 << (PRECISION_BITS - 1);
-        for y in 0..rows {
-            let line = &src[(y + first) * width * channels..(y + first + 1) * width * channels];
-            let out = &mut tmp[y * out_w * channels..(y + 1) * out_w * channels];
-            for (xx, &(xmin, n)) in hor.bounds.iter().enumerate() {
-                let k = &hor.weights[xx * hor.ksize..xx * hor.ksize + n];
-                for c in 0..channels {
-                    let mut acc = ss0;
-                    for (x, &w) in k.iter().enumerate() {
-                        acc = acc
-                            .wrapping_add((line[(x + xmin) * channels + c] as i32).wrapping_mul(w));
-                    }
-                    out[xx * channels + c] = clip8(acc);
-                }
-            }
+    let hor = coeffs(width, out_w);
+    if horizontal_first {
+        // Only the rows the vertical pass will read go through the horizontal pass.
+        let (rows, first) = if need_h {
+            let first = vert.bounds[0].0;
+            let (last_min, last_n) = vert.bounds[out_h - 1];
+            let rows = &src[first * width * channels..(last_min + last_n) * width * channels];
+            (horizontal(rows, width, channels, &hor), first)
+        } else {
+            (src.to_vec(), 0)
+        };
+        if need_v {
+            vertical(&rows, out_w, channels, &vert, first)
+        } else {
+            rows
         }
-        (tmp, out_w, first)
     } else {
-        (src.to_vec(), width, 0)
-    };
+        let cols = if need_v {
+            vertical(src, width, channels, &vert, 0)
+        } else {
+            src.to_vec()
+        };
+        if need_h {
+            horizontal(&cols, width, channels, &hor)
+        } else {
+            cols
+        }
+    }
+}
 
-    if need_v {
-        let mut out = vec![0u8; out_h * cur_w * channels];
-        let ss0 = 1i32 << (PRECISION_BITS - 1);
-        let stride = cur_w * channels;
-        for (yy, &(ymin, n)) in vert.bounds.iter().enumerate() {
-            let ymin = ymin - row_offset;
-            let k = &vert.weights[yy * vert.ksize..yy * vert.ksize + n];
-            for i in 0..stride {
-                let mut acc = ss0;
-                for (y, &w) in k.iter().enumerate() {
-                    acc = acc.wrapping_add((cur[(y + ymin) * stride + i] as i32).wrapping_mul(w));
+/// One horizontal pass over every row of `src` (`width` pixels per row).
+fn horizontal(src: &[u8], width: usize, channels: usize, c: &Coeffs) -> Vec<u8> {
+    let out_w = c.bounds.len();
+    let rows = src.len() / (width * channels);
+    let mut out = vec![0u8; rows * out_w * channels];
+    for y in 0..rows {
+        let line = &src[y * width * channels..(y + 1) * width * channels];
+        let dst = &mut out[y * out_w * channels..(y + 1) * out_w * channels];
+        for (xx, &(xmin, n)) in c.bounds.iter().enumerate() {
+            let k = &c.weights[xx * c.ksize..xx * c.ksize + n];
+            for ch in 0..channels {
+                let mut acc = 1i32 << (PRECISION_BITS - 1);
+                for (x, &w) in k.iter().enumerate() {
+                    acc =
+                        acc.wrapping_add((line[(x + xmin) * channels + ch] as i32).wrapping_mul(w));
                 }
-                out[yy * stride + i] = clip8(acc);
+                dst[xx * channels + ch] = clip8(acc);
             }
         }
-        cur = out;
     }
-    cur
+    out
+}
+
+/// One vertical pass; `src` holds the source rows starting at source row `row_offset`.
+fn vertical(src: &[u8], width: usize, channels: usize, c: &Coeffs, row_offset: usize) -> Vec<u8> {
+    let stride = width * channels;
+    let mut out = vec![0u8; c.bounds.len() * stride];
+    for (yy, &(ymin, n)) in c.bounds.iter().enumerate() {
+        let ymin = ymin - row_offset;
+        let k = &c.weights[yy * c.ksize..yy * c.ksize + n];
+        for i in 0..stride {
+            let mut acc = 1i32 << (PRECISION_BITS - 1);
+            for (y, &w) in k.iter().enumerate() {
+                acc = acc.wrapping_add((src[(y + ymin) * stride + i] as i32).wrapping_mul(w));
+            }
+            out[yy * stride + i] = clip8(acc);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
