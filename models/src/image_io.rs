@@ -140,24 +140,31 @@ pub fn load_image(path: &Path) -> Result<RgbImage, ImageLoadError> {
 /// Decodes an encoded image held in memory; `name` is used in error messages.
 pub fn decode_image(bytes: &[u8], name: &Path) -> Result<RgbImage, ImageLoadError> {
     let file = name.to_path_buf();
+    if bytes.is_empty() {
+        return Err(ImageLoadError::Truncated {
+            file,
+            reason: "the file is empty".into(),
+        });
+    }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ImageLoadError::Io {
             path: file.clone(),
             source: e,
         })?;
+    // The content decides; a name's extension only when the content is not recognised, so that a
+    // damaged `.png` reads as a corrupt PNG rather than as an unknown format.
+    if reader.format().is_none() {
+        if let Ok(f) = ImageFormat::from_path(name) {
+            reader.set_format(f);
+        }
+    }
     let format = match reader.format() {
         Some(f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP)) => f,
         Some(other) => {
             return Err(ImageLoadError::UnsupportedFormat {
                 file,
                 format: format!("{other:?}"),
-            })
-        }
-        None if bytes.is_empty() => {
-            return Err(ImageLoadError::Truncated {
-                file,
-                reason: "the file is empty".into(),
             })
         }
         None => {
@@ -412,6 +419,9 @@ mod tests {
         assert!(e.to_string().contains("Gif"), "{e}");
         let e = decode_image(b"hello, world", Path::new("x.txt")).unwrap_err();
         assert!(matches!(e, ImageLoadError::UnsupportedFormat { .. }), "{e}");
+        // Unrecognised content under a known extension is a damaged file of that format.
+        let e = decode_image(b"hello, world", Path::new("x.png")).unwrap_err();
+        assert!(matches!(e, ImageLoadError::Corrupt { .. }), "{e}");
         let e = decode_image(b"", Path::new("empty.png")).unwrap_err();
         assert!(matches!(e, ImageLoadError::Truncated { .. }), "{e}");
     }
