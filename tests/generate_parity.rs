@@ -58,8 +58,8 @@ fn compare(variant: &str, dtype: &str, prompt: &str, max_tokens: usize, ignore_e
 }
 
 /// The test images, made once: `synth` (make_test_image.py, 320x240), `chelsea` (451x300 photo
-/// from the scikit-image wheel) and `chelsea-exif6` (the photo stored sideways with EXIF
-/// orientation 6, so 300x451 once transposed).
+/// from the scikit-image wheel), `chelsea-exif6` (the photo stored sideways with EXIF
+/// orientation 6, so 300x451 once transposed) and `chelsea-exif6-jpeg` (the same as a JPEG, q90 4:2:0).
 fn test_image(python: &Path, name: &str) -> PathBuf {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("generate-parity").join("images");
@@ -72,6 +72,7 @@ fn test_image(python: &Path, name: &str) -> PathBuf {
         "synth" => dir.join("synth.png"),
         "chelsea" => chelsea.clone(),
         "chelsea-exif6" => dir.join("samples").join("exif6.png"),
+        "chelsea-exif6-jpeg" => dir.join("samples").join("exif6.jpg"),
         other => panic!("no test image {other}"),
     };
     if !path.exists() {
@@ -223,6 +224,11 @@ fn two_images_of_one_size_match_mlx_vlm_for_40_tokens() {
 fn two_images_of_different_sizes_match_mlx_vlm_for_40_tokens() {
     // The EXIF-rotated photo is 144x192 after the processor: the tower runs per image.
     compare_with_images("dense", "float32", "Compare these two images.", &["chelsea", "chelsea-exif6"], 40, true);
+}
+
+#[test]
+fn jpeg_photo_with_exif_orientation_matches_mlx_vlm_for_40_tokens() {
+    compare_with_images("dense", "float32", IMAGE_PROMPT, &["chelsea-exif6-jpeg"], 40, true);
 }
 
 #[test]

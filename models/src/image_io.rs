@@ -1,7 +1,9 @@
 //! Image files to RGB8 pixels the way mlx-vlm 0.7.10 gets them from Pillow: `Image.open`,
 //! `ImageOps.exif_transpose`, `.convert("RGB")`.
 //!
-//! Decoding uses the `image` crate (PNG, JPEG, WebP). Pillow's conversion to RGB is reproduced
+//! Decoding uses the `image` crate (PNG, WebP; for JPEG its header and EXIF only: the pixels come
+//! from libjpeg-turbo's decoder, see [`crate::jpeg`], because that is what Pillow uses and JPEG
+//! decoders round differently). Pillow's conversion to RGB is reproduced
 //! per decoded layout, because it is not the `image` crate's: alpha is dropped (not composited),
 //! 16-bit RGB(A)/LA PNG samples keep their high byte (Pillow unpacks them with `;16B` raw modes),
 //! and 16-bit grayscale (`I;16`) is clamped to 255 rather than scaled.
@@ -177,12 +179,13 @@ pub fn decode_image(bytes: &[u8], name: &Path) -> Result<RgbImage, ImageLoadErro
     let mut limits = Limits::default();
     limits.max_alloc = Some(MAX_DECODER_ALLOC);
     reader.limits(limits);
-    decode_with(reader, format, &file)
+    decode_with(reader, format, bytes, &file)
 }
 
 fn decode_with<R: BufRead + Seek>(
     reader: ImageReader<R>,
     format: ImageFormat,
+    bytes: &[u8],
     file: &Path,
 ) -> Result<RgbImage, ImageLoadError> {
     let err = |e| classify(e, format, file);
@@ -199,9 +202,38 @@ fn decode_with<R: BufRead + Seek>(
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(err)?;
+    let mut img = if format == ImageFormat::Jpeg {
+        drop(decoder);
+        let (w, h, pixels) = crate::jpeg::decode_rgb(bytes).map_err(|e| jpeg_error(e, file))?;
+        let buf =
+            image::RgbImage::from_raw(w, h, pixels).ok_or_else(|| ImageLoadError::Corrupt {
+                file: file.to_path_buf(),
+                reason: "decoded JPEG has the wrong number of pixels".into(),
+            })?;
+        DynamicImage::ImageRgb8(buf)
+    } else {
+        DynamicImage::from_decoder(decoder).map_err(err)?
+    };
     img.apply_orientation(orientation);
     to_rgb8_like_pillow(img, file)
+}
+
+fn jpeg_error(e: crate::jpeg::JpegError, file: &Path) -> ImageLoadError {
+    let file = file.to_path_buf();
+    match e {
+        crate::jpeg::JpegError::Truncated => ImageLoadError::Truncated {
+            file,
+            reason: "the JPEG data ends before its end-of-image marker".into(),
+        },
+        // CMYK/YCCK JPEGs: libjpeg has no conversion to RGB (Pillow does its own).
+        crate::jpeg::JpegError::Failed(msg) if msg.contains("color conversion") => {
+            ImageLoadError::UnsupportedLayout {
+                file,
+                layout: format!("JPEG colour space ({msg})"),
+            }
+        }
+        crate::jpeg::JpegError::Failed(reason) => ImageLoadError::Corrupt { file, reason },
+    }
 }
 
 fn classify(e: image::ImageError, format: ImageFormat, file: &Path) -> ImageLoadError {
@@ -424,6 +456,31 @@ mod tests {
         assert!(matches!(e, ImageLoadError::Corrupt { .. }), "{e}");
         let e = decode_image(b"", Path::new("empty.png")).unwrap_err();
         assert!(matches!(e, ImageLoadError::Truncated { .. }), "{e}");
+    }
+
+    #[test]
+    fn jpeg_truncation_and_corruption_are_errors_like_pillow() {
+        let mut jpg = Vec::new();
+        let src = DynamicImage::ImageRgb8(gradient(64, 48));
+        src.write_to(&mut Cursor::new(&mut jpg), ImageFormat::Jpeg)
+            .unwrap();
+        let img = decode_image(&jpg, Path::new("ok.jpg")).unwrap();
+        assert_eq!((img.width(), img.height()), (64, 48));
+        // Missing only the end-of-image marker: Pillow says "image file is truncated".
+        let e = decode_image(&jpg[..jpg.len() - 2], Path::new("noeoi.jpg")).unwrap_err();
+        assert!(matches!(e, ImageLoadError::Truncated { .. }), "{e}");
+        let e = decode_image(&jpg[..jpg.len() / 2], Path::new("half.jpg")).unwrap_err();
+        assert!(matches!(e, ImageLoadError::Truncated { .. }), "{e}");
+        // A broken header (SOF precision byte) is a libjpeg error, reported, not a crash.
+        let sof = jpg.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+        let mut bad = jpg.clone();
+        bad[sof + 4] = 3;
+        let e = decode_image(&bad, Path::new("bad.jpg")).unwrap_err();
+        assert!(matches!(e, ImageLoadError::Corrupt { .. }), "{e}");
+        assert!(
+            e.to_string().starts_with("bad.jpg: corrupt image file: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod nn;
 // Images: files to RGB pixels, and Pillow's bicubic resize.
 pub mod image_io;
+pub mod jpeg;
 pub mod pil_resize;
 pub mod quantized;
 
