@@ -12,6 +12,10 @@ pub mod cache;
 pub mod checkpoint;
 pub mod error;
 pub mod nn;
+// Images: files to RGB pixels, and Pillow's bicubic resize.
+pub mod image_io;
+pub mod jpeg;
+pub mod pil_resize;
 pub mod quantized;
 
 // Architectures.

@@ -11,8 +11,11 @@ use crate::chat_messages::{format_prompt, ChatMessage};
 use crate::chat_template::{ChatTemplate, ChatTemplateError, RenderOptions};
 use crate::checkpoint::Checkpoint;
 use crate::error::ModelError;
-use crate::gemma4::{Gemma4Text, DEFAULT_PREFILL_STEP_SIZE};
+use crate::gemma4::{
+    Config as Gemma4Config, Gemma4Images, Gemma4Text, ImagesLoadError, ProcessedImage, ProcessorError, DEFAULT_PREFILL_STEP_SIZE,
+};
 use crate::generation_config::{GenerationConfig, GenerationConfigError};
+use crate::image_io::RgbImage;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::tokenizer_config::{TokenizerConfig, TokenizerConfigError};
 
@@ -29,6 +32,8 @@ pub enum LoadError {
     ChatTemplate(#[from] ChatTemplateError),
     #[error(transparent)]
     GenerationConfig(#[from] GenerationConfigError),
+    #[error(transparent)]
+    Images(#[from] ImagesLoadError),
     #[error("{dir}: model_type {model_type:?} is not supported (supported: {supported})")]
     UnsupportedModelType { dir: PathBuf, model_type: String, supported: &'static str },
 }
@@ -52,6 +57,42 @@ pub struct LoadedModel {
     pub generation: GenerationConfig,
     /// The compute dtype every floating weight was cast to.
     pub dtype: Dtype,
+    /// The vision tower and image processor, for checkpoints that take images.
+    pub images: Option<ImageSupport>,
+}
+
+/// What a model needs to take images, by architecture.
+pub enum ImageSupport {
+    Gemma4(Gemma4Images),
+}
+
+/// A prompt ready for [`Decoder::prefill_prompt`]: the templated text, its token ids with every
+/// image block expanded, and the processed images in prompt order.
+#[derive(Debug, Clone, Default)]
+pub struct Prompt {
+    /// The chat-templated prompt before image expansion (mlx-vlm's `apply_chat_template` output).
+    pub text: String,
+    pub ids: Vec<u32>,
+    pub images: Vec<ProcessedImage>,
+}
+
+/// Why a prompt could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error(transparent)]
+    ChatTemplate(#[from] ChatTemplateError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Processor(#[from] ProcessorError),
+    #[error("{dir}: this checkpoint ({model_type}) has no vision tower, so it cannot take images")]
+    NoVision { dir: PathBuf, model_type: String },
+}
+
+/// What a prefill returns: the next-token logits `[1, V]` and the seconds spent encoding images.
+pub struct Prefill {
+    pub logits: Array,
+    pub vision_encode_s: f64,
 }
 
 impl LoadedModel {
@@ -70,6 +111,11 @@ impl LoadedModel {
             }
         };
         let tokenizer = Tokenizer::from_dir(dir)?;
+        let images = match model_type.as_str() {
+            "gemma4" => Gemma4Images::load(&checkpoint, &Gemma4Config::from_checkpoint(&checkpoint)?, &tokenizer, dtype)?
+                .map(ImageSupport::Gemma4),
+            _ => None,
+        };
         let tokenizer_config = TokenizerConfig::load(dir)?;
         let chat_template = ChatTemplate::load(dir, &tokenizer_config)?;
         let generation = GenerationConfig::load(dir, &tokenizer, &tokenizer_config)?;
@@ -82,7 +128,24 @@ impl LoadedModel {
             chat_template,
             generation,
             dtype,
+            images,
         })
+    }
+
+    /// One user message with `images` (in order) as mlx-vlm prepares it: the chat template with
+    /// one image part per image, each image processed, each placeholder expanded, tokenized.
+    pub fn build_prompt(&self, text: &str, images: &[RgbImage]) -> Result<Prompt, PromptError> {
+        let (formatted, add_specials) = self.format_user_prompt(text, images.len())?;
+        if images.is_empty() {
+            let ids = self.encode_prompt(&formatted, add_specials)?;
+            return Ok(Prompt { text: formatted, ids, images: vec![] });
+        }
+        let Some(ImageSupport::Gemma4(support)) = &self.images else {
+            return Err(PromptError::NoVision { dir: self.dir.clone(), model_type: self.model_type.clone() });
+        };
+        let (expanded, processed) = support.expand(&formatted, images)?;
+        let ids = self.encode_prompt(&expanded, add_specials)?;
+        Ok(Prompt { text: formatted, ids, images: processed })
     }
 
     /// The prompt string for one user message with `num_images` images, as mlx-vlm formats it
@@ -108,7 +171,13 @@ impl LoadedModel {
     /// prompts (`None`: one pass), default [`DEFAULT_PREFILL_STEP_SIZE`] like mlx-vlm.
     pub fn decoder(&self, prefill_step_size: Option<i32>) -> Box<dyn Decoder + '_> {
         match &self.architecture {
-            Architecture::Gemma4(model) => Box::new(Gemma4Decoder { model, cache: model.make_cache(), prefill_step_size }),
+            Architecture::Gemma4(model) => {
+                let images = match &self.images {
+                    Some(ImageSupport::Gemma4(i)) => Some(i),
+                    _ => None,
+                };
+                Box::new(Gemma4Decoder { model, images, cache: model.make_cache(), prefill_step_size })
+            }
         }
     }
 }
@@ -117,6 +186,14 @@ impl LoadedModel {
 pub trait Decoder {
     /// Runs the whole prompt; returns the logits `[1, V]` of its last position.
     fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError>;
+    /// Runs a prompt that may hold images: encodes them (timed separately), merges their soft
+    /// tokens at the image tokens, and prefills. Text-only decoders refuse images.
+    fn prefill_prompt(&mut self, prompt: &Prompt) -> Result<Prefill, ModelError> {
+        if !prompt.images.is_empty() {
+            return Err(ModelError::Input("this model does not take images".into()));
+        }
+        Ok(Prefill { logits: self.prefill(&prompt.ids)?, vision_encode_s: 0.0 })
+    }
     /// Feeds one token `[1, 1]` (possibly not yet evaluated); returns logits `[1, V]`.
     fn step(&mut self, token: &Array) -> Result<Array, ModelError>;
     /// Tokens in the cache so far.
@@ -129,6 +206,7 @@ pub fn default_prefill_step_size() -> Option<i32> {
 
 struct Gemma4Decoder<'m> {
     model: &'m Gemma4Text,
+    images: Option<&'m Gemma4Images>,
     cache: Vec<LayerCache>,
     prefill_step_size: Option<i32>,
 }
@@ -143,6 +221,22 @@ impl Decoder for Gemma4Decoder<'_> {
     fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
         self.cache = self.model.make_cache();
         self.model.prefill(&ids_array(ids), None, None, &mut self.cache, self.prefill_step_size)
+    }
+
+    fn prefill_prompt(&mut self, prompt: &Prompt) -> Result<Prefill, ModelError> {
+        if prompt.images.is_empty() {
+            return Ok(Prefill { logits: self.prefill(&prompt.ids)?, vision_encode_s: 0.0 });
+        }
+        let images = self.images.ok_or_else(|| ModelError::Input("this checkpoint has no vision tower".into()))?;
+        let started = std::time::Instant::now();
+        let features = images.encode(&prompt.ids, &prompt.images)?;
+        let vision_encode_s = started.elapsed().as_secs_f64();
+        let ids = ids_array(&prompt.ids);
+        let embeds = images.merge(self.model, &ids, &features)?;
+        let mm = images.mm_token_type_ids(&prompt.ids);
+        self.cache = self.model.make_cache();
+        let logits = self.model.prefill(&ids, Some(&embeds), Some(&mm), &mut self.cache, self.prefill_step_size)?;
+        Ok(Prefill { logits, vision_encode_s })
     }
 
     fn step(&mut self, token: &Array) -> Result<Array, ModelError> {

@@ -7,6 +7,7 @@ use clap::Args;
 use serde::Serialize;
 use vlm_models::dtype::{dtype_name, DtypeChoice};
 use vlm_models::generation_config::SamplingOverrides;
+use vlm_models::image_io::load_image;
 use vlm_models::model::{default_prefill_step_size, LoadedModel};
 use vlm_models::sampling::Sampler;
 
@@ -21,6 +22,9 @@ pub struct GenerateArgs {
     /// The user message; it goes through the checkpoint's chat template (thinking off).
     #[arg(long, short)]
     pub prompt: String,
+    /// An image file (PNG, JPEG, WebP) to put before the message; repeat for several, in order.
+    #[arg(long = "image", value_name = "PATH")]
+    pub images: Vec<PathBuf>,
     /// Most tokens to generate (the stop token counts).
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
@@ -56,19 +60,31 @@ struct GenerateReport<'a> {
     dtype: &'static str,
     load_s: f64,
     prompt: &'a str,
+    /// Prompt token ids after image expansion.
+    prompt_ids: &'a [u32],
+    images: Vec<ImageReport>,
     text: String,
     token_ids: &'a [u32],
     stats: &'a GenerationStats,
 }
 
+#[derive(Serialize)]
+struct ImageReport {
+    path: String,
+    /// `[3, height, width]` after the processor.
+    pixel_shape: [u32; 3],
+    soft_tokens: usize,
+}
+
 pub fn run(args: &GenerateArgs) -> Result<()> {
+    // Images first: a bad path fails in a second, before the model loads.
+    let images = args.images.iter().map(|p| load_image(p)).collect::<Result<Vec<_>, _>>()?;
     let dtype = args.dtype.resolve(&mlx_rs::Device::try_default()?);
     let started = Instant::now();
     let model = LoadedModel::load(&args.model, dtype).with_context(|| format!("cannot load model {}", args.model.display()))?;
     let load_s = started.elapsed().as_secs_f64();
 
-    let (prompt, add_specials) = model.format_user_prompt(&args.prompt, 0)?;
-    let prompt_ids = model.encode_prompt(&prompt, add_specials)?;
+    let prompt = model.build_prompt(&args.prompt, &images)?;
     let overrides = SamplingOverrides { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k };
     let mut sampler = Sampler::new(model.generation.sampling(overrides), args.seed)?;
     sampler.check_vocab(model.vocab_size())?;
@@ -82,7 +98,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let stream = args.stream && !args.json;
     let mut out = std::io::stdout().lock();
     let mut decoder = model.decoder(default_prefill_step_size());
-    let generation = engine::generate(decoder.as_mut(), &prompt_ids, &mut sampler, &options, |id| {
+    let generation = engine::generate_prompt(decoder.as_mut(), &prompt, &mut sampler, &options, |id| {
         // As mlx-vlm: the stop token is counted but not shown.
         if options.stop_ids.contains(&id) {
             return Ok(());
@@ -103,7 +119,18 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             model: model.dir.display().to_string(),
             dtype: dtype_name(dtype),
             load_s,
-            prompt: &prompt,
+            prompt: &prompt.text,
+            prompt_ids: &prompt.ids,
+            images: args
+                .images
+                .iter()
+                .zip(&prompt.images)
+                .map(|(p, im)| ImageReport {
+                    path: p.display().to_string(),
+                    pixel_shape: [3, im.height, im.width],
+                    soft_tokens: im.num_soft_tokens,
+                })
+                .collect(),
             text,
             token_ids: &generation.token_ids,
             stats: &generation.stats,
@@ -124,13 +151,14 @@ pub fn render_stats(s: &GenerationStats, load_s: f64, dtype: &str) -> String {
     format!(
         "==========\n\
          load: {load_s:.2} s ({dtype})\n\
-         prompt: {} tokens, {:.1} tok/s prefill, time to first token {:.3} s\n\
+         prompt: {} tokens, {:.1} tok/s prefill, time to first token {:.3} s (vision encoding {:.3} s)\n\
          generation: {} tokens, {:.1} tok/s decode ({}), {:.3} s\n\
          peak memory: {:.3} GB\n\
          mlx-vlm definitions: prompt_tps {:.1}, generation_tps {:.1}\n",
         s.prompt_tokens,
         s.prefill_tps,
         s.time_to_first_token_s,
+        s.vision_encode_s,
         s.generation_tokens,
         s.decode_tps,
         match s.finish_reason {

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use mlx_rs::transforms::async_eval;
 use mlx_rs::Array;
-use vlm_models::model::Decoder;
+use vlm_models::model::{Decoder, Prompt};
 use vlm_models::sampling::{log_softmax, Sampler};
 
 pub use stats::{FinishReason, GenerationStats, ReferenceStats, Timings};
@@ -41,8 +41,22 @@ pub fn generate(
     prompt_ids: &[u32],
     sampler: &mut Sampler,
     options: &GenerateOptions,
+    on_token: impl FnMut(u32) -> Result<()>,
+) -> Result<Generation> {
+    let prompt = Prompt { ids: prompt_ids.to_vec(), ..Default::default() };
+    generate_prompt(decoder, &prompt, sampler, options, on_token)
+}
+
+/// As [`generate`] for a prompt that may hold images. Image encoding is timed on its own
+/// (`vision_encode_s`) and is part of the time to the first token.
+pub fn generate_prompt(
+    decoder: &mut dyn Decoder,
+    prompt: &Prompt,
+    sampler: &mut Sampler,
+    options: &GenerateOptions,
     mut on_token: impl FnMut(u32) -> Result<()>,
 ) -> Result<Generation> {
+    let prompt_ids = &prompt.ids;
     anyhow::ensure!(!prompt_ids.is_empty(), "the prompt is empty: nothing to generate from");
     anyhow::ensure!(options.max_tokens > 0, "max_tokens must be at least 1");
     let start = Instant::now();
@@ -52,8 +66,9 @@ pub fn generate(
         Ok(token.reshape(&[1, 1])?)
     };
 
-    let logits = decoder.prefill(prompt_ids).context("prefill failed")?;
-    let mut next = sample(&logits)?;
+    let prefill = decoder.prefill_prompt(prompt).context("prefill failed")?;
+    let vision_encode_s = prefill.vision_encode_s;
+    let mut next = sample(&prefill.logits)?;
     async_eval([&next])?;
 
     let mut token_ids = Vec::with_capacity(options.max_tokens);
@@ -83,7 +98,7 @@ pub fn generate(
     };
     let last_token_s = start.elapsed().as_secs_f64();
     let peak = mlx_rs::memory::peak_memory().unwrap_or(0) as u64;
-    let timings = Timings { vision_encode_s: 0.0, first_token_s, last_token_s };
+    let timings = Timings { vision_encode_s, first_token_s, last_token_s };
     let stats = GenerationStats::from_timings(prompt_ids.len(), token_ids.len(), timings, peak, finish_reason);
     Ok(Generation { token_ids, stats })
 }
@@ -186,6 +201,61 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("interrupted"));
         assert_eq!(n, 3);
+    }
+
+    /// A decoder that takes images: it reports a fixed encoding time and remembers what it saw.
+    struct Seeing {
+        inner: Counter,
+        images_seen: usize,
+    }
+
+    impl Decoder for Seeing {
+        fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
+            self.inner.prefill(ids)
+        }
+        fn prefill_prompt(&mut self, prompt: &Prompt) -> Result<vlm_models::model::Prefill, ModelError> {
+            self.images_seen = prompt.images.len();
+            std::thread::sleep(std::time::Duration::from_millis(30)); // "encoding"
+            Ok(vlm_models::model::Prefill { logits: self.inner.prefill(&prompt.ids)?, vision_encode_s: 0.03 })
+        }
+        fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
+            self.inner.step(token)
+        }
+        fn offset(&self) -> i32 {
+            self.inner.offset()
+        }
+    }
+
+    #[test]
+    fn images_reach_the_decoder_and_their_encoding_time_is_reported() {
+        let image = vlm_models::gemma4::ProcessedImage {
+            height: 48,
+            width: 48,
+            pixel_values: vec![0.0; 3 * 48 * 48],
+            num_soft_tokens: 1,
+        };
+        let prompt = Prompt { text: String::new(), ids: vec![3, 4], images: vec![image.clone(), image] };
+        let mut model = Seeing { inner: Counter { vocab: 16, seen: vec![] }, images_seen: 0 };
+        let options = GenerateOptions { max_tokens: 2, stop_ids: vec![] };
+        let g = generate_prompt(&mut model, &prompt, &mut greedy(), &options, |_| Ok(())).unwrap();
+        assert_eq!(model.images_seen, 2);
+        assert_eq!(g.token_ids, vec![5, 6]);
+        let s = &g.stats;
+        assert_eq!(s.vision_encode_s, 0.03);
+        // Part of the time to the first token; excluded from prefill_tps, included in mlx-vlm's prompt_tps.
+        assert!(s.time_to_first_token_s >= 0.03, "{}", s.time_to_first_token_s);
+        assert_eq!(s.prefill_tps, 2.0 / (s.time_to_first_token_s - 0.03));
+        assert_eq!(s.reference.prompt_tps, 2.0 / s.time_to_first_token_s);
+    }
+
+    #[test]
+    fn a_text_only_decoder_refuses_images() {
+        let image = vlm_models::gemma4::ProcessedImage { height: 48, width: 48, pixel_values: vec![], num_soft_tokens: 1 };
+        let prompt = Prompt { text: String::new(), ids: vec![3], images: vec![image] };
+        let mut model = Counter { vocab: 16, seen: vec![] };
+        let options = GenerateOptions { max_tokens: 1, stop_ids: vec![] };
+        let err = generate_prompt(&mut model, &prompt, &mut greedy(), &options, |_| Ok(())).unwrap_err();
+        assert!(format!("{err:#}").contains("does not take images"), "{err:#}");
     }
 
     #[test]
