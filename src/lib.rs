@@ -5,4 +5,5 @@ pub mod bench;
 pub mod cli;
 pub mod doctor;
 pub mod engine;
+pub mod model_source;
 pub mod report;

@@ -1,10 +1,8 @@
 use std::io::Write;
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use vlm_models::dtype::DtypeChoice;
-use vlm_models::model::LoadedModel;
 
 use crate::bench::{self, parse_lengths, BenchOptions, BenchTest, OutputFormat};
 
@@ -14,9 +12,11 @@ use crate::bench::{self, parse_lengths, BenchOptions, BenchTest, OutputFormat};
 /// exact; each test runs once to warm up, then --repetitions times (mean ± sd).
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Checkpoint directory.
+    /// Model: a checkpoint directory (mlx-community layout), a Hugging Face repo id such as
+    /// mlx-community/gemma-4-31b-it-4bit (HF cache, HF_HUB_OFFLINE honoured), or omitted for the
+    /// built-in tiny checkpoint (random weights, offline).
     #[arg(long, short)]
-    pub model: PathBuf,
+    pub model: Option<String>,
     /// Prompt lengths to prefill: a list (128,512) or a range (64-1024*2, 100-500+100).
     #[arg(short = 'p', long = "n-prompt", default_value = "512")]
     pub n_prompt: String,
@@ -56,12 +56,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     tests.extend(args.tests.iter().copied());
     anyhow::ensure!(!tests.is_empty(), "nothing to run: -p 0 and -n 0 with no --test");
 
-    let dtype = args.dtype.resolve(&mlx_rs::Device::try_default()?);
-    let model = LoadedModel::load(&args.model, dtype).with_context(|| format!("cannot load model {}", args.model.display()))?;
+    let resolved = crate::model_source::load(args.model.as_deref(), args.dtype)?;
+    let model = &resolved.model;
     let options = BenchOptions { tests, repetitions: args.repetitions, warmup: !args.no_warmup, seed: args.seed };
     let mut out = std::io::stdout().lock();
     let jsonl = args.output == OutputFormat::Jsonl;
-    let rows = bench::run(&model, &options, |row| {
+    let rows = bench::run(model, &options, |row| {
         eprintln!("{}: {:.2} ± {:.2} t/s", row.test, row.tps_mean, row.tps_sd);
         if jsonl {
             bench::write_jsonl_row(&mut out, row)?;

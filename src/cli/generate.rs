@@ -1,24 +1,26 @@
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 use vlm_models::dtype::{dtype_name, DtypeChoice};
 use vlm_models::generation_config::SamplingOverrides;
 use vlm_models::image_io::load_image;
-use vlm_models::model::{default_prefill_step_size, LoadedModel};
+use vlm_models::model::default_prefill_step_size;
 use vlm_models::sampling::Sampler;
 
+use crate::model_source;
 use crate::engine::{self, GenerateOptions, GenerationStats};
 
 /// Generate text from a prompt, streaming tokens and printing the statistics.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Checkpoint directory (mlx-community layout: config.json, *.safetensors, tokenizer.json).
+    /// Model: a checkpoint directory (mlx-community layout), a Hugging Face repo id such as
+    /// mlx-community/gemma-4-31b-it-4bit (HF cache, HF_HUB_OFFLINE honoured), or omitted for the
+    /// built-in tiny checkpoint (random weights, offline).
     #[arg(long, short)]
-    pub model: PathBuf,
+    pub model: Option<String>,
     /// The user message; it goes through the checkpoint's chat template (thinking off).
     #[arg(long, short)]
     pub prompt: String,
@@ -79,10 +81,8 @@ struct ImageReport {
 pub fn run(args: &GenerateArgs) -> Result<()> {
     // Images first: a bad path fails in a second, before the model loads.
     let images = args.images.iter().map(|p| load_image(p)).collect::<Result<Vec<_>, _>>()?;
-    let dtype = args.dtype.resolve(&mlx_rs::Device::try_default()?);
-    let started = Instant::now();
-    let model = LoadedModel::load(&args.model, dtype).with_context(|| format!("cannot load model {}", args.model.display()))?;
-    let load_s = started.elapsed().as_secs_f64();
+    let resolved = model_source::load(args.model.as_deref(), args.dtype)?;
+    let (model, load_s, dtype) = (&resolved.model, resolved.load_s, resolved.model.dtype);
 
     let prompt = model.build_prompt(&args.prompt, &images)?;
     let overrides = SamplingOverrides { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k };

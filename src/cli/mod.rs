@@ -15,6 +15,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "vlmbench", version, about, long_about = None)]
 pub struct Cli {
+    /// Never touch the network: models come from local directories or the HF cache only
+    /// (same as HF_HUB_OFFLINE=1).
+    #[arg(long, global = true)]
+    pub offline: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -31,6 +35,10 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    if cli.offline {
+        // Read by hub::ResolveOptions::from_env; set before any thread starts.
+        std::env::set_var("HF_HUB_OFFLINE", "1");
+    }
     match cli.command {
         Command::Doctor(args) => doctor::run(&args),
         Command::Bench(args) => bench::run(&args),

@@ -3,7 +3,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use vlm_models::dtype::DtypeChoice;
-use vlm_models::model::LoadedModel;
 
 use crate::bench::parse_lengths;
 use crate::bench::results::ResultKind;
@@ -15,9 +14,11 @@ use crate::report::tables::measurements_table;
 /// or a file of prompts. Results are saved after every point (--resume continues a run).
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// Checkpoint directory.
+    /// Model: a checkpoint directory (mlx-community layout), a Hugging Face repo id such as
+    /// mlx-community/gemma-4-31b-it-4bit (HF cache, HF_HUB_OFFLINE honoured), or omitted for the
+    /// built-in tiny checkpoint (random weights, offline).
     #[arg(long, short)]
-    pub model: PathBuf,
+    pub model: Option<String>,
     /// Prompt lengths of random prompts: a list (64,256) or a range (64-4096*2, 100-500+100).
     #[arg(long, conflicts_with_all = ["notebook", "prompts_file"])]
     pub lengths: Option<String>,
@@ -69,10 +70,10 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         let lengths = parse_lengths(spec).map_err(anyhow::Error::msg).context("--lengths")?;
         (ResultKind::PromptLengthSweep, lengths.into_iter().map(|tokens| (SweepPrompt::Random { tokens }, args.gen)).collect(), true)
     };
-    let dtype = args.dtype.resolve(&mlx_rs::Device::try_default()?);
-    let model = LoadedModel::load(&args.model, dtype).with_context(|| format!("cannot load model {}", args.model.display()))?;
+    let resolved = crate::model_source::load(args.model.as_deref(), args.dtype)?;
+    let model = &resolved.model;
     let options = SweepOptions { label: args.label.clone(), seed: args.seed, ignore_eos };
-    let results = sweep::run(&model, kind, &prompts, &options, &args.out, args.resume, |m| {
+    let results = sweep::run(model, kind, &prompts, &options, &args.out, args.resume, |m| {
         eprintln!("{}: {} prompt tokens, {:.1} tok/s prefill, {:.1} tok/s decode", m.label, m.prompt_tokens, m.prefill_tps, m.decode_tps);
     })?;
     println!("{}", measurements_table(&results.measurements));

@@ -1,0 +1,79 @@
+//! Turning a `--model` argument into a loaded model: a local checkpoint directory, a Hugging Face
+//! repo id (cache, offline mode, download through hf-hub), or, with no `--model`, the built-in
+//! tiny checkpoint (random weights, written once into the cache by `make-tiny`'s code) so that
+//! everything runs offline.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use mlx_rs::Dtype;
+use vlm_models::dtype::DtypeChoice;
+use vlm_models::hub::{resolve_model, ModelSource, ResolveOptions};
+use vlm_models::model::LoadedModel;
+use vlm_models::tiny_checkpoint::{write_tiny_checkpoint, TinyVariant};
+
+/// The `--model` value that names the built-in checkpoint explicitly.
+pub const BUILT_IN: &str = "builtin:tiny";
+
+pub struct Resolved {
+    pub model: LoadedModel,
+    /// What the user asked for, for reports.
+    pub spec: String,
+    /// True for the built-in tiny checkpoint: outputs come from random weights.
+    pub random_weights: bool,
+    pub load_s: f64,
+}
+
+/// Where the built-in checkpoint lives: `$VLMBENCH_CACHE_DIR/tiny/gemma4-dense-seed0` (same cache as the MLX wheel).
+pub fn built_in_dir() -> Result<PathBuf> {
+    let cache = std::env::var_os("VLMBENCH_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("vlmbench")))
+        .or_else(|| dirs_home().map(|h| h.join(".cache").join("vlmbench")))
+        .context("cannot place the built-in model: set VLMBENCH_CACHE_DIR")?;
+    Ok(cache.join("tiny").join("gemma4-dense-seed0"))
+}
+
+fn dirs_home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// The checkpoint directory for `spec` (None: the built-in one, written if missing).
+pub fn checkpoint_dir(spec: Option<&str>) -> Result<(PathBuf, bool)> {
+    match spec {
+        None | Some(BUILT_IN) => {
+            let dir = built_in_dir()?;
+            if !dir.join("model.safetensors").exists() {
+                write_tiny_checkpoint(&dir, TinyVariant::Dense, 0)
+                    .with_context(|| format!("cannot write the built-in tiny model into {}", dir.display()))?;
+            }
+            Ok((dir, true))
+        }
+        Some(spec) => {
+            let resolved = resolve_model(spec, &ResolveOptions::from_env())?;
+            if let ModelSource::Downloaded { files, .. } = &resolved.source {
+                eprintln!("downloaded {} files of {spec} into {}", files.len(), resolved.dir.display());
+            }
+            Ok((resolved.dir, false))
+        }
+    }
+}
+
+/// Resolves and loads `spec` in the dtype `choice` resolves to on the default device; prints a
+/// banner to stderr when the outputs will come from random weights.
+pub fn load(spec: Option<&str>, choice: DtypeChoice) -> Result<Resolved> {
+    let dtype: Dtype = choice.resolve(&mlx_rs::Device::try_default()?);
+    let (dir, random_weights) = checkpoint_dir(spec)?;
+    let shown = spec.unwrap_or(BUILT_IN).to_owned();
+    if random_weights {
+        eprintln!(
+            "note: no --model given: using the built-in tiny Gemma 4 checkpoint ({}). Its weights are RANDOM: \
+             outputs are gibberish and timings say nothing about real models. Pass --model mlx-community/... or a directory.",
+            dir.display()
+        );
+    }
+    let started = Instant::now();
+    let model = LoadedModel::load(&dir, dtype).with_context(|| format!("cannot load model {shown}"))?;
+    Ok(Resolved { model, spec: shown, random_weights, load_s: started.elapsed().as_secs_f64() })
+}
