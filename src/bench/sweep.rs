@@ -92,6 +92,26 @@ pub fn run(
     };
     let mut ids = PromptIds::new(model, options.seed);
     let stop_ids = if options.ignore_eos { vec![] } else { model.generation.eos_token_ids.clone() };
+    let measure = |prompt_ids: &[u32], max_tokens: usize| -> Result<crate::engine::GenerationStats> {
+        let _ = mlx_rs::memory::reset_peak_memory();
+        let mut sampler = Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() }, None)?;
+        let options = GenerateOptions { max_tokens, stop_ids: stop_ids.clone() };
+        let mut decoder = model.decoder(default_prefill_step_size());
+        Ok(engine::generate(decoder.as_mut(), prompt_ids, &mut sampler, &options, |_| Ok(()))?.stats)
+    };
+    // Warm-up (kernel compilation, allocator growth), as tools/reference/bench_reference.py does:
+    // the first point's shape with other ids, not measured.
+    if results.measurements.len() < prompts.len() {
+        let (first, max_tokens) = &prompts[0];
+        let warm_ids = match first {
+            SweepPrompt::Random { tokens } => PromptIds::new(model, options.seed + 1).next(*tokens),
+            SweepPrompt::Chat { text, .. } => {
+                let (formatted, specials) = model.format_user_prompt(text, 0)?;
+                model.encode_prompt(&formatted, specials)?
+            }
+        };
+        measure(&warm_ids, *max_tokens)?;
+    }
     for (prompt, max_tokens) in prompts {
         // Draw ids even for points we skip, so a resumed sweep measures the same prompts.
         let prompt_ids = match prompt {
@@ -105,12 +125,8 @@ pub fn run(
         if results.measurements.iter().any(|m| m.label == label) {
             continue;
         }
-        let _ = mlx_rs::memory::reset_peak_memory();
-        let mut sampler = Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() }, None)?;
-        let options = GenerateOptions { max_tokens: *max_tokens, stop_ids: stop_ids.clone() };
-        let mut decoder = model.decoder(default_prefill_step_size());
-        let g = engine::generate(decoder.as_mut(), &prompt_ids, &mut sampler, &options, |_| Ok(()))?;
-        let m = Measurement::from_stats(&label, false, &g.stats);
+        let stats = measure(&prompt_ids, *max_tokens)?;
+        let m = Measurement::from_stats(&label, false, &stats);
         on_point(&m);
         results.measurements.push(m);
         results.save(out)?;

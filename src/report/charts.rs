@@ -176,6 +176,7 @@ fn line_panels(
             .x_desc("prompt length (tokens, log scale)")
             .y_desc(unit)
             .label_style((FONT, 14))
+            .x_labels(6)
             .x_label_formatter(&|x| format!("{x:.0}"))
             .draw()
             .map_err(&err)?;
@@ -193,6 +194,7 @@ fn line_panels(
         if series.len() > 1 {
             chart
                 .configure_series_labels()
+                .position(SeriesLabelPosition::LowerLeft)
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font((FONT, 14))

@@ -9,7 +9,7 @@
 # VLMBENCH_BIN (default target/release/vlmbench) and VLMBENCH_REFERENCE_PYTHON (default: the venv
 # from tools/reference/setup.sh) choose the two programs.
 set -euo pipefail
-cd "$(git rev-parse --show-toplevel 2>/dev/null || dirname "$0")/.." 2>/dev/null || true
+cd "$(dirname "$0")/../.."
 model="${1:?usage: side_by_side.sh MODEL_DIR [LENGTHS] [GEN] [DTYPE] [OUT_DIR]}"
 lengths="${2:-64,256,1024}"
 gen="${3:-32}"
