@@ -9,6 +9,7 @@ pub mod selftest;
 pub mod cache;
 pub mod checkpoint;
 pub mod error;
+pub mod gguf;
 pub mod nn;
 pub mod quantized;
 
