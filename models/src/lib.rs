@@ -8,6 +8,7 @@ pub mod selftest;
 // Checkpoints and the building blocks every architecture shares.
 pub mod cache;
 pub mod checkpoint;
+pub mod convert;
 pub mod error;
 pub mod gguf;
 pub mod nn;

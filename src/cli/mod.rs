@@ -1,5 +1,6 @@
 //! The command line: parse flags, call one function, print. Errors reach `main` as one line.
 
+mod convert;
 mod doctor;
 mod generate;
 
@@ -16,12 +17,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Convert(convert::ConvertArgs),
     Doctor(doctor::DoctorArgs),
     Generate(generate::GenerateArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Convert(args) => convert::run(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Generate(args) => generate::run(&args),
     }

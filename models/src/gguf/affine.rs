@@ -56,7 +56,11 @@ pub fn to_affine(ty: GgmlType, data: &[u8], n: usize) -> Result<AffineGroups, St
     let (block, bytes) = ty.block_geometry().expect("affine types have a geometry");
     let (block, bytes) = (block as usize, bytes as usize);
     if n % block != 0 || data.len() != n / block * bytes {
-        return Err(format!("{n} values of {ty} need {} bytes, got {}", n / block * bytes, data.len()));
+        return Err(format!(
+            "{n} values of {ty} need {} bytes, got {}",
+            n / block * bytes,
+            data.len()
+        ));
     }
     let groups = n / AFFINE_GROUP;
     let mut out = AffineGroups {
@@ -70,7 +74,11 @@ pub fn to_affine(ty: GgmlType, data: &[u8], n: usize) -> Result<AffineGroups, St
         match ty {
             GgmlType::Q4_0 | GgmlType::Q4_1 => {
                 let d = f16_at(b, 0);
-                let (bias, qs) = if ty == GgmlType::Q4_0 { (-8.0 * d, &b[2..18]) } else { (f16_at(b, 2), &b[4..20]) };
+                let (bias, qs) = if ty == GgmlType::Q4_0 {
+                    (-8.0 * d, &b[2..18])
+                } else {
+                    (f16_at(b, 2), &b[4..20])
+                };
                 for j in 0..16 {
                     codes[j] = qs[j] & 0x0F;
                     codes[j + 16] = qs[j] >> 4;
@@ -80,7 +88,11 @@ pub fn to_affine(ty: GgmlType, data: &[u8], n: usize) -> Result<AffineGroups, St
             }
             GgmlType::Q5_0 | GgmlType::Q5_1 => {
                 let d = f16_at(b, 0);
-                let (bias, h) = if ty == GgmlType::Q5_0 { (-16.0 * d, 2) } else { (f16_at(b, 2), 4) };
+                let (bias, h) = if ty == GgmlType::Q5_0 {
+                    (-16.0 * d, 2)
+                } else {
+                    (f16_at(b, 2), 4)
+                };
                 let qh = u32::from_le_bytes([b[h], b[h + 1], b[h + 2], b[h + 3]]);
                 let qs = &b[h + 4..h + 20];
                 for j in 0..16 {
@@ -102,7 +114,11 @@ pub fn to_affine(ty: GgmlType, data: &[u8], n: usize) -> Result<AffineGroups, St
                 let d = f16_at(b, 0);
                 let dmin = f16_at(b, 2);
                 let scales = &b[4..16];
-                let (qh, qs) = if ty == GgmlType::Q5K { (Some(&b[16..48]), &b[48..176]) } else { (None, &b[16..144]) };
+                let (qh, qs) = if ty == GgmlType::Q5K {
+                    (Some(&b[16..48]), &b[48..176])
+                } else {
+                    (None, &b[16..144])
+                };
                 for chunk in 0..4 {
                     let q = &qs[chunk * 32..chunk * 32 + 32];
                     for l in 0..32 {

@@ -10,6 +10,7 @@ pub mod affine;
 mod dequant;
 mod error;
 mod reader;
+pub mod tiny_gemma3;
 mod types;
 mod value;
 pub mod writer;

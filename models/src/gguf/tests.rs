@@ -37,7 +37,10 @@ fn f32_f16_bf16() {
     assert_eq!(dequantize(GgmlType::F32, &f32b, 4).unwrap(), vals);
     let f16b: Vec<u8> = vals.iter().flat_map(|v| h(*v)).collect();
     assert_eq!(dequantize(GgmlType::F16, &f16b, 4).unwrap(), vals);
-    let bf: Vec<u8> = [1.0f32, -0.5].iter().flat_map(|v| half::bf16::from_f32(*v).to_bits().to_le_bytes()).collect();
+    let bf: Vec<u8> = [1.0f32, -0.5]
+        .iter()
+        .flat_map(|v| half::bf16::from_f32(*v).to_bits().to_le_bytes())
+        .collect();
     assert_eq!(dequantize(GgmlType::BF16, &bf, 2).unwrap(), [1.0, -0.5]);
 }
 
@@ -78,7 +81,11 @@ fn q5_0_and_q5_1_blocks() {
     let qh: u32 = 0xAAAA_5555;
     let qs: Vec<u8> = (0..16u8).map(|j| j | ((15 - j) << 4)).collect();
     let code = |i: usize| -> f32 {
-        let (lo, hi) = if i < 16 { (i, i % 2 == 0) } else { (31 - i, (i - 16) % 2 == 1) };
+        let (lo, hi) = if i < 16 {
+            (i, i % 2 == 0)
+        } else {
+            (31 - i, (i - 16) % 2 == 1)
+        };
         (lo + if hi { 16 } else { 0 }) as f32
     };
     let mut b = h(1.0).to_vec();
@@ -202,8 +209,12 @@ fn q6_k_block() {
 
 #[test]
 fn dequantize_rejects_wrong_sizes_and_unknown_types() {
-    assert!(dequantize(GgmlType::Q8_0, &[0u8; 33], 32).unwrap_err().contains("need 34 bytes"));
-    assert!(dequantize(GgmlType::Q4K, &[0u8; 144], 255).unwrap_err().contains("whole number"));
+    assert!(dequantize(GgmlType::Q8_0, &[0u8; 33], 32)
+        .unwrap_err()
+        .contains("need 34 bytes"));
+    assert!(dequantize(GgmlType::Q4K, &[0u8; 144], 255)
+        .unwrap_err()
+        .contains("whole number"));
     assert!(dequantize(GgmlType::Q2K, &[0u8; 84], 256).unwrap_err().contains("Q2_K"));
     assert!(dequantize(GgmlType::Other(99), &[], 0).unwrap_err().contains("#99"));
 }
@@ -246,7 +257,12 @@ fn affine_form_reproduces_ggml_dequantization_bit_for_bit() {
         let a = to_affine(ty, &data, n).unwrap();
         assert_eq!(a.scales.len(), n / 32);
         for (i, w) in want.iter().enumerate() {
-            assert!((a.codes[i] as u32) < (1u32 << a.bits), "{ty}: code {} has more than {} bits", a.codes[i], a.bits);
+            assert!(
+                (a.codes[i] as u32) < (1u32 << a.bits),
+                "{ty}: code {} has more than {} bits",
+                a.codes[i],
+                a.bits
+            );
             let got = a.scales[i / 32] * a.codes[i] as f32 + a.biases[i / 32];
             // Equal as numbers; only the sign of a zero may differ ((8 - 8) * -d is -0 in ggml).
             assert!(got == *w && got.is_finite(), "{ty} value {i}: affine {got} vs ggml {w}");
@@ -255,7 +271,9 @@ fn affine_form_reproduces_ggml_dequantization_bit_for_bit() {
             }
         }
     }
-    assert!(to_affine(GgmlType::Q6K, &[0u8; 210], 256).unwrap_err().contains("no lossless"));
+    assert!(to_affine(GgmlType::Q6K, &[0u8; 210], 256)
+        .unwrap_err()
+        .contains("no lossless"));
 }
 
 #[test]
@@ -271,7 +289,11 @@ fn packed_codes_dequantize_in_mlx() {
         let y = mlx_rs::ops::dequantize(&w, &scales, &biases, 32, bits).unwrap();
         let s = [1.0f32, 2.0, 0.5, -1.0];
         let bi = [0.0f32, 1.0, -3.0, 0.25];
-        let want: Vec<f32> = codes.iter().enumerate().map(|(i, &c)| s[i / 32] * c as f32 + bi[i / 32]).collect();
+        let want: Vec<f32> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| s[i / 32] * c as f32 + bi[i / 32])
+            .collect();
         assert_eq!(y.as_slice::<f32>(), &want[..], "{bits}-bit packing");
     }
 }
@@ -294,7 +316,10 @@ fn sample_file() -> Vec<u8> {
             ("gemma3.rope.freq_base", MetaValue::F32(1e6)),
             ("flag", MetaValue::Bool(true)),
             ("ids", MetaValue::Array(vec![MetaValue::I32(-1), MetaValue::I32(7)])),
-            ("words", MetaValue::Array(vec![MetaValue::String("a".into()), MetaValue::String("bc".into())])),
+            (
+                "words",
+                MetaValue::Array(vec![MetaValue::String("a".into()), MetaValue::String("bc".into())]),
+            ),
         ],
         &[
             RawTensor::f32("norm.weight", &[3], &[1.0, 2.0, 3.0]),
@@ -326,7 +351,10 @@ fn reads_metadata_and_tensors() {
     assert_eq!((y[1], y[33]), (0.5, 0.5));
     // A present key of the wrong type is an error naming it; an absent key is None.
     let e = f.get_int("general.architecture").unwrap_err().to_string();
-    assert!(e.contains("metadata `general.architecture`: expected an integer"), "{e}");
+    assert!(
+        e.contains("metadata `general.architecture`: expected an integer"),
+        "{e}"
+    );
     assert_eq!(f.get_int("missing").unwrap(), None);
 }
 
@@ -348,16 +376,27 @@ fn header_errors_name_the_file_and_what_is_wrong() {
     assert!(e.contains("bad.gguf: truncated: tensor `w`"), "{e}");
     // Truncated inside the header.
     let e = open_err(&good[..40]);
-    assert!(e.contains("bad.gguf: truncated: the tensor directory needs bytes up to"), "{e}");
+    assert!(
+        e.contains("bad.gguf: truncated: the tensor directory needs bytes up to"),
+        "{e}"
+    );
     let e = open_err(&good[..100]);
     assert!(e.contains("bad.gguf: truncated: the metadata needs bytes up to"), "{e}");
     let e = open_err(&good[..200]);
-    assert!(e.contains("bad.gguf: truncated: metadata key #5 needs bytes up to 201"), "{e}");
+    assert!(
+        e.contains("bad.gguf: truncated: metadata key #5 needs bytes up to 201"),
+        "{e}"
+    );
     // A huge array count is caught before allocating.
     let huge = gguf_bytes(&[("ids", MetaValue::Array(vec![MetaValue::U8(1)]))], &[]);
     let mut huge2 = huge.clone();
     let pos = huge.windows(8).position(|w| w == 1u64.to_le_bytes()).unwrap();
-    let pos = huge[pos + 8..].windows(8).position(|w| w == 1u64.to_le_bytes()).unwrap() + pos + 8;
+    let pos = huge[pos + 8..]
+        .windows(8)
+        .position(|w| w == 1u64.to_le_bytes())
+        .unwrap()
+        + pos
+        + 8;
     huge2[pos..pos + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
     let e = open_err(&huge2);
     assert!(e.contains("truncated: metadata `ids`"), "{e}");
@@ -366,11 +405,25 @@ fn header_errors_name_the_file_and_what_is_wrong() {
 #[test]
 fn tensor_directory_errors() {
     // Row length not a multiple of the block size.
-    let bad_row = gguf_bytes(&[], &[RawTensor { name: "x".into(), dims: vec![16, 2], ggml_type: 8, data: vec![0; 68] }]);
+    let bad_row = gguf_bytes(
+        &[],
+        &[RawTensor {
+            name: "x".into(),
+            dims: vec![16, 2],
+            ggml_type: 8,
+            data: vec![0; 68],
+        }],
+    );
     let e = open_err(&bad_row);
-    assert!(e.contains("tensor `x`: row length 16 is not a multiple of the Q8_0 block size 32"), "{e}");
+    assert!(
+        e.contains("tensor `x`: row length 16 is not a multiple of the Q8_0 block size 32"),
+        "{e}"
+    );
     // Duplicate names.
-    let dup = gguf_bytes(&[], &[RawTensor::f32("a", &[1], &[1.0]), RawTensor::f32("a", &[1], &[1.0])]);
+    let dup = gguf_bytes(
+        &[],
+        &[RawTensor::f32("a", &[1], &[1.0]), RawTensor::f32("a", &[1], &[1.0])],
+    );
     assert!(open_err(&dup).contains("tensor `a` appears twice"));
     // Bad alignment value.
     let al = gguf_bytes(&[("general.alignment", MetaValue::U32(24))], &[]);
@@ -380,7 +433,15 @@ fn tensor_directory_errors() {
     let p = write(
         &dir,
         "u.gguf",
-        &gguf_bytes(&[], &[RawTensor { name: "iq".into(), dims: vec![256], ggml_type: 99, data: vec![0; 64] }]),
+        &gguf_bytes(
+            &[],
+            &[RawTensor {
+                name: "iq".into(),
+                dims: vec![256],
+                ggml_type: 99,
+                data: vec![0; 64],
+            }],
+        ),
     );
     let f = GgufFile::open(&p).unwrap();
     let e = f.dequantize(f.tensor("iq").unwrap()).unwrap_err().to_string();

@@ -40,7 +40,12 @@ impl RawTensor {
             GgmlType::Other(id) => id,
             other => panic!("writer: no id for {other}"),
         };
-        RawTensor { name: name.into(), dims: shape.iter().rev().copied().collect(), ggml_type: id, data }
+        RawTensor {
+            name: name.into(),
+            dims: shape.iter().rev().copied().collect(),
+            ggml_type: id,
+            data,
+        }
     }
 }
 
