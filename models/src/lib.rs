@@ -6,6 +6,7 @@ pub mod runtime;
 pub mod selftest;
 
 // Checkpoints and the building blocks every architecture shares.
+pub mod attention;
 pub mod cache;
 pub mod checkpoint;
 pub mod convert;
@@ -15,6 +16,7 @@ pub mod nn;
 pub mod quantized;
 
 // Architectures.
+pub mod gemma3;
 pub mod gemma4;
 pub mod model;
 

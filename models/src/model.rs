@@ -11,6 +11,7 @@ use crate::chat_messages::{format_prompt, ChatMessage};
 use crate::chat_template::{ChatTemplate, ChatTemplateError, RenderOptions};
 use crate::checkpoint::Checkpoint;
 use crate::error::ModelError;
+use crate::gemma3::Gemma3Text;
 use crate::gemma4::{Gemma4Text, DEFAULT_PREFILL_STEP_SIZE};
 use crate::generation_config::{GenerationConfig, GenerationConfigError};
 use crate::tokenizer::{Tokenizer, TokenizerError};
@@ -34,12 +35,16 @@ pub enum LoadError {
 }
 
 /// The architectures vlmbench implements, by `model_type`.
+// One value per loaded model: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Architecture {
     /// `gemma4` (text decoder; the vision tower comes with the vision work) and `gemma4_text`.
     Gemma4(Gemma4Text),
+    /// `gemma3_text` and the text model of `gemma3` (mlx-lm semantics).
+    Gemma3(Gemma3Text),
 }
 
-pub const SUPPORTED_MODEL_TYPES: &str = "gemma4, gemma4_text";
+pub const SUPPORTED_MODEL_TYPES: &str = "gemma4, gemma4_text, gemma3, gemma3_text";
 
 /// A model with everything needed to turn a prompt into tokens and tokens into text.
 pub struct LoadedModel {
@@ -61,6 +66,7 @@ impl LoadedModel {
         let model_type = checkpoint.model_type().unwrap_or("").to_owned();
         let architecture = match model_type.as_str() {
             "gemma4" | "gemma4_text" => Architecture::Gemma4(Gemma4Text::load(&checkpoint, dtype)?),
+            "gemma3" | "gemma3_text" => Architecture::Gemma3(Gemma3Text::load(&checkpoint, dtype)?),
             _ => {
                 return Err(LoadError::UnsupportedModelType {
                     dir: dir.to_path_buf(),
@@ -101,6 +107,7 @@ impl LoadedModel {
     pub fn vocab_size(&self) -> i32 {
         match &self.architecture {
             Architecture::Gemma4(m) => m.config().vocab_size,
+            Architecture::Gemma3(m) => m.config().vocab_size,
         }
     }
 
@@ -109,6 +116,7 @@ impl LoadedModel {
     pub fn decoder(&self, prefill_step_size: Option<i32>) -> Box<dyn Decoder + '_> {
         match &self.architecture {
             Architecture::Gemma4(model) => Box::new(Gemma4Decoder { model, cache: model.make_cache(), prefill_step_size }),
+            Architecture::Gemma3(model) => Box::new(Gemma3Decoder { model, cache: model.make_cache(), prefill_step_size }),
         }
     }
 }
@@ -143,6 +151,27 @@ impl Decoder for Gemma4Decoder<'_> {
     fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
         self.cache = self.model.make_cache();
         self.model.prefill(&ids_array(ids), None, None, &mut self.cache, self.prefill_step_size)
+    }
+
+    fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
+        self.model.decode_step(token, &mut self.cache)
+    }
+
+    fn offset(&self) -> i32 {
+        self.cache.first().map_or(0, LayerCache::offset)
+    }
+}
+
+struct Gemma3Decoder<'m> {
+    model: &'m Gemma3Text,
+    cache: Vec<LayerCache>,
+    prefill_step_size: Option<i32>,
+}
+
+impl Decoder for Gemma3Decoder<'_> {
+    fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
+        self.cache = self.model.make_cache();
+        self.model.prefill(&ids_array(ids), &mut self.cache, self.prefill_step_size)
     }
 
     fn step(&mut self, token: &Array) -> Result<Array, ModelError> {

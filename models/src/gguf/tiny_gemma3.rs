@@ -54,13 +54,22 @@ fn blocks(ty: GgmlType, n: usize, mag: f32, rng: &mut Rng) -> Vec<u8> {
             GgmlType::Q8_0 => b[0..2].copy_from_slice(&half(sign * mag * r / 64.0)),
             GgmlType::Q4_0 => b[0..2].copy_from_slice(&half(sign * mag * r / 4.0)),
             GgmlType::Q5_0 => b[0..2].copy_from_slice(&half(sign * mag * r / 8.0)),
+            // Offsets centre the values on zero (a constant offset in every row would make all
+            // outputs point one way and the random model repeat one token).
             GgmlType::Q4_1 | GgmlType::Q5_1 => {
-                b[0..2].copy_from_slice(&half(mag * r / 16.0));
-                b[2..4].copy_from_slice(&half(-mag * r));
+                let (d, mid) = if ty == GgmlType::Q4_1 {
+                    (mag * r / 8.0, 7.5)
+                } else {
+                    (mag * r / 16.0, 15.5)
+                };
+                b[0..2].copy_from_slice(&half(d));
+                b[2..4].copy_from_slice(&half(-d * mid));
             }
             GgmlType::Q4K | GgmlType::Q5K => {
-                b[0..2].copy_from_slice(&half(mag * r / 32.0 / 16.0));
-                b[2..4].copy_from_slice(&half(mag * r / 32.0));
+                // Random 6-bit scales and mins average 31.5 each: dmin = d * mid centres q * d * sc - dmin * m.
+                let (d, mid) = (mag * r / 256.0, if ty == GgmlType::Q4K { 7.5 } else { 15.5 });
+                b[0..2].copy_from_slice(&half(d));
+                b[2..4].copy_from_slice(&half(d * mid));
             }
             GgmlType::Q6K => b[208..210].copy_from_slice(&half(mag * r / 64.0 / 32.0)),
             GgmlType::F16 => {
@@ -87,7 +96,7 @@ pub fn write_tiny_gemma3(dir: &Path, seed: u64) -> std::io::Result<PathBuf> {
         "token_embd.weight",
         &[TINY_VOCAB as u64, h],
         GgmlType::Q8_0,
-        blocks(GgmlType::Q8_0, TINY_VOCAB * h as usize, 1.0, &mut rng),
+        blocks(GgmlType::Q8_0, TINY_VOCAB * h as usize, 0.02, &mut rng),
     )];
     // llama.cpp stores Gemma norms as 1 + w; w is drawn around 0 and made bf16-exact like a real checkpoint.
     let norm = |name: String, len: u64, rng: &mut Rng| {
