@@ -29,6 +29,8 @@ pub struct ConvertArgs {
     pub group_size: i32,
     /// Keep the GGUF's own quantization, losslessly: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K blocks become MLX affine
     /// 4/5/8-bit tensors with group size 32; other types (Q6_K, floats) stay dense. Ignores --bits/--group-size.
+    /// Best for an already quantized GGUF: re-quantizing Gemma 3 270M Q4_K_M to 4-bit g64 costs 1.76 nats/token
+    /// on a test sentence, 8-bit g64 0.003.
     #[arg(long, conflicts_with = "dense")]
     pub keep_gguf_quantization: bool,
     /// Write every weight dequantized (no quantization).
