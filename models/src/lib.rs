@@ -8,9 +8,12 @@ pub mod runtime;
 pub mod selftest;
 
 // Checkpoints and the building blocks every architecture shares.
+pub mod attention;
 pub mod cache;
 pub mod checkpoint;
+pub mod convert;
 pub mod error;
+pub mod gguf;
 pub mod nn;
 // Images: files to RGB pixels, and Pillow's bicubic resize.
 pub mod image_io;
@@ -19,6 +22,7 @@ pub mod pil_resize;
 pub mod quantized;
 
 // Architectures.
+pub mod gemma3;
 pub mod gemma4;
 pub mod model;
 

@@ -11,6 +11,7 @@ use crate::chat_messages::{format_prompt, ChatMessage};
 use crate::chat_template::{ChatTemplate, ChatTemplateError, RenderOptions};
 use crate::checkpoint::Checkpoint;
 use crate::error::ModelError;
+use crate::gemma3::Gemma3Text;
 use crate::gemma4::{
     Config as Gemma4Config, Gemma4Images, Gemma4Text, ImagesLoadError, ProcessedImage, ProcessorError, DEFAULT_PREFILL_STEP_SIZE,
 };
@@ -39,12 +40,16 @@ pub enum LoadError {
 }
 
 /// The architectures vlmbench implements, by `model_type`.
+// One value per loaded model: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Architecture {
     /// `gemma4` (text decoder; the vision tower comes with the vision work) and `gemma4_text`.
     Gemma4(Gemma4Text),
+    /// `gemma3_text` and the text model of `gemma3` (mlx-lm semantics).
+    Gemma3(Gemma3Text),
 }
 
-pub const SUPPORTED_MODEL_TYPES: &str = "gemma4, gemma4_text";
+pub const SUPPORTED_MODEL_TYPES: &str = "gemma4, gemma4_text, gemma3, gemma3_text";
 
 /// A model with everything needed to turn a prompt into tokens and tokens into text.
 pub struct LoadedModel {
@@ -102,6 +107,7 @@ impl LoadedModel {
         let model_type = checkpoint.model_type().unwrap_or("").to_owned();
         let architecture = match model_type.as_str() {
             "gemma4" | "gemma4_text" => Architecture::Gemma4(Gemma4Text::load(&checkpoint, dtype)?),
+            "gemma3" | "gemma3_text" => Architecture::Gemma3(Gemma3Text::load(&checkpoint, dtype)?),
             _ => {
                 return Err(LoadError::UnsupportedModelType {
                     dir: dir.to_path_buf(),
@@ -164,6 +170,7 @@ impl LoadedModel {
     pub fn vocab_size(&self) -> i32 {
         match &self.architecture {
             Architecture::Gemma4(m) => m.config().vocab_size,
+            Architecture::Gemma3(m) => m.config().vocab_size,
         }
     }
 
@@ -178,6 +185,7 @@ impl LoadedModel {
                 };
                 Box::new(Gemma4Decoder { model, images, cache: model.make_cache(), prefill_step_size })
             }
+            Architecture::Gemma3(model) => Box::new(Gemma3Decoder { model, cache: model.make_cache(), prefill_step_size }),
         }
     }
 }
@@ -237,6 +245,27 @@ impl Decoder for Gemma4Decoder<'_> {
         self.cache = self.model.make_cache();
         let logits = self.model.prefill(&ids, Some(&embeds), Some(&mm), &mut self.cache, self.prefill_step_size)?;
         Ok(Prefill { logits, vision_encode_s })
+    }
+
+    fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
+        self.model.decode_step(token, &mut self.cache)
+    }
+
+    fn offset(&self) -> i32 {
+        self.cache.first().map_or(0, LayerCache::offset)
+    }
+}
+
+struct Gemma3Decoder<'m> {
+    model: &'m Gemma3Text,
+    cache: Vec<LayerCache>,
+    prefill_step_size: Option<i32>,
+}
+
+impl Decoder for Gemma3Decoder<'_> {
+    fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
+        self.cache = self.model.make_cache();
+        self.model.prefill(&ids_array(ids), &mut self.cache, self.prefill_step_size)
     }
 
     fn step(&mut self, token: &Array) -> Result<Array, ModelError> {

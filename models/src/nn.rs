@@ -24,6 +24,13 @@ impl RmsNorm {
         RmsNorm { weight, eps }
     }
 
+    /// Gemma's RMSNorm, `x * rsqrt(mean(x^2) + eps) * (1 + w)`: the scale `1 + w` is formed once,
+    /// in the dtype of `w`, as mlx-lm's `gemma3_text.RMSNorm` forms it on every call.
+    pub fn one_plus(weight: &Array, eps: f32) -> Result<Self> {
+        let w = scalar(1.0, weight.dtype())?.add(weight)?;
+        Ok(RmsNorm { weight: w, eps })
+    }
+
     pub fn forward(&self, x: &Array) -> Result<Array> {
         Ok(mlx_rs::fast::rms_norm(x, Some(&self.weight), self.eps)?)
     }

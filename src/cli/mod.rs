@@ -3,6 +3,7 @@
 mod bench;
 mod chart;
 mod compare;
+mod convert;
 mod doctor;
 mod generate;
 mod make_tiny;
@@ -25,6 +26,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Convert(convert::ConvertArgs),
     Doctor(doctor::DoctorArgs),
     Bench(bench::BenchArgs),
     Sweep(sweep::SweepArgs),
@@ -40,6 +42,7 @@ pub fn run(cli: Cli) -> Result<()> {
         std::env::set_var("HF_HUB_OFFLINE", "1");
     }
     match cli.command {
+        Command::Convert(args) => convert::run(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Sweep(args) => sweep::run(&args),

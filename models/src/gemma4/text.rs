@@ -10,13 +10,14 @@
 
 use mlx_rs::ops::indexing::{Ellipsis, IndexOp};
 use mlx_rs::ops::{
-    arange, concatenate, cumsum, expand_dims, logical_and, logical_not, logical_or, select,
+    concatenate, cumsum, expand_dims, logical_and, logical_not, logical_or, select,
     zeros_like,
 };
 use mlx_rs::{Array, Dtype};
 
 use super::config::{AttentionShape, Config, LayerType, TextConfig};
 use super::moe::{Experts, Router};
+use crate::attention::{causal_mask, sdpa, Mask};
 use crate::cache::{eval_caches, KvCache, LayerCache, RotatingKvCache};
 use crate::checkpoint::Checkpoint;
 use crate::error::{ModelError, Result};
@@ -47,13 +48,6 @@ pub struct TextInput<'a> {
     pub per_layer_inputs: Option<&'a Array>,
     /// `mm_token_type_ids [B, L]` (0 text, 1 image, 2 video, 3 audio) for the bidirectional overlay.
     pub mm_token_type_ids: Option<&'a Array>,
-}
-
-#[derive(Debug, Clone)]
-enum Mask {
-    None,
-    Causal,
-    Array(Array),
 }
 
 #[derive(Debug, Clone)]
@@ -931,24 +925,6 @@ impl Gemma4Text {
     }
 }
 
-/// `mask[i, j] = (j <= i) && (i < j + window)` over query positions `offset..offset+n` and key
-/// positions `0..offset+n` (mlx-vlm `create_causal_mask`).
-fn causal_mask(n: i32, offset: i32, window: Option<i32>) -> Result<Array> {
-    let rinds = arange::<_, i32>(0, offset + n, None)?;
-    let linds = if offset > 0 {
-        arange::<_, i32>(offset, offset + n, None)?
-    } else {
-        rinds.clone()
-    };
-    let linds = expand_dims(&linds, 1)?;
-    let rinds = expand_dims(&rinds, 0)?;
-    let mut mask = linds.ge(&rinds)?;
-    if let Some(w) = window {
-        mask = logical_and(&mask, linds.lt(rinds.add(Array::from_int(w))?)?)?;
-    }
-    Ok(mask)
-}
-
 /// `base | same_image_block` where contiguous runs of image/video tokens (types 1/2) form blocks.
 fn bidirectional_overlay(base: &Array, mm: &Array) -> Result<Array> {
     let is_vision = logical_or(mm.eq(Array::from_int(1))?, mm.eq(Array::from_int(2))?)?;
@@ -1019,22 +995,7 @@ impl Attention {
         };
         let q = q.transpose_axes(&[0, 2, 1, 3])?;
         let q = self.rope.apply(&q, offset)?;
-        let o = match mask {
-            Mask::None => {
-                mlx_rs::fast::scaled_dot_product_attention(&q, &keys, &values, 1.0, None, None)?
-            }
-            Mask::Causal => mlx_rs::fast::scaled_dot_product_attention(
-                &q,
-                &keys,
-                &values,
-                1.0,
-                mlx_rs::fast::ScaledDotProductAttentionMask::Causal,
-                None,
-            )?,
-            Mask::Array(m) => {
-                mlx_rs::fast::scaled_dot_product_attention(&q, &keys, &values, 1.0, m, None)?
-            }
-        };
+        let o = sdpa(&q, &keys, &values, 1.0, mask)?;
         let o = o.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         Ok((self.o_proj.forward(&o)?, (keys, values, offset)))
     }
