@@ -103,6 +103,24 @@ pub enum ModelError {
     Mlx(#[from] mlx_rs::error::Exception),
 }
 
+/// Every `(field, value)` must be positive; the first that is not becomes a config error naming
+/// `{prefix}{field}` in `path`. Shared by the architectures' config validation.
+pub(crate) fn require_positive(path: &std::path::Path, prefix: &str, fields: &[(&str, i32)]) -> Result<()> {
+    match fields.iter().find(|(_, v)| *v <= 0) {
+        Some((name, v)) => Err(ModelError::config(path, format!("{prefix}{name}"), format!("must be positive, found {v}"))),
+        None => Ok(()),
+    }
+}
+
+/// The compute dtypes the models run in: float32, bfloat16, float16.
+pub(crate) fn check_compute_dtype(dtype: mlx_rs::Dtype) -> Result<()> {
+    use mlx_rs::Dtype;
+    if matches!(dtype, Dtype::Float32 | Dtype::Bfloat16 | Dtype::Float16) {
+        return Ok(());
+    }
+    Err(ModelError::Input(format!("compute dtype {dtype:?} is not supported (float32, bfloat16, float16)")))
+}
+
 impl ModelError {
     pub(crate) fn config(
         path: impl Into<PathBuf>,

@@ -105,11 +105,7 @@ impl Gemma3Text {
     }
 
     pub fn load_with_config(ckpt: &Checkpoint, config: &Config, dtype: Dtype) -> Result<Self> {
-        if !matches!(dtype, Dtype::Float32 | Dtype::Bfloat16 | Dtype::Float16) {
-            return Err(ModelError::Input(format!(
-                "compute dtype {dtype:?} is not supported (float32, bfloat16, float16)"
-            )));
-        }
+        crate::error::check_compute_dtype(dtype)?;
         let cfg = config.text.clone();
         let (pre, head) = weight_prefix(ckpt)?;
         let (h, hd, eps) = (cfg.hidden_size, cfg.head_dim, cfg.rms_norm_eps as f32);

@@ -270,20 +270,20 @@ impl TextConfig {
     pub fn validate(&self, path: &Path, prefix: &str) -> Result<()> {
         let f = |name: &str| format!("{prefix}{name}");
         let err = |name: &str, reason: String| Err(ModelError::config(path, f(name), reason));
-        for (name, v) in [
-            ("hidden_size", self.hidden_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("intermediate_size", self.intermediate_size),
-            ("num_attention_heads", self.num_attention_heads),
-            ("head_dim", self.head_dim),
-            ("num_key_value_heads", self.num_key_value_heads),
-            ("vocab_size", self.vocab_size),
-            ("sliding_window", self.sliding_window),
-        ] {
-            if v <= 0 {
-                return err(name, format!("must be positive, found {v}"));
-            }
-        }
+        crate::error::require_positive(
+            path,
+            prefix,
+            &[
+                ("hidden_size", self.hidden_size),
+                ("num_hidden_layers", self.num_hidden_layers),
+                ("intermediate_size", self.intermediate_size),
+                ("num_attention_heads", self.num_attention_heads),
+                ("head_dim", self.head_dim),
+                ("num_key_value_heads", self.num_key_value_heads),
+                ("vocab_size", self.vocab_size),
+                ("sliding_window", self.sliding_window),
+            ],
+        )?;
         if let Some(lt) = &self.layer_types_raw {
             if lt.len() != self.num_hidden_layers as usize {
                 return err(

@@ -175,11 +175,7 @@ impl Gemma4Text {
 
     /// As [`Gemma4Text::load`] with an already parsed config.
     pub fn load_with_config(ckpt: &Checkpoint, config: &Config, dtype: Dtype) -> Result<Self> {
-        if !matches!(dtype, Dtype::Float32 | Dtype::Bfloat16 | Dtype::Float16) {
-            return Err(ModelError::Input(format!(
-                "compute dtype {dtype:?} is not supported (float32, bfloat16, float16)"
-            )));
-        }
+        crate::error::check_compute_dtype(dtype)?;
         let cfg = config.text.clone();
         let pre = weight_prefix(ckpt)?;
         let eps = cfg.rms_norm_eps as f32;
