@@ -7,3 +7,4 @@ pub mod doctor;
 pub mod engine;
 pub mod model_source;
 pub mod report;
+pub mod tasks;

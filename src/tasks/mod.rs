@@ -1,0 +1,5 @@
+//! The seed studies' tasks: prompts (verbatim), answer parsing into typed results, and the one
+//! place coordinates are converted.
+
+pub mod coords;
+pub mod labels;
