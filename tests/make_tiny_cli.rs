@@ -121,3 +121,55 @@ fn help_says_the_weights_are_random_and_what_for() {
         assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
     }
 }
+
+/// The full-size preset path at toy widths: `--preset gemma-4-31b-mini` writes the 31B structure
+/// in several shards with an index, and vlmbench's own loader reads it back and generates exactly
+/// the asked number of tokens from a text prompt and from an image prompt (280 soft tokens max).
+#[test]
+fn the_31b_mini_preset_is_sharded_and_loads_and_generates_text_and_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("mini");
+    let run = vlmbench(&["make-tiny", path(&out), "--preset", "gemma-4-31b-mini"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let stdout = text(&run.stdout);
+    assert!(
+        stdout.contains("with the shapes of gemma-4-31b-mini and random weights (seed 0)"),
+        "{stdout}"
+    );
+    let shards: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("model-") && n.ends_with(".safetensors"))
+        .collect();
+    assert!(shards.len() >= 3, "{shards:?}");
+    assert!(!out.join("model.safetensors").exists());
+    assert!(out.join("model.safetensors.index.json").is_file());
+
+    let image = tmp.path().join("gradient.png");
+    image::RgbImage::from_fn(320, 240, |x, y| image::Rgb([x as u8, y as u8, 128]))
+        .save(&image)
+        .unwrap();
+    for with_image in [false, true] {
+        let mut args = vec![
+            "generate", "-m", path(&out), "-p", "Describe this.", "--max-tokens", "5",
+            "--ignore-eos", "--json",
+        ];
+        if with_image {
+            args.extend(["--image", path(&image)]);
+        }
+        let gen = vlmbench(&args);
+        assert!(gen.status.success(), "image {with_image}: {}", text(&gen.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&gen.stdout).unwrap();
+        let ids = report["token_ids"].as_array().unwrap();
+        assert_eq!(ids.len(), 5, "image {with_image}: {report}");
+        assert!(ids.iter().all(|id| id.as_u64().unwrap() < 4096), "{ids:?}");
+        if with_image {
+            let soft = report["images"][0]["soft_tokens"].as_u64().unwrap();
+            assert!(soft > 16 && soft <= 280, "{soft}");
+        }
+    }
+
+    let bad = vlmbench(&["make-tiny", path(&tmp.path().join("x")), "--preset", "gemma-4-70b"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("gemma-4-31b"), "{}", text(&bad.stderr));
+}

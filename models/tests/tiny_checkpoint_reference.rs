@@ -14,7 +14,8 @@ use std::process::Command;
 
 use serde_json::Value;
 use vlm_models::tiny_checkpoint::{
-    read_safetensors_header, write_tiny_checkpoint, TinyVariant, WEIGHTS_FILE,
+    read_safetensors_header, write_preset_checkpoint, write_tiny_checkpoint, Preset, TinyVariant,
+    WEIGHTS_FILE,
 };
 
 const SEED: u64 = 7;
@@ -297,4 +298,46 @@ fn moe_matches_the_python_build_and_runs_in_mlx_vlm() {
 #[test]
 fn ple_matches_the_python_build_and_runs_in_mlx_vlm() {
     cross_check(TinyVariant::Ple);
+}
+
+/// The sharded full-size layout (here at the 31B-mini's toy widths, several shards plus an index)
+/// loads in mlx-vlm, which is how the GPU side-by-side runs the 31B-shaped checkpoint.
+#[test]
+fn the_sharded_31b_mini_preset_runs_in_mlx_vlm() {
+    let Some(py) = reference_python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = tmp.path().join("mini");
+    let report = write_preset_checkpoint(&ours, Preset::Gemma4_31bMini, 3, |_, _, _| {}).unwrap();
+    assert!(
+        report
+            .files
+            .iter()
+            .filter(|f| f.name.starts_with("model-"))
+            .count()
+            >= 3
+    );
+    let out = tmp.path().join("text.json");
+    python(
+        &py,
+        "gemma4_run.py",
+        &[
+            "--model",
+            str_arg(&ours),
+            "--prompt",
+            "Hello there",
+            "--max-tokens",
+            "4",
+            "--ignore-eos",
+            "--out",
+            str_arg(&out),
+        ],
+    );
+    let run = json(&out);
+    let ids = run["generated_ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 4, "{run}");
+    assert!(
+        ids.iter().all(|id| id.as_u64().is_some_and(|id| id < 4096)),
+        "{ids:?}"
+    );
+    assert_eq!(run["finish_reason"], "length");
 }

@@ -3,7 +3,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use vlm_models::tiny_checkpoint::{write_tiny_checkpoint, TinyReport, TinyVariant};
+use vlm_models::tiny_checkpoint::{
+    write_preset_checkpoint, write_tiny_checkpoint, Preset, TinyReport, TinyVariant,
+};
 
 /// Write a tiny Gemma 4 checkpoint with RANDOM weights, for tests and offline demos.
 ///
@@ -16,8 +18,13 @@ pub struct MakeTinyArgs {
     /// Folder to write the checkpoint into (created if missing).
     pub out_dir: PathBuf,
     /// Which Gemma 4 family to mirror.
-    #[arg(long, value_enum, default_value_t = VariantArg::Dense)]
+    #[arg(long, value_enum, default_value_t = VariantArg::Dense, conflicts_with = "preset")]
     pub variant: VariantArg,
+    /// Write a FULL-SIZE model instead: the published shapes with random 4-bit weights, in 5 GB
+    /// shards (gemma-4-31b: about 18 GB, drawn on the GPU when there is one), for speed and
+    /// memory benchmarks. gemma-4-31b-mini has the same structure at toy widths (dry runs).
+    #[arg(long, value_enum)]
+    pub preset: Option<PresetArg>,
     /// Seed of MLX's random generator for the weights.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -34,6 +41,25 @@ pub enum VariantArg {
     Moe,
     /// E2B flavour: per-layer embeddings, KV sharing, clipped vision linears
     Ple,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    /// Gemma 4 31B dense: 60 layers of 5376, vision tower 1152 x 27
+    #[value(name = "gemma-4-31b")]
+    Gemma4_31b,
+    /// The 31B structure at toy widths, in several small shards
+    #[value(name = "gemma-4-31b-mini")]
+    Gemma4_31bMini,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(p: PresetArg) -> Self {
+        match p {
+            PresetArg::Gemma4_31b => Preset::Gemma4_31b,
+            PresetArg::Gemma4_31bMini => Preset::Gemma4_31bMini,
+        }
+    }
 }
 
 impl From<VariantArg> for TinyVariant {
@@ -54,7 +80,21 @@ pub fn run(args: &MakeTinyArgs) -> Result<()> {
         );
     }
     // TinyError messages already name the file or folder they are about.
-    let report = write_tiny_checkpoint(&args.out_dir, args.variant.into(), args.seed)?;
+    let report = match args.preset {
+        None => write_tiny_checkpoint(&args.out_dir, args.variant.into(), args.seed)?,
+        Some(preset) => {
+            let start = std::time::Instant::now();
+            write_preset_checkpoint(&args.out_dir, preset.into(), args.seed, |file, i, n| {
+                eprintln!(
+                    "  shard {}/{n}: {} ({}) after {:.1} s",
+                    i + 1,
+                    file.name,
+                    human(file.bytes),
+                    start.elapsed().as_secs_f64()
+                );
+            })?
+        }
+    };
     print!("{}", render(&report));
     let others = other_files(&report);
     if !others.is_empty() {
@@ -79,7 +119,9 @@ fn is_non_empty_dir(path: &Path) -> Result<bool> {
 }
 
 fn human(bytes: u64) -> String {
-    if bytes >= 1 << 20 {
+    if bytes >= 1 << 30 {
+        format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else if bytes >= 1 << 20 {
         format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
     } else if bytes >= 1 << 10 {
         format!("{:.1} KiB", bytes as f64 / 1024.0)
@@ -90,13 +132,21 @@ fn human(bytes: u64) -> String {
 
 pub fn render(r: &TinyReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "wrote a tiny Gemma 4 checkpoint with random weights (variant {}, seed {}) to {}",
-        r.variant,
-        r.seed,
-        r.dir.display()
-    );
+    let _ = match r.preset {
+        None => writeln!(
+            s,
+            "wrote a tiny Gemma 4 checkpoint with random weights (variant {}, seed {}) to {}",
+            r.variant,
+            r.seed,
+            r.dir.display()
+        ),
+        Some(preset) => writeln!(
+            s,
+            "wrote a Gemma 4 checkpoint with the shapes of {preset} and random weights (seed {}) to {}",
+            r.seed,
+            r.dir.display()
+        ),
+    };
     let _ = writeln!(
         s,
         "  {} tensors, {} files, {} in all",

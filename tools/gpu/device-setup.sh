@@ -20,7 +20,7 @@ case "${1:-}" in
     nv="$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))')/nvidia"
     export LD_LIBRARY_PATH="$root/wheel/mlx/lib:$root/wheel/mlx_cuda_13.libs:$nv/cu13/lib:$nv/cudnn/lib:$nv/nccl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     export CUDA_HOME="$nv/cu13"
-    chmod +x .gpu/vlmbench
+    [ ! -f .gpu/vlmbench ] || chmod +x .gpu/vlmbench
     ;;
   *)
     echo "usage: $0 stash | env" >&2; exit 2 ;;

@@ -25,7 +25,7 @@ fi
 
 cargo build --release --bin vlmbench
 mkdir -p "$out"
-strip --strip-unneeded -o "$out/vlmbench" target/release/vlmbench
+strip --strip-unneeded -o "$out/vlmbench" "${CARGO_TARGET_DIR:-target}/release/vlmbench"
 
 if [ ! -f "$out/libmlx.part-ab" ] || [ "$wheel/mlx/lib/libmlx.so" -nt "$out/libmlx.part-ab" ]; then
   strip --strip-unneeded -o "$out/libmlx.so" "$wheel/mlx/lib/libmlx.so"

@@ -13,7 +13,8 @@ see the same ids. Generation: greedy, EOS ignored (exact lengths), through mlx_v
 Clock points: start just before stream_generate; first token = first yield; last = final yield.
   prefill_tps = prompt_tokens / ttft;  decode_tps = (gen_tokens - 1) / (t_last - t_first)
 mlx-vlm's own prompt_tps / generation_tps are stored beside them (reference_* fields).
-A warm-up generation (same shape as the first point) runs before the measured ones.
+A warm-up generation (same shape as the first point) runs before the measured ones; its time to first
+token is kept as run.first_call_time_to_first_token_s (on a fresh GPU machine: includes kernel JIT).
 Peak memory: mx.reset_peak_memory() before each point, mx.get_peak_memory() after.
 """
 import argparse
@@ -98,7 +99,9 @@ def main():
         return t_first, t_last, last.generation_tokens, last, mx.get_peak_memory()
 
     dtype = a.dtype or "bfloat16 (as published)"
-    run_one(prompts.__class__(a.seed + 1, vocab, special).next(lengths[0]))  # warm-up, other ids
+    # Warm-up, other ids. Its first-token time is the process's first call (cold kernels).
+    first_call_ttft = run_one(prompts.__class__(a.seed + 1, vocab, special).next(lengths[0]))[0]
+    print(f"first call (warm-up, pp{lengths[0]}): first token after {first_call_ttft:.2f} s", flush=True)
     measurements = []
     for length in lengths:
         ids = prompts.next(length)
@@ -131,6 +134,7 @@ def main():
             "dtype": "float32" if a.dtype == "float32" else "bfloat16",
             "mlx_version": mx.__version__,
             "vlmbench_version": f"mlx-vlm {getattr(mlx_vlm, '__version__', '?')} ({dtype})",
+            "first_call_time_to_first_token_s": first_call_ttft,
         },
         "measurements": measurements,
     }

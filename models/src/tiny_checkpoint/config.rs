@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::params::{Param, Storage};
-use super::spec::{special, TextConfig, TinyVariant, VisionConfig, TINY_MAX_SOFT_TOKENS};
+use super::spec::{special, TextConfig, TinyVariant, VisionConfig};
 
 /// Default quantization of the mlx-community 4-bit checkpoints.
 pub const GROUP_SIZE: i32 = 64;
@@ -132,7 +132,12 @@ pub struct TinyConfig {
 impl TinyConfig {
     /// The config of a tiny checkpoint of `variant`.
     pub fn new(variant: TinyVariant) -> TinyConfig {
-        let params = super::params::model_params(&variant.text_config(), &variant.vision_config());
+        TinyConfig::for_shapes(variant.text_config(), variant.vision_config())
+    }
+
+    /// The config of a checkpoint of these shapes (a tiny variant's or a full-size preset's).
+    pub fn for_shapes(text_config: TextConfig, vision_config: VisionConfig) -> TinyConfig {
+        let params = super::params::model_params(&text_config, &vision_config);
         let quantization = QuantizationConfig::for_params(&params);
         let generation = GenerationConfigFile::tiny();
         TinyConfig {
@@ -155,13 +160,13 @@ impl TinyConfig {
             quantization_config: quantization.clone(),
             quantization,
             temperature: generation.temperature,
-            text_config: variant.text_config(),
+            vision_soft_tokens_per_image: vision_config.default_output_length,
+            text_config,
             tie_word_embeddings: true,
             top_k: generation.top_k,
             top_p: generation.top_p,
             video_token_id: special("<|video|>"),
-            vision_config: variant.vision_config(),
-            vision_soft_tokens_per_image: TINY_MAX_SOFT_TOKENS,
+            vision_config,
             generation_config: generation,
         }
     }

@@ -13,6 +13,8 @@
 mod config;
 mod inspect;
 mod params;
+mod preset;
+mod sharded;
 mod side_files;
 mod spec;
 mod weights;
@@ -24,8 +26,11 @@ pub use config::{
     ROUTER_BITS,
 };
 pub use inspect::{read_safetensors_header, InspectError, SafetensorsHeader, TensorInfo};
+pub use preset::{Preset, UnknownPreset, FULL_SIZE_SHARD_BYTES};
+pub use sharded::{plan_shards, shard_file_name, write_preset_checkpoint};
 pub use side_files::{
-    processor_config, PROCESSOR_CONFIG_FILE, README_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
+    processor_config, processor_config_for, PROCESSOR_CONFIG_FILE, README_FILE, WEIGHTS_FILE,
+    WEIGHTS_INDEX_FILE,
 };
 pub use spec::{
     RopeParameters, TextConfig, TextRope, TinyVariant, UnknownVariant, VisionConfig, VisionRope,
@@ -79,6 +84,8 @@ pub struct WrittenFile {
 pub struct TinyReport {
     pub dir: PathBuf,
     pub variant: TinyVariant,
+    /// The full-size preset whose shapes were written (None: the tiny `variant`).
+    pub preset: Option<Preset>,
     pub seed: u64,
     /// Tensors in `model.safetensors` (a quantized module counts three: weight, scales, biases).
     pub tensor_count: usize,
@@ -94,11 +101,13 @@ impl TinyReport {
         self.files.iter().map(|f| f.bytes).sum()
     }
 
+    /// Bytes of all `*.safetensors` files (one file for the tiny variants, shards for presets).
     pub fn weights_bytes(&self) -> u64 {
         self.files
             .iter()
-            .find(|f| f.name == WEIGHTS_FILE)
-            .map_or(0, |f| f.bytes)
+            .filter(|f| f.name.ends_with(".safetensors"))
+            .map(|f| f.bytes)
+            .sum()
     }
 }
 
@@ -158,6 +167,7 @@ pub fn write_tiny_checkpoint(
     Ok(TinyReport {
         dir: dir.to_path_buf(),
         variant,
+        preset: None,
         seed,
         tensor_count: built.tensors.len(),
         quantized_modules: built.quantized_modules,

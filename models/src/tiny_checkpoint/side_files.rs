@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::spec::{TinyVariant, TINY_MAX_SOFT_TOKENS};
+use super::spec::{TinyVariant, VisionConfig};
 use super::TinyError;
 
 pub const PROCESSOR_CONFIG_FILE: &str = "processor_config.json";
@@ -19,7 +19,13 @@ pub const README_FILE: &str = "README.md";
 /// processor (no mean/std normalisation, aspect-preserving resize to at most `max_soft_tokens`
 /// pooled 3x3 patch blocks), plus the video and audio front ends every Gemma 4 processor carries.
 pub fn processor_config(variant: TinyVariant) -> Value {
-    let vision = variant.vision_config();
+    processor_config_for(&variant.vision_config())
+}
+
+/// `processor_config.json` for a vision tower of these shapes: `max_soft_tokens` is its
+/// `default_output_length`.
+pub fn processor_config_for(vision: &VisionConfig) -> Value {
+    let soft_tokens = vision.default_output_length;
     let rescale = 1.0 / 255.0;
     json!({
         "audio_seq_length": 750,
@@ -31,7 +37,7 @@ pub fn processor_config(variant: TinyVariant) -> Value {
             "image_mean": [0.0, 0.0, 0.0],
             "image_processor_type": "Gemma4ImageProcessor",
             "image_std": [1.0, 1.0, 1.0],
-            "max_soft_tokens": TINY_MAX_SOFT_TOKENS,
+            "max_soft_tokens": soft_tokens,
             "patch_size": vision.patch_size,
             "pooling_kernel_size": vision.pooling_kernel_size,
             "resample": 3,
@@ -39,7 +45,7 @@ pub fn processor_config(variant: TinyVariant) -> Value {
             // transformers' default, unused by the aspect-preserving resize.
             "size": {"height": 224, "width": 224}
         },
-        "image_seq_length": TINY_MAX_SOFT_TOKENS,
+        "image_seq_length": soft_tokens,
         "processor_class": "Gemma4Processor",
         "video_processor": {
             "default_fps": 2.0,
@@ -71,11 +77,18 @@ pub fn processor_config(variant: TinyVariant) -> Value {
 /// `model.safetensors.index.json`: every tensor maps to the single shard; `total_size` is the sum
 /// of the tensor data bytes (header excluded).
 pub fn weights_index<'a>(tensors: impl IntoIterator<Item = (&'a str, usize)>) -> Value {
+    sharded_weights_index(tensors.into_iter().map(|(name, n)| (name, n, WEIGHTS_FILE)))
+}
+
+/// `model.safetensors.index.json` of a sharded checkpoint: `(tensor, data bytes, shard file)`.
+pub fn sharded_weights_index<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, usize, &'a str)>,
+) -> Value {
     let mut total = 0usize;
     let mut map = BTreeMap::new();
-    for (name, nbytes) in tensors {
+    for (name, nbytes, file) in tensors {
         total += nbytes;
-        map.insert(name.to_string(), WEIGHTS_FILE);
+        map.insert(name.to_string(), file.to_string());
     }
     json!({"metadata": {"total_size": total}, "weight_map": map})
 }

@@ -196,7 +196,7 @@ pub struct TextConfig {
 
 impl TextConfig {
     /// Fields shared by all variants; the layer structure is filled in per variant.
-    fn base() -> TextConfig {
+    pub(super) fn base() -> TextConfig {
         TextConfig {
             model_type: "gemma4_text".into(),
             hidden_size: 128,
@@ -320,7 +320,7 @@ pub struct VisionConfig {
 }
 
 impl VisionConfig {
-    fn base() -> VisionConfig {
+    pub(super) fn base() -> VisionConfig {
         VisionConfig {
             model_type: "gemma4_vision".into(),
             hidden_size: 64,

@@ -34,39 +34,44 @@ fn build_on_current_stream(params: &[Param], seed: u64) -> Result<TinyTensors, T
     let mut tensors = BTreeMap::new();
     let mut quantized_modules = 0;
     for (i, param) in params.iter().enumerate() {
-        let mlx = |step: &'static str| {
-            let tensor = param.name.clone();
-            move |e: mlx_rs::error::Exception| TinyError::Mlx {
-                step,
-                tensor,
-                message: e.what().to_string(),
-            }
-        };
-        let key = keys.index(i as i32);
-        let r =
-            random::normal::<f32>(&param.shape[..], None, None, &key).map_err(mlx("drawing"))?;
-        let value = initialise(&r, param.init).map_err(mlx("scaling"))?;
-        let value = value
-            .as_dtype(Dtype::Bfloat16)
-            .map_err(mlx("casting to bf16"))?;
-        match param.storage {
-            Storage::Bf16 => {
-                tensors.insert(param.name.clone(), value);
-            }
-            Storage::Quantized { bits } => {
-                let (w, scales, biases) =
-                    quantize(&value, GROUP_SIZE, bits).map_err(mlx("quantizing"))?;
-                let module = param.module_path();
-                tensors.insert(format!("{module}.weight"), w);
-                tensors.insert(format!("{module}.scales"), scales);
-                tensors.insert(format!("{module}.biases"), biases);
-                quantized_modules += 1;
-            }
-        }
+        let built = build_param(param, &keys.index(i as i32))?;
+        quantized_modules += usize::from(built.len() == 3);
+        tensors.extend(built);
     }
     Ok(TinyTensors {
         tensors,
         quantized_modules,
+    })
+}
+
+/// One parameter as stored, lazily, on the current stream: `name -> bf16` or, quantized, its
+/// `.weight` / `.scales` / `.biases` triple. `key` is the parameter's own PRNG key.
+pub(super) fn build_param(param: &Param, key: &Array) -> Result<Vec<(String, Array)>, TinyError> {
+    let mlx = |step: &'static str| {
+        let tensor = param.name.clone();
+        move |e: mlx_rs::error::Exception| TinyError::Mlx {
+            step,
+            tensor,
+            message: e.what().to_string(),
+        }
+    };
+    let r = random::normal::<f32>(&param.shape[..], None, None, key).map_err(mlx("drawing"))?;
+    let value = initialise(&r, param.init).map_err(mlx("scaling"))?;
+    let value = value
+        .as_dtype(Dtype::Bfloat16)
+        .map_err(mlx("casting to bf16"))?;
+    Ok(match param.storage {
+        Storage::Bf16 => vec![(param.name.clone(), value)],
+        Storage::Quantized { bits } => {
+            let (w, scales, biases) =
+                quantize(&value, GROUP_SIZE, bits).map_err(mlx("quantizing"))?;
+            let module = param.module_path();
+            vec![
+                (format!("{module}.weight"), w),
+                (format!("{module}.scales"), scales),
+                (format!("{module}.biases"), biases),
+            ]
+        }
     })
 }
 
@@ -89,7 +94,7 @@ fn initialise(r: &Array, init: Init) -> Result<Array, mlx_rs::error::Exception> 
 ///
 /// mlx-rs 0.33's `split` returns only the first two rows of the split, so this calls mlx-c
 /// directly.
-fn split_keys(seed: u64, num: usize) -> Result<Array, TinyError> {
+pub(super) fn split_keys(seed: u64, num: usize) -> Result<Array, TinyError> {
     let mlx = |message: String| TinyError::Mlx {
         step: "splitting the PRNG key",
         tensor: format!("{num} keys"),

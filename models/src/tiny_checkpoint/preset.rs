@@ -1,0 +1,284 @@
+//! Full-size presets: checkpoints with the shapes of a published model and random 4-bit weights,
+//! for benchmarks where only the sizes matter (a 31B-shaped model weighs about 17 GB, so it is
+//! generated where it runs instead of being carried there).
+//!
+//! The shapes are the published config values of the dense 31B model (see
+//! `gemma4-reference.md` §1.4/§1.5). The tokenizer stays the tiny one padded with `<unusedN>` to
+//! the full vocabulary, so special-token ids are the tiny ones, not Google's: random prompts and
+//! random weights make the text meaningless anyway.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::spec::{TextConfig, VisionConfig, FULL, SLIDING};
+
+/// mlx-community's shard size for large checkpoints (5 GB per `model-0000X-of-0000N.safetensors`).
+pub const FULL_SIZE_SHARD_BYTES: u64 = 5_000_000_000;
+
+/// A full-size model shape (or its miniature, for dry runs on a CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Preset {
+    /// Gemma 4 31B dense: 60 layers of 5376, (5 sliding + 1 full) x 10, vision tower 1152 x 27.
+    Gemma4_31b,
+    /// The 31B structure at toy widths: 12 layers (5 sliding + 1 full) x 2, k_eq_v, bidirectional
+    /// image attention, standardized vision tower; written in several small shards so the dry run
+    /// exercises the sharded layout.
+    Gemma4_31bMini,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 2] = [Preset::Gemma4_31b, Preset::Gemma4_31bMini];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Gemma4_31b => "gemma-4-31b",
+            Preset::Gemma4_31bMini => "gemma-4-31b-mini",
+        }
+    }
+
+    /// Largest shard, in stored bytes; a single tensor larger than this gets a shard of its own.
+    pub fn shard_bytes(self) -> u64 {
+        match self {
+            Preset::Gemma4_31b => FULL_SIZE_SHARD_BYTES,
+            Preset::Gemma4_31bMini => 1 << 20,
+        }
+    }
+
+    pub fn text_config(self) -> TextConfig {
+        let periods = match self {
+            Preset::Gemma4_31b => 10,
+            Preset::Gemma4_31bMini => 2,
+        };
+        let mut layer_types = Vec::new();
+        for _ in 0..periods {
+            layer_types.extend([SLIDING; 5].map(String::from));
+            layer_types.push(FULL.to_string());
+        }
+        let shared = TextConfig {
+            num_hidden_layers: layer_types.len(),
+            layer_types,
+            attention_k_eq_v: true,
+            use_bidirectional_attention: Some("vision".into()),
+            ..TextConfig::base()
+        };
+        match self {
+            Preset::Gemma4_31b => TextConfig {
+                hidden_size: 5376,
+                intermediate_size: 21504,
+                num_attention_heads: 32,
+                num_key_value_heads: 16,
+                num_global_key_value_heads: Some(4),
+                head_dim: 256,
+                global_head_dim: 512,
+                sliding_window: 1024,
+                vocab_size: 262_144,
+                vocab_size_per_layer_input: 262_144,
+                max_position_embeddings: 262_144,
+                ..shared
+            },
+            Preset::Gemma4_31bMini => TextConfig {
+                hidden_size: 256,
+                intermediate_size: 1024,
+                num_attention_heads: 8,
+                num_key_value_heads: 4,
+                num_global_key_value_heads: Some(1),
+                head_dim: 32,
+                global_head_dim: 64,
+                sliding_window: 64,
+                vocab_size: 4096,
+                vocab_size_per_layer_input: 4096,
+                max_position_embeddings: 8192,
+                ..shared
+            },
+        }
+    }
+
+    pub fn vision_config(self) -> VisionConfig {
+        let shared = VisionConfig {
+            standardize: true,
+            use_clipped_linears: false,
+            patch_size: 16,
+            pooling_kernel_size: 3,
+            default_output_length: 280,
+            ..VisionConfig::base()
+        };
+        match self {
+            Preset::Gemma4_31b => VisionConfig {
+                hidden_size: 1152,
+                intermediate_size: 4304,
+                num_hidden_layers: 27,
+                num_attention_heads: 16,
+                num_key_value_heads: 16,
+                head_dim: 72,
+                global_head_dim: 72,
+                position_embedding_size: 10240,
+                ..shared
+            },
+            Preset::Gemma4_31bMini => VisionConfig {
+                hidden_size: 144,
+                intermediate_size: 288,
+                num_hidden_layers: 2,
+                num_attention_heads: 2,
+                num_key_value_heads: 2,
+                head_dim: 72,
+                global_head_dim: 72,
+                position_embedding_size: 1024,
+                ..shared
+            },
+        }
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not one of [`Preset::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown preset {0:?}: expected gemma-4-31b or gemma-4-31b-mini")]
+pub struct UnknownPreset(pub String);
+
+impl FromStr for Preset {
+    type Err = UnknownPreset;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| UnknownPreset(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tiny_checkpoint::params::{model_params, Storage};
+
+    #[test]
+    fn the_31b_preset_has_the_published_text_and_vision_shapes() {
+        let t = Preset::Gemma4_31b.text_config();
+        assert_eq!(
+            (t.hidden_size, t.num_hidden_layers, t.intermediate_size),
+            (5376, 60, 21504)
+        );
+        assert_eq!(
+            (
+                t.num_attention_heads,
+                t.num_key_value_heads,
+                t.num_global_key_value_heads
+            ),
+            (32, 16, Some(4))
+        );
+        assert_eq!(
+            (t.head_dim, t.global_head_dim, t.sliding_window),
+            (256, 512, 1024)
+        );
+        assert_eq!(
+            (t.vocab_size, t.max_position_embeddings),
+            (262_144, 262_144)
+        );
+        assert!(t.attention_k_eq_v && !t.enable_moe_block && !t.use_double_wide_mlp);
+        assert_eq!(
+            (t.hidden_size_per_layer_input, t.num_kv_shared_layers),
+            (0, 0)
+        );
+        assert_eq!(t.use_bidirectional_attention.as_deref(), Some("vision"));
+        assert_eq!(t.final_logit_softcapping, 30.0);
+        // (5 sliding + 1 full) x 10: full attention on layers 5, 11, ..., 59.
+        let full: Vec<usize> = (0..60).filter(|&i| t.is_full(i)).collect();
+        assert_eq!(full, (0..10).map(|k| 6 * k + 5).collect::<Vec<_>>());
+        assert_eq!(
+            t.rope_parameters.full_attention.partial_rotary_factor,
+            Some(0.25)
+        );
+
+        let v = Preset::Gemma4_31b.vision_config();
+        assert_eq!(
+            (v.hidden_size, v.intermediate_size, v.num_hidden_layers),
+            (1152, 4304, 27)
+        );
+        assert_eq!(
+            (v.num_attention_heads, v.head_dim, v.position_embedding_size),
+            (16, 72, 10240)
+        );
+        assert_eq!(
+            (v.patch_size, v.pooling_kernel_size, v.default_output_length),
+            (16, 3, 280)
+        );
+        assert!(v.standardize && !v.use_clipped_linears);
+    }
+
+    #[test]
+    fn the_31b_preset_has_the_published_projection_shapes_and_weighs_about_17_gb() {
+        let t = Preset::Gemma4_31b.text_config();
+        let params = model_params(&t, &Preset::Gemma4_31b.vision_config());
+        let shape = |name: &str| {
+            params
+                .iter()
+                .find(|p| p.name == name)
+                .unwrap_or_else(|| panic!("no {name}"))
+                .shape
+                .clone()
+        };
+        let l = "language_model.model.layers";
+        assert_eq!(
+            shape(&format!("{l}.0.self_attn.q_proj.weight")),
+            [8192, 5376]
+        );
+        assert_eq!(
+            shape(&format!("{l}.0.self_attn.k_proj.weight")),
+            [4096, 5376]
+        );
+        assert_eq!(
+            shape(&format!("{l}.0.self_attn.v_proj.weight")),
+            [4096, 5376]
+        );
+        assert_eq!(
+            shape(&format!("{l}.0.self_attn.o_proj.weight")),
+            [5376, 8192]
+        );
+        assert_eq!(
+            shape(&format!("{l}.5.self_attn.q_proj.weight")),
+            [16384, 5376]
+        );
+        assert_eq!(
+            shape(&format!("{l}.5.self_attn.k_proj.weight")),
+            [2048, 5376]
+        );
+        assert!(!params
+            .iter()
+            .any(|p| p.name == format!("{l}.5.self_attn.v_proj.weight")));
+        assert_eq!(
+            shape(&format!("{l}.5.self_attn.o_proj.weight")),
+            [5376, 16384]
+        );
+        assert_eq!(shape(&format!("{l}.0.mlp.gate_proj.weight")), [21504, 5376]);
+
+        let text_bytes: u64 = params
+            .iter()
+            .filter(|p| p.name.starts_with("language_model."))
+            .map(|p| super::super::sharded::stored_bytes(p))
+            .sum();
+        // mlx-community's 4-bit 31B: about 17.3 GB of language-model weights.
+        assert!(
+            (17.0e9..17.7e9).contains(&(text_bytes as f64)),
+            "{text_bytes}"
+        );
+        assert!(params.iter().all(|p| !p.name.starts_with("language_model.")
+            || p.shape.len() < 2
+            || matches!(p.storage, Storage::Quantized { bits: 4 })));
+    }
+
+    #[test]
+    fn preset_names_round_trip_and_unknown_names_are_rejected() {
+        for p in Preset::ALL {
+            assert_eq!(p.name().parse::<Preset>().unwrap(), p);
+        }
+        assert_eq!(
+            "31b".parse::<Preset>().unwrap_err().to_string(),
+            "unknown preset \"31b\": expected gemma-4-31b or gemma-4-31b-mini"
+        );
+    }
+}
