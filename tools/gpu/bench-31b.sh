@@ -13,6 +13,8 @@ ref="$h/tools/reference/bench_reference.py"
 model=/tmp/gemma-4-31b-random
 log="$OUT/log.txt"
 step() { echo "== $(date -u +%T) $*" | tee -a "$log"; }
+# Wall time of one command, to the log (GNU time is not on every image).
+timed() { local t0; t0=$(date +%s%N); "$@"; local rc=$?; echo "   wall $(( ($(date +%s%N) - t0) / 1000000 )) ms (rc $rc): ${*:1:3}" >> "$log"; return $rc; }
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c "import mlx.core as mx, mlx_vlm; print('python mlx', mx.__version__, mx.default_device(), 'cuda', mx.cuda.is_available(), 'mlx-vlm', mlx_vlm.__version__)"
@@ -20,18 +22,16 @@ step() { echo "== $(date -u +%T) $*" | tee -a "$log"; }
 } 2>&1 | tee -a "$log"
 if [ ! -f "$model/config.json" ]; then
   step "make-tiny --preset gemma-4-31b"
-  /usr/bin/time -f "make-tiny wall %e s, max RSS %M KB" "$bin" make-tiny --preset gemma-4-31b "$model" 2>&1 | tee -a "$log"
+  timed "$bin" make-tiny --preset gemma-4-31b "$model" >> "$log" 2>&1
 fi
 du -sh "$model" | tee -a "$log"
 step "vlmbench cold pp512 (fresh PTX cache)"
-MLX_PTX_CACHE_DIR=/tmp/ptx-vlmbench /usr/bin/time -f "process wall %e s" \
-  "$bin" bench -m "$model" -p 512 -n 0 -r 1 --no-warmup -o json > "$OUT/cold-vlmbench.json" 2>> "$log"
+timed env MLX_PTX_CACHE_DIR=/tmp/ptx-vlmbench "$bin" bench -m "$model" -p 512 -n 0 -r 1 --no-warmup -o json > "$OUT/cold-vlmbench.json" 2>> "$log"
 step "vlmbench second process pp512 (PTX cache filled by the first)"
-MLX_PTX_CACHE_DIR=/tmp/ptx-vlmbench /usr/bin/time -f "process wall %e s" \
-  "$bin" bench -m "$model" -p 512 -n 0 -r 1 --no-warmup -o json > "$OUT/cold2-vlmbench.json" 2>> "$log"
+timed env MLX_PTX_CACHE_DIR=/tmp/ptx-vlmbench "$bin" bench -m "$model" -p 512 -n 0 -r 1 --no-warmup -o json > "$OUT/cold2-vlmbench.json" 2>> "$log"
 step "mlx-vlm cold (fresh PTX cache): warm-up = first call, then pp512+tg8"
-MLX_PTX_CACHE_DIR=/tmp/ptx-mlxvlm /usr/bin/time -f "process wall %e s" \
-  python3 "$ref" --model "$model" --lengths 512 --gen 8 --out "$OUT/cold-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
+timed env MLX_PTX_CACHE_DIR=/tmp/ptx-mlxvlm python3 "$ref" --model "$model" --lengths 512 --gen 8 \
+  --out "$OUT/cold-mlx-vlm.json" > /tmp/cold-mlx-vlm.log 2>&1; grep -v -i warn /tmp/cold-mlx-vlm.log | tail -5 | tee -a "$log"
 export MLX_PTX_CACHE_DIR=/tmp/ptx-vlmbench
 step "vlmbench bench pp512,pp1024,tg128 x3"
 "$bin" bench -m "$model" -p 512,1024 -n 128 -r 3 -o json > "$OUT/bench-vlmbench.json" 2>> "$log"
