@@ -7,6 +7,7 @@ mod convert;
 mod doctor;
 mod generate;
 mod make_tiny;
+mod sampling_args;
 mod sweep;
 
 use anyhow::Result;

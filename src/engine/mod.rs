@@ -7,6 +7,7 @@
 //! (`async_eval`) before token n is read back, so the device never waits for the host.
 
 mod stats;
+mod text;
 
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ use vlm_models::model::{Decoder, Prompt};
 use vlm_models::sampling::{log_softmax, Sampler};
 
 pub use stats::{FinishReason, GenerationStats, ReferenceStats, Timings};
+pub use text::{generate_text, TextGeneration};
 
 /// What to generate and when to stop.
 #[derive(Clone, Debug)]

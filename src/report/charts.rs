@@ -13,7 +13,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use crate::bench::results::{ResultKind, ResultsFile};
 
 const FONT: &str = "sans-serif";
-static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+use super::FONT_BYTES;
 static REGISTER: Once = Once::new();
 
 /// Text-only prompts in blue, prompts with images in red, as in the seed notebook.

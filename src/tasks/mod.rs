@@ -5,3 +5,5 @@ pub mod answer;
 pub mod coords;
 pub mod json_fragment;
 pub mod labels;
+pub mod prompts;
+pub mod run;
