@@ -9,6 +9,7 @@ mod generate;
 mod make_tiny;
 mod sampling_args;
 mod sweep;
+mod task;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -34,6 +35,13 @@ pub enum Command {
     Chart(chart::ChartArgs),
     Compare(compare::CompareArgs),
     Generate(generate::GenerateArgs),
+    Caption(task::CaptionArgs),
+    Query(task::QueryArgs),
+    /// Find every instance of a named thing and box it (Moondream's detect).
+    Detect(task::ObjectArgs),
+    /// Find every instance of a named thing and point at it (Moondream's point).
+    Point(task::ObjectArgs),
+    Segment(task::SegmentArgs),
     MakeTiny(make_tiny::MakeTinyArgs),
 }
 
@@ -50,6 +58,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Chart(args) => chart::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::Caption(args) => task::caption(&args),
+        Command::Query(args) => task::query(&args),
+        Command::Detect(args) => task::detect(&args),
+        Command::Point(args) => task::point(&args),
+        Command::Segment(args) => task::segment(&args),
         Command::MakeTiny(args) => make_tiny::run(&args),
     }
 }
