@@ -109,3 +109,33 @@ fn bad_flags_and_files_are_one_line_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("<OBJECT>"));
 }
+
+#[test]
+fn draw_renders_a_saved_detection_and_rejects_text_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let saved = tmp.path().join("detect.json");
+    let result = serde_json::json!({
+        "task": "detect", "object": "eye",
+        "image": {"path": PHOTO, "width": 451, "height": 300},
+        "raw_answer": "[{\"label\": \"eye\", \"box_2d\": [300, 300, 500, 460]}, {\"label\": \"x\", \"box_2d\": [5"
+    });
+    std::fs::write(&saved, result.to_string()).unwrap();
+    let png = tmp.path().join("out.png");
+    let out = vlmbench(&["draw", saved.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let drawn = image::open(&png).unwrap().to_rgb8();
+    let original = image::open(PHOTO).unwrap().to_rgb8();
+    // The box's left edge (x = 0.3 * 451) is painted; a pixel far from it is not.
+    let x = (0.3f64 * 451.0).round() as u32;
+    assert_ne!(drawn.get_pixel(x, 120), original.get_pixel(x, 120));
+    assert_eq!(drawn.get_pixel(20, 280), original.get_pixel(20, 280));
+
+    let caption = tmp.path().join("caption.json");
+    std::fs::write(&caption, serde_json::json!({"task": "caption", "length": "short", "image": {"path": PHOTO, "width": 451, "height": 300}, "raw_answer": "A cat."}).to_string()).unwrap();
+    let out = vlmbench(&["draw", caption.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    assert_one_line_error(&out, &["caption.json", "only detect, point and segment"]);
+
+    std::fs::write(&caption, "{}").unwrap();
+    let out = vlmbench(&["draw", caption.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    assert_one_line_error(&out, &["caption.json", "is not a task result"]);
+}

@@ -42,6 +42,7 @@ pub enum Command {
     /// Find every instance of a named thing and point at it (Moondream's point).
     Point(task::ObjectArgs),
     Segment(task::SegmentArgs),
+    Draw(task::DrawArgs),
     MakeTiny(make_tiny::MakeTinyArgs),
 }
 
@@ -63,6 +64,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Detect(args) => task::detect(&args),
         Command::Point(args) => task::point(&args),
         Command::Segment(args) => task::segment(&args),
+        Command::Draw(args) => task::draw_saved(&args),
         Command::MakeTiny(args) => make_tiny::run(&args),
     }
 }

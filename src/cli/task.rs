@@ -104,7 +104,7 @@ struct TaskReport<'a> {
     stats: &'a GenerationStats,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, serde::Deserialize)]
 struct ImageInfo {
     path: String,
     width: u32,
@@ -236,6 +236,45 @@ fn render_output(output: &TaskOutput) -> String {
         }
     }
     s
+}
+
+/// Draw a saved task result onto its image.
+#[derive(Debug, Args)]
+pub struct DrawArgs {
+    /// A result written by `detect|point|segment --json` (its image path, task and raw answer are read).
+    pub result: PathBuf,
+    /// Where to write the PNG.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Draw on this image instead of the one the result names.
+    #[arg(long, value_name = "PATH")]
+    pub image: Option<PathBuf>,
+}
+
+/// What `draw` reads back from a `--json` task report.
+#[derive(serde::Deserialize)]
+struct SavedResult {
+    #[serde(flatten)]
+    task: Task,
+    image: ImageInfo,
+    raw_answer: String,
+}
+
+/// Re-reads the saved raw answer (the same parser as the live run) and draws it.
+pub fn draw_saved(args: &DrawArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.result).with_context(|| format!("cannot read {}", args.result.display()))?;
+    let saved: SavedResult = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a task result written by --json", args.result.display()))?;
+    let path = args.image.clone().unwrap_or_else(|| PathBuf::from(&saved.image.path));
+    let image = load_image(&path)?;
+    let output = read_answer(&saved.task, &saved.raw_answer, ImageSize::new(image.width(), image.height()))
+        .with_context(|| format!("the answer saved in {} could not be read", args.result.display()))?;
+    if matches!(output, TaskOutput::Caption { .. } | TaskOutput::Answer { .. }) {
+        bail!("{} holds a {} result: only detect, point and segment results can be drawn", args.result.display(), saved.task.name());
+    }
+    draw(&image, &output, &args.output)?;
+    eprintln!("overlay written to {}", args.output.display());
+    Ok(())
 }
 
 fn draw(image: &vlm_models::image_io::RgbImage, output: &TaskOutput, path: &std::path::Path) -> Result<()> {

@@ -47,7 +47,7 @@ Skip tiny distant instances; focus on objects with clear boundaries.";
 pub const COCO_DETECT_MAX_TOKENS: usize = 1024;
 
 /// Caption lengths, as Moondream's `caption(length=...)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaptionLength {
     Short,

@@ -13,7 +13,7 @@ use super::prompts::{self, CaptionLength};
 use crate::engine::{generate_text, GenerateOptions, GenerationStats};
 
 /// One of the tasks, with its argument.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "task", rename_all = "lowercase")]
 pub enum Task {
     Caption { length: CaptionLength },
