@@ -4,6 +4,7 @@
 //! each test comes first (kernel compilation and allocator growth stay out of the figures).
 
 pub mod compare;
+pub mod moondream;
 mod output;
 pub mod results;
 pub mod sweep;

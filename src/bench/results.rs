@@ -38,6 +38,14 @@ pub struct Measurement {
     /// mlx-vlm's definitions of the same run.
     pub reference_prompt_tps: f64,
     pub reference_generation_tps: f64,
+    /// Streamed tasks: seconds from the call to the first token, and the mean gap between tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_first_token_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_avg_token_s: Option<f64>,
+    /// Task benchmarks: what the task returned, as printed ("Found 2 face(s)", the caption...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
 }
 
 impl Measurement {
@@ -55,6 +63,9 @@ impl Measurement {
             peak_memory_bytes: s.peak_memory_bytes,
             reference_prompt_tps: s.reference.prompt_tps,
             reference_generation_tps: s.reference.generation_tps,
+            stream_first_token_s: None,
+            stream_avg_token_s: None,
+            answer: None,
         }
     }
 }
@@ -66,6 +77,8 @@ pub enum ResultKind {
     PromptLengthSweep,
     /// Named prompts, like the seed notebook's throughput table.
     PromptTable,
+    /// Timed tasks on one image, like the Moondream seed script (`total_s` is each task's runtime).
+    TaskBench,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

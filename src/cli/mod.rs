@@ -7,6 +7,7 @@ mod convert;
 mod doctor;
 mod generate;
 mod make_tiny;
+mod moondream_bench;
 mod sampling_args;
 mod sweep;
 mod task;
@@ -43,6 +44,7 @@ pub enum Command {
     Point(task::ObjectArgs),
     Segment(task::SegmentArgs),
     Draw(task::DrawArgs),
+    MoondreamBench(moondream_bench::MoondreamBenchArgs),
     MakeTiny(make_tiny::MakeTinyArgs),
 }
 
@@ -65,6 +67,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Point(args) => task::point(&args),
         Command::Segment(args) => task::segment(&args),
         Command::Draw(args) => task::draw_saved(&args),
+        Command::MoondreamBench(args) => moondream_bench::run(&args),
         Command::MakeTiny(args) => make_tiny::run(&args),
     }
 }

@@ -15,8 +15,9 @@ pub struct TextGeneration {
 }
 
 /// Generates from `prompt` with `model`, decoding as it goes. `on_piece` sees each piece of text
-/// as soon as the detokenizer can print it (the stop token is counted but not shown, as in mlx-vlm),
-/// then the final piece.
+/// as soon as it is generated (one call per token, the stop token excepted: it is counted but not
+/// shown, as in mlx-vlm; a piece may be empty while a character's bytes are incomplete), then the
+/// final piece if the detokenizer held one back.
 pub fn generate_text(
     model: &LoadedModel,
     prompt: &Prompt,
@@ -37,7 +38,9 @@ pub fn generate_text(
         Ok(())
     })?;
     let tail = detokenizer.finish()?;
-    on_piece(&tail)?;
+    if !tail.is_empty() {
+        on_piece(&tail)?;
+    }
     text.push_str(&tail);
     Ok(TextGeneration { text, generation })
 }

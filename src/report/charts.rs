@@ -236,7 +236,7 @@ pub fn chart_results(files: &[ResultsFile], dir: &Path) -> Result<Vec<PathBuf>> 
         memory_vs_prompt_length(&memory, &format!("Peak memory — {what}"), &sweeps)?;
         written.extend([speed, memory]);
     }
-    for f in files.iter().filter(|f| f.kind == ResultKind::PromptTable) {
+    for f in files.iter().filter(|f| matches!(f.kind, ResultKind::PromptTable | ResultKind::TaskBench)) {
         let bars: Vec<ThroughputBar> = f
             .measurements
             .iter()
