@@ -7,4 +7,5 @@ pub mod doctor;
 pub mod engine;
 pub mod model_source;
 pub mod report;
+pub mod sample_images;
 pub mod tasks;
