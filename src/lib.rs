@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod doctor;
 pub mod engine;
+pub mod json_file;
 pub mod eval;
 pub mod model_source;
 pub mod notebook;

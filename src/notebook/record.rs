@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -59,15 +59,11 @@ pub struct NotebookRecord {
 
 impl NotebookRecord {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a vlmbench notebook record", path.display()))
+        crate::json_file::load(path, "a vlmbench notebook record")
     }
 
-    /// Writes beside, then renames: a crash never leaves half a file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("json.partial");
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)?).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+        crate::json_file::save_atomic(self, path)
     }
 
     pub fn section(&self, name: &str) -> Option<&Section> {
