@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod doctor;
 pub mod engine;
+pub mod eval;
 pub mod model_source;
 pub mod report;
 pub mod tasks;
