@@ -14,3 +14,4 @@ pub mod coco_run;
 pub mod progress;
 pub mod run_log;
 pub mod vqa_run;
+pub mod session;
