@@ -54,6 +54,25 @@ fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
 }
 
 impl RunLog {
+    /// Fails early (before any sampling or model loading) when `dir` holds a run that this one may
+    /// not continue: any run without `resume`, or one started with other settings.
+    pub fn preflight<R: Serialize>(dir: &Path, run: &R, resume: bool) -> Result<()> {
+        let run_path = dir.join(RUN_FILE);
+        if !run_path.exists() {
+            return Ok(());
+        }
+        if !resume {
+            bail!("{} already holds a run: pass --resume to continue it, or choose another --out", dir.display());
+        }
+        let text = std::fs::read_to_string(&run_path).with_context(|| format!("cannot read {}", run_path.display()))?;
+        let existing: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", run_path.display()))?;
+        let wanted = serde_json::to_value(run)?;
+        if existing != wanted {
+            bail!("cannot resume {}: it was started with different settings ({} vs now {})", dir.display(), existing, wanted);
+        }
+        Ok(())
+    }
+
     /// Opens `dir` for the run described by `run`. A fresh run needs an empty (or new) directory;
     /// `resume` needs the same `run.json` and returns the samples already finished.
     pub fn open<R, S>(dir: &Path, run: &R, resume: bool) -> Result<(RunLog, Vec<S>)>
@@ -65,19 +84,7 @@ impl RunLog {
         let run_path = dir.join(RUN_FILE);
         let wanted = serde_json::to_value(run)?;
         let done: Vec<S> = if run_path.exists() {
-            if !resume {
-                bail!("{} already holds a run: pass --resume to continue it, or choose another --out", dir.display());
-            }
-            let text = std::fs::read_to_string(&run_path).with_context(|| format!("cannot read {}", run_path.display()))?;
-            let existing: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", run_path.display()))?;
-            if existing != wanted {
-                bail!(
-                    "cannot resume {}: it was started with different settings ({} vs now {})",
-                    dir.display(),
-                    existing,
-                    wanted
-                );
-            }
+            Self::preflight(dir, run, resume)?;
             read_lines(&dir.join(SAMPLES_FILE))?
         } else {
             let tmp = run_path.with_extension("json.partial");

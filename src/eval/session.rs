@@ -100,6 +100,7 @@ struct SummaryFile<'a, S: Serialize> {
 
 pub fn eval_vqa(o: &EvalOptions) -> Result<PathBuf> {
     let run = settings("vqa", datasets::VQA_SPLIT, o, datasets::VQA_REPO);
+    RunLog::preflight(&o.out, &run, o.resume)?;
     let stream = BatchStream::lazy(shards(o, datasets::VQA_REPO, datasets::VQA_SPLIT)?, VQA_COLUMNS);
     let samples = sample_vqa(stream, o.n)?;
     anyhow::ensure!(!samples.is_empty(), "the dataset gave no VQA samples");
@@ -140,6 +141,7 @@ fn coco_categories(first_shard: &Path) -> Result<Categories> {
 
 pub fn eval_coco(o: &EvalOptions) -> Result<PathBuf> {
     let run = settings("coco", datasets::COCO_SPLIT, o, datasets::COCO_REPO);
+    RunLog::preflight(&o.out, &run, o.resume)?;
     let mut files = shards(o, datasets::COCO_REPO, datasets::COCO_SPLIT)?;
     let first = files.next().context("the dataset has no shards")??;
     let categories = coco_categories(&first)?;

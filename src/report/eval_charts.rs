@@ -52,9 +52,15 @@ pub fn histogram(values: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
     let edges: Vec<f64> = (0..=bins).map(|i| lo + (hi - lo) * i as f64 / bins as f64).collect();
     let mut counts = vec![0usize; bins];
     for &v in values {
-        // The last bin includes its right edge.
-        let k = (((v - lo) / (hi - lo)) * bins as f64).floor() as usize;
-        counts[k.min(bins - 1)] += 1;
+        // As numpy: estimate the bin, then fix rounding against the edges; the last bin includes
+        // its right edge.
+        let mut k = ((((v - lo) / (hi - lo)) * bins as f64).floor() as usize).min(bins - 1);
+        if k > 0 && v < edges[k] {
+            k -= 1;
+        } else if k + 1 < bins && v >= edges[k + 1] {
+            k += 1;
+        }
+        counts[k] += 1;
     }
     (edges, counts)
 }
@@ -79,8 +85,8 @@ pub fn localization_chart(path: &Path, title: &str, c: &LocalizationChart) -> Re
     let gray = RGBColor(0x80, 0x80, 0x80);
     chart
         .draw_series([
-            PathElement::new(vec![(-0.05, c.mean_precision), (1.05, c.mean_precision)], gray.mix(0.5)),
-            PathElement::new(vec![(c.mean_recall, -0.05), (c.mean_recall, 1.05)], gray.mix(0.5)),
+            PathElement::new(vec![(-0.05, c.mean_precision), (1.05, c.mean_precision)], gray.mix(0.8).stroke_width(2)),
+            PathElement::new(vec![(c.mean_recall, -0.05), (c.mean_recall, 1.05)], gray.mix(0.8).stroke_width(2)),
         ])
         .map_err(|e| err(&e))?;
     chart

@@ -87,13 +87,13 @@ fn grid(path: &Path, title: &str, rows: Vec<Vec<(String, RgbImage)>>) -> Result<
     let font = FontRef::try_from_slice(FONT_BYTES).context("the embedded font is unreadable")?;
     let rows: Vec<Vec<(String, RgbImage)>> = rows.into_iter().map(|r| r.into_iter().map(|(t, p)| (t, scaled(&p))).collect()).collect();
     let row_width = |r: &Vec<(String, RgbImage)>| r.iter().map(|(_, p)| p.width() + GAP).sum::<u32>() + GAP;
-    let width = rows.iter().map(row_width).max().unwrap_or(400).max(900);
+    let big = PxScale::from(22.0);
+    let (tw, _) = text_size(big, &font, title);
+    let width = rows.iter().map(row_width).max().unwrap_or(400).max(tw + 2 * GAP);
     let row_height = TITLE_HEIGHT + PANEL_HEIGHT + GAP;
     let height = 2 * TITLE_HEIGHT + GAP + row_height * rows.len() as u32;
     let mut canvas = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
     let black = Rgb([20, 20, 20]);
-    let big = PxScale::from(22.0);
-    let (tw, _) = text_size(big, &font, title);
     draw_text_mut(&mut canvas, black, ((width.saturating_sub(tw)) / 2) as i32, 12, big, &font, title);
     let small = PxScale::from(16.0);
     for (r, row) in rows.iter().enumerate() {
