@@ -11,10 +11,13 @@
 //! - Runs: [`run_log`] (per-sample JSON lines, fsynced, resumable), [`vqa_run`], [`coco_run`],
 //!   [`progress`], and [`session`], which ties one `vlmbench eval` invocation together.
 //!
-//! Where we knowingly differ from the notebook (see each item's docs): generation is greedy; images
-//! are decoded once from the dataset's bytes (the notebook re-saved VQA images as PNG and COCO
-//! images as quality-75 JPEG before the model read them); a NaN coordinate drops one box (the
-//! notebook's supervision call would raise).
+//! Model inputs follow the notebook's path: images decoded as `datasets` does (EXIF orientation
+//! applied, RGB), VQA images as they are (the notebook's PNG re-save is lossless), COCO images
+//! through its quality-75 JPEG re-save ([`pillow_jpeg`], checked against Pillow).
+//!
+//! Where we knowingly differ: generation is greedy (temperature 0); a NaN coordinate drops one box
+//! (the notebook's supervision call would raise); on ties between equal IoUs we follow numpy's
+//! portable argsort, while numpy on AVX2/AVX-512 machines orders ties its own way.
 
 pub mod argsort;
 pub mod coco_run;
@@ -25,6 +28,7 @@ pub mod matching;
 pub mod numpy_rng;
 pub mod numpy_stats;
 pub mod parquet_rows;
+pub mod pillow_jpeg;
 pub mod progress;
 pub mod run_log;
 pub mod session;
