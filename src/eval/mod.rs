@@ -15,7 +15,10 @@
 //! applied, RGB), VQA images as they are (the notebook's PNG re-save is lossless), COCO images
 //! through its quality-75 JPEG re-save ([`pillow_jpeg`], checked against Pillow).
 //!
-//! Where we knowingly differ: generation is greedy (temperature 0); a NaN coordinate drops one box
+//! Generation is greedy, as in the notebook: mlx-vlm 0.4.4's `generate` defaults to temperature 0
+//! and takes only the stop ids from generation_config.json.
+//!
+//! Where we knowingly differ: a NaN coordinate drops one box
 //! (the notebook's supervision call would raise); on ties between equal IoUs we follow numpy's
 //! portable argsort, while numpy on AVX2/AVX-512 machines orders ties its own way.
 
