@@ -68,7 +68,6 @@ pub fn run(
     model: &LoadedModel,
     image: &RgbImage,
     sampler: &mut Sampler,
-    stop_ids: &[u32],
     run_info: RunInfo,
     mut on_row: impl FnMut(&Measurement) -> Result<()>,
     mut on_piece: impl FnMut(&str) -> Result<()>,
@@ -76,7 +75,7 @@ pub fn run(
     let size = ImageSize::new(image.width(), image.height());
     let mut measurements = Vec::new();
     for (label, task, streamed) in seed_tasks() {
-        let options = GenerateOptions { max_tokens: task.default_max_tokens(), stop_ids: stop_ids.to_vec() };
+        let options = GenerateOptions::until_stop(model, task.default_max_tokens());
         let started = Instant::now();
         let mut arrivals = Vec::new();
         let answered = ask(model, image, &task.prompt(), sampler, &options, |piece| {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::GenerationStats;
@@ -90,15 +90,12 @@ pub struct ResultsFile {
 
 impl ResultsFile {
     pub fn load(path: &Path) -> Result<ResultsFile> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read results file {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a vlmbench results file", path.display()))
+        crate::json_file::load(path, "a vlmbench results file")
     }
 
-    /// Writes to a temporary file beside `path`, then renames: a crash never leaves half a file.
+    /// Written whole after every point: a crash never leaves half a file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("json.partial");
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)?).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+        crate::json_file::save_atomic(self, path)
     }
 }
 
@@ -140,6 +137,6 @@ mod tests {
         let err = format!("{:#}", ResultsFile::load(&path).unwrap_err());
         assert!(err.contains("other.json is not a vlmbench results file"), "{err}");
         let missing = format!("{:#}", ResultsFile::load(&dir.path().join("nope.json")).unwrap_err());
-        assert!(missing.contains("cannot read results file"), "{missing}");
+        assert!(missing.contains("cannot read a vlmbench results file"), "{missing}");
     }
 }

@@ -8,8 +8,8 @@ use vlm_models::dtype::{dtype_name, DtypeChoice};
 use vlm_models::image_io::load_image;
 
 use crate::model_source;
-use super::sampling_args::{stop_options, SamplingArgs};
-use crate::engine::{self, GenerationStats, TextGeneration};
+use super::sampling_args::SamplingArgs;
+use crate::engine::{self, GenerateOptions, GenerationStats, TextGeneration};
 
 /// Generate text from a prompt, streaming tokens and printing the statistics.
 #[derive(Debug, Args)]
@@ -74,7 +74,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
 
     let prompt = model.build_prompt(&args.prompt, &images)?;
     let mut sampler = args.sampling.sampler(model)?;
-    let options = stop_options(model, args.max_tokens, args.ignore_eos);
+    let options = GenerateOptions::with_eos(model, args.max_tokens, args.ignore_eos);
     let stream = args.stream && !args.json;
     let mut out = std::io::stdout().lock();
     let TextGeneration { text, generation } = engine::generate_text(model, &prompt, &mut sampler, &options, |piece| {

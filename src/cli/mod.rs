@@ -9,6 +9,7 @@ mod eval;
 mod generate;
 mod make_tiny;
 mod moondream_bench;
+mod notebook;
 mod sampling_args;
 mod sweep;
 mod task;
@@ -47,6 +48,7 @@ pub enum Command {
     Segment(task::SegmentArgs),
     Draw(task::DrawArgs),
     MoondreamBench(moondream_bench::MoondreamBenchArgs),
+    Notebook(notebook::NotebookArgs),
     MakeTiny(make_tiny::MakeTinyArgs),
 }
 
@@ -71,6 +73,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Segment(args) => task::segment(&args),
         Command::Draw(args) => task::draw_saved(&args),
         Command::MoondreamBench(args) => moondream_bench::run(&args),
+        Command::Notebook(args) => notebook::run(&args),
         Command::MakeTiny(args) => make_tiny::run(&args),
     }
 }

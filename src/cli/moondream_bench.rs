@@ -6,13 +6,13 @@ use clap::Args;
 use tabled::builder::Builder;
 use tabled::settings::Style;
 use vlm_models::dtype::DtypeChoice;
-use vlm_models::image_io::load_image;
 
 use super::sampling_args::SamplingArgs;
 use crate::bench::moondream;
 use crate::bench::results::ResultsFile;
 use crate::bench::sweep::run_info;
 use crate::model_source;
+use crate::sample_images::{image_or_sample, ASTRONAUT};
 
 /// Time the Moondream seed script's six tasks on one image: short caption, streamed caption (first
 /// token and average token latency), full caption, visual query, detection, pointing, and the total.
@@ -22,9 +22,10 @@ pub struct MoondreamBenchArgs {
     /// checkpoint (random weights, offline).
     #[arg(long, short)]
     pub model: Option<String>,
-    /// The image (the seed uses a snowman figurine and a public speech).
+    /// The image (the seed uses a snowman figurine and a public speech; default: the built-in
+    /// astronaut photo).
     #[arg(long, short, value_name = "PATH")]
-    pub image: PathBuf,
+    pub image: Option<PathBuf>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// Compute dtype: auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16.
@@ -39,13 +40,13 @@ pub struct MoondreamBenchArgs {
 }
 
 pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
-    let image = load_image(&args.image)?;
+    let (image, image_name) = image_or_sample(args.image.as_deref(), ASTRONAUT)?;
     let global_start = std::time::Instant::now();
     let resolved = model_source::load(args.model.as_deref(), args.dtype)?;
     let model = &resolved.model;
     let mut sampler = args.sampling.sampler(model)?;
     let info = run_info(model, args.label.as_deref());
-    println!("Model: {} on {}, image {} ({}x{})\n", resolved.spec, info.device, args.image.display(), image.width(), image.height());
+    println!("Model: {} on {}, image {} ({}x{})\n", resolved.spec, info.device, image_name, image.width(), image.height());
     let mut partial = ResultsFile { kind: crate::bench::results::ResultKind::TaskBench, run: info.clone(), measurements: vec![] };
     let mut out = std::io::stdout();
     let mut stream_started = false;
@@ -54,7 +55,6 @@ pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
         model,
         &image,
         &mut sampler,
-        &model.generation.eos_token_ids,
         info,
         |m| {
             let answer = m.answer.as_deref().unwrap_or("");

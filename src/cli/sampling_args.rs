@@ -6,8 +6,6 @@ use vlm_models::generation_config::SamplingOverrides;
 use vlm_models::model::LoadedModel;
 use vlm_models::sampling::Sampler;
 
-use crate::engine::GenerateOptions;
-
 #[derive(Debug, Clone, Args)]
 pub struct SamplingArgs {
     /// Sampling temperature; 0 is greedy. Default: the checkpoint's generation_config, like mlx-vlm.
@@ -34,10 +32,3 @@ impl SamplingArgs {
     }
 }
 
-/// Options that stop at the model's stop tokens, or run to `max_tokens` when `ignore_eos`.
-pub fn stop_options(model: &LoadedModel, max_tokens: usize, ignore_eos: bool) -> GenerateOptions {
-    GenerateOptions {
-        max_tokens,
-        stop_ids: if ignore_eos { vec![] } else { model.generation.eos_token_ids.clone() },
-    }
-}

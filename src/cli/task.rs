@@ -11,8 +11,8 @@ use vlm_models::dtype::{dtype_name, DtypeChoice};
 use vlm_models::image_io::load_image;
 
 use super::generate::render_stats;
-use super::sampling_args::{stop_options, SamplingArgs};
-use crate::engine::GenerationStats;
+use super::sampling_args::SamplingArgs;
+use crate::engine::{GenerateOptions, GenerationStats};
 use crate::model_source;
 use crate::report::overlay::{class_color, LabeledBox, Overlay, POLYGON_RED};
 use crate::tasks::coords::ImageSize;
@@ -141,7 +141,7 @@ fn run(task: &Task, args: &TaskArgs, stream: bool) -> Result<()> {
     let resolved = model_source::load(args.model.as_deref(), args.dtype)?;
     let model = &resolved.model;
     let mut sampler = args.sampling.sampler(model)?;
-    let options = stop_options(model, args.max_tokens.unwrap_or_else(|| task.default_max_tokens()), false);
+    let options = GenerateOptions::until_stop(model, args.max_tokens.unwrap_or_else(|| task.default_max_tokens()));
 
     let stream = stream && !args.json;
     let mut out = std::io::stdout().lock();

@@ -28,6 +28,22 @@ pub struct GenerateOptions {
     pub stop_ids: Vec<u32>,
 }
 
+impl GenerateOptions {
+    /// Up to `max_tokens`, stopping at the model's stop tokens.
+    pub fn until_stop(model: &vlm_models::model::LoadedModel, max_tokens: usize) -> Self {
+        Self { max_tokens, stop_ids: model.generation.eos_token_ids.clone() }
+    }
+
+    /// Exactly `max_tokens` unless `ignore_eos` is false, in which case as [`Self::until_stop`].
+    pub fn with_eos(model: &vlm_models::model::LoadedModel, max_tokens: usize, ignore_eos: bool) -> Self {
+        if ignore_eos {
+            Self { max_tokens, stop_ids: vec![] }
+        } else {
+            Self::until_stop(model, max_tokens)
+        }
+    }
+}
+
 /// The tokens of one generation and its statistics.
 #[derive(Clone, Debug)]
 pub struct Generation {

@@ -113,6 +113,14 @@ impl Overlay {
         draw_text_mut(&mut self.image, Rgb([255, 255, 255]), left + pad, top + pad, scale, &self.font, text);
     }
 
+    /// A caption across the bottom-left corner (e.g. why nothing could be drawn).
+    pub fn footer(&mut self, text: &str, color: Rgb<u8>) -> &mut Self {
+        let (_, th) = text_size(self.text_scale(), &self.font, text);
+        let bottom = self.image.height() as i32;
+        self.caption(0, bottom - (th as i32 / 4).max(2) * 2 - th as i32, text, color);
+        self
+    }
+
     /// A polygon filled with `color` at `alpha` (0..=1) and outlined in `color`, as the notebook's
     /// matplotlib patch. Repeated and closing vertices are dropped; fewer than 3 distinct ones draw nothing.
     pub fn polygon(&mut self, pixel_points: &[[f64; 2]], color: Rgb<u8>, alpha: f32) -> &mut Self {
