@@ -1,6 +1,7 @@
 //! The notebook's JPEG re-save of COCO images (Pillow's `img.save("x.jpg")`, quality 75) against
 //! Pillow itself: for each sample photo, our re-encoded JPEG must decode to exactly the pixels that
-//! Pillow's re-encoded JPEG decodes to. Needs `VLMBENCH_REFERENCE_PYTHON` (tools/test.sh sets it).
+//! Pillow's re-encoded JPEG decodes to. Grayscale images (COCO has some) stay one-channel in the
+//! notebook's JPEG while we encode RGB: the pixels must still agree. Needs `VLMBENCH_REFERENCE_PYTHON`.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,7 +12,9 @@ use vlmbench::eval::pillow_jpeg::jpeg_round_trip;
 const PILLOW_RESAVE: &str = r#"
 import io, sys
 from PIL import Image
-img = Image.open(sys.argv[1]).convert("RGB")
+img = Image.open(sys.argv[1])
+if img.mode != "L":
+    img = img.convert("RGB")
 buf = io.BytesIO()
 img.save(buf, format="JPEG")
 sys.stdout.buffer.write(Image.open(io.BytesIO(buf.getvalue())).convert("RGB").tobytes())
@@ -24,8 +27,18 @@ fn resaved_jpeg_pixels_match_pillows() {
         return;
     };
     let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/images");
-    for name in ["astronaut.jpg", "chelsea.png", "coffee.jpg"] {
-        let path = assets.join(name);
+    let tmp = tempfile::tempdir().unwrap();
+    let gray = tmp.path().join("chelsea-gray.png");
+    let made = Command::new(&python)
+        .args(["-c", "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('L').save(sys.argv[2])"])
+        .arg(assets.join("chelsea.png"))
+        .arg(&gray)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for path in ["astronaut.jpg", "chelsea.png", "coffee.jpg"].map(|n| assets.join(n)).into_iter().chain([gray]) {
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let name = name.as_str();
         let out = Command::new(&python).args(["-c", PILLOW_RESAVE]).arg(&path).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let ours = jpeg_round_trip(&load_image(&path).unwrap(), name).unwrap();
