@@ -197,3 +197,64 @@ fn bad_data_gets_one_clear_error_line() {
     let neither = vlmbench(&["eval", "vqa"]).output().unwrap();
     assert!(!neither.status.success());
 }
+
+#[test]
+fn fixtures_written_by_hf_datasets_evaluate_exactly_like_ours() {
+    // The `datasets` library's own parquet (its schema, huggingface metadata, pyarrow's encodings)
+    // against our writer's: the same rows must give the same samples.jsonl, byte for byte.
+    let Some(python) = std::env::var_os("VLMBENCH_REFERENCE_PYTHON") else {
+        eprintln!("NOT RUN: set VLMBENCH_REFERENCE_PYTHON (tools/test.sh does) to write fixtures with HF datasets");
+        return;
+    };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let written = Command::new(python)
+        .arg(root.join("tools/reference/write_eval_fixtures.py"))
+        .arg(tmp.path().join("hf"))
+        .arg(root.join("assets/images"))
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "write_eval_fixtures.py failed: {}", String::from_utf8_lossy(&written.stderr));
+    vqa_fixture(&tmp.path().join("ours/vqav2-small"));
+    coco_fixture(&tmp.path().join("ours/coco"));
+    for (task, dataset, extra) in [("vqa", "vqav2-small", vec!["-n", "4"]), ("coco", "coco", vec!["-n", "3", "--max-tokens", "24"])] {
+        let mut results = Vec::new();
+        for writer in ["hf", "ours"] {
+            let out_dir = tmp.path().join(format!("run-{task}-{writer}"));
+            let data = tmp.path().join(writer).join(dataset);
+            let mut args = vec!["eval", task, "--data", s(&data), "--out", s(&out_dir)];
+            args.extend(&extra);
+            run(&args);
+            results.push(std::fs::read(out_dir.join("samples.jsonl")).unwrap());
+        }
+        assert!(!results[0].is_empty());
+        assert_eq!(results[0], results[1], "{task}: HF-written and our fixtures evaluate differently");
+    }
+}
+
+#[test]
+fn hub_datasets_come_from_the_hf_cache_when_offline() {
+    // --hub with HF_HUB_OFFLINE=1: the cached snapshot of merve/vqav2-small (hub cache layout:
+    // datasets--merve--vqav2-small/refs/main -> snapshots/<commit>/data/validation-*.parquet).
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = tmp.path().join("hub");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = hub.join("datasets--merve--vqav2-small");
+    vqa_fixture(&repo.join("snapshots").join(commit));
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let out_dir = tmp.path().join("run");
+    let out = vlmbench(&["eval", "vqa", "--hub", "-n", "2", "--out", s(&out_dir)]).env("HF_HUB_CACHE", &hub).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<u64> = lines(&out_dir.join("samples.jsonl")).iter().map(|r| r["stream_index"].as_u64().unwrap()).collect();
+    assert_eq!(rows, vec![10, 29]);
+    let run: Value = serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["data"], "hub:merve/vqav2-small");
+
+    // Not cached: one line naming the dataset.
+    let out = vlmbench(&["eval", "coco", "--hub", "--out", s(&tmp.path().join("r2"))]).env("HF_HUB_CACHE", &hub).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.trim().lines().count() == 1 && err.contains("detection-datasets/coco is not in the hub cache"), "{err}");
+}

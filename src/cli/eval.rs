@@ -12,7 +12,7 @@ use crate::tasks::prompts::{COCO_DETECT_MAX_TOKENS, VQA_MAX_TOKENS};
 pub enum EvalTask {
     /// VQAv2 exact match (merve/vqav2-small, validation): 50 questions sampled as the notebook does.
     Vqa,
-    /// Class-aware COCO localization (detection-datasets/coco, val): the first 20 images with 2+ objects.
+    /// Class-aware COCO localization (detection-datasets/coco, val): the first 20 images with 2+ objects of known classes.
     Coco,
 }
 

@@ -1,6 +1,6 @@
-//! The notebook's COCO localization run: each sampled image through the model with its detection
-//! prompt (1024 tokens), the answer parsed the notebook's way, scored against the image's ground
-//! truth, one log line per image.
+//! The notebook's COCO localization run: each sampled image, re-saved as the notebook did (Pillow's
+//! quality-75 JPEG), through the model with its detection prompt (1024 tokens), the answer parsed
+//! the notebook's way, scored against the image's ground truth, one log line per image.
 
 use std::path::Path;
 
@@ -14,6 +14,7 @@ use super::datasets::CocoExample;
 use super::detection::{ground_truth, parse_predictions, Categories, Detection, GtObject};
 use super::matching::{evaluate, ImageEval};
 use super::numpy_stats::mean;
+use super::pillow_jpeg::jpeg_round_trip;
 use super::progress::Progress;
 use super::run_log::RunLog;
 use super::vqa_run::timing_of;
@@ -58,7 +59,10 @@ pub fn run_coco(
             .with_context(|| format!("COCO sample {i} (image_id {})", ex.image_id))?;
         let size = ImageSize::new(image.width(), image.height());
         let gt = ground_truth(&ex.objects, categories);
-        let answered = ask(model, &image, COCO_DETECT, sampler, options, |_| Ok(())).with_context(|| format!("COCO sample {i}"))?;
+        // The notebook saved each image as a quality-75 JPEG and gave the model that file.
+        let model_input = jpeg_round_trip(&image, &ex.image.name)?;
+        let answered =
+            ask(model, &model_input, COCO_DETECT, sampler, options, |_| Ok(())).with_context(|| format!("COCO sample {i}"))?;
         let predictions = parse_predictions(&answered.text, size, categories);
         let eval = evaluate(&predictions, &gt);
         let record = CocoRecord {

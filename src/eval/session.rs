@@ -79,7 +79,8 @@ fn shards(o: &EvalOptions, repo: &str, split: &str) -> Result<Box<dyn Iterator<I
     }
 }
 
-/// The notebook's generation: greedy, stopping at the model's stop tokens.
+/// The notebook's generation: greedy (mlx-vlm 0.4.4's default temperature 0), stopping at the
+/// model's stop tokens.
 fn load_model(o: &EvalOptions) -> Result<(LoadedModel, Sampler, GenerateOptions)> {
     let resolved = model_source::load(o.model.as_deref(), o.dtype)?;
     let model = resolved.model;

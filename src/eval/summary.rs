@@ -97,7 +97,7 @@ fn per_class_recall(images: &[ScoredImage]) -> Vec<ClassRecall> {
     }
     // most_common sorts by count only and is stable; classes never seen in ground truth have count 0.
     let mut ranked: Vec<_> = counts.into_iter().filter(|c| c.1 > 0).collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1));
+    ranked.sort_by_key(|c| std::cmp::Reverse(c.1));
     ranked
         .into_iter()
         .take(10)
