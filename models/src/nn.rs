@@ -7,9 +7,17 @@ use mlx_rs::{Array, Dtype};
 
 use crate::error::Result;
 
-/// A scalar in `dtype` (how MLX promotes a Python float against an array of that dtype).
+/// A scalar in `dtype` (how MLX promotes a Python float against an array of that dtype: the value
+/// rounded to float32, then to `dtype`). Made on the host in its final dtype: a float32 array cast
+/// with `as_dtype` would put one conversion kernel per scalar into every forward pass.
 pub fn scalar(v: f64, dtype: Dtype) -> Result<Array> {
-    Ok(Array::from_f32(v as f32).as_dtype(dtype)?)
+    let v = v as f32;
+    Ok(match dtype {
+        Dtype::Float32 => Array::from_f32(v),
+        Dtype::Bfloat16 => Array::from_slice(&[half::bf16::from_f32(v)], &[]),
+        Dtype::Float16 => Array::from_slice(&[half::f16::from_f32(v)], &[]),
+        other => Array::from_f32(v).as_dtype(other)?,
+    })
 }
 
 /// `x * rsqrt(mean(x^2) + eps) * weight` over the last axis (MLX `fast.rms_norm`, no `1 + w` offset).
@@ -145,5 +153,23 @@ impl Rope {
             } => mlx_rs::fast::rope(x, *dims, *traditional, None, 1.0, offset, freqs)?,
             Rope::Identity => x.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_match_a_float32_value_cast_to_their_dtype() {
+        for v in [0.044715, (2.0 / std::f64::consts::PI).sqrt(), 1.0 / 3.0, 30.0, 1e-6] {
+            for dt in [Dtype::Float32, Dtype::Bfloat16, Dtype::Float16] {
+                let direct = scalar(v, dt).unwrap();
+                let cast = Array::from_f32(v as f32).as_dtype(dt).unwrap();
+                assert_eq!(direct.dtype(), dt);
+                let (a, b) = (direct.as_dtype(Dtype::Float32).unwrap(), cast.as_dtype(Dtype::Float32).unwrap());
+                assert_eq!(a.item_exact::<f32>().to_bits(), b.item_exact::<f32>().to_bits(), "{v} in {dt:?}");
+            }
+        }
     }
 }
