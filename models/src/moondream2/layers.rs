@@ -107,16 +107,54 @@ impl Mlp {
     }
 }
 
-/// Softmax attention in float32 (PyTorch's CPU kernel accumulates bf16 attention in float32):
-/// `q: [B, H, L, D]`, `k, v: [B, H, S, D]`, `mask: [L, S]` (true = attend) or none.
+/// Key block of PyTorch's CPU flash-attention kernel (`kvSplitSize` for 512+ keys).
+const KV_BLOCK: i32 = 512;
+
+/// Scaled dot-product attention as PyTorch's CPU flash-attention kernel computes it for bf16:
+/// scores in float32, an online softmax over blocks of 512 keys (running max, float32 sums),
+/// and the exponentials rounded to bf16 before they multiply `v` (float32 accumulation); the
+/// output is divided by the sum and rounded once. Rounding the weights relative to each block's
+/// running max is what makes the result bit-identical far more often than a float32 softmax.
+///
+/// `q: [B, H, L, D]`, `k, v: [B, H, S, D]`, `mask: [L, S]` (true = attend) or none. Every query
+/// must see at least one key in the first block (true for Moondream: key 0 is BOS).
 pub fn attention(q: &Array, k: &Array, v: &Array, mask: Option<&Array>) -> Result<Array> {
-    use crate::attention::{sdpa, Mask};
+    use mlx_rs::ops::indexing::IndexOp;
+    use mlx_rs::ops::{exp, maximum, select};
     let dt = q.dtype();
     let f = |a: &Array| a.as_dtype(Dtype::Float32);
-    let scale = 1.0 / (q.dim(3) as f32).sqrt();
-    let m = match mask {
-        Some(m) => Mask::Array(m.clone()),
-        None => Mask::None,
-    };
-    Ok(sdpa(&f(q)?, &f(k)?, &f(v)?, scale, &m)?.as_dtype(dt)?)
+    let (q, k, v) = (f(q)?, f(k)?, f(v)?);
+    let scale = Array::from_f32(1.0 / (q.dim(3) as f32).sqrt());
+    let mut s = q.matmul(k.transpose_axes(&[0, 1, 3, 2])?)?.multiply(&scale)?;
+    if let Some(m) = mask {
+        s = select(m, &s, Array::from_f32(f32::NEG_INFINITY))?;
+    }
+    let n = s.dim(3);
+    let mut run_max: Option<Array> = None;
+    let mut total: Option<Array> = None;
+    let mut acc: Option<Array> = None;
+    let mut b0 = 0;
+    while b0 < n {
+        let b1 = (b0 + KV_BLOCK).min(n);
+        let sb = s.index((.., .., .., b0..b1));
+        let block_max = sb.max_axis(-1, true)?;
+        let new_max = match &run_max {
+            Some(m) => maximum(m, &block_max)?,
+            None => block_max,
+        };
+        let p = exp(sb.subtract(&new_max)?)?;
+        let pv = p.as_dtype(Dtype::Bfloat16)?.as_dtype(Dtype::Float32)?.matmul(v.index((.., .., b0..b1, ..)))?;
+        let psum = p.sum_axis(-1, true)?;
+        (total, acc) = match (&run_max, total, acc) {
+            (Some(m), Some(t), Some(a)) => {
+                let corr = exp(m.subtract(&new_max)?)?;
+                (Some(t.multiply(&corr)?.add(&psum)?), Some(a.multiply(&corr)?.add(&pv)?))
+            }
+            _ => (Some(psum), Some(pv)),
+        };
+        run_max = Some(new_max);
+        b0 = b1;
+    }
+    let out = acc.expect("at least one key").divide(total.expect("at least one key"))?;
+    Ok(out.as_dtype(dt)?)
 }

@@ -38,7 +38,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{ModelError, Result};
 use config::MoondreamConfig;
 use crops::{normalization_table, overlap_crops, stitch_and_pool, OverlapCrops, CROP, GRID};
-use region::{argmax_first, coordinate_of_bin, host_values, size_of_bin, Region};
+use region::{argmax_first, coordinate_of_bin, host_values, size_of_bin, top2_gap, Region};
 use sampling::{Sampler, TextSettings};
 use text::TextModel;
 use vision::Vision;
@@ -81,6 +81,7 @@ impl CaptionLength {
 #[derive(Debug, Clone)]
 pub struct EncodedImage {
     kv: Vec<(Array, Array)>,
+    /// Local crop rows and columns ((0, 0) when encoded from embeddings).
     pub tiling: (usize, usize),
     /// Wall time of cropping, vision encoder, projection and the prefix prefill.
     pub encode_time: Duration,
@@ -90,6 +91,9 @@ pub struct EncodedImage {
 #[derive(Debug, Clone, Default)]
 pub struct Generation {
     pub tokens: Vec<u32>,
+    /// Per decision (each token, then the final eos if one stopped the loop): the gap between
+    /// the best and second-best logit. Small gaps are where rounding can flip a greedy choice.
+    pub margins: Vec<f32>,
     pub prompt_tokens: usize,
     pub prefill_time: Duration,
     pub decode_time: Duration,
@@ -99,6 +103,10 @@ pub struct Generation {
 #[derive(Debug, Clone, Default)]
 pub struct Regions<T> {
     pub items: Vec<T>,
+    /// Every argmax decision in order, as `(chosen index, best-minus-second logit gap)`: the
+    /// continue token (non-zero = go on; `chosen` is 1 for continue, 0 for eos), then x, y (and
+    /// w, h bins for detect) per object, then the next continue token.
+    pub decisions: Vec<(usize, f32)>,
     pub prompt_tokens: usize,
     pub steps: usize,
     pub prefill_time: Duration,
@@ -249,8 +257,22 @@ impl Moondream2 {
     pub fn encode_image(&self, image: &image::RgbImage) -> Result<EncodedImage> {
         let t0 = Instant::now();
         let f = self.image_features(image)?;
+        let mut enc = self.encode_embeddings(&f.projected)?;
+        enc.tiling = f.crops.tiling;
+        enc.encode_time = t0.elapsed();
+        Ok(enc)
+    }
+
+    /// The prefix prefill alone, from projected image embeddings `[729, dim]` (e.g. computed
+    /// elsewhere): BOS + the embeddings at positions 0..730, all attending to each other.
+    pub fn encode_embeddings(&self, projected: &Array) -> Result<EncodedImage> {
+        let t0 = Instant::now();
+        let n = (GRID * GRID) as i32;
+        if projected.shape() != [n, self.config.text.dim] {
+            return Err(ModelError::Input(format!("image embeddings must be [{n}, {}], found {:?}", self.config.text.dim, projected.shape())));
+        }
         let bos = self.text.embed(&[self.config.tokenizer.bos_id])?;
-        let img = f.projected.reshape(&[1, (GRID * GRID) as i32, -1])?;
+        let img = projected.as_dtype(self.dtype)?.reshape(&[1, n, -1])?;
         let x = mlx_rs::ops::concatenate(&[bos, img], 1)?;
         let mut caches: Vec<KvCache> = (0..self.text.n_layers()).map(|_| KvCache::new()).collect();
         let hidden = self.text.forward(&x, &mut caches, None)?;
@@ -262,7 +284,7 @@ impl Moondream2 {
         mlx_rs::transforms::eval(kv.iter().flat_map(|(k, v)| [k, v]))?;
         Ok(EncodedImage {
             kv,
-            tiling: f.crops.tiling,
+            tiling: (0, 0),
             encode_time: t0.elapsed(),
         })
     }
@@ -317,6 +339,7 @@ impl Moondream2 {
         let t0 = Instant::now();
         let (_, logits) = self.prefill(&mut caches, prompt)?;
         let mut next = sampler.choose(&logits);
+        let mut margins = vec![top2_gap(&logits)];
         let prefill_time = t0.elapsed();
         let t1 = Instant::now();
         let mut tokens = Vec::new();
@@ -331,9 +354,12 @@ impl Moondream2 {
             let (_, mut logits) = self.step(&mut caches, &emb)?;
             logits[tk.answer_id as usize] = f32::NEG_INFINITY;
             next = sampler.choose(&logits);
+            margins.push(top2_gap(&logits));
         }
+        margins.truncate(tokens.len() + (next == tk.eos_id) as usize);
         Ok(Generation {
             tokens,
+            margins,
             prompt_tokens: prompt.len(),
             prefill_time,
             decode_time: t1.elapsed(),
@@ -369,21 +395,28 @@ impl Moondream2 {
         let (hidden, logits) = self.prefill(&mut caches, prompt)?;
         let mut hidden = hidden.index((.., -1.., ..));
         let mut next = argmax_first(&logits) as u32;
+        let mut decisions = vec![((next != eos) as usize, continue_gap(&logits, eos))];
         let prefill_time = t0.elapsed();
         let t1 = Instant::now();
         let mut items = Vec::new();
         let mut steps = 0;
         while next != eos && items.len() < max_objects {
-            let x = coordinate_of_bin(self.region.decode_coordinate(&hidden)?);
+            let xd = self.region.decode_coordinate(&hidden)?;
+            decisions.push(xd);
+            let x = coordinate_of_bin(xd.0);
             let (h, _) = self.step(&mut caches, &self.region.encode_coordinate(x)?)?;
-            let y = coordinate_of_bin(self.region.decode_coordinate(&h)?);
+            let yd = self.region.decode_coordinate(&h)?;
+            decisions.push(yd);
+            let y = coordinate_of_bin(yd.0);
             let mut emb = self.region.encode_coordinate(y)?;
             steps += 1;
             let size = if include_size {
                 let (h, _) = self.step(&mut caches, &emb)?;
                 steps += 1;
-                let (wb, hb) = self.region.decode_size(&h)?;
-                let (w, hh) = (size_of_bin(wb), size_of_bin(hb));
+                let (wd, hd) = self.region.decode_size(&h)?;
+                decisions.push(wd);
+                decisions.push(hd);
+                let (w, hh) = (size_of_bin(wd.0), size_of_bin(hd.0));
                 emb = self.region.encode_size(w, hh)?;
                 Some((w, hh))
             } else {
@@ -394,15 +427,25 @@ impl Moondream2 {
             steps += 1;
             hidden = h;
             next = argmax_first(&logits) as u32;
+            if items.len() < max_objects {
+                decisions.push(((next != eos) as usize, continue_gap(&logits, eos)));
+            }
         }
         Ok(Regions {
             items,
+            decisions,
             prompt_tokens: prompt.len(),
             steps,
             prefill_time,
             decode_time: t1.elapsed(),
         })
     }
+}
+
+/// How far the continue/stop decision was from flipping: |best non-eos logit - eos logit|.
+fn continue_gap(logits: &[f32], eos: u32) -> f32 {
+    let best_other = logits.iter().enumerate().filter(|(i, _)| *i != eos as usize).map(|(_, &v)| v).fold(f32::NEG_INFINITY, f32::max);
+    (best_other - logits[eos as usize]).abs()
 }
 
 /// The caption template for `length`.

@@ -72,17 +72,19 @@ impl Region {
         Ok(e.reshape(&[1, 1, -1])?)
     }
 
-    /// `decode_coordinate` + argmax: the bin `k` (the coordinate is `k / 1024`).
-    pub fn decode_coordinate(&self, hidden: &Array) -> Result<usize> {
-        let logits = self.coord_decoder.forward(&last_position(hidden)?)?;
-        Ok(argmax_first(&host_values(&logits)?))
+    /// `decode_coordinate` + argmax: the bin `k` (the coordinate is `k / 1024`) and the gap
+    /// between the best and second-best logit.
+    pub fn decode_coordinate(&self, hidden: &Array) -> Result<(usize, f32)> {
+        let logits = host_values(&self.coord_decoder.forward(&last_position(hidden)?)?)?;
+        Ok((argmax_first(&logits), top2_gap(&logits)))
     }
 
-    /// `decode_size` + argmax per row: the `(w, h)` bins.
-    pub fn decode_size(&self, hidden: &Array) -> Result<(usize, usize)> {
+    /// `decode_size` + argmax per row: the `(w, h)` bins, each with its logit gap.
+    pub fn decode_size(&self, hidden: &Array) -> Result<((usize, f32), (usize, f32))> {
         let logits = host_values(&self.size_decoder.forward(&last_position(hidden)?)?)?;
         let half = logits.len() / 2;
-        Ok((argmax_first(&logits[..half]), argmax_first(&logits[half..])))
+        let (w, h) = (&logits[..half], &logits[half..]);
+        Ok(((argmax_first(w), top2_gap(w)), (argmax_first(h), top2_gap(h))))
     }
 
     pub(crate) fn arrays(&self) -> Vec<&Array> {
@@ -127,6 +129,20 @@ pub fn argmax_first(v: &[f32]) -> usize {
         }
     }
     best
+}
+
+/// Best minus second-best value (0 on a tie); how close an argmax decision was.
+pub fn top2_gap(v: &[f32]) -> f32 {
+    let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &x in v {
+        if x > a {
+            b = a;
+            a = x;
+        } else if x > b {
+            b = x;
+        }
+    }
+    a - b
 }
 
 /// A float32 value rounded to bf16 and back (what `torch.tensor([w, h], dtype=bf16)` keeps).

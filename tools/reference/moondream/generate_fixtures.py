@@ -299,6 +299,9 @@ def main():
             entry["global_features_bits"] = bf16_bits(glob[::stride]).reshape(-1).tolist()
             entry["pooled_features_bits"] = bf16_bits(pooled[::stride]).reshape(-1).tolist()
             entry["projected_features_bits"] = bf16_bits(proj[::stride]).reshape(-1).tolist()
+            # All 729 rows, as big-endian hex of the bf16 bits (4 characters a value): lets the
+            # text-side test start from the reference's own image embeddings.
+            entry["projected_full_hex"] = bf16_bits(proj).reshape(-1).astype(">u2").tobytes().hex()
 
         # Encode once and pass the EncodedImage: the reference's encode_image indexes
         # settings["variant"] whenever settings are given, so caption(pil, settings=...) fails.
