@@ -22,6 +22,7 @@ pub mod layers;
 pub mod region;
 pub mod sampling;
 pub mod text;
+pub mod tiny;
 pub mod tokenizer;
 pub mod vision;
 
