@@ -39,7 +39,16 @@ fn dirs_home() -> Option<PathBuf> {
     std::env::var_os("HOME").map(PathBuf::from)
 }
 
-/// The checkpoint directory for `spec` (None: the built-in one, written if missing).
+/// What `make-tiny` writes at the top of its README.md (models/src/tiny_checkpoint/side_files.rs).
+const MAKE_TINY_MARK: &str = "Written by `vlmbench make-tiny`. The weights are random";
+
+/// Whether `dir` holds a checkpoint `make-tiny` wrote (random weights).
+pub fn written_by_make_tiny(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("README.md")).is_ok_and(|readme| readme.contains(MAKE_TINY_MARK))
+}
+
+/// The checkpoint directory for `spec` (None: the built-in one, written if missing), and whether
+/// its weights are random.
 pub fn checkpoint_dir(spec: Option<&str>) -> Result<(PathBuf, bool)> {
     match spec {
         None | Some(BUILT_IN) => {
@@ -55,7 +64,8 @@ pub fn checkpoint_dir(spec: Option<&str>) -> Result<(PathBuf, bool)> {
             if let ModelSource::Downloaded { files, .. } = &resolved.source {
                 eprintln!("downloaded {} files of {spec} into {}", files.len(), resolved.dir.display());
             }
-            Ok((resolved.dir, false))
+            let random = written_by_make_tiny(&resolved.dir);
+            Ok((resolved.dir, random))
         }
     }
 }
@@ -66,12 +76,14 @@ pub fn load(spec: Option<&str>, choice: DtypeChoice) -> Result<Resolved> {
     let dtype: Dtype = choice.resolve(&mlx_rs::Device::try_default()?);
     let (dir, random_weights) = checkpoint_dir(spec)?;
     let shown = spec.unwrap_or(BUILT_IN).to_owned();
-    if random_weights {
+    if random_weights && matches!(spec, None | Some(BUILT_IN)) {
         eprintln!(
             "note: no --model given: using the built-in tiny Gemma 4 checkpoint ({}). Its weights are RANDOM: \
              outputs are gibberish and timings say nothing about real models. Pass --model mlx-community/... or a directory.",
             dir.display()
         );
+    } else if random_weights {
+        eprintln!("note: {shown} was written by make-tiny: its weights are RANDOM, its outputs gibberish.");
     }
     let started = Instant::now();
     let model = LoadedModel::load(&dir, dtype).with_context(|| format!("cannot load model {shown}"))?;

@@ -122,6 +122,9 @@ mod tests {
             peak_memory_bytes: 0,
             reference_prompt_tps: 1.0,
             reference_generation_tps: 1.0,
+            stream_first_token_s: None,
+            stream_avg_token_s: None,
+            answer: None,
         };
         ResultsFile {
             kind: ResultKind::PromptTable,

@@ -4,6 +4,7 @@
 //! each test comes first (kernel compilation and allocator growth stay out of the figures).
 
 pub mod compare;
+pub mod moondream;
 mod output;
 pub mod results;
 pub mod sweep;
@@ -11,11 +12,12 @@ mod tests_spec;
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use vlm_models::dtype::dtype_name;
 use vlm_models::generation_config::SamplingParams;
-use vlm_models::model::{default_prefill_step_size, LoadedModel};
+use vlm_models::image_io::RgbImage;
+use vlm_models::model::{default_prefill_step_size, LoadedModel, Prompt};
 use vlm_models::runtime;
 use vlm_models::sampling::Sampler;
 
@@ -30,7 +32,12 @@ pub struct BenchOptions {
     pub repetitions: usize,
     pub warmup: bool,
     pub seed: u64,
+    /// The image of `img+tgN` tests.
+    pub image: Option<RgbImage>,
 }
+
+/// The question asked with the image in `img+tgN` tests.
+pub const IMAGE_QUESTION: &str = "Describe this image.";
 
 /// One test's figures over its repetitions.
 #[derive(Clone, Debug, Serialize)]
@@ -69,10 +76,18 @@ pub fn run(model: &LoadedModel, options: &BenchOptions, mut on_row: impl FnMut(&
     let mut prompts = PromptIds::new(model, options.seed);
     let mut rows = Vec::new();
     for test in &options.tests {
+        let image_prompt = match test {
+            BenchTest::Image { .. } => {
+                let image = options.image.as_ref().context("img+tgN tests need an image (--image)")?;
+                Some(model.build_prompt(IMAGE_QUESTION, std::slice::from_ref(image))?)
+            }
+            _ => None,
+        };
         if options.warmup {
-            measure(model, test, &mut prompts)?;
+            measure(model, test, &mut prompts, image_prompt.as_ref())?;
         }
-        let samples: Vec<Sample> = (0..options.repetitions).map(|_| measure(model, test, &mut prompts)).collect::<Result<_>>()?;
+        let samples: Vec<Sample> =
+            (0..options.repetitions).map(|_| measure(model, test, &mut prompts, image_prompt.as_ref())).collect::<Result<_>>()?;
         let tps: Vec<f64> = samples.iter().map(|s| s.tps).collect();
         let (mean, sd) = mean_sd(&tps);
         let ttfts: Vec<f64> = samples.iter().filter_map(|s| s.ttft_s).collect();
@@ -80,6 +95,7 @@ pub fn run(model: &LoadedModel, options: &BenchOptions, mut on_row: impl FnMut(&
             BenchTest::Prompt { n } => (n, 0),
             BenchTest::Generate { n } => (1, n),
             BenchTest::PromptGenerate { prompt, gen } => (prompt, gen),
+            BenchTest::Image { gen } => (image_prompt.as_ref().map_or(0, |p| p.ids.len()), gen),
         };
         let row = BenchRow {
             model: model.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -104,7 +120,7 @@ pub fn run(model: &LoadedModel, options: &BenchOptions, mut on_row: impl FnMut(&
     Ok(rows)
 }
 
-fn measure(model: &LoadedModel, test: &BenchTest, prompts: &mut PromptIds) -> Result<Sample> {
+fn measure(model: &LoadedModel, test: &BenchTest, prompts: &mut PromptIds, image_prompt: Option<&Prompt>) -> Result<Sample> {
     let _ = mlx_rs::memory::reset_peak_memory();
     let peak = || mlx_rs::memory::peak_memory().unwrap_or(0) as u64;
     match *test {
@@ -118,13 +134,22 @@ fn measure(model: &LoadedModel, test: &BenchTest, prompts: &mut PromptIds) -> Re
             Ok(Sample { tps: n as f64 / seconds, ttft_s: None, peak_memory_bytes: peak() })
         }
         BenchTest::Generate { n } => {
-            let g = generate_exactly(model, &prompts.next(1), n)?;
+            let g = generate_exactly(model, &ids_prompt(prompts.next(1)), n)?;
             Ok(Sample { tps: g.decode_tps, ttft_s: Some(g.time_to_first_token_s), peak_memory_bytes: peak() })
         }
         BenchTest::PromptGenerate { prompt, gen } => {
-            let g = generate_exactly(model, &prompts.next(prompt), gen)?;
+            let g = generate_exactly(model, &ids_prompt(prompts.next(prompt)), gen)?;
             Ok(Sample {
                 tps: (prompt + gen) as f64 / g.total_s,
+                ttft_s: Some(g.time_to_first_token_s),
+                peak_memory_bytes: peak(),
+            })
+        }
+        BenchTest::Image { gen } => {
+            let prompt = image_prompt.context("img+tgN tests need an image")?;
+            let g = generate_exactly(model, prompt, gen)?;
+            Ok(Sample {
+                tps: prompt.ids.len() as f64 / g.time_to_first_token_s,
                 ttft_s: Some(g.time_to_first_token_s),
                 peak_memory_bytes: peak(),
             })
@@ -132,11 +157,15 @@ fn measure(model: &LoadedModel, test: &BenchTest, prompts: &mut PromptIds) -> Re
     }
 }
 
-fn generate_exactly(model: &LoadedModel, ids: &[u32], n: usize) -> Result<engine::GenerationStats> {
+fn ids_prompt(ids: Vec<u32>) -> Prompt {
+    Prompt { ids, ..Default::default() }
+}
+
+fn generate_exactly(model: &LoadedModel, prompt: &Prompt, n: usize) -> Result<engine::GenerationStats> {
     let mut sampler = Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() }, None)?;
     let options = GenerateOptions { max_tokens: n, stop_ids: vec![] };
     let mut decoder = model.decoder(default_prefill_step_size());
-    Ok(engine::generate(decoder.as_mut(), ids, &mut sampler, &options, |_| Ok(()))?.stats)
+    Ok(engine::generate_prompt(decoder.as_mut(), prompt, &mut sampler, &options, |_| Ok(()))?.stats)
 }
 
 /// Mean and sample standard deviation (0 for one sample).

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::GenerationStats;
@@ -38,6 +38,14 @@ pub struct Measurement {
     /// mlx-vlm's definitions of the same run.
     pub reference_prompt_tps: f64,
     pub reference_generation_tps: f64,
+    /// Streamed tasks: seconds from the call to the first token, and the mean gap between tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_first_token_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_avg_token_s: Option<f64>,
+    /// Task benchmarks: what the task returned, as printed ("Found 2 face(s)", the caption...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
 }
 
 impl Measurement {
@@ -55,6 +63,9 @@ impl Measurement {
             peak_memory_bytes: s.peak_memory_bytes,
             reference_prompt_tps: s.reference.prompt_tps,
             reference_generation_tps: s.reference.generation_tps,
+            stream_first_token_s: None,
+            stream_avg_token_s: None,
+            answer: None,
         }
     }
 }
@@ -66,6 +77,8 @@ pub enum ResultKind {
     PromptLengthSweep,
     /// Named prompts, like the seed notebook's throughput table.
     PromptTable,
+    /// Timed tasks on one image, like the Moondream seed script (`total_s` is each task's runtime).
+    TaskBench,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -77,15 +90,12 @@ pub struct ResultsFile {
 
 impl ResultsFile {
     pub fn load(path: &Path) -> Result<ResultsFile> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read results file {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a vlmbench results file", path.display()))
+        crate::json_file::load(path, "a vlmbench results file")
     }
 
-    /// Writes to a temporary file beside `path`, then renames: a crash never leaves half a file.
+    /// Written whole after every point: a crash never leaves half a file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("json.partial");
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)?).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+        crate::json_file::save_atomic(self, path)
     }
 }
 
@@ -127,6 +137,6 @@ mod tests {
         let err = format!("{:#}", ResultsFile::load(&path).unwrap_err());
         assert!(err.contains("other.json is not a vlmbench results file"), "{err}");
         let missing = format!("{:#}", ResultsFile::load(&dir.path().join("nope.json")).unwrap_err());
-        assert!(missing.contains("cannot read results file"), "{missing}");
+        assert!(missing.contains("cannot read a vlmbench results file"), "{missing}");
     }
 }

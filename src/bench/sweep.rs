@@ -6,7 +6,8 @@ use std::path::Path;
 use anyhow::Result;
 use vlm_models::dtype::dtype_name;
 use vlm_models::generation_config::SamplingParams;
-use vlm_models::model::{default_prefill_step_size, LoadedModel};
+use vlm_models::image_io::RgbImage;
+use vlm_models::model::{default_prefill_step_size, LoadedModel, Prompt};
 use vlm_models::runtime;
 use vlm_models::sampling::Sampler;
 
@@ -14,11 +15,12 @@ use super::results::{Measurement, ResultKind, ResultsFile, RunInfo};
 use super::PromptIds;
 use crate::engine::{self, GenerateOptions};
 
-/// One prompt to measure: random ids of a length, or a user message through the chat template.
+/// One prompt to measure: random ids of a length, or a user message (with an image or not)
+/// through the chat template.
 #[derive(Clone, Debug)]
 pub enum SweepPrompt {
     Random { tokens: usize },
-    Chat { label: String, text: String },
+    Chat { label: String, text: String, image: Option<RgbImage> },
 }
 
 impl SweepPrompt {
@@ -28,16 +30,24 @@ impl SweepPrompt {
             SweepPrompt::Chat { label, .. } => label.clone(),
         }
     }
+
+    pub fn has_image(&self) -> bool {
+        matches!(self, SweepPrompt::Chat { image: Some(_), .. })
+    }
 }
 
-/// The seed notebook's text prompts and max-token limits, verbatim (Part 3, "Prompt Length vs
-/// Throughput"). Its three image prompts join once image prompts are supported.
-pub fn notebook_text_prompts() -> Vec<(SweepPrompt, usize)> {
-    let chat = |label: &str, text: &str| SweepPrompt::Chat { label: label.into(), text: text.into() };
+/// The seed notebook's six throughput prompts and max-token limits, verbatim (Part 3, "Prompt
+/// Length vs Throughput"); `image` takes the place of its `classroom.jpg`.
+pub fn notebook_prompts(image: &RgbImage) -> Vec<(SweepPrompt, usize)> {
+    let chat = |label: &str, text: &str| SweepPrompt::Chat { label: label.into(), text: text.into(), image: None };
+    let with_image = |label: &str, text: &str| SweepPrompt::Chat { label: label.into(), text: text.into(), image: Some(image.clone()) };
     vec![
         (chat("Short text", "What is 2+2?"), 50),
         (chat("Medium text", "Explain the transformer architecture in detail, covering attention, positional encoding, and training."), 300),
         (chat("Long text", "Write a detailed tutorial on building a CNN for image classification in PyTorch. Cover data loading, model architecture with conv/pool/fc layers, training loop, evaluation, and common pitfalls. Include code snippets."), 500),
+        (with_image("Image + short", "What is this?"), 50),
+        (with_image("Image + medium", "Describe everything you see in this image in detail."), 300),
+        (with_image("Image + long", "Analyze this image. Describe the setting, count all people, describe their activities, identify all objects, estimate the time of day, and suggest what event is taking place. Be thorough."), 500),
     ]
 }
 
@@ -62,6 +72,10 @@ pub fn run_info(model: &LoadedModel, label: Option<&str>) -> RunInfo {
         mlx_version: runtime::mlx_version(),
         vlmbench_version: env!("CARGO_PKG_VERSION").to_owned(),
     }
+}
+
+fn ids_prompt(ids: Vec<u32>) -> Prompt {
+    Prompt { ids, ..Default::default() }
 }
 
 /// Measures each `(prompt, max_tokens)` not already in `out` (when resuming), saving after each.
@@ -92,41 +106,42 @@ pub fn run(
     };
     let mut ids = PromptIds::new(model, options.seed);
     let stop_ids = if options.ignore_eos { vec![] } else { model.generation.eos_token_ids.clone() };
-    let measure = |prompt_ids: &[u32], max_tokens: usize| -> Result<crate::engine::GenerationStats> {
+    let measure = |prompt: &Prompt, max_tokens: usize| -> Result<crate::engine::GenerationStats> {
         let _ = mlx_rs::memory::reset_peak_memory();
         let mut sampler = Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() }, None)?;
         let options = GenerateOptions { max_tokens, stop_ids: stop_ids.clone() };
         let mut decoder = model.decoder(default_prefill_step_size());
-        Ok(engine::generate(decoder.as_mut(), prompt_ids, &mut sampler, &options, |_| Ok(()))?.stats)
+        Ok(engine::generate_prompt(decoder.as_mut(), prompt, &mut sampler, &options, |_| Ok(()))?.stats)
+    };
+    let chat_prompt = |text: &str, image: &Option<RgbImage>| -> Result<Prompt> {
+        Ok(model.build_prompt(text, image.as_slice())?)
     };
     // Warm-up (kernel compilation, allocator growth), as tools/reference/bench_reference.py does:
     // the first point's shape with other ids, not measured.
     if results.measurements.len() < prompts.len() {
         let (first, max_tokens) = &prompts[0];
-        let warm_ids = match first {
-            SweepPrompt::Random { tokens } => PromptIds::new(model, options.seed + 1).next(*tokens),
-            SweepPrompt::Chat { text, .. } => {
-                let (formatted, specials) = model.format_user_prompt(text, 0)?;
-                model.encode_prompt(&formatted, specials)?
-            }
+        let warm = match first {
+            SweepPrompt::Random { tokens } => ids_prompt(PromptIds::new(model, options.seed + 1).next(*tokens)),
+            SweepPrompt::Chat { text, image, .. } => chat_prompt(text, image)?,
         };
-        measure(&warm_ids, *max_tokens)?;
+        measure(&warm, *max_tokens)?;
     }
     for (prompt, max_tokens) in prompts {
         // Draw ids even for points we skip, so a resumed sweep measures the same prompts.
-        let prompt_ids = match prompt {
+        let random_ids = match prompt {
             SweepPrompt::Random { tokens } => ids.next(*tokens),
-            SweepPrompt::Chat { text, .. } => {
-                let (formatted, specials) = model.format_user_prompt(text, 0)?;
-                model.encode_prompt(&formatted, specials)?
-            }
+            SweepPrompt::Chat { .. } => Vec::new(),
         };
         let label = prompt.label();
         if results.measurements.iter().any(|m| m.label == label) {
             continue;
         }
-        let stats = measure(&prompt_ids, *max_tokens)?;
-        let m = Measurement::from_stats(&label, false, &stats);
+        let built = match prompt {
+            SweepPrompt::Random { .. } => ids_prompt(random_ids),
+            SweepPrompt::Chat { text, image, .. } => chat_prompt(text, image)?,
+        };
+        let stats = measure(&built, *max_tokens)?;
+        let m = Measurement::from_stats(&label, prompt.has_image(), &stats);
         on_point(&m);
         results.measurements.push(m);
         results.save(out)?;

@@ -15,6 +15,9 @@ pub enum BenchTest {
     Generate { n: usize },
     /// Prefill `prompt` tokens then generate `gen`; rate = (prompt + gen) / total time.
     PromptGenerate { prompt: usize, gen: usize },
+    /// The bench's image with a short question, then `gen` tokens; rate = prompt tokens (image
+    /// tokens included) / time to first token (image preprocessing and vision tower included).
+    Image { gen: usize },
 }
 
 impl BenchTest {
@@ -23,6 +26,7 @@ impl BenchTest {
             BenchTest::Prompt { n } => format!("pp{n}"),
             BenchTest::Generate { n } => format!("tg{n}"),
             BenchTest::PromptGenerate { prompt, gen } => format!("pp{prompt}+tg{gen}"),
+            BenchTest::Image { gen } => format!("img+tg{gen}"),
         }
     }
 }

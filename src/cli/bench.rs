@@ -1,8 +1,10 @@
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use vlm_models::dtype::DtypeChoice;
+use vlm_models::image_io::load_image;
 
 use crate::bench::{self, parse_lengths, BenchOptions, BenchTest, OutputFormat};
 
@@ -23,6 +25,10 @@ pub struct BenchArgs {
     /// Generation lengths (after a 1-token prompt): a list or range as for -p. "0" runs none.
     #[arg(short = 'n', long = "n-gen", default_value = "128")]
     pub n_gen: String,
+    /// An image: adds an img+tgN row per -n length (the image with a short question; rate = prompt
+    /// tokens over time to first token, vision included).
+    #[arg(long, value_name = "PATH")]
+    pub image: Option<PathBuf>,
     /// Extra tests by name: pp512, tg128, pp512+tg128 (repeatable).
     #[arg(long = "test")]
     pub tests: Vec<BenchTest>,
@@ -53,12 +59,17 @@ fn lengths(spec: &str) -> Result<Vec<usize>> {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let mut tests: Vec<BenchTest> = lengths(&args.n_prompt).context("-p")?.into_iter().map(|n| BenchTest::Prompt { n }).collect();
     tests.extend(lengths(&args.n_gen).context("-n")?.into_iter().map(|n| BenchTest::Generate { n }));
+    let image = args.image.as_deref().map(load_image).transpose()?;
+    if image.is_some() {
+        let gens = lengths(&args.n_gen).context("-n")?;
+        tests.extend(if gens.is_empty() { vec![1] } else { gens }.into_iter().map(|gen| BenchTest::Image { gen }));
+    }
     tests.extend(args.tests.iter().copied());
     anyhow::ensure!(!tests.is_empty(), "nothing to run: -p 0 and -n 0 with no --test");
 
     let resolved = crate::model_source::load(args.model.as_deref(), args.dtype)?;
     let model = &resolved.model;
-    let options = BenchOptions { tests, repetitions: args.repetitions, warmup: !args.no_warmup, seed: args.seed };
+    let options = BenchOptions { tests, repetitions: args.repetitions, warmup: !args.no_warmup, seed: args.seed, image };
     let mut out = std::io::stdout().lock();
     let jsonl = args.output == OutputFormat::Jsonl;
     let rows = bench::run(model, &options, |row| {

@@ -6,10 +6,10 @@ use clap::Args;
 use crate::bench::results::ResultsFile;
 use crate::report::charts;
 
-/// Draw PNG charts from saved results (vlmbench sweep files); several files become several series.
+/// Draw PNG charts from saved results (sweep and moondream-bench files); several files become several series.
 #[derive(Debug, Args)]
 pub struct ChartArgs {
-    /// Results files written by `vlmbench sweep`.
+    /// Results files written by `vlmbench sweep` or `vlmbench moondream-bench`.
     #[arg(required = true)]
     pub results: Vec<PathBuf>,
     /// Directory for the PNGs.

@@ -5,13 +5,11 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 use vlm_models::dtype::{dtype_name, DtypeChoice};
-use vlm_models::generation_config::SamplingOverrides;
 use vlm_models::image_io::load_image;
-use vlm_models::model::default_prefill_step_size;
-use vlm_models::sampling::Sampler;
 
 use crate::model_source;
-use crate::engine::{self, GenerateOptions, GenerationStats};
+use super::sampling_args::SamplingArgs;
+use crate::engine::{self, GenerateOptions, GenerationStats, TextGeneration};
 
 /// Generate text from a prompt, streaming tokens and printing the statistics.
 #[derive(Debug, Args)]
@@ -30,18 +28,8 @@ pub struct GenerateArgs {
     /// Most tokens to generate (the stop token counts).
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
-    /// Sampling temperature; 0 is greedy. Default: the checkpoint's generation_config, like mlx-vlm.
-    #[arg(long)]
-    pub temperature: Option<f64>,
-    /// Nucleus sampling mass. Default: the checkpoint's.
-    #[arg(long)]
-    pub top_p: Option<f64>,
-    /// Keep only the k most likely tokens. Default: the checkpoint's.
-    #[arg(long)]
-    pub top_k: Option<u32>,
-    /// Seed for sampling (reproducible draws).
-    #[arg(long)]
-    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Keep generating through stop tokens (exact lengths, for timing).
     #[arg(long)]
     pub ignore_eos: bool,
@@ -85,34 +73,17 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let (model, load_s, dtype) = (&resolved.model, resolved.load_s, resolved.model.dtype);
 
     let prompt = model.build_prompt(&args.prompt, &images)?;
-    let overrides = SamplingOverrides { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k };
-    let mut sampler = Sampler::new(model.generation.sampling(overrides), args.seed)?;
-    sampler.check_vocab(model.vocab_size())?;
-    let options = GenerateOptions {
-        max_tokens: args.max_tokens,
-        stop_ids: if args.ignore_eos { vec![] } else { model.generation.eos_token_ids.clone() },
-    };
-
-    let mut detokenizer = model.tokenizer.streaming_detokenizer();
-    let mut text = String::new();
+    let mut sampler = args.sampling.sampler(model)?;
+    let options = GenerateOptions::with_eos(model, args.max_tokens, args.ignore_eos);
     let stream = args.stream && !args.json;
     let mut out = std::io::stdout().lock();
-    let mut decoder = model.decoder(default_prefill_step_size());
-    let generation = engine::generate_prompt(decoder.as_mut(), &prompt, &mut sampler, &options, |id| {
-        // As mlx-vlm: the stop token is counted but not shown.
-        if options.stop_ids.contains(&id) {
-            return Ok(());
-        }
-        let piece = detokenizer.push(id)?;
+    let TextGeneration { text, generation } = engine::generate_text(model, &prompt, &mut sampler, &options, |piece| {
         if stream {
             write!(out, "{piece}")?;
             out.flush()?;
         }
-        text.push_str(&piece);
         Ok(())
     })?;
-    let tail = detokenizer.finish()?;
-    text.push_str(&tail);
 
     if args.json {
         let report = GenerateReport {
@@ -138,7 +109,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         if stream {
-            writeln!(out, "{tail}")?;
+            writeln!(out)?;
         } else {
             writeln!(out, "{text}")?;
         }

@@ -5,9 +5,14 @@ mod chart;
 mod compare;
 mod convert;
 mod doctor;
+mod eval;
 mod generate;
 mod make_tiny;
+mod moondream_bench;
+mod notebook;
+mod sampling_args;
 mod sweep;
+mod task;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -28,11 +33,22 @@ pub struct Cli {
 pub enum Command {
     Convert(convert::ConvertArgs),
     Doctor(doctor::DoctorArgs),
+    Eval(eval::EvalArgs),
     Bench(bench::BenchArgs),
     Sweep(sweep::SweepArgs),
     Chart(chart::ChartArgs),
     Compare(compare::CompareArgs),
     Generate(generate::GenerateArgs),
+    Caption(task::CaptionArgs),
+    Query(task::QueryArgs),
+    /// Find every instance of a named thing and box it (Moondream's detect).
+    Detect(task::ObjectArgs),
+    /// Find every instance of a named thing and point at it (Moondream's point).
+    Point(task::ObjectArgs),
+    Segment(task::SegmentArgs),
+    Draw(task::DrawArgs),
+    MoondreamBench(moondream_bench::MoondreamBenchArgs),
+    Notebook(notebook::NotebookArgs),
     MakeTiny(make_tiny::MakeTinyArgs),
 }
 
@@ -44,11 +60,20 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Convert(args) => convert::run(&args),
         Command::Doctor(args) => doctor::run(&args),
+        Command::Eval(args) => eval::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Sweep(args) => sweep::run(&args),
         Command::Chart(args) => chart::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::Caption(args) => task::caption(&args),
+        Command::Query(args) => task::query(&args),
+        Command::Detect(args) => task::detect(&args),
+        Command::Point(args) => task::point(&args),
+        Command::Segment(args) => task::segment(&args),
+        Command::Draw(args) => task::draw_saved(&args),
+        Command::MoondreamBench(args) => moondream_bench::run(&args),
+        Command::Notebook(args) => notebook::run(&args),
         Command::MakeTiny(args) => make_tiny::run(&args),
     }
 }

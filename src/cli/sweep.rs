@@ -6,7 +6,8 @@ use vlm_models::dtype::DtypeChoice;
 
 use crate::bench::parse_lengths;
 use crate::bench::results::ResultKind;
-use crate::bench::sweep::{self, notebook_text_prompts, SweepOptions, SweepPrompt};
+use crate::bench::sweep::{self, notebook_prompts, SweepOptions, SweepPrompt};
+use crate::sample_images::{image_or_sample, ASTRONAUT};
 use crate::report::charts;
 use crate::report::tables::measurements_table;
 
@@ -22,9 +23,13 @@ pub struct SweepArgs {
     /// Prompt lengths of random prompts: a list (64,256) or a range (64-4096*2, 100-500+100).
     #[arg(long, conflicts_with_all = ["notebook", "prompts_file"])]
     pub lengths: Option<String>,
-    /// The seed notebook's throughput prompts and max-token limits (text prompts for now).
+    /// The seed notebook's six throughput prompts and max-token limits (three with an image).
     #[arg(long, conflicts_with = "prompts_file")]
     pub notebook: bool,
+    /// The image of the notebook's image prompts (default: the built-in astronaut photo, standing in
+    /// for the notebook's classroom.jpg).
+    #[arg(long, requires = "notebook", value_name = "PATH")]
+    pub notebook_image: Option<PathBuf>,
     /// A file with one user prompt per line (through the chat template).
     #[arg(long)]
     pub prompts_file: Option<PathBuf>,
@@ -53,7 +58,8 @@ pub struct SweepArgs {
 
 pub fn run(args: &SweepArgs) -> Result<()> {
     let (kind, prompts, ignore_eos) = if args.notebook {
-        (ResultKind::PromptTable, notebook_text_prompts(), false)
+        let (image, _) = image_or_sample(args.notebook_image.as_deref(), ASTRONAUT)?;
+        (ResultKind::PromptTable, notebook_prompts(&image), false)
     } else if let Some(file) = &args.prompts_file {
         let text = std::fs::read_to_string(file).with_context(|| format!("cannot read prompts file {}", file.display()))?;
         let prompts: Vec<_> = text
@@ -61,7 +67,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .enumerate()
-            .map(|(i, l)| (SweepPrompt::Chat { label: format!("prompt {}", i + 1), text: l.to_owned() }, args.gen))
+            .map(|(i, l)| (SweepPrompt::Chat { label: format!("prompt {}", i + 1), text: l.to_owned(), image: None }, args.gen))
             .collect();
         anyhow::ensure!(!prompts.is_empty(), "prompts file {} has no prompts", file.display());
         (ResultKind::PromptTable, prompts, true)

@@ -7,6 +7,7 @@
 //! (`async_eval`) before token n is read back, so the device never waits for the host.
 
 mod stats;
+mod text;
 
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ use vlm_models::model::{Decoder, Prompt};
 use vlm_models::sampling::{log_softmax, Sampler};
 
 pub use stats::{FinishReason, GenerationStats, ReferenceStats, Timings};
+pub use text::{generate_text, TextGeneration};
 
 /// What to generate and when to stop.
 #[derive(Clone, Debug)]
@@ -24,6 +26,22 @@ pub struct GenerateOptions {
     pub max_tokens: usize,
     /// Ids that end generation; empty to ignore EOS (exact lengths, for benchmarks).
     pub stop_ids: Vec<u32>,
+}
+
+impl GenerateOptions {
+    /// Up to `max_tokens`, stopping at the model's stop tokens.
+    pub fn until_stop(model: &vlm_models::model::LoadedModel, max_tokens: usize) -> Self {
+        Self { max_tokens, stop_ids: model.generation.eos_token_ids.clone() }
+    }
+
+    /// Exactly `max_tokens` unless `ignore_eos` is false, in which case as [`Self::until_stop`].
+    pub fn with_eos(model: &vlm_models::model::LoadedModel, max_tokens: usize, ignore_eos: bool) -> Self {
+        if ignore_eos {
+            Self { max_tokens, stop_ids: vec![] }
+        } else {
+            Self::until_stop(model, max_tokens)
+        }
+    }
 }
 
 /// The tokens of one generation and its statistics.

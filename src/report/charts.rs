@@ -12,8 +12,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::bench::results::{ResultKind, ResultsFile};
 
-const FONT: &str = "sans-serif";
-static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+pub(crate) const FONT: &str = "sans-serif";
+use super::FONT_BYTES;
 static REGISTER: Once = Once::new();
 
 /// Text-only prompts in blue, prompts with images in red, as in the seed notebook.
@@ -28,7 +28,7 @@ const SERIES_COLORS: [RGBColor; 6] = [
     RGBColor(0x2c, 0x3e, 0x50),
 ];
 
-fn register_font() {
+pub(crate) fn register_font() {
     REGISTER.call_once(|| {
         // The embedded bytes are a valid TrueType font; registration cannot fail for them.
         let _ = plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES);
@@ -71,11 +71,14 @@ pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Re
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(150)
-            .build_cartesian_2d(0.0..max * 1.25, (0..n).into_segmented())
+            // A segmented 0..=n-1 range has exactly one segment per bar.
+            .build_cartesian_2d(0.0..max * 1.25, (0..n - 1).into_segmented())
             .map_err(&err)?;
         chart
             .configure_mesh()
             .disable_y_mesh()
+            .light_line_style(WHITE)
+            .x_label_formatter(&|v| trim_number(*v))
             .x_desc(unit)
             .label_style((FONT, 14))
             .y_label_formatter(&|v| match v {
@@ -109,6 +112,11 @@ pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Re
     }
     root.present().map_err(&err)?;
     Ok(())
+}
+
+/// An axis number without a useless ".0" (20 rather than 20.0; 0.5 stays).
+fn trim_number(v: f64) -> String {
+    if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") }
 }
 
 /// One measured prompt length of a sweep.
@@ -236,7 +244,7 @@ pub fn chart_results(files: &[ResultsFile], dir: &Path) -> Result<Vec<PathBuf>> 
         memory_vs_prompt_length(&memory, &format!("Peak memory — {what}"), &sweeps)?;
         written.extend([speed, memory]);
     }
-    for f in files.iter().filter(|f| f.kind == ResultKind::PromptTable) {
+    for f in files.iter().filter(|f| matches!(f.kind, ResultKind::PromptTable | ResultKind::TaskBench)) {
         let bars: Vec<ThroughputBar> = f
             .measurements
             .iter()

@@ -1,5 +1,9 @@
 //! The seed studies' tasks: prompts (verbatim), answer parsing into typed results, and the one
 //! place coordinates are converted.
 
+pub mod answer;
 pub mod coords;
+pub mod json_fragment;
 pub mod labels;
+pub mod prompts;
+pub mod run;

@@ -1,0 +1,189 @@
+//! The notebook's evaluation sections (VQAv2, COCO), their summary rows and the summary chart.
+
+use std::fmt::Write as _;
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use serde_json::{json, Value};
+
+use super::gemma4::Context;
+use super::record::{NotebookRecord, Section};
+use super::report::{format_float, show};
+use crate::report::charts::{register_font, FONT};
+
+/// Samples per evaluation: the notebook's, or a handful in `--quick` mode.
+const VQA_SAMPLES: (usize, usize) = (50, 3);
+const COCO_SAMPLES: (usize, usize) = (20, 2);
+
+fn samples(ctx: &Context, (full, quick): (usize, usize)) -> usize {
+    if ctx.options.quick {
+        quick
+    } else {
+        full
+    }
+}
+
+pub(super) fn vqa_section(ctx: &Context, _: &NotebookRecord) -> Result<Section> {
+    let n = samples(ctx, VQA_SAMPLES);
+    let Some(source) = super::eval_run::vqa_source(&ctx.options.eval)? else {
+        return Ok(Section::skipped(
+            "no VQAv2 data: pass --vqa-data DIR (a local copy of merve/vqav2-small) or --hub with network access",
+        ));
+    };
+    super::eval_run::vqa(ctx, source, n)
+}
+
+pub(super) fn coco_section(ctx: &Context, _: &NotebookRecord) -> Result<Section> {
+    let n = samples(ctx, COCO_SAMPLES);
+    let Some(source) = super::eval_run::coco_source(&ctx.options.eval)? else {
+        return Ok(Section::skipped(
+            "no COCO data: pass --coco-data DIR (a local copy of detection-datasets/coco) or --hub with network access",
+        ));
+    };
+    super::eval_run::coco(ctx, source, n)
+}
+
+/// The notebook's summary rows for the evaluations that ran.
+pub(super) fn summary_rows(record: &NotebookRecord, rows: &mut Vec<(&'static str, Value)>) {
+    if let Some(vqa) = record.section("vqa") {
+        let d = &vqa.data;
+        rows.push(("VQA Accuracy (VQAv2, exact match)", json!(format!("{} (n={})", percent(&d["accuracy"]), show(&d["n_samples"])))));
+    }
+    if let Some(coco) = record.section("coco") {
+        let d = &coco.data;
+        let n = show(&d["n_images"]);
+        rows.push(("Localization Precision @0.3 (COCO)", json!(format!("{} (n={n})", two(&d["precision"]))))); 
+        rows.push(("Localization Recall @0.3 (COCO)", json!(format!("{} (n={n})", two(&d["recall"])))));
+        rows.push(("Strict Recall @0.5 (COCO)", json!(format!("{} (n={n})", two(&d["strict_recall"])))));
+        rows.push(("Mean strict TP IoU (COCO)", json!(format!("{} (n={n})", two(&d["mean_tp_iou"])))));
+    }
+}
+
+fn percent(v: &Value) -> String {
+    v.as_f64().map_or("—".into(), |f| format!("{:.1}%", f * 100.0))
+}
+
+fn two(v: &Value) -> String {
+    v.as_f64().map_or("—".into(), |f| format!("{f:.2}"))
+}
+
+/// The notebook's quantitative summary figure: VQA accuracy, and COCO precision, recall, strict
+/// recall and mean TP IoU. None when neither evaluation ran.
+pub(super) fn summary_chart(ctx: &Context, record: &NotebookRecord) -> Result<Option<String>> {
+    let vqa = record.section("vqa").and_then(|s| s.data["accuracy"].as_f64());
+    let coco = record.section("coco").map(|s| {
+        ["precision", "recall", "strict_recall", "mean_tp_iou"].map(|k| s.data[k].as_f64().unwrap_or(0.0))
+    });
+    if vqa.is_none() && coco.is_none() {
+        return Ok(None);
+    }
+    let file = "quantitative_summary.png";
+    let path = ctx.out.join(file);
+    register_font();
+    let err = |e: DrawingAreaErrorKind<_>| anyhow!("cannot draw {}: {e:?}", path.display());
+    let root = BitMapBackend::new(&path, (1650, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let root = root.titled(&format!("{} — quantitative results", record.model), (FONT, 24)).map_err(err)?;
+    let (left, right) = root.split_horizontally(550);
+    let panels: [(&DrawingArea<_, _>, String, Vec<(&str, f64, RGBColor)>); 2] = [
+        (&left, format!("VQAv2 ({} samples)", record.section("vqa").map_or("0".into(), |s| show(&s.data["n_samples"]))), vqa.map(|a| vec![("VQA Accuracy", a, RGBColor(0x2e, 0xcc, 0x71))]).unwrap_or_default()),
+        (
+            &right,
+            format!("COCO class-aware localization ({} images)", record.section("coco").map_or("0".into(), |s| show(&s.data["n_images"]))),
+            coco.map(|[p, r, sr, iou]| {
+                vec![
+                    ("Precision @0.3", p, RGBColor(0x34, 0x98, 0xdb)),
+                    ("Recall @0.3", r, RGBColor(0xe7, 0x4c, 0x3c)),
+                    ("Strict Recall @0.5", sr, RGBColor(0x9b, 0x59, 0xb6)),
+                    ("Mean TP IoU", iou, RGBColor(0xf3, 0x9c, 0x12)),
+                ]
+            })
+            .unwrap_or_default(),
+        ),
+    ];
+    for (area, caption, bars) in panels {
+        let n = bars.len().max(1) as i32;
+        // A segmented 0..=n-1 range has exactly n segments.
+        let mut chart = ChartBuilder::on(area)
+            .caption(caption, (FONT, 20))
+            .margin(20)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..1.0)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .light_line_style(WHITE)
+            .label_style((FONT, 15))
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => bars.get(*i as usize).map(|b| b.0.to_string()).unwrap_or_default(),
+                SegmentValue::Last => String::new(),
+            })
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, (_, v, c))| {
+                let mut bar = Rectangle::new([(SegmentValue::Exact(i as i32), 0.0), (SegmentValue::Exact(i as i32 + 1), *v)], c.mix(0.8).filled());
+                bar.set_margin(0, 0, 15, 15);
+                bar
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, (_, v, _))| {
+                Text::new(format!("{v:.2}"), (SegmentValue::CenterOf(i as i32), v + 0.02), TextStyle::from((FONT, 16).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom)))
+            }))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(Some(file.to_string()))
+}
+
+/// The evaluation sections in report.md: the notebook's printed summary lines and examples.
+pub(super) fn render(md: &mut String, name: &str, d: &Value) {
+    match name {
+        "vqa" => {
+            let _ = writeln!(
+                md,
+                "VQA Accuracy: {} ({} samples, {} correct). Avg time per question: {} s. Avg generation speed: {} tok/s.\n",
+                percent(&d["accuracy"]),
+                show(&d["n_samples"]),
+                show(&d["n_correct"]),
+                show(&d["avg_time_s"]),
+                show(&d["avg_gen_tps"])
+            );
+            for (title, key) in [("Sample correct predictions", "correct_examples"), ("Sample incorrect predictions", "incorrect_examples")] {
+                let examples = d[key].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                if examples.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(md, "**{title}**\n");
+                for e in examples {
+                    let _ = writeln!(md, "- Q: {} — Pred: {} | GT: {}", show(&e["question"]), show(&e["prediction"]), show(&e["gt_answer"]));
+                }
+                md.push('\n');
+            }
+        }
+        "coco" => {
+            let _ = writeln!(
+                md,
+                "{} images, GT boxes >= 1024 px².\n\n- Coarse P/R/F1 @0.3: {} / {} / {}\n- Strict P/R/F1 @0.5: {} / {} / {}\n- Mean strict TP IoU: {}\n- Predictions by status: TP={}, near={}, class mismatch={}, FP={}\n- Avg time/image: {} s\n",
+                show(&d["n_images"]),
+                two(&d["precision"]),
+                two(&d["recall"]),
+                two(&d["f1"]),
+                two(&d["strict_precision"]),
+                two(&d["strict_recall"]),
+                two(&d["strict_f1"]),
+                two(&d["mean_tp_iou"]),
+                show(&d["status_totals"][0]),
+                show(&d["status_totals"][1]),
+                show(&d["status_totals"][2]),
+                show(&d["status_totals"][3]),
+                d["avg_time_s"].as_f64().map_or("—".into(), format_float),
+            );
+        }
+        _ => {}
+    }
+}
