@@ -19,6 +19,7 @@
 pub mod config;
 pub mod crops;
 pub mod layers;
+pub mod quantize;
 pub mod region;
 pub mod sampling;
 pub mod text;
