@@ -74,6 +74,17 @@ impl KvCache {
         ))
     }
 
+    /// The keys and values stored so far (`[B, H, offset, D]`), if any; the cache is unchanged.
+    pub fn state(&self) -> Option<(Array, Array)> {
+        match (&self.keys, &self.values) {
+            (Some(k), Some(v)) => Some((
+                k.index((.., .., ..self.offset, ..)),
+                v.index((.., .., ..self.offset, ..)),
+            )),
+            _ => None,
+        }
+    }
+
     fn arrays(&self) -> Vec<&Array> {
         self.keys.iter().chain(self.values.iter()).collect()
     }

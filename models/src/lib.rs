@@ -25,6 +25,7 @@ pub mod quantized;
 pub mod gemma3;
 pub mod gemma4;
 pub mod model;
+pub mod moondream2;
 
 // Text side: tokenizer, streaming detokenizer, chat template, tiny tokenizer,
 // stop tokens and sampling defaults, sampler.

@@ -1,10 +1,11 @@
-//! Pillow's `Image.resize(size, Image.BICUBIC)` on 8-bit images, reproduced operation for
-//! operation (Pillow 13 `libImaging/Resample.c`) so that the output bytes are identical.
+//! Pillow's `Image.resize(size, Image.BICUBIC)` and `Image.resize(size, Image.LANCZOS)` on 8-bit
+//! images, reproduced operation for operation (Pillow 13 `libImaging/Resample.c`) so that the
+//! output bytes are identical.
 //!
 //! The algorithm is a separable convolution: two 1-D passes through an 8-bit intermediate image,
 //! horizontal first unless the height shrinks by more than twice as many pixels as the width
 //! (Pillow 13 then runs the vertical pass first; earlier Pillows always went horizontal first).
-//! Per output coordinate, the filter (Keys cubic, a = -0.5, support 2) is
+//! Per output coordinate, the filter (Keys cubic, a = -0.5, support 2; or Lanczos-3, support 3) is
 //! stretched by the downscale factor (antialiasing), its weights are normalised to sum 1 in
 //! double precision, and then turned into 22-bit fixed-point integers. Each output sample is
 //! `clamp((2^21 + sum(sample * weight)) >> 22, 0, 255)` in 32-bit integer arithmetic. Rounding
@@ -27,7 +28,46 @@ fn bicubic(x: f64) -> f64 {
     }
 }
 
-const BICUBIC_SUPPORT: f64 = 2.0;
+/// Pillow's `sinc_filter`.
+fn sinc(x: f64) -> f64 {
+    if x == 0.0 {
+        return 1.0;
+    }
+    let x = x * std::f64::consts::PI;
+    x.sin() / x
+}
+
+/// Pillow's `lanczos_filter`: the sinc truncated to [-3, 3) and windowed by sinc(x/3).
+fn lanczos(x: f64) -> f64 {
+    if (-3.0..3.0).contains(&x) {
+        sinc(x) * sinc(x / 3.0)
+    } else {
+        0.0
+    }
+}
+
+/// A resampling filter: the kernel and its support at scale 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    Bicubic,
+    Lanczos,
+}
+
+impl Filter {
+    fn support(self) -> f64 {
+        match self {
+            Filter::Bicubic => 2.0,
+            Filter::Lanczos => 3.0,
+        }
+    }
+
+    fn eval(self, x: f64) -> f64 {
+        match self {
+            Filter::Bicubic => bicubic(x),
+            Filter::Lanczos => lanczos(x),
+        }
+    }
+}
 
 /// Per output index: the first input index, the number of taps, and fixed-point weights.
 struct Coeffs {
@@ -37,13 +77,13 @@ struct Coeffs {
 }
 
 /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the box `[0, in_size)`.
-fn coeffs(in_size: usize, out_size: usize) -> Coeffs {
+fn coeffs(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
     // Pillow holds the box edges as C floats; (float)in_size is exact for any accepted size.
     let in0 = 0.0f32;
     let in1 = in_size as f32;
     let scale = (in1 - in0) as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
-    let support = BICUBIC_SUPPORT * filterscale;
+    let support = filter.support() * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let inv_filterscale = 1.0 / filterscale;
     let mut bounds = Vec::with_capacity(out_size);
@@ -57,7 +97,7 @@ fn coeffs(in_size: usize, out_size: usize) -> Coeffs {
         let n = xmax.saturating_sub(xmin);
         let mut ww = 0.0f64;
         for (x, kx) in k.iter_mut().enumerate().take(n) {
-            let w = bicubic((x as f64 + xmin as f64 - center + 0.5) * inv_filterscale);
+            let w = filter.eval((x as f64 + xmin as f64 - center + 0.5) * inv_filterscale);
             *kx = w;
             ww += w;
         }
@@ -95,6 +135,31 @@ pub fn resize_bicubic(
     out_w: usize,
     out_h: usize,
 ) -> Vec<u8> {
+    resize(src, width, height, channels, out_w, out_h, Filter::Bicubic)
+}
+
+/// As [`resize_bicubic`], with Pillow's LANCZOS filter (what Moondream's PIL path uses).
+pub fn resize_lanczos(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    out_w: usize,
+    out_h: usize,
+) -> Vec<u8> {
+    resize(src, width, height, channels, out_w, out_h, Filter::Lanczos)
+}
+
+/// Pillow's `ImagingResample` for 8-bit images with the given filter.
+pub fn resize(
+    src: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    out_w: usize,
+    out_h: usize,
+    filter: Filter,
+) -> Vec<u8> {
     assert_eq!(src.len(), width * height * channels, "pixel buffer size");
     assert!(
         width > 0 && height > 0 && out_w > 0 && out_h > 0,
@@ -104,8 +169,8 @@ pub fn resize_bicubic(
     let need_v = out_h != height;
     let (w, h) = (width as i64, height as i64);
     let horizontal_first = !(h - out_h as i64 > 0 && h - out_h as i64 > (w - out_w as i64) * 2);
-    let vert = coeffs(height, out_h);
-    let hor = coeffs(width, out_w);
+    let vert = coeffs(height, out_h, filter);
+    let hor = coeffs(width, out_w, filter);
     if horizontal_first {
         // Only the rows the vertical pass will read go through the horizontal pass.
         let (rows, first) = if need_h {
@@ -189,7 +254,7 @@ mod tests {
     #[test]
     fn weights_of_each_output_sum_to_one_in_fixed_point() {
         for (i, o) in [(451, 192), (300, 144), (7, 13), (1000, 3), (5, 5)] {
-            let c = coeffs(i, o);
+            let c = coeffs(i, o, Filter::Bicubic);
             for (xx, &(_, n)) in c.bounds.iter().enumerate() {
                 let s: i32 = c.weights[xx * c.ksize..xx * c.ksize + n].iter().sum();
                 // Rounding each weight moves the sum by at most half a unit per tap.
@@ -210,6 +275,16 @@ mod tests {
         assert!(resize_bicubic(&src, 50, 30, 3, 120, 64)
             .iter()
             .all(|&v| v == 77));
+    }
+
+    #[test]
+    fn lanczos_keeps_flat_images_flat_and_is_a_wider_filter_than_bicubic() {
+        let src = vec![200u8; 40 * 30 * 3];
+        assert!(resize_lanczos(&src, 40, 30, 3, 13, 71).iter().all(|&v| v == 200));
+        assert_eq!(coeffs(100, 10, Filter::Lanczos).ksize, 61);
+        assert_eq!(coeffs(100, 10, Filter::Bicubic).ksize, 41);
+        assert_eq!(lanczos(0.0), 1.0);
+        assert_eq!(lanczos(3.0), 0.0);
     }
 
     #[test]

@@ -17,6 +17,10 @@ use vlm_models::tiny_checkpoint::{
 pub struct MakeTinyArgs {
     /// Folder to write the checkpoint into (created if missing).
     pub out_dir: PathBuf,
+    /// Which architecture: Gemma 4 (the default) or Moondream2 (its published safetensors
+    /// layout, bf16, no tokenizer: tests pass token ids).
+    #[arg(long, value_enum, default_value_t = ArchArg::Gemma4)]
+    pub arch: ArchArg,
     /// Which Gemma 4 family to mirror.
     #[arg(long, value_enum, default_value_t = VariantArg::Dense, conflicts_with = "preset")]
     pub variant: VariantArg,
@@ -31,6 +35,12 @@ pub struct MakeTinyArgs {
     /// Write into a non-empty folder, replacing files of the same names (others are kept).
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchArg {
+    Gemma4,
+    Moondream2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,6 +88,17 @@ pub fn run(args: &MakeTinyArgs) -> Result<()> {
             "{} is not empty; pass --force to write into it anyway",
             args.out_dir.display()
         );
+    }
+    if args.arch == ArchArg::Moondream2 {
+        let s = vlm_models::moondream2::tiny::write_tiny(&args.out_dir, args.seed)?;
+        println!(
+            "wrote a tiny Moondream2 checkpoint with random weights (seed {}) to {}\n  {} tensors in model.safetensors ({}), bf16; no tokenizer (pass token ids)",
+            args.seed,
+            args.out_dir.display(),
+            s.tensors,
+            human(s.weight_bytes)
+        );
+        return Ok(());
     }
     // TinyError messages already name the file or folder they are about.
     let report = match args.preset {
