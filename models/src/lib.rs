@@ -12,6 +12,8 @@ pub mod attention;
 pub mod cache;
 pub mod checkpoint;
 pub mod convert;
+// MLX's distributed layer (ring, MPI, NCCL) for multi-process runs.
+pub mod distributed;
 pub mod error;
 pub mod gguf;
 pub mod nn;
