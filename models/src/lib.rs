@@ -22,6 +22,8 @@ pub mod image_io;
 pub mod jpeg;
 pub mod pil_resize;
 pub mod quantized;
+// One rank's slice of a weight, read straight from the checkpoint (tensor parallelism).
+pub mod sharding;
 
 // Architectures.
 pub mod gemma3;
