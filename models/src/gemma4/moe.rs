@@ -166,4 +166,20 @@ impl Experts {
         v.extend(self.down_proj.arrays());
         v
     }
+
+    /// This rank's slice of every expert (`inter` hidden units split; tensor parallelism): the
+    /// weighted sum over experts then gives partial outputs that the caller adds up over ranks.
+    pub(crate) fn sharded(
+        &self,
+        tp: &super::tensor_parallel::TensorParallel,
+        prefix: &str,
+        inter: i32,
+    ) -> Result<Self> {
+        let p = format!("{prefix}.switch_glu");
+        Ok(Experts {
+            gate_proj: tp.experts_in(&self.gate_proj, &format!("{p}.gate_proj"), inter)?,
+            up_proj: tp.experts_in(&self.up_proj, &format!("{p}.up_proj"), inter)?,
+            down_proj: tp.experts_out(&self.down_proj, &format!("{p}.down_proj"), inter)?,
+        })
+    }
 }
