@@ -29,6 +29,8 @@ pub enum Split {
     Rows(Range<i32>),
     /// Input features `cols` of `in` (row-parallel: the rank's outputs are partial sums).
     Cols(Range<i32>),
+    /// Whole experts `range` of a bank `[E, out, in]` (expert parallelism).
+    Experts(Range<i32>),
 }
 
 struct Entry {
@@ -167,6 +169,28 @@ impl<'a> TensorSlicer<'a> {
         Ok(unsafe { Array::from_raw_data(buf.as_ptr() as *const std::ffi::c_void, &shape, e.dtype) })
     }
 
+    /// `tensor[range]` along the first axis (whole sub-tensors, one contiguous read).
+    pub fn leading(&self, name: &str, range: Range<i32>) -> Result<Array> {
+        let index = self.file_index(name)?;
+        let path = self.ckpt.file_of(name);
+        let e = index.entries.get(name).ok_or_else(|| ModelError::Input(format!("tensor `{name}` cannot be sliced")))?;
+        let n0 = e.shape.first().copied().unwrap_or(0);
+        let (a, b) = (range.start as i64, range.end as i64);
+        if !(0 <= a && a < b && b <= n0) {
+            return Err(ModelError::Input(format!("tensor `{name}` of shape {:?} has no entries {a}..{b}", e.shape)));
+        }
+        let per: u64 = e.shape[1..].iter().product::<i64>() as u64 * e.elem;
+        let mut buf = vec![0u8; ((b - a) as u64 * per) as usize];
+        index
+            .file
+            .read_exact_at(&mut buf, e.begin + a as u64 * per)
+            .map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        let mut shape: Vec<i32> = e.shape.iter().map(|&d| d as i32).collect();
+        shape[0] = (b - a) as i32;
+        // SAFETY: as in `block`.
+        Ok(unsafe { Array::from_raw_data(buf.as_ptr() as *const std::ffi::c_void, &shape, e.dtype) })
+    }
+
     fn float_block(&self, name: &str, rows: Range<i32>, cols: Range<i32>, dtype: Dtype) -> Result<Array> {
         Ok(cast(&self.block(name, rows, cols)?, dtype)?)
     }
@@ -195,6 +219,7 @@ impl<'a> TensorSlicer<'a> {
         let (rows, cols) = match split {
             Split::Rows(r) => (r.clone(), 0..in_dim),
             Split::Cols(c) => (0..out_dim, c.clone()),
+            Split::Experts(e) => return Ok(cast(&self.leading(&name, e.clone())?, dtype)?),
         };
         self.float_block(&name, rows, cols, dtype)
     }
@@ -204,6 +229,15 @@ impl<'a> TensorSlicer<'a> {
         let packed = q.weight.dim(-1);
         let groups = q.scales.dim(-1);
         let (w_cols, s_cols, rows) = match split {
+            Split::Experts(e) => {
+                return Ok(QuantizedWeight {
+                    weight: self.leading(&format!("{path}.weight"), e.clone())?,
+                    scales: cast(&self.leading(&format!("{path}.scales"), e.clone())?, dtype)?,
+                    biases: cast(&self.leading(&format!("{path}.biases"), e.clone())?, dtype)?,
+                    group_size: q.group_size,
+                    bits: q.bits,
+                })
+            }
             Split::Rows(r) => (0..packed, 0..groups, r.clone()),
             Split::Cols(c) => {
                 let gs = q.group_size;

@@ -9,8 +9,10 @@
 //! KV heads: when the world size divides the KV heads each rank keeps its share; when the KV
 //! heads divide the world size (e.g. the one global KV head of the tiny model, or 4 global KV
 //! heads over 8 GPUs) each KV head is replicated on the ranks whose query heads use it.
-//! MoE experts are split along their hidden units like the dense MLP (every rank holds every
-//! expert's slice), with their own all_sum.
+//! MoE experts are split whole (expert parallelism: rank r holds experts r*E/n..(r+1)*E/n, since
+//! an expert's hidden units rarely split on quantization-group boundaries, e.g. 704 over 2 ranks at
+//! group size 64); every rank routes every token, applies the selections that fall on its experts
+//! (the others weigh 0) and one all_sum adds the ranks' parts.
 
 use std::ops::Range;
 use std::path::Path;
@@ -101,14 +103,14 @@ impl<'a> TensorParallel<'a> {
         self.slicer.linear(full, path, &Split::Cols(self.part(width)), self.dtype)
     }
 
-    /// The experts' `gate_proj` / `up_proj` (`[E, width, H]`).
-    pub fn experts_in(&self, full: &SwitchLinear, path: &str, width: i32) -> Result<SwitchLinear> {
-        self.slicer.switch_linear(full, path, &Split::Rows(self.part(width)), self.dtype)
+    /// The experts this rank holds, of `num_experts`.
+    pub fn expert_range(&self, num_experts: i32) -> Range<i32> {
+        self.part(num_experts)
     }
 
-    /// The experts' `down_proj` (`[E, H, width]`).
-    pub fn experts_out(&self, full: &SwitchLinear, path: &str, width: i32) -> Result<SwitchLinear> {
-        self.slicer.switch_linear(full, path, &Split::Cols(self.part(width)), self.dtype)
+    /// This rank's whole experts of a bank `[E, out, in]`.
+    pub fn experts(&self, full: &SwitchLinear, path: &str, num_experts: i32) -> Result<SwitchLinear> {
+        self.slicer.switch_linear(full, path, &Split::Experts(self.part(num_experts)), self.dtype)
     }
 }
 
@@ -145,9 +147,9 @@ pub fn check_split(cfg: &TextConfig, size: i32, config_path: &Path) -> Result<()
         }
     }
     if cfg.enable_moe_block {
-        let w = cfg.moe_intermediate_size.unwrap_or(0);
-        if w % size != 0 {
-            return refuse("moe_intermediate_size", w, "each rank needs an equal share of every expert's units");
+        let e = cfg.num_experts.unwrap_or(0);
+        if e % size != 0 {
+            return refuse("num_experts", e, "each rank holds an equal number of whole experts");
         }
     }
     Ok(())

@@ -327,11 +327,7 @@ impl Gemma4Text {
                             dtype,
                         )?;
                         match tp {
-                            Some(tp) => experts.sharded(
-                                tp,
-                                &format!("{p}.experts"),
-                                cfg.moe_intermediate_size.unwrap_or(0),
-                            )?,
+                            Some(tp) => experts.sharded(tp, &format!("{p}.experts"), ne)?,
                             None => experts,
                         }
                     },
