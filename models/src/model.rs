@@ -225,6 +225,12 @@ pub trait Decoder {
     }
     /// Feeds one token `[1, 1]` (possibly not yet evaluated); returns logits `[1, V]`.
     fn step(&mut self, token: &Array) -> Result<Array, ModelError>;
+    /// The sampled token every process goes on with (lazy). In a tensor-parallel group it is rank
+    /// 0's draw, so ranks whose samplers disagree (unseeded sampling) still feed the same tokens
+    /// and stop at the same step; a single process keeps its own.
+    fn agree_on_token(&self, token: Array) -> Result<Array, ModelError> {
+        Ok(token)
+    }
     /// Tokens in the cache so far.
     fn offset(&self) -> i32;
 }
@@ -270,6 +276,13 @@ impl Decoder for Gemma4Decoder<'_> {
 
     fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
         self.model.decode_step(token, &mut self.cache)
+    }
+
+    fn agree_on_token(&self, token: Array) -> Result<Array, ModelError> {
+        match self.model.group() {
+            Some(group) => Ok(group.broadcast_from_rank0(&token)?),
+            None => Ok(token),
+        }
     }
 
     fn offset(&self) -> i32 {

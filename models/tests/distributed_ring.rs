@@ -33,6 +33,12 @@ fn ring_rank() {
     let g = group.all_gather(&Array::from_slice(&[rank, 100 + rank], &[1, 2])).unwrap();
     assert_eq!(g.shape(), &[2, 2]);
     assert_eq!(g.as_slice::<i32>(), &[0, 100, 1, 101]);
+    // Broadcast of a value that itself needs a collective: every rank must run that collective
+    // first (in the same order as rank 0) even though only rank 0's value is kept.
+    let three = group.all_sum(&Array::from_slice(&[rank + 1], &[1])).unwrap();
+    let mine = three.multiply(Array::from_int(10 + rank)).unwrap();
+    let b = group.broadcast_from_rank0(&mine).unwrap();
+    assert_eq!(b.as_slice::<i32>(), &[30]);
     group.barrier().unwrap();
     println!("rank {rank} ok");
 }

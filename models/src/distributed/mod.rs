@@ -174,6 +174,22 @@ impl Group {
         self.collective("all_gather", x, mlx_sys::mlx_distributed_all_gather)
     }
 
+    /// Rank 0's `x` on every rank (lazy): an all_sum to which the other ranks add zeros.
+    ///
+    /// The other ranks' zeros still depend on their own `x` (`select(false, x, 0)`): a bare
+    /// `zeros_like(x)` would not, so evaluating the result would skip the graph that computes `x`
+    /// there, and that graph's own collectives would then run after this one on those ranks but
+    /// before it on rank 0, a mismatch that deadlocks the ring.
+    pub fn broadcast_from_rank0(&self, x: &Array) -> DResult<Array> {
+        let op = |e: mlx_rs::error::Exception| DistributedError::Op { op: "broadcast", reason: e.what().to_string() };
+        let mine = if self.rank == 0 {
+            x.clone()
+        } else {
+            mlx_rs::ops::select(Array::from_bool(false), x, mlx_rs::ops::zeros_like(x).map_err(op)?).map_err(op)?
+        };
+        self.all_sum(&mine)
+    }
+
     /// Blocks until every rank has reached this point: a one-element all_sum, evaluated.
     pub fn barrier(&self) -> DResult<()> {
         let token = self.all_sum(&Array::from_int(1))?;

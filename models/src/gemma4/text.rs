@@ -637,17 +637,6 @@ impl Gemma4Text {
 
     /// One decode step on `token [B, 1]` (mlx-vlm's decode loop: PLE from the raw id, no mask).
     pub fn decode_step(&self, token: &Array, cache: &mut [LayerCache]) -> Result<Array> {
-        // Tensor parallel: every rank feeds rank 0's token, so ranks whose samplers could
-        // disagree (unseeded sampling) still run the same sequence.
-        let synced;
-        let token = match &self.group {
-            Some(g) => {
-                let mine = if g.rank() == 0 { token.clone() } else { zeros_like(token)? };
-                synced = g.all_sum(&mine)?;
-                &synced
-            }
-            None => token,
-        };
         let input = TextInput {
             ids: Some(token),
             ..Default::default()
