@@ -110,7 +110,7 @@ pub fn load_tensor_parallel(spec: Option<&str>, choice: DtypeChoice, backend: Ba
     };
     let shown = spec.unwrap_or(BUILT_IN).to_owned();
     if leader && random_weights {
-        eprintln!("note: {shown} ({}) has RANDOM weights: outputs are gibberish.", dir.display());
+        eprintln!("note: {} has RANDOM weights (make-tiny): outputs are gibberish.", dir.display());
     }
     let started = Instant::now();
     let model = LoadedModel::load_tensor_parallel(&dir, dtype, group.clone())

@@ -75,14 +75,19 @@ fn tp_rank() {
     let group = Arc::new(Group::init(Backend::Ring).expect("join the ring"));
     let model = load(Path::new(&dir), Some(group.clone()));
     let (toks, rows) = greedy(&model);
-    println!("RESULT {}", serde_json::json!({ "rank": group.rank(), "tokens": toks, "logits": rows }));
+    let bytes = model.weight_bytes();
+    println!("RESULT {}", serde_json::json!({ "rank": group.rank(), "bytes": bytes, "tokens": toks, "logits": rows }));
 }
 
-fn check_variant(variant: TinyVariant) {
+/// `max_share`: the most of the whole model's weight bytes a rank may hold (the sharded
+/// projections halve; embeddings, norms and PLE tables are replicated).
+fn check_variant(variant: TinyVariant, max_share: f64) {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join(variant.name());
     write_tiny_checkpoint(&ckpt, variant, 0).unwrap();
-    let (want_toks, want_rows) = greedy(&load(&ckpt, None));
+    let whole = load(&ckpt, None);
+    let (want_toks, want_rows) = greedy(&whole);
+    let whole_bytes = whole.weight_bytes();
 
     let hostfile = dir.path().join("hosts.json");
     write_loopback_hostfile(&hostfile, 2).unwrap();
@@ -114,23 +119,30 @@ fn check_variant(variant: TinyVariant) {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(worst < TOL, "{variant}: rank {} logits differ by up to {worst}", o.rank);
+        let bytes = v["bytes"].as_u64().unwrap() as usize;
+        eprintln!("{variant}: rank {} holds {bytes} of the model's {whole_bytes} weight bytes", o.rank);
+        assert!(
+            (bytes as f64) < max_share * whole_bytes as f64,
+            "{variant}: rank {} holds {bytes} of {whole_bytes} weight bytes: not sharded",
+            o.rank
+        );
         eprintln!("{variant}: rank {}: {STEPS} tokens identical, max |logit diff| {worst:.2e}", o.rank);
     }
 }
 
 #[test]
 fn two_ranks_of_the_dense_tiny_model_generate_the_single_process_tokens() {
-    check_variant(TinyVariant::Dense);
+    check_variant(TinyVariant::Dense, 0.56);
 }
 
 #[test]
 fn two_ranks_of_the_moe_tiny_model_generate_the_single_process_tokens() {
-    check_variant(TinyVariant::Moe);
+    check_variant(TinyVariant::Moe, 0.56);
 }
 
 #[test]
 fn two_ranks_of_the_ple_tiny_model_generate_the_single_process_tokens() {
-    check_variant(TinyVariant::Ple);
+    check_variant(TinyVariant::Ple, 0.65);
 }
 
 /// A group whose size does not divide the model is refused at load time, naming the field,

@@ -518,6 +518,12 @@ impl Gemma4Text {
         v
     }
 
+    /// Bytes of every weight this process holds (a tensor-parallel rank: its shard plus the
+    /// replicated parts).
+    pub fn weight_bytes(&self) -> usize {
+        self.arrays().iter().map(|a| a.nbytes()).sum()
+    }
+
     /// The text config.
     pub fn config(&self) -> &TextConfig {
         &self.cfg
