@@ -2,6 +2,9 @@
 //! it was skipped, every file it names exists and is not empty, report.md shows the record's own
 //! numbers, and `--resume` keeps finished sections.
 
+#[allow(dead_code)] // each test crate uses part of the shared support
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -107,4 +110,45 @@ fn quick_notebook_writes_every_section_file_and_number() {
     let full = vlmbench(&["notebook", "gemma4", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume"]);
     assert_eq!(full.status.code(), Some(1));
     assert!(text(&full.stderr).contains("use another --out"), "{}", text(&full.stderr));
+}
+
+#[test]
+fn quick_notebook_runs_the_evaluations_on_local_datasets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("tiny");
+    assert!(vlmbench(&["make-tiny", model.to_str().unwrap()]).status.success());
+    let (vqa, coco) = (tmp.path().join("vqa-data"), tmp.path().join("coco-data"));
+    common::dataset_fixtures::vqa_fixture(&vqa);
+    common::dataset_fixtures::coco_fixture(&coco);
+    let out = tmp.path().join("nb");
+    let run = run_quick(&model, &out, &["--vqa-data", vqa.to_str().unwrap(), "--coco-data", coco.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+
+    let record: Value = serde_json::from_slice(&std::fs::read(out.join("notebook.json")).unwrap()).unwrap();
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let vqa = &record["sections"]["vqa"];
+    assert_eq!(vqa["status"], "done", "{vqa}");
+    assert_eq!(vqa["data"]["n_samples"], 3, "quick mode draws 3 questions");
+    let accuracy = vqa["data"]["accuracy"].as_f64().unwrap();
+    assert!(report.contains(&format!("VQA Accuracy: {:.1}% (3 samples", accuracy * 100.0)), "{report}");
+    let coco = &record["sections"]["coco"];
+    assert_eq!(coco["status"], "done", "{coco}");
+    let d = &coco["data"];
+    let line = format!(
+        "Coarse P/R/F1 @0.3: {:.2} / {:.2} / {:.2}",
+        d["precision"].as_f64().unwrap(),
+        d["recall"].as_f64().unwrap(),
+        d["f1"].as_f64().unwrap()
+    );
+    assert!(report.contains(&line), "{line}");
+    for section in [vqa, coco] {
+        for file in section["files"].as_array().unwrap() {
+            let file = file.as_str().unwrap();
+            assert!(std::fs::metadata(out.join(file)).unwrap().len() > 0, "{file}");
+        }
+    }
+    assert!(coco["files"].as_array().unwrap().iter().any(|f| f == "coco/figures/overlays.png"));
+    let summary = record["sections"]["summary"]["data"]["rows"].as_array().unwrap();
+    assert!(summary.iter().any(|r| r["Metric"] == "VQA Accuracy (VQAv2, exact match)"));
+    assert!(record["sections"]["summary"]["files"].as_array().unwrap().iter().any(|f| f == "quantitative_summary.png"));
 }

@@ -5,6 +5,7 @@ mod chart;
 mod compare;
 mod convert;
 mod doctor;
+mod eval;
 mod generate;
 mod make_tiny;
 mod moondream_bench;
@@ -32,6 +33,7 @@ pub struct Cli {
 pub enum Command {
     Convert(convert::ConvertArgs),
     Doctor(doctor::DoctorArgs),
+    Eval(eval::EvalArgs),
     Bench(bench::BenchArgs),
     Sweep(sweep::SweepArgs),
     Chart(chart::ChartArgs),
@@ -58,6 +60,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Convert(args) => convert::run(&args),
         Command::Doctor(args) => doctor::run(&args),
+        Command::Eval(args) => eval::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Sweep(args) => sweep::run(&args),
         Command::Chart(args) => chart::run(&args),

@@ -177,10 +177,10 @@ pub(super) fn render(md: &mut String, name: &str, d: &Value) {
                 two(&d["strict_recall"]),
                 two(&d["strict_f1"]),
                 two(&d["mean_tp_iou"]),
-                show(&d["status_totals"]["tp"]),
-                show(&d["status_totals"]["near"]),
-                show(&d["status_totals"]["class"]),
-                show(&d["status_totals"]["fp"]),
+                show(&d["status_totals"][0]),
+                show(&d["status_totals"][1]),
+                show(&d["status_totals"][2]),
+                show(&d["status_totals"][3]),
                 d["avg_time_s"].as_f64().map_or("—".into(), format_float),
             );
         }

@@ -1,6 +1,9 @@
 //! Reporting: tables, charts, overlays and report files. Shared formatting lives here.
 
 pub mod charts;
+pub mod eval_charts;
+pub mod eval_overlays;
+pub mod eval_tables;
 pub mod overlay;
 pub mod tables;
 

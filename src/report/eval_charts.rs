@@ -1,0 +1,218 @@
+//! The notebook's "Localization quality analysis" figure as one PNG with three panels: per-image
+//! coarse precision vs recall (with the means), the IoU histogram of strict matches (15 bins, the
+//! 0.5 threshold marked), and coarse recall of the 10 most frequent ground-truth classes (green at
+//! 0.5 and up, orange at 0.25 and up, red below, with matched/total beside each bar).
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::FONT_BYTES;
+use crate::eval::summary::ClassRecall;
+
+const FONT: &str = "sans-serif";
+static REGISTER: Once = Once::new();
+const CYAN: RGBColor = RGBColor(0x06, 0xb6, 0xd4);
+const GREEN: RGBColor = RGBColor(0x22, 0xc5, 0x5e);
+const ORANGE: RGBColor = RGBColor(0xf9, 0x73, 0x16);
+const RED: RGBColor = RGBColor(0xef, 0x44, 0x44);
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        // The embedded bytes are a valid TrueType font; registration cannot fail for them.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES);
+    });
+}
+
+/// The inputs of the three panels.
+pub struct LocalizationChart<'a> {
+    /// Per image: (coarse recall, coarse precision).
+    pub per_image: &'a [(f64, f64)],
+    pub mean_precision: f64,
+    pub mean_recall: f64,
+    /// IoU of every strict true positive.
+    pub strict_tp_ious: &'a [f64],
+    pub per_class: &'a [ClassRecall],
+}
+
+/// matplotlib's `hist(bins=15)` edges: 15 equal bins over the data's range (±0.5 around a single value).
+pub fn histogram(values: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
+    if values.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let (mut lo, mut hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    if lo == hi {
+        lo -= 0.5;
+        hi += 0.5;
+    }
+    let edges: Vec<f64> = (0..=bins).map(|i| lo + (hi - lo) * i as f64 / bins as f64).collect();
+    let mut counts = vec![0usize; bins];
+    for &v in values {
+        // As numpy: estimate the bin, then fix rounding against the edges; the last bin includes
+        // its right edge.
+        let mut k = ((((v - lo) / (hi - lo)) * bins as f64).floor() as usize).min(bins - 1);
+        if k > 0 && v < edges[k] {
+            k -= 1;
+        } else if k + 1 < bins && v >= edges[k + 1] {
+            k += 1;
+        }
+        counts[k] += 1;
+    }
+    (edges, counts)
+}
+
+pub fn localization_chart(path: &Path, title: &str, c: &LocalizationChart) -> Result<()> {
+    register_font();
+    let err = |e: &dyn std::fmt::Debug| anyhow!("cannot draw chart {}: {e:?}", path.display());
+    let root = BitMapBackend::new(path, (1800, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root.titled(title, (FONT, 26)).map_err(|e| err(&e))?;
+    let panels = root.split_evenly((1, 3));
+
+    // 1: per-image coarse precision vs recall.
+    let mut chart = ChartBuilder::on(&panels[0])
+        .caption("Per-image coarse precision vs recall", (FONT, 20))
+        .margin(14)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.05..1.05, -0.05..1.05)
+        .map_err(|e| err(&e))?;
+    chart.configure_mesh().x_desc("Recall @0.3").y_desc("Precision @0.3").label_style((FONT, 14)).draw().map_err(|e| err(&e))?;
+    let gray = RGBColor(0x80, 0x80, 0x80);
+    chart
+        .draw_series([
+            PathElement::new(vec![(-0.05, c.mean_precision), (1.05, c.mean_precision)], gray.mix(0.8).stroke_width(2)),
+            PathElement::new(vec![(c.mean_recall, -0.05), (c.mean_recall, 1.05)], gray.mix(0.8).stroke_width(2)),
+        ])
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(c.per_image.iter().map(|&(r, p)| {
+            EmptyElement::at((r, p)) + Circle::new((0, 0), 7, CYAN.mix(0.7).filled()) + Circle::new((0, 0), 7, BLACK.stroke_width(1))
+        }))
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series([Text::new(
+            format!("mean ({:.2}, {:.2})", c.mean_precision, c.mean_recall),
+            (c.mean_recall + 0.02, c.mean_precision + 0.04),
+            (FONT, 13).into_font().color(&gray),
+        )])
+        .map_err(|e| err(&e))?;
+
+    // 2: IoU of strict matches.
+    let (edges, counts) = histogram(c.strict_tp_ious, 15);
+    let top = counts.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.15;
+    let (x0, x1) = match (edges.first(), edges.last()) {
+        (Some(&a), Some(&b)) => (a.min(0.45), b.max(0.55)),
+        _ => (0.0, 1.0),
+    };
+    let mut chart = ChartBuilder::on(&panels[1])
+        .caption(format!("IoU of strict matches (n={})", c.strict_tp_ious.len()), (FONT, 20))
+        .margin(14)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, 0.0..top)
+        .map_err(|e| err(&e))?;
+    let mut mesh = chart.configure_mesh();
+    mesh.label_style((FONT, 14));
+    if !c.strict_tp_ious.is_empty() {
+        mesh.x_desc("IoU").y_desc("Count");
+    }
+    mesh.draw().map_err(|e| err(&e))?;
+    if !c.strict_tp_ious.is_empty() {
+        chart
+            .draw_series(counts.iter().enumerate().map(|(i, &n)| {
+                Rectangle::new([(edges[i], 0.0), (edges[i + 1], n as f64)], GREEN.mix(0.85).filled())
+            }))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series([PathElement::new(vec![(0.5, 0.0), (0.5, top)], RED.stroke_width(3))])
+            .map_err(|e| err(&e))?
+            .label("IoU=0.5 threshold")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(3)));
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 13))
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+
+    // 3: per-class coarse recall, the most frequent class on top.
+    let n = c.per_class.len() as i32;
+    let mut chart = ChartBuilder::on(&panels[2])
+        .caption("Per-class coarse recall (top 10 by GT count)", (FONT, 20))
+        .margin(14)
+        .x_label_area_size(45)
+        .y_label_area_size(130)
+        .build_cartesian_2d(0.0..1.05, (0..n.max(1)).into_segmented())
+        .map_err(|e| err(&e))?;
+    let name_at = |v: &SegmentValue<i32>| match v {
+        // Row 0 at the bottom holds the last class.
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+            c.per_class.get((n - 1 - *i) as usize).map(|r| r.name.clone()).unwrap_or_default()
+        }
+        SegmentValue::Last => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc("Recall @0.3")
+        .label_style((FONT, 14))
+        .y_label_formatter(&name_at)
+        .draw()
+        .map_err(|e| err(&e))?;
+    let row = |k: usize| n - 1 - k as i32;
+    chart
+        .draw_series(c.per_class.iter().enumerate().map(|(k, r)| {
+            let color = if r.recall >= 0.5 { GREEN } else if r.recall >= 0.25 { ORANGE } else { RED };
+            let mut bar = Rectangle::new([(0.0, SegmentValue::Exact(row(k))), (r.recall, SegmentValue::Exact(row(k) + 1))], color.filled());
+            bar.set_margin(5, 5, 0, 0);
+            bar
+        }))
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(c.per_class.iter().enumerate().map(|(k, r)| {
+            Text::new(
+                format!("{}/{}", r.matched, r.total),
+                (r.recall + 0.02, SegmentValue::CenterOf(row(k))),
+                TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+            )
+        }))
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_spans_the_data_and_counts_the_right_edge_in_the_last_bin() {
+        let (edges, counts) = histogram(&[0.5, 0.6, 0.8], 3);
+        assert_eq!(edges.len(), 4);
+        assert!((edges[0] - 0.5).abs() < 1e-12 && (edges[3] - 0.8).abs() < 1e-12);
+        assert_eq!(counts, vec![1, 1, 1]);
+        let (edges, counts) = histogram(&[0.7], 15);
+        assert!((edges[0] - 0.2).abs() < 1e-12);
+        assert_eq!(counts.iter().sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn draws_a_png_with_and_without_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let classes = vec![ClassRecall { name: "person".into(), matched: 1, total: 3, recall: 1.0 / 3.0 }];
+        for ious in [vec![0.55, 0.7], vec![]] {
+            let path = dir.path().join("c.png");
+            let chart = LocalizationChart { per_image: &[(0.5, 0.25), (0.0, 0.0)], mean_precision: 0.125, mean_recall: 0.25, strict_tp_ious: &ious, per_class: &classes };
+            localization_chart(&path, "Localization quality analysis", &chart).unwrap();
+            let img = image::open(&path).unwrap();
+            assert_eq!((img.width(), img.height()), (1800, 560));
+        }
+    }
+}

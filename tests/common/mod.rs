@@ -1,0 +1,3 @@
+//! Support shared by the integration tests (not a test crate: `tests/common/` is a module).
+
+pub mod dataset_fixtures;
