@@ -107,3 +107,26 @@ fn an_unknown_backend_is_refused_by_name() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("unknown distributed backend \"tcp\": expected ring, mpi, nccl or any"), "{stderr}");
 }
+
+#[test]
+fn two_ring_ranks_bench_together_and_only_rank_0_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("tiny");
+    make_tiny(&model);
+    let hostfile = tmp.path().join("hosts.json");
+    write_loopback_hostfile(&hostfile, 2).unwrap();
+    let ranks = (0..2)
+        .map(|_| {
+            let mut c = vlmbench();
+            c.args(["bench", "--model", model.to_str().unwrap(), "-p", "16", "-n", "4", "-r", "1", "--no-warmup"])
+                .args(["--dtype", "float32", "-o", "json", "--tensor-parallel", "ring"]);
+            c
+        })
+        .collect();
+    let outputs = run_ranks(ranks, &hostfile, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
+    let rows: serde_json::Value = serde_json::from_str(&outputs[0].stdout).unwrap_or_else(|e| panic!("{e}: {}", outputs[0].stdout));
+    let tests: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["test"].as_str().unwrap()).collect();
+    assert_eq!(tests, ["pp16", "tg4"]);
+    assert!(outputs[0].stderr.contains("tensor parallel: 2 ranks (ring backend)"), "{}", outputs[0].stderr);
+    assert!(outputs[1].stdout.is_empty() && outputs[1].stderr.is_empty(), "rank 1 reported: {} {}", outputs[1].stdout, outputs[1].stderr);
+}
