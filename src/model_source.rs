@@ -4,10 +4,12 @@
 //! everything runs offline.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use mlx_rs::Dtype;
+use vlm_models::distributed::{Backend, Group};
 use vlm_models::dtype::DtypeChoice;
 use vlm_models::hub::{resolve_model, ModelSource, ResolveOptions};
 use vlm_models::model::LoadedModel;
@@ -88,4 +90,31 @@ pub fn load(spec: Option<&str>, choice: DtypeChoice) -> Result<Resolved> {
     let started = Instant::now();
     let model = LoadedModel::load(&dir, dtype).with_context(|| format!("cannot load model {shown}"))?;
     Ok(Resolved { model, spec: shown, random_weights, load_s: started.elapsed().as_secs_f64() })
+}
+
+/// `--tensor-parallel`: joins the MLX distributed group of `backend` (MLX's environment
+/// conventions, docs/distributed.md), then loads this rank's shard of `spec`. Rank 0 alone writes
+/// the built-in checkpoint or downloads a repo, the others wait for it at a barrier; only rank 0
+/// prints notes. Every rank must be started with the same arguments.
+pub fn load_tensor_parallel(spec: Option<&str>, choice: DtypeChoice, backend: Backend) -> Result<(Resolved, Arc<Group>)> {
+    let group = Group::init(backend).context("--tensor-parallel: this process cannot join its group (see docs/distributed.md)")?;
+    let group = Arc::new(group);
+    let dtype: Dtype = choice.resolve(&mlx_rs::Device::try_default()?);
+    let leader = group.rank() == 0;
+    let found = if leader { Some(checkpoint_dir(spec)) } else { None };
+    // Whatever rank 0 found, the others must not race it to write or download the same files.
+    group.barrier().context("--tensor-parallel: waiting for rank 0 to prepare the checkpoint")?;
+    let (dir, random_weights) = match found {
+        Some(found) => found?,
+        None => checkpoint_dir(spec)?,
+    };
+    let shown = spec.unwrap_or(BUILT_IN).to_owned();
+    if leader && random_weights {
+        eprintln!("note: {} has RANDOM weights (make-tiny): outputs are gibberish.", dir.display());
+    }
+    let started = Instant::now();
+    let model = LoadedModel::load_tensor_parallel(&dir, dtype, group.clone())
+        .with_context(|| format!("cannot load rank {} of {} of model {shown}", group.rank(), group.size()))?;
+    let resolved = Resolved { model, spec: shown, random_weights, load_s: started.elapsed().as_secs_f64() };
+    Ok((resolved, group))
 }

@@ -98,6 +98,10 @@ pub enum ModelError {
     #[error("invalid input: {0}")]
     Input(String),
 
+    /// Joining the MLX distributed group or a collective failed.
+    #[error(transparent)]
+    Distributed(#[from] crate::distributed::DistributedError),
+
     /// An error raised by MLX.
     #[error("mlx: {0}")]
     Mlx(#[from] mlx_rs::error::Exception),

@@ -12,6 +12,8 @@ pub mod attention;
 pub mod cache;
 pub mod checkpoint;
 pub mod convert;
+// MLX's distributed layer (ring, MPI, NCCL) for multi-process runs.
+pub mod distributed;
 pub mod error;
 pub mod gguf;
 pub mod nn;
@@ -20,6 +22,8 @@ pub mod image_io;
 pub mod jpeg;
 pub mod pil_resize;
 pub mod quantized;
+// One rank's slice of a weight, read straight from the checkpoint (tensor parallelism).
+pub mod sharding;
 
 // Architectures.
 pub mod gemma3;

@@ -3,6 +3,7 @@
 //! Everything downstream (the engine, tasks, benchmarks) talks to [`LoadedModel`] and [`Decoder`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mlx_rs::{Array, Dtype};
 
@@ -10,6 +11,7 @@ use crate::cache::LayerCache;
 use crate::chat_messages::{format_prompt, ChatMessage};
 use crate::chat_template::{ChatTemplate, ChatTemplateError, RenderOptions};
 use crate::checkpoint::Checkpoint;
+use crate::distributed::Group;
 use crate::error::ModelError;
 use crate::gemma3::Gemma3Text;
 use crate::gemma4::{
@@ -37,6 +39,8 @@ pub enum LoadError {
     Images(#[from] ImagesLoadError),
     #[error("{dir}: model_type {model_type:?} is not supported (supported: {supported})")]
     UnsupportedModelType { dir: PathBuf, model_type: String, supported: &'static str },
+    #[error("{dir}: tensor parallelism is implemented for Gemma 4 (gemma4, gemma4_text), not for model_type {model_type:?}")]
+    TensorParallelUnsupported { dir: PathBuf, model_type: String },
 }
 
 /// The architectures vlmbench implements, by `model_type`.
@@ -103,11 +107,28 @@ pub struct Prefill {
 impl LoadedModel {
     /// Loads the checkpoint in `dir`, computing in `dtype`.
     pub fn load(dir: &Path, dtype: Dtype) -> Result<LoadedModel, LoadError> {
+        Self::load_with(dir, dtype, None)
+    }
+
+    /// Loads this rank's tensor-parallel shard of the text decoder (the rest replicated); every
+    /// rank of `group` must call it with the same checkpoint, then run the same generations.
+    pub fn load_tensor_parallel(dir: &Path, dtype: Dtype, group: Arc<Group>) -> Result<LoadedModel, LoadError> {
+        Self::load_with(dir, dtype, Some(group))
+    }
+
+    fn load_with(dir: &Path, dtype: Dtype, group: Option<Arc<Group>>) -> Result<LoadedModel, LoadError> {
         let checkpoint = Checkpoint::open(dir)?;
         let model_type = checkpoint.model_type().unwrap_or("").to_owned();
-        let architecture = match model_type.as_str() {
-            "gemma4" | "gemma4_text" => Architecture::Gemma4(Gemma4Text::load(&checkpoint, dtype)?),
-            "gemma3" | "gemma3_text" => Architecture::Gemma3(Gemma3Text::load(&checkpoint, dtype)?),
+        let architecture = match (model_type.as_str(), group) {
+            ("gemma4" | "gemma4_text", Some(group)) => {
+                let config = Gemma4Config::from_checkpoint(&checkpoint)?;
+                Architecture::Gemma4(Gemma4Text::load_tensor_parallel(&checkpoint, &config, dtype, group)?)
+            }
+            (_, Some(_)) => {
+                return Err(LoadError::TensorParallelUnsupported { dir: dir.to_path_buf(), model_type });
+            }
+            ("gemma4" | "gemma4_text", None) => Architecture::Gemma4(Gemma4Text::load(&checkpoint, dtype)?),
+            ("gemma3" | "gemma3_text", None) => Architecture::Gemma3(Gemma3Text::load(&checkpoint, dtype)?),
             _ => {
                 return Err(LoadError::UnsupportedModelType {
                     dir: dir.to_path_buf(),
@@ -204,6 +225,12 @@ pub trait Decoder {
     }
     /// Feeds one token `[1, 1]` (possibly not yet evaluated); returns logits `[1, V]`.
     fn step(&mut self, token: &Array) -> Result<Array, ModelError>;
+    /// The sampled token every process goes on with (lazy). In a tensor-parallel group it is rank
+    /// 0's draw, so ranks whose samplers disagree (unseeded sampling) still feed the same tokens
+    /// and stop at the same step; a single process keeps its own.
+    fn agree_on_token(&self, token: Array) -> Result<Array, ModelError> {
+        Ok(token)
+    }
     /// Tokens in the cache so far.
     fn offset(&self) -> i32;
 }
@@ -249,6 +276,13 @@ impl Decoder for Gemma4Decoder<'_> {
 
     fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
         self.model.decode_step(token, &mut self.cache)
+    }
+
+    fn agree_on_token(&self, token: Array) -> Result<Array, ModelError> {
+        match self.model.group() {
+            Some(group) => Ok(group.broadcast_from_rank0(&token)?),
+            None => Ok(token),
+        }
     }
 
     fn offset(&self) -> i32 {

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use vlm_models::distributed::Backend;
 use vlm_models::dtype::DtypeChoice;
 use vlm_models::image_io::load_image;
 
@@ -47,6 +48,11 @@ pub struct BenchArgs {
     /// Output format: md, csv, json, jsonl (jsonl prints each row as its test finishes).
     #[arg(short = 'o', long, default_value = "md", value_parser = clap::value_parser!(OutputFormat))]
     pub output: OutputFormat,
+    /// Run as one rank of a tensor-parallel group (MLX distributed: ring, mpi, nccl or any;
+    /// default any), as `generate --tensor-parallel`: every rank runs every test, rank 0 reports.
+    #[arg(long, value_name = "BACKEND", num_args = 0..=1, default_missing_value = "any",
+          value_parser = |s: &str| s.parse::<Backend>())]
+    pub tensor_parallel: Option<Backend>,
 }
 
 fn lengths(spec: &str) -> Result<Vec<usize>> {
@@ -67,19 +73,33 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     tests.extend(args.tests.iter().copied());
     anyhow::ensure!(!tests.is_empty(), "nothing to run: -p 0 and -n 0 with no --test");
 
-    let resolved = crate::model_source::load(args.model.as_deref(), args.dtype)?;
+    let (resolved, group) = match args.tensor_parallel {
+        Some(backend) => {
+            let (resolved, group) = crate::model_source::load_tensor_parallel(args.model.as_deref(), args.dtype, backend)?;
+            (resolved, Some(group))
+        }
+        None => (crate::model_source::load(args.model.as_deref(), args.dtype)?, None),
+    };
+    // Every rank runs the same tests in the same order (their collectives pair up); rank 0 reports.
+    let quiet = group.as_ref().is_some_and(|g| g.rank() != 0);
+    if let (Some(g), false) = (&group, quiet) {
+        eprintln!("tensor parallel: {} ranks ({} backend); figures are rank 0's", g.size(), g.backend());
+    }
     let model = &resolved.model;
     let options = BenchOptions { tests, repetitions: args.repetitions, warmup: !args.no_warmup, seed: args.seed, image };
     let mut out = std::io::stdout().lock();
     let jsonl = args.output == OutputFormat::Jsonl;
     let rows = bench::run(model, &options, |row| {
+        if quiet {
+            return Ok(());
+        }
         eprintln!("{}: {:.2} ± {:.2} t/s", row.test, row.tps_mean, row.tps_sd);
         if jsonl {
             bench::write_jsonl_row(&mut out, row)?;
         }
         Ok(())
     })?;
-    if !jsonl {
+    if !jsonl && !quiet {
         bench::write_rows(&mut out, args.output, &rows)?;
     }
     out.flush()?;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
+use vlm_models::distributed::Backend;
 use vlm_models::dtype::{dtype_name, DtypeChoice};
 use vlm_models::image_io::load_image;
 
@@ -42,6 +43,12 @@ pub struct GenerateArgs {
     /// Print one JSON object (text, token ids, statistics) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Run as one rank of a tensor-parallel group (MLX distributed: ring, mpi, nccl or any;
+    /// default any). Start every rank with the same arguments under MLX's launch conventions
+    /// (docs/distributed.md); each holds its share of the decoder, all compute, rank 0 prints.
+    #[arg(long, value_name = "BACKEND", num_args = 0..=1, default_missing_value = "any",
+          value_parser = |s: &str| s.parse::<Backend>())]
+    pub tensor_parallel: Option<Backend>,
 }
 
 #[derive(Serialize)]
@@ -56,6 +63,14 @@ struct GenerateReport<'a> {
     text: String,
     token_ids: &'a [u32],
     stats: &'a GenerationStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tensor_parallel: Option<TensorParallelReport>,
+}
+
+#[derive(Serialize)]
+struct TensorParallelReport {
+    backend: &'static str,
+    ranks: i32,
 }
 
 #[derive(Serialize)]
@@ -69,13 +84,21 @@ struct ImageReport {
 pub fn run(args: &GenerateArgs) -> Result<()> {
     // Images first: a bad path fails in a second, before the model loads.
     let images = args.images.iter().map(|p| load_image(p)).collect::<Result<Vec<_>, _>>()?;
-    let resolved = model_source::load(args.model.as_deref(), args.dtype)?;
+    let (resolved, group) = match args.tensor_parallel {
+        Some(backend) => {
+            let (resolved, group) = model_source::load_tensor_parallel(args.model.as_deref(), args.dtype, backend)?;
+            (resolved, Some(group))
+        }
+        None => (model_source::load(args.model.as_deref(), args.dtype)?, None),
+    };
+    // Every rank computes; only rank 0 speaks.
+    let quiet = group.as_ref().is_some_and(|g| g.rank() != 0);
     let (model, load_s, dtype) = (&resolved.model, resolved.load_s, resolved.model.dtype);
 
     let prompt = model.build_prompt(&args.prompt, &images)?;
     let mut sampler = args.sampling.sampler(model)?;
     let options = GenerateOptions::with_eos(model, args.max_tokens, args.ignore_eos);
-    let stream = args.stream && !args.json;
+    let stream = args.stream && !args.json && !quiet;
     let mut out = std::io::stdout().lock();
     let TextGeneration { text, generation } = engine::generate_text(model, &prompt, &mut sampler, &options, |piece| {
         if stream {
@@ -85,6 +108,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         Ok(())
     })?;
 
+    if quiet {
+        return Ok(());
+    }
     if args.json {
         let report = GenerateReport {
             model: model.dir.display().to_string(),
@@ -105,6 +131,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             text,
             token_ids: &generation.token_ids,
             stats: &generation.stats,
+            tensor_parallel: group.as_ref().map(|g| TensorParallelReport { backend: g.backend().name(), ranks: g.size() }),
         };
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {

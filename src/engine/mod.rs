@@ -86,7 +86,7 @@ pub fn generate_prompt(
 
     let prefill = decoder.prefill_prompt(prompt).context("prefill failed")?;
     let vision_encode_s = prefill.vision_encode_s;
-    let mut next = sample(&prefill.logits)?;
+    let mut next = decoder.agree_on_token(sample(&prefill.logits)?)?;
     async_eval([&next])?;
 
     let mut token_ids = Vec::with_capacity(options.max_tokens);
@@ -96,7 +96,8 @@ pub fn generate_prompt(
         // Enqueue the following step before reading this token back, unless we are done anyway.
         let more_wanted = token_ids.len() + 1 < options.max_tokens;
         if more_wanted {
-            next = sample(&decoder.step(&current).context("decode step failed")?)?;
+            let logits = decoder.step(&current).context("decode step failed")?;
+            next = decoder.agree_on_token(sample(&logits)?)?;
             async_eval([&next])?;
         } else {
             next = current.clone();

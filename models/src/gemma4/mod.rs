@@ -4,6 +4,7 @@ pub mod config;
 pub mod moe;
 pub mod multimodal;
 pub mod processor;
+pub mod tensor_parallel;
 pub mod text;
 pub mod vision;
 

@@ -83,6 +83,8 @@ pub struct Experts {
     gate_proj: SwitchLinear,
     up_proj: SwitchLinear,
     down_proj: SwitchLinear,
+    /// Expert parallelism: the global ids of the experts held here (`None`: all of them).
+    local: Option<std::ops::Range<i32>>,
 }
 
 impl Experts {
@@ -120,6 +122,7 @@ impl Experts {
                 hidden,
                 dtype,
             )?,
+            local: None,
         })
     }
 
@@ -129,6 +132,20 @@ impl Experts {
     /// pairs the rows are sorted by expert (`sorted_indices=True`) and unsorted afterwards, except
     /// for blocks of 2..=8 positions, which (like single-token decode) stay unsorted.
     pub fn forward(&self, x: &Array, indices: &Array, weights: &Array) -> Result<Array> {
+        let Some(local) = &self.local else {
+            return self.forward_held(x, indices, weights);
+        };
+        // Expert parallelism: selections of experts held elsewhere get weight 0 (and a valid
+        // local index, so the gathered matmul stays in bounds); the caller sums over ranks.
+        let idx = indices.as_dtype(Dtype::Int32)?;
+        let start = Array::from_int(local.start);
+        let mine = idx.ge(&start)?.logical_and(idx.lt(Array::from_int(local.end))?)?;
+        let local_idx = mlx_rs::ops::select(&mine, idx.subtract(&start)?, mlx_rs::ops::zeros_like(&idx)?)?;
+        let w = mlx_rs::ops::select(&mine, weights, mlx_rs::ops::zeros_like(weights)?)?;
+        self.forward_held(x, &local_idx.as_dtype(Dtype::Uint32)?, &w)
+    }
+
+    fn forward_held(&self, x: &Array, indices: &Array, weights: &Array) -> Result<Array> {
         let l = x.dim(1);
         let ish = indices.shape().to_vec();
         let short_block = l > 1 && l <= DECODE_BLOCK_SIZE;
@@ -165,5 +182,22 @@ impl Experts {
         v.extend(self.up_proj.arrays());
         v.extend(self.down_proj.arrays());
         v
+    }
+
+    /// This rank's whole experts of `num_experts` (expert parallelism): [`Experts::forward`] then
+    /// gives this rank's part of the output, which the caller adds up over ranks.
+    pub(crate) fn sharded(
+        &self,
+        tp: &super::tensor_parallel::TensorParallel,
+        prefix: &str,
+        num_experts: i32,
+    ) -> Result<Self> {
+        let p = format!("{prefix}.switch_glu");
+        Ok(Experts {
+            gate_proj: tp.experts(&self.gate_proj, &format!("{p}.gate_proj"), num_experts)?,
+            up_proj: tp.experts(&self.up_proj, &format!("{p}.up_proj"), num_experts)?,
+            down_proj: tp.experts(&self.down_proj, &format!("{p}.down_proj"), num_experts)?,
+            local: Some(tp.expert_range(num_experts)),
+        })
     }
 }

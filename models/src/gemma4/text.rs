@@ -15,11 +15,15 @@ use mlx_rs::ops::{
 };
 use mlx_rs::{Array, Dtype};
 
+use std::sync::Arc;
+
 use super::config::{AttentionShape, Config, LayerType, TextConfig};
 use super::moe::{Experts, Router};
+use super::tensor_parallel::TensorParallel;
 use crate::attention::{causal_mask, sdpa, Mask};
 use crate::cache::{eval_caches, KvCache, LayerCache, RotatingKvCache};
 use crate::checkpoint::Checkpoint;
+use crate::distributed::Group;
 use crate::error::{ModelError, Result};
 use crate::nn::{geglu, gelu_tanh, rms_norm_no_scale, scalar, softcap, RmsNorm, Rope};
 use crate::quantized::{load_param, Embedding, Linear};
@@ -71,11 +75,25 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(ckpt: &Checkpoint, p: &str, hidden: i32, inter: i32, dtype: Dtype) -> Result<Self> {
-        Ok(Mlp {
-            gate_proj: Linear::load(ckpt, &format!("{p}.gate_proj"), hidden, inter, dtype)?,
-            up_proj: Linear::load(ckpt, &format!("{p}.up_proj"), hidden, inter, dtype)?,
-            down_proj: Linear::load(ckpt, &format!("{p}.down_proj"), inter, hidden, dtype)?,
+    fn load(
+        ckpt: &Checkpoint,
+        p: &str,
+        hidden: i32,
+        inter: i32,
+        dtype: Dtype,
+        tp: Option<&TensorParallel>,
+    ) -> Result<Self> {
+        let (gp, up, dp) = (format!("{p}.gate_proj"), format!("{p}.up_proj"), format!("{p}.down_proj"));
+        let gate_proj = Linear::load(ckpt, &gp, hidden, inter, dtype)?;
+        let up_proj = Linear::load(ckpt, &up, hidden, inter, dtype)?;
+        let down_proj = Linear::load(ckpt, &dp, inter, hidden, dtype)?;
+        Ok(match tp {
+            None => Mlp { gate_proj, up_proj, down_proj },
+            Some(tp) => Mlp {
+                gate_proj: tp.mlp_in(&gate_proj, &gp, inter)?,
+                up_proj: tp.mlp_in(&up_proj, &up, inter)?,
+                down_proj: tp.mlp_out(&down_proj, &dp, inter)?,
+            },
         })
     }
 
@@ -120,6 +138,8 @@ struct DecoderLayer {
     moe: Option<MoeBlock>,
     ple: Option<LayerPle>,
     layer_scalar: Array,
+    /// Tensor-parallel group: the attention and MLP outputs are partial sums to add up.
+    tp: Option<Arc<Group>>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +164,8 @@ pub struct Gemma4Text {
     ple: Option<ModelPle>,
     /// Token ids replaced by the pad id (0) in the PLE lookup of a prompt: image, audio, video.
     multimodal_ids: Vec<i32>,
+    /// The tensor-parallel group this rank's shard belongs to (`None`: the whole model).
+    group: Option<Arc<Group>>,
 }
 
 fn norm(ckpt: &Checkpoint, name: &str, dim: i32, eps: f32, dtype: Dtype) -> Result<RmsNorm> {
@@ -175,6 +197,34 @@ impl Gemma4Text {
 
     /// As [`Gemma4Text::load`] with an already parsed config.
     pub fn load_with_config(ckpt: &Checkpoint, config: &Config, dtype: Dtype) -> Result<Self> {
+        Self::load_impl(ckpt, config, dtype, None)
+    }
+
+    /// This rank's shard for tensor parallelism over `group` (see [`super::tensor_parallel`]):
+    /// its attention heads and MLP units, read straight from the checkpoint, plus the replicated
+    /// parts. Every rank of the group must load the same checkpoint and run the same calls.
+    pub fn load_tensor_parallel(
+        ckpt: &Checkpoint,
+        config: &Config,
+        dtype: Dtype,
+        group: Arc<Group>,
+    ) -> Result<Self> {
+        let tp = TensorParallel::new(ckpt, group, dtype);
+        tp.check(&config.text, ckpt.config_path())?;
+        Self::load_impl(ckpt, config, dtype, Some(&tp))
+    }
+
+    /// The tensor-parallel group this model is a shard of, if any.
+    pub fn group(&self) -> Option<&Arc<Group>> {
+        self.group.as_ref()
+    }
+
+    fn load_impl(
+        ckpt: &Checkpoint,
+        config: &Config,
+        dtype: Dtype,
+        tp: Option<&TensorParallel>,
+    ) -> Result<Self> {
         crate::error::check_compute_dtype(dtype)?;
         let cfg = config.text.clone();
         let pre = weight_prefix(ckpt)?;
@@ -215,23 +265,21 @@ impl Gemma4Text {
             let (k_proj, v_proj, k_norm) = if shared {
                 (None, None, None)
             } else {
-                let k = Linear::load(
-                    ckpt,
-                    &format!("{ap}.k_proj"),
-                    h,
-                    a.n_kv_heads * a.head_dim,
-                    dtype,
-                )?;
+                let kp = format!("{ap}.k_proj");
+                let k = Linear::load(ckpt, &kp, h, a.n_kv_heads * a.head_dim, dtype)?;
+                let k = match tp {
+                    Some(tp) => tp.kv_proj(&k, &kp, &a)?,
+                    None => k,
+                };
                 let v = if a.k_eq_v {
                     None
                 } else {
-                    Some(Linear::load(
-                        ckpt,
-                        &format!("{ap}.v_proj"),
-                        h,
-                        a.n_kv_heads * a.head_dim,
-                        dtype,
-                    )?)
+                    let vp = format!("{ap}.v_proj");
+                    let v = Linear::load(ckpt, &vp, h, a.n_kv_heads * a.head_dim, dtype)?;
+                    Some(match tp {
+                        Some(tp) => tp.kv_proj(&v, &vp, &a)?,
+                        None => v,
+                    })
                 };
                 (
                     Some(k),
@@ -239,24 +287,19 @@ impl Gemma4Text {
                     Some(norm(ckpt, &format!("{ap}.k_norm"), a.head_dim, eps, dtype)?),
                 )
             };
+            let (qp, op) = (format!("{ap}.q_proj"), format!("{ap}.o_proj"));
+            let q_proj = Linear::load(ckpt, &qp, h, a.n_heads * a.head_dim, dtype)?;
+            let o_proj = Linear::load(ckpt, &op, a.n_heads * a.head_dim, h, dtype)?;
+            let (shape, q_proj, o_proj) = match tp {
+                Some(tp) => (tp.local_shape(a), tp.q_proj(&q_proj, &qp, &a)?, tp.o_proj(&o_proj, &op, &a)?),
+                None => (a, q_proj, o_proj),
+            };
             let attn = Attention {
-                shape: a,
-                q_proj: Linear::load(
-                    ckpt,
-                    &format!("{ap}.q_proj"),
-                    h,
-                    a.n_heads * a.head_dim,
-                    dtype,
-                )?,
+                shape,
+                q_proj,
                 k_proj,
                 v_proj,
-                o_proj: Linear::load(
-                    ckpt,
-                    &format!("{ap}.o_proj"),
-                    a.n_heads * a.head_dim,
-                    h,
-                    dtype,
-                )?,
+                o_proj,
                 q_norm: norm(ckpt, &format!("{ap}.q_norm"), a.head_dim, eps, dtype)?,
                 k_norm,
                 rope,
@@ -274,14 +317,20 @@ impl Gemma4Text {
                         eps,
                         dtype,
                     )?,
-                    experts: Experts::load(
-                        ckpt,
-                        &format!("{p}.experts"),
-                        h,
-                        cfg.moe_intermediate_size.unwrap_or(0),
-                        ne,
-                        dtype,
-                    )?,
+                    experts: {
+                        let experts = Experts::load(
+                            ckpt,
+                            &format!("{p}.experts"),
+                            h,
+                            cfg.moe_intermediate_size.unwrap_or(0),
+                            ne,
+                            dtype,
+                        )?;
+                        match tp {
+                            Some(tp) => experts.sharded(tp, &format!("{p}.experts"), ne)?,
+                            None => experts,
+                        }
+                    },
                     pre_feedforward_layernorm_2: norm(
                         ckpt,
                         &format!("{p}.pre_feedforward_layernorm_2"),
@@ -337,7 +386,7 @@ impl Gemma4Text {
             };
             layers.push(DecoderLayer {
                 attn,
-                mlp: Mlp::load(ckpt, &format!("{p}.mlp"), h, cfg.mlp_width(i), dtype)?,
+                mlp: Mlp::load(ckpt, &format!("{p}.mlp"), h, cfg.mlp_width(i), dtype, tp)?,
                 input_layernorm: norm(ckpt, &format!("{p}.input_layernorm"), h, eps, dtype)?,
                 post_attention_layernorm: norm(
                     ckpt,
@@ -363,6 +412,7 @@ impl Gemma4Text {
                 moe,
                 ple,
                 layer_scalar: load_param(ckpt, &format!("{p}.layer_scalar"), &[1], dtype)?,
+                tp: tp.map(|t| t.group().clone()),
             });
         }
         let ple = if cfg.hidden_size_per_layer_input > 0 {
@@ -414,6 +464,7 @@ impl Gemma4Text {
             norm,
             ple,
             multimodal_ids,
+            group: tp.map(|t| t.group().clone()),
         };
         mlx_rs::transforms::eval(model.arrays())?;
         Ok(model)
@@ -465,6 +516,12 @@ impl Gemma4Text {
             v.push(&l.layer_scalar);
         }
         v
+    }
+
+    /// Bytes of every weight this process holds (a tensor-parallel rank: its shard plus the
+    /// replicated parts).
+    pub fn weight_bytes(&self) -> usize {
+        self.arrays().iter().map(|a| a.nbytes()).sum()
     }
 
     /// The text config.
@@ -998,6 +1055,14 @@ impl Attention {
 }
 
 impl DecoderLayer {
+    /// Tensor parallel: adds up the ranks' partial outputs of a row-parallel projection.
+    fn all_sum(&self, partial: Array) -> Result<Array> {
+        match &self.tp {
+            Some(g) => Ok(g.all_sum(&partial)?),
+            None => Ok(partial),
+        }
+    }
+
     fn forward(
         &self,
         x: &Array,
@@ -1008,23 +1073,24 @@ impl DecoderLayer {
     ) -> Result<(Array, (Array, Array, i32))> {
         let h = self.input_layernorm.forward(x)?;
         let (h, kv) = self.attn.forward(&h, mask, cache, shared)?;
+        let h = self.all_sum(h)?;
         let h = self.post_attention_layernorm.forward(&h)?;
         let h = x.add(&h)?;
         let residual = h.clone();
         let m = match &self.moe {
             Some(moe) => {
                 let h1 = self.pre_feedforward_layernorm.forward(&h)?;
-                let h1 = self.mlp.forward(&h1)?;
+                let h1 = self.all_sum(self.mlp.forward(&h1)?)?;
                 let h1 = moe.post_feedforward_layernorm_1.forward(&h1)?;
                 let (idx, w) = moe.router.forward(&h)?;
                 let h2 = moe.pre_feedforward_layernorm_2.forward(&h)?;
-                let h2 = moe.experts.forward(&h2, &idx, &w)?;
+                let h2 = self.all_sum(moe.experts.forward(&h2, &idx, &w)?)?;
                 let h2 = moe.post_feedforward_layernorm_2.forward(&h2)?;
                 h1.add(&h2)?
             }
             None => {
                 let h1 = self.pre_feedforward_layernorm.forward(&h)?;
-                self.mlp.forward(&h1)?
+                self.all_sum(self.mlp.forward(&h1)?)?
             }
         };
         let m = self.post_feedforward_layernorm.forward(&m)?;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs ON a 2-GPU machine, after `source tools/gpu/device-setup.sh env` (docs/gpu.md): the tiny
+# dense checkpoint decoded greedily for 32 tokens by one process on one GPU and by two
+# tensor-parallel ranks over NCCL (one GPU each, MLX's variables: MLX_RANK, MLX_WORLD_SIZE,
+# NCCL_HOST_IP, NCCL_PORT), in float32 and bfloat16. Writes every output under $OUT/tp-nccl/ and
+# prints whether rank 0's tokens equal the single process's.
+# NOT RUN YET: the device tool copies the main checkout, so a branch's binary could not be carried
+# there from this worktree; run it after the merge (carry .gpu/vlmbench built from main).
+set -uo pipefail
+bin=./.gpu/vlmbench
+out="${OUT:-/tmp/out}/tp-nccl"
+mkdir -p "$out"
+nvidia-smi -L > "$out/gpus.txt" 2>&1
+"$bin" make-tiny /tmp/tiny-tp --force > "$out/make-tiny.txt" 2>&1 || { cat "$out/make-tiny.txt"; exit 1; }
+for dtype in float32 bfloat16; do
+  args=(generate --model /tmp/tiny-tp --prompt "Describe the picture in one sentence." --max-tokens 32
+        --ignore-eos --temperature 0 --dtype "$dtype" --json)
+  CUDA_VISIBLE_DEVICES=0 timeout 300 "$bin" "${args[@]}" > "$out/single-$dtype.json" 2> "$out/single-$dtype.err"
+  echo "single $dtype: exit $?"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  for r in 0 1; do
+    CUDA_VISIBLE_DEVICES=$r MLX_RANK=$r MLX_WORLD_SIZE=2 NCCL_HOST_IP=127.0.0.1 NCCL_PORT=$port \
+      timeout 300 "$bin" "${args[@]}" --tensor-parallel nccl > "$out/rank$r-$dtype.json" 2> "$out/rank$r-$dtype.err" &
+  done
+  wait
+  python3 - "$out" "$dtype" <<'EOF'
+import json, sys
+out, dtype = sys.argv[1], sys.argv[2]
+def tokens(name):
+    try:
+        return json.load(open(f"{out}/{name}-{dtype}.json"))["token_ids"]
+    except Exception as e:
+        return f"unreadable ({e}): " + open(f"{out}/{name}-{dtype}.err").read()[-2000:]
+single, rank0 = tokens("single"), tokens("rank0")
+print(f"{dtype}: single GPU {single}")
+print(f"{dtype}: 2 NCCL ranks {rank0}")
+print(f"{dtype}: identical: {single == rank0}")
+EOF
+done
