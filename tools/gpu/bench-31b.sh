@@ -3,6 +3,7 @@
 # then measures vlmbench and mlx-vlm on that same file: cold first calls (each with its own empty
 # MLX PTX cache), llama-bench rows, and a side-by-side at equal token counts. Writes under $OUT.
 #   tools/gpu/bench-31b.sh CARRIED_DIR     (holds vlmbench, whl/, tools/ from this checkout)
+#   SKIP_COLD=1 tools/gpu/bench-31b.sh ... skips the cold first calls (about 3 minutes of device time)
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 h="${1:?usage: bench-31b.sh CARRIED_DIR}"
@@ -25,6 +26,7 @@ if [ ! -f "$model/config.json" ]; then
   timed "$bin" make-tiny --preset gemma-4-31b "$model" >> "$log" 2>&1
 fi
 du -sh "$model" | tee -a "$log"
+if [ -z "${SKIP_COLD:-}" ]; then
 step "vlmbench cold pp512 (fresh PTX cache)"
 timed env MLX_PTX_CACHE_DIR=/tmp/ptx-vlmbench "$bin" bench -m "$model" -p 512 -n 0 -r 1 --no-warmup -o json > "$OUT/cold-vlmbench.json" 2>> "$log"
 step "vlmbench second process pp512 (PTX cache filled by the first)"
@@ -32,6 +34,7 @@ timed env MLX_PTX_CACHE_DIR=/tmp/ptx-vlmbench "$bin" bench -m "$model" -p 512 -n
 step "mlx-vlm cold (fresh PTX cache): warm-up = first call, then pp512+tg8"
 timed env MLX_PTX_CACHE_DIR=/tmp/ptx-mlxvlm python3 "$ref" --model "$model" --lengths 512 --gen 8 \
   --out "$OUT/cold-mlx-vlm.json" > /tmp/cold-mlx-vlm.log 2>&1; grep -v -i warn /tmp/cold-mlx-vlm.log | tail -5 | tee -a "$log"
+fi
 export MLX_PTX_CACHE_DIR=/tmp/ptx-vlmbench
 step "vlmbench bench pp512,pp1024,tg128 x3"
 "$bin" bench -m "$model" -p 512,1024 -n 128 -r 3 -o json > "$OUT/bench-vlmbench.json" 2>> "$log"
