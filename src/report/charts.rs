@@ -185,7 +185,9 @@ fn line_panels(
             .y_desc(unit)
             .label_style((FONT, 14))
             .x_labels(6)
+            .light_line_style(WHITE)
             .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| trim_number(*y))
             .draw()
             .map_err(&err)?;
         for (k, s) in series.iter().enumerate() {
@@ -266,10 +268,25 @@ pub fn chart_results(files: &[ResultsFile], dir: &Path) -> Result<Vec<PathBuf>> 
     Ok(written)
 }
 
+/// "model (dtype) on device" for the files, each part listed once: several long device names
+/// would not fit in a title, so devices are named only when there is one.
 fn describe<'a>(files: impl Iterator<Item = &'a ResultsFile>) -> String {
-    let mut parts: Vec<String> = files.map(|f| format!("{} on {} ({})", f.run.model, f.run.device, f.run.dtype)).collect();
-    parts.dedup();
-    parts.join(", ")
+    let files: Vec<&ResultsFile> = files.collect();
+    let distinct = |f: fn(&ResultsFile) -> &str| {
+        let mut seen: Vec<&str> = Vec::new();
+        for file in &files {
+            if !seen.contains(&f(file)) {
+                seen.push(f(file));
+            }
+        }
+        seen
+    };
+    let (models, dtypes, devices) = (distinct(|f| &f.run.model), distinct(|f| &f.run.dtype), distinct(|f| &f.run.device));
+    let mut text = format!("{} ({})", models.join(", "), dtypes.join(", "));
+    if let [device] = devices.as_slice() {
+        text.push_str(&format!(" on {device}"));
+    }
+    text
 }
 
 #[cfg(test)]
