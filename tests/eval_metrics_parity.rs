@@ -10,26 +10,18 @@
 //! reference runs with those switched off (see src/eval/argsort.rs). Needs
 //! `VLMBENCH_REFERENCE_PYTHON` (tools/test.sh sets it); without it the test says so and passes.
 
+#[allow(dead_code)] // each test crate uses part of the shared support
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use common::dataset_fixtures::COCO_NAMES;
 use serde_json::{json, Value};
 use vlmbench::eval::detection::{ground_truth, parse_predictions, Categories, GtObject};
 use vlmbench::eval::matching::evaluate;
 use vlmbench::eval::summary::{coco_summary, vqa_exact_match, ScoredImage};
 use vlmbench::tasks::coords::ImageSize;
-
-const COCO_NAMES: [&str; 80] = [
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
-    "scissors", "teddy bear", "hair drier", "toothbrush",
-];
 
 fn reference_python() -> Option<PathBuf> {
     match std::env::var_os("VLMBENCH_REFERENCE_PYTHON") {
