@@ -15,7 +15,6 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use vlm_models::dtype::dtype_name;
-use vlm_models::generation_config::SamplingParams;
 use vlm_models::image_io::RgbImage;
 use vlm_models::model::{default_prefill_step_size, LoadedModel, Prompt};
 use vlm_models::runtime;
@@ -162,7 +161,7 @@ fn ids_prompt(ids: Vec<u32>) -> Prompt {
 }
 
 fn generate_exactly(model: &LoadedModel, prompt: &Prompt, n: usize) -> Result<engine::GenerationStats> {
-    let mut sampler = Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() }, None)?;
+    let mut sampler = Sampler::greedy();
     let options = GenerateOptions { max_tokens: n, stop_ids: vec![] };
     let mut decoder = model.decoder(default_prefill_step_size());
     Ok(engine::generate_prompt(decoder.as_mut(), prompt, &mut sampler, &options, |_| Ok(()))?.stats)

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use anyhow::Result;
 use vlm_models::dtype::dtype_name;
-use vlm_models::generation_config::SamplingParams;
 use vlm_models::image_io::RgbImage;
 use vlm_models::model::{default_prefill_step_size, LoadedModel, Prompt};
 use vlm_models::runtime;
@@ -108,7 +107,7 @@ pub fn run(
     let stop_ids = if options.ignore_eos { vec![] } else { model.generation.eos_token_ids.clone() };
     let measure = |prompt: &Prompt, max_tokens: usize| -> Result<crate::engine::GenerationStats> {
         let _ = mlx_rs::memory::reset_peak_memory();
-        let mut sampler = Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() }, None)?;
+        let mut sampler = Sampler::greedy();
         let options = GenerateOptions { max_tokens, stop_ids: stop_ids.clone() };
         let mut decoder = model.decoder(default_prefill_step_size());
         Ok(engine::generate_prompt(decoder.as_mut(), prompt, &mut sampler, &options, |_| Ok(()))?.stats)

@@ -126,7 +126,6 @@ pub fn generate_prompt(
 mod tests {
     use super::*;
     use vlm_models::error::ModelError;
-    use vlm_models::generation_config::SamplingParams;
 
     /// A model whose next token is always (last token + 1) mod V: deterministic and cheap, so the
     /// tests check the loop itself (ordering, stopping, counting), not a network.
@@ -158,15 +157,11 @@ mod tests {
         }
     }
 
-    fn greedy() -> Sampler {
-        Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() }, None).unwrap()
-    }
-
     fn run(max_tokens: usize, stop_ids: Vec<u32>) -> (Generation, Vec<u32>, Counter) {
         let mut model = Counter { vocab: 16, seen: vec![] };
         let mut streamed = vec![];
         let options = GenerateOptions { max_tokens, stop_ids };
-        let g = generate(&mut model, &[3, 4], &mut greedy(), &options, |id| {
+        let g = generate(&mut model, &[3, 4], &mut Sampler::greedy(), &options, |id| {
             streamed.push(id);
             Ok(())
         })
@@ -203,7 +198,7 @@ mod tests {
     fn wraps_around_the_vocabulary_like_any_other_id() {
         let mut model = Counter { vocab: 16, seen: vec![] };
         let options = GenerateOptions { max_tokens: 3, stop_ids: vec![] };
-        let g = generate(&mut model, &[14], &mut greedy(), &options, |_| Ok(())).unwrap();
+        let g = generate(&mut model, &[14], &mut Sampler::greedy(), &options, |_| Ok(())).unwrap();
         assert_eq!(g.token_ids, vec![15, 0, 1]);
     }
 
@@ -212,7 +207,7 @@ mod tests {
         let mut model = Counter { vocab: 16, seen: vec![] };
         let options = GenerateOptions { max_tokens: 10, stop_ids: vec![] };
         let mut n = 0;
-        let err = generate(&mut model, &[1], &mut greedy(), &options, |_| {
+        let err = generate(&mut model, &[1], &mut Sampler::greedy(), &options, |_| {
             n += 1;
             anyhow::ensure!(n < 3, "interrupted");
             Ok(())
@@ -256,7 +251,7 @@ mod tests {
         let prompt = Prompt { text: String::new(), ids: vec![3, 4], images: vec![image.clone(), image] };
         let mut model = Seeing { inner: Counter { vocab: 16, seen: vec![] }, images_seen: 0 };
         let options = GenerateOptions { max_tokens: 2, stop_ids: vec![] };
-        let g = generate_prompt(&mut model, &prompt, &mut greedy(), &options, |_| Ok(())).unwrap();
+        let g = generate_prompt(&mut model, &prompt, &mut Sampler::greedy(), &options, |_| Ok(())).unwrap();
         assert_eq!(model.images_seen, 2);
         assert_eq!(g.token_ids, vec![5, 6]);
         let s = &g.stats;
@@ -273,7 +268,7 @@ mod tests {
         let prompt = Prompt { text: String::new(), ids: vec![3], images: vec![image] };
         let mut model = Counter { vocab: 16, seen: vec![] };
         let options = GenerateOptions { max_tokens: 1, stop_ids: vec![] };
-        let err = generate_prompt(&mut model, &prompt, &mut greedy(), &options, |_| Ok(())).unwrap_err();
+        let err = generate_prompt(&mut model, &prompt, &mut Sampler::greedy(), &options, |_| Ok(())).unwrap_err();
         assert!(format!("{err:#}").contains("does not take images"), "{err:#}");
     }
 
@@ -281,8 +276,8 @@ mod tests {
     fn refuses_an_empty_prompt_and_zero_tokens() {
         let mut model = Counter { vocab: 16, seen: vec![] };
         let options = GenerateOptions { max_tokens: 1, stop_ids: vec![] };
-        assert!(generate(&mut model, &[], &mut greedy(), &options, |_| Ok(())).is_err());
+        assert!(generate(&mut model, &[], &mut Sampler::greedy(), &options, |_| Ok(())).is_err());
         let zero = GenerateOptions { max_tokens: 0, stop_ids: vec![] };
-        assert!(generate(&mut model, &[1], &mut greedy(), &zero, |_| Ok(())).is_err());
+        assert!(generate(&mut model, &[1], &mut Sampler::greedy(), &zero, |_| Ok(())).is_err());
     }
 }

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use vlm_models::dtype::DtypeChoice;
-use vlm_models::generation_config::SamplingOverrides;
 use vlm_models::image_io::decode_image;
 use vlm_models::model::LoadedModel;
 use vlm_models::sampling::Sampler;
@@ -84,11 +83,8 @@ fn shards(o: &EvalOptions, repo: &str, split: &str) -> Result<Box<dyn Iterator<I
 fn load_model(o: &EvalOptions) -> Result<(LoadedModel, Sampler, GenerateOptions)> {
     let resolved = model_source::load(o.model.as_deref(), o.dtype)?;
     let model = resolved.model;
-    let greedy = SamplingOverrides { temperature: Some(0.0), top_p: None, top_k: None };
-    let sampler = Sampler::new(model.generation.sampling(greedy), None)?;
-    sampler.check_vocab(model.vocab_size())?;
-    let options = GenerateOptions { max_tokens: o.max_tokens, stop_ids: model.generation.eos_token_ids.clone() };
-    Ok((model, sampler, options))
+    let options = GenerateOptions::until_stop(&model, o.max_tokens);
+    Ok((model, Sampler::greedy(), options))
 }
 
 #[derive(Serialize)]

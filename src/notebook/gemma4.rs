@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 use vlm_models::dtype::DtypeChoice;
 use vlm_models::image_io::RgbImage;
-use vlm_models::model::LoadedModel;
+use vlm_models::sampling::Sampler;
 
 use super::record::{NotebookRecord, Section, RECORD_FILE};
 use super::report;
@@ -16,6 +16,7 @@ use crate::bench::results::{Measurement, ResultKind};
 use crate::bench::sweep::{self, notebook_prompts, run_info, SweepOptions, SweepPrompt};
 use crate::engine::GenerateOptions;
 use crate::eval::numpy_rng::RandomState;
+use crate::eval::numpy_stats;
 use crate::model_source::{self, Resolved};
 use crate::report::charts::{throughput_panels, ThroughputBar};
 use crate::report::overlay::{Overlay, FP_RED, POLYGON_RED};
@@ -128,10 +129,11 @@ fn load_section(ctx: &Context, _: &NotebookRecord) -> Result<Section> {
     ))
 }
 
-/// One task on one image, greedy, with the notebook's token limit; the answer and its figures.
+/// One task on one image with the notebook's token limit; the answer and its figures. Greedy, as
+/// mlx-vlm 0.4.4's `generate` defaults to temperature 0, so that a run repeats.
 fn ask_notebook(ctx: &Context, image: &RgbImage, task: &Task, notebook_limit: usize) -> Result<(Answered, Value)> {
     let model = &ctx.resolved.model;
-    let mut sampler = greedy(model)?;
+    let mut sampler = Sampler::greedy();
     let options = GenerateOptions::until_stop(model, limit(ctx.options, notebook_limit));
     let answered = ask(model, image, &task.prompt(), &mut sampler, &options, |_| Ok(()))?;
     let s = &answered.stats;
@@ -147,15 +149,6 @@ fn ask_notebook(ctx: &Context, image: &RgbImage, task: &Task, notebook_limit: us
         "max_tokens": options.max_tokens,
     });
     Ok((answered, figures))
-}
-
-/// The notebook calls mlx-vlm's `generate` with its defaults; its answers here are greedy so that
-/// a run is reproducible (sampling flags belong to `vlmbench generate` and the task commands).
-pub(super) fn greedy(model: &LoadedModel) -> Result<vlm_models::sampling::Sampler> {
-    use vlm_models::generation_config::SamplingParams;
-    let sampler = vlm_models::sampling::Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() }, None)?;
-    sampler.check_vocab(model.vocab_size())?;
-    Ok(sampler)
 }
 
 fn scene_section(ctx: &Context, _: &NotebookRecord) -> Result<Section> {
@@ -174,12 +167,8 @@ fn chart_section(ctx: &Context, _: &NotebookRecord) -> Result<Section> {
     research_chart::draw(&ctx.out.join(file), &data)?;
     let image = vlm_models::image_io::load_image(&ctx.out.join(file))?;
     let (_, mut figures) = ask_notebook(ctx, &image, &Task::Chart, prompts::CHART_MAX_TOKENS)?;
-    figures["val_loss_min_epoch"] = json!(argmin(&data.val_loss) + 1);
+    figures["val_loss_min_epoch"] = json!(numpy_stats::argmin(&data.val_loss).map(|i| i + 1));
     Ok(Section::done(figures, vec![file.into()]))
-}
-
-fn argmin(values: &[f64]) -> usize {
-    values.iter().enumerate().fold(0, |best, (i, v)| if *v < values[best] { i } else { best })
 }
 
 fn segment_section(ctx: &Context, _: &NotebookRecord) -> Result<Section> {
