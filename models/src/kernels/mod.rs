@@ -5,7 +5,8 @@
 //!   MLX's `compile`, which fuses each chain into one kernel (as mlx-vlm's compiled functions do).
 //!
 //! Which path runs is a process-wide choice ([`Kernels`]): `VLMBENCH_KERNELS=mlx` keeps MLX's
-//! stock kernels and op-by-op graphs everywhere, so both can be compared with one binary.
+//! stock kernels and op-by-op graphs everywhere, `gemv` adds only the GEMV, so each change can
+//! be measured with one binary.
 
 pub mod check;
 pub mod fused;
@@ -18,15 +19,17 @@ use mlx_rs::{Array, Stream};
 use crate::error::{ModelError, Result};
 
 /// Who runs the hot-path operations on a CUDA GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kernels {
     /// MLX's stock kernels, op by op (the unoptimized path).
     Mlx,
+    /// vlmbench's GEMV, elementwise chains op by op (to measure each change on its own).
+    Gemv,
     /// vlmbench's GEMV and fused elementwise chains.
     Vlmbench,
 }
 
-/// The process's choice: `VLMBENCH_KERNELS` = `mlx` or `vlmbench` (the default). Read once.
+/// The process's choice: `VLMBENCH_KERNELS` = `mlx`, `gemv` or `vlmbench` (the default). Read once.
 pub fn kernels_choice() -> Result<Kernels> {
     static CHOICE: OnceLock<std::result::Result<Kernels, String>> = OnceLock::new();
     CHOICE
@@ -39,7 +42,8 @@ fn parse_kernels(value: Option<&str>) -> std::result::Result<Kernels, String> {
     match value {
         None | Some("") | Some("vlmbench") => Ok(Kernels::Vlmbench),
         Some("mlx") => Ok(Kernels::Mlx),
-        Some(other) => Err(format!("VLMBENCH_KERNELS={other:?} is not a kernel choice: use `mlx` or `vlmbench`")),
+        Some("gemv") => Ok(Kernels::Gemv),
+        Some(other) => Err(format!("VLMBENCH_KERNELS={other:?} is not a kernel choice: use `mlx`, `gemv` or `vlmbench`")),
     }
 }
 
@@ -50,9 +54,9 @@ fn cuda_backend() -> bool {
 }
 
 /// The stream vlmbench's own paths run on, when they apply: the current stream is a CUDA GPU
-/// stream and the choice is not `mlx`. `None` means: use MLX's stock operations.
-fn vlmbench_stream() -> Result<Option<Stream>> {
-    if !cuda_backend() || kernels_choice()? == Kernels::Mlx {
+/// stream and the choice includes `wanted`. `None` means: use MLX's stock operations.
+fn vlmbench_stream(wanted: Kernels) -> Result<Option<Stream>> {
+    if !cuda_backend() || kernels_choice()? < wanted {
         return Ok(None);
     }
     let stream = Stream::thread_local_or_default();
@@ -65,7 +69,7 @@ pub fn try_qgemv(x: &Array, w: &Array, scales: &Array, biases: &Array, bits: i32
     if !qgemv::supports(x, w, scales, bits, group_size) {
         return Ok(None);
     }
-    match vlmbench_stream()? {
+    match vlmbench_stream(Kernels::Gemv)? {
         Some(stream) => Ok(Some(qgemv::qgemv4(x, w, scales, biases, &stream)?)),
         None => Ok(None),
     }
@@ -73,7 +77,7 @@ pub fn try_qgemv(x: &Array, w: &Array, scales: &Array, biases: &Array, bits: i32
 
 /// Whether the fused elementwise chains apply (see [`vlmbench_stream`]).
 pub fn fuse_elementwise() -> Result<bool> {
-    Ok(vlmbench_stream()?.is_some())
+    Ok(vlmbench_stream(Kernels::Vlmbench)?.is_some())
 }
 
 #[cfg(test)]
@@ -85,7 +89,8 @@ mod tests {
         assert_eq!(parse_kernels(None), Ok(Kernels::Vlmbench));
         assert_eq!(parse_kernels(Some("vlmbench")), Ok(Kernels::Vlmbench));
         assert_eq!(parse_kernels(Some("mlx")), Ok(Kernels::Mlx));
+        assert_eq!(parse_kernels(Some("gemv")), Ok(Kernels::Gemv));
         let err = parse_kernels(Some("cublas")).unwrap_err();
-        assert!(err.contains("VLMBENCH_KERNELS=\"cublas\"") && err.contains("`mlx` or `vlmbench`"), "{err}");
+        assert!(err.contains("VLMBENCH_KERNELS=\"cublas\"") && err.contains("`mlx`, `gemv` or `vlmbench`"), "{err}");
     }
 }

@@ -1,7 +1,9 @@
 // Body of vlmbench's 4-bit GEMV (one activation row times an MLX affine-quantized weight, group
 // size 64), compiled by MLX's custom CUDA kernel API (mx.fast.cuda_kernel), which writes the
 // signature: inputs `x` [K] (T), `w` [N, K/8] (uint32, 8 nibbles per word, lowest nibble first),
-// `scales` and `biases` [N, K/64] (T); output `y` [N] (T). Template constants: K, N, T.
+// `scales` and `biases` [N, K/64] (T); output `y` [N] (T). Template constants: K, T; N is read
+// from the weight's shape, so one compiled kernel serves every output width (MLX 0.32 does not
+// keep custom kernels in its PTX cache: each process compiles the ones it uses).
 // Helpers (to_float, nibble) are in qgemv4_header.cuh.
 //
 // Why: MLX's stock qmv reads 450-1050 GB/s on an H100 at Gemma-4-31B decode shapes, a third of
@@ -22,6 +24,7 @@ constexpr int GROUPS = K / 64;
 constexpr int X_VECS = 32 * sizeof(T) / 16;   // 16-byte loads holding one chunk's activations
 constexpr int X_PER_VEC = 16 / sizeof(T);
 
+const int N = w_shape[0];
 const int lane = threadIdx.x & 31;
 const int row0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 2;
 if (row0 >= N) {
