@@ -26,7 +26,8 @@ pub struct MakeTinyArgs {
     pub variant: VariantArg,
     /// Write a FULL-SIZE model instead: the published shapes with random 4-bit weights, in 5 GB
     /// shards (gemma-4-31b: about 18 GB, drawn on the GPU when there is one), for speed and
-    /// memory benchmarks. gemma-4-31b-mini has the same structure at toy widths (dry runs).
+    /// memory benchmarks. gemma-4-31b-mini has the same structure at toy widths (dry runs);
+    /// gemma-4-e2b is the small model for CPU runs.
     #[arg(long, value_enum)]
     pub preset: Option<PresetArg>,
     /// Seed of MLX's random generator for the weights.
@@ -61,6 +62,9 @@ pub enum PresetArg {
     /// The 31B structure at toy widths, in several small shards
     #[value(name = "gemma-4-31b-mini")]
     Gemma4_31bMini,
+    /// Gemma 4 E2B (no audio): 35 layers of 1536, per-layer embeddings, KV sharing, about 3 GB
+    #[value(name = "gemma-4-e2b")]
+    Gemma4E2b,
 }
 
 impl From<PresetArg> for Preset {
@@ -68,6 +72,7 @@ impl From<PresetArg> for Preset {
         match p {
             PresetArg::Gemma4_31b => Preset::Gemma4_31b,
             PresetArg::Gemma4_31bMini => Preset::Gemma4_31bMini,
+            PresetArg::Gemma4E2b => Preset::Gemma4E2b,
         }
     }
 }

@@ -2,8 +2,8 @@
 //! for benchmarks where only the sizes matter (a 31B-shaped model weighs about 17 GB, so it is
 //! generated where it runs instead of being carried there).
 //!
-//! The shapes are the published config values of the dense 31B model (see
-//! `gemma4-reference.md` §1.4/§1.5). The tokenizer stays the tiny one padded with `<unusedN>` to
+//! The shapes are the published config values of the dense 31B model and of E2B (see
+//! `gemma4-reference.md` §1.4/§1.5; E2B without its audio tower, which vlmbench does not run). The tokenizer stays the tiny one padded with `<unusedN>` to
 //! the full vocabulary, so special-token ids are the tiny ones, not Google's: random prompts and
 //! random weights make the text meaningless anyway.
 
@@ -24,30 +24,38 @@ pub enum Preset {
     /// image attention, standardized vision tower; written in several small shards so the dry run
     /// exercises the sharded layout.
     Gemma4_31bMini,
+    /// Gemma 4 E2B: 35 layers of 1536, (4 sliding + 1 full) x 7, per-layer embeddings (256 per
+    /// layer), the last 20 layers sharing earlier layers' KV, double-wide MLPs on those, vision
+    /// tower 768 x 16 with clipped linears. About 3 GB at 4 bits: the "small" model of CPU runs.
+    Gemma4E2b,
 }
 
 impl Preset {
-    pub const ALL: [Preset; 2] = [Preset::Gemma4_31b, Preset::Gemma4_31bMini];
+    pub const ALL: [Preset; 3] = [Preset::Gemma4_31b, Preset::Gemma4_31bMini, Preset::Gemma4E2b];
 
     pub fn name(self) -> &'static str {
         match self {
             Preset::Gemma4_31b => "gemma-4-31b",
             Preset::Gemma4_31bMini => "gemma-4-31b-mini",
+            Preset::Gemma4E2b => "gemma-4-e2b",
         }
     }
 
     /// Largest shard, in stored bytes; a single tensor larger than this gets a shard of its own.
     pub fn shard_bytes(self) -> u64 {
         match self {
-            Preset::Gemma4_31b => FULL_SIZE_SHARD_BYTES,
+            Preset::Gemma4_31b | Preset::Gemma4E2b => FULL_SIZE_SHARD_BYTES,
             Preset::Gemma4_31bMini => 1 << 20,
         }
     }
 
     pub fn text_config(self) -> TextConfig {
+        if self == Preset::Gemma4E2b {
+            return e2b_text_config();
+        }
         let periods = match self {
             Preset::Gemma4_31b => 10,
-            Preset::Gemma4_31bMini => 2,
+            _ => 2,
         };
         let mut layer_types = Vec::new();
         for _ in 0..periods {
@@ -76,7 +84,7 @@ impl Preset {
                 max_position_embeddings: 262_144,
                 ..shared
             },
-            Preset::Gemma4_31bMini => TextConfig {
+            _ => TextConfig {
                 hidden_size: 256,
                 intermediate_size: 1024,
                 num_attention_heads: 8,
@@ -94,6 +102,24 @@ impl Preset {
     }
 
     pub fn vision_config(self) -> VisionConfig {
+        if self == Preset::Gemma4E2b {
+            return VisionConfig {
+                hidden_size: 768,
+                intermediate_size: 3072,
+                num_hidden_layers: 16,
+                num_attention_heads: 12,
+                num_key_value_heads: 12,
+                head_dim: 64,
+                global_head_dim: 64,
+                position_embedding_size: 10240,
+                standardize: false,
+                use_clipped_linears: true,
+                patch_size: 16,
+                pooling_kernel_size: 3,
+                default_output_length: 280,
+                ..VisionConfig::base()
+            };
+        }
         let shared = VisionConfig {
             standardize: true,
             use_clipped_linears: false,
@@ -114,7 +140,7 @@ impl Preset {
                 position_embedding_size: 10240,
                 ..shared
             },
-            Preset::Gemma4_31bMini => VisionConfig {
+            _ => VisionConfig {
                 hidden_size: 144,
                 intermediate_size: 288,
                 num_hidden_layers: 2,
@@ -129,6 +155,37 @@ impl Preset {
     }
 }
 
+/// E2B's text model (`gemma4-reference.md` §1.4): the 31B presets' fields do not apply (no
+/// k_eq_v, no global KV heads, no bidirectional image attention; PLE and KV sharing instead).
+fn e2b_text_config() -> TextConfig {
+    let mut layer_types = Vec::new();
+    for _ in 0..7 {
+        layer_types.extend([SLIDING; 4].map(String::from));
+        layer_types.push(FULL.to_string());
+    }
+    TextConfig {
+        num_hidden_layers: layer_types.len(),
+        layer_types,
+        hidden_size: 1536,
+        intermediate_size: 6144,
+        num_attention_heads: 8,
+        num_key_value_heads: 1,
+        num_global_key_value_heads: None,
+        head_dim: 256,
+        global_head_dim: 512,
+        attention_k_eq_v: false,
+        sliding_window: 512,
+        hidden_size_per_layer_input: 256,
+        num_kv_shared_layers: 20,
+        use_double_wide_mlp: true,
+        use_bidirectional_attention: None,
+        vocab_size: 262_144,
+        vocab_size_per_layer_input: 262_144,
+        max_position_embeddings: 131_072,
+        ..TextConfig::base()
+    }
+}
+
 impl fmt::Display for Preset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -137,7 +194,7 @@ impl fmt::Display for Preset {
 
 /// A name that is not one of [`Preset::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown preset {0:?}: expected gemma-4-31b or gemma-4-31b-mini")]
+#[error("unknown preset {0:?}: expected gemma-4-31b, gemma-4-31b-mini or gemma-4-e2b")]
 pub struct UnknownPreset(pub String);
 
 impl FromStr for Preset {
@@ -211,6 +268,26 @@ mod tests {
     }
 
     #[test]
+    fn the_e2b_preset_has_e2bs_published_shapes_and_per_layer_embeddings() {
+        let t = Preset::Gemma4E2b.text_config();
+        assert_eq!((t.hidden_size, t.num_hidden_layers, t.intermediate_size), (1536, 35, 6144));
+        assert_eq!((t.num_attention_heads, t.num_key_value_heads, t.num_global_key_value_heads), (8, 1, None));
+        assert_eq!((t.head_dim, t.global_head_dim, t.sliding_window), (256, 512, 512));
+        assert_eq!((t.hidden_size_per_layer_input, t.num_kv_shared_layers), (256, 20));
+        assert!(t.use_double_wide_mlp && !t.attention_k_eq_v && t.use_bidirectional_attention.is_none());
+        // (4 sliding + 1 full) x 7: full attention on layers 4, 9, ..., 34.
+        let full: Vec<usize> = (0..35).filter(|&i| t.is_full(i)).collect();
+        assert_eq!(full, (0..7).map(|k| 5 * k + 4).collect::<Vec<_>>());
+        let v = Preset::Gemma4E2b.vision_config();
+        assert_eq!((v.hidden_size, v.num_hidden_layers, v.num_attention_heads, v.head_dim), (768, 16, 12, 64));
+        assert!(v.use_clipped_linears && !v.standardize);
+        let params = model_params(&t, &v);
+        let bytes: u64 = params.iter().map(|p| super::super::sharded::stored_bytes(p)).sum();
+        // 4-bit text weights (the per-layer-embedding table alone is 262144 x 35*256) + bf16 vision.
+        assert!((2.6e9..3.2e9).contains(&(bytes as f64)), "{bytes}");
+    }
+
+    #[test]
     fn the_31b_preset_has_the_published_projection_shapes_and_weighs_about_17_gb() {
         let t = Preset::Gemma4_31b.text_config();
         let params = model_params(&t, &Preset::Gemma4_31b.vision_config());
@@ -278,7 +355,7 @@ mod tests {
         }
         assert_eq!(
             "31b".parse::<Preset>().unwrap_err().to_string(),
-            "unknown preset \"31b\": expected gemma-4-31b or gemma-4-31b-mini"
+            "unknown preset \"31b\": expected gemma-4-31b, gemma-4-31b-mini or gemma-4-e2b"
         );
     }
 }
