@@ -97,7 +97,7 @@ pub fn run(args: &MakeTinyArgs) -> Result<()> {
     if args.arch == ArchArg::Moondream2 {
         let s = vlm_models::moondream2::tiny::write_tiny(&args.out_dir, args.seed)?;
         println!(
-            "wrote a tiny Moondream2 checkpoint with random weights (seed {}) to {}\n  {} tensors in model.safetensors ({}), bf16; no tokenizer (pass token ids)",
+            "wrote a tiny Moondream2 checkpoint with random weights (seed {}) to {}\n  {} tensors in model.safetensors ({}), bf16; tokenizer.json: a byte-level stand-in for starmie-v1",
             args.seed,
             args.out_dir.display(),
             s.tensors,

@@ -3,8 +3,9 @@
 //! tests and offline demos. It keeps every size the reference hard-codes (27x27 grid of 14 px
 //! patches, 27 vision blocks, 64-wide text heads, 1024 coordinate bins, 2x1024 size bins, 2048
 //! context) and shrinks the widths; the vocabulary is 1024 ids, so the prompt templates are
-//! remapped below 1024. There is no tokenizer (the real one, moondream/starmie-v1, is not
-//! available offline): callers pass token ids. The same seed writes the same bytes.
+//! remapped below 1024. The real tokenizer (moondream/starmie-v1) is not available offline;
+//! `tokenizer.json` is a byte-level stand-in ([`super::tokenizer::write_tiny_starmie`]) with the
+//! same `<|endoftext|>` = 0, so the CLI runs end to end. The same seed writes the same bytes.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -147,6 +148,7 @@ pub fn write_tiny(dir: &Path, seed: u64) -> Result<TinySummary> {
     Array::save_safetensors(arrays.iter().map(|(k, a)| (k.as_str(), a)), &meta, &weights)
         .map_err(|e| ModelError::Input(format!("{}: cannot write safetensors: {e}", weights.display())))?;
     let weight_bytes = std::fs::metadata(&weights).map_err(io)?.len();
+    super::tokenizer::write_tiny_starmie(&dir.join("tokenizer.json"))?;
     Ok(TinySummary { tensors: arrays.len(), weight_bytes })
 }
 
