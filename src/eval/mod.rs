@@ -35,5 +35,6 @@ pub mod pillow_jpeg;
 pub mod progress;
 pub mod run_log;
 pub mod session;
+pub mod shard;
 pub mod summary;
 pub mod vqa_run;

@@ -10,12 +10,16 @@ use vlm_models::image_io::decode_image;
 use vlm_models::model::LoadedModel;
 use vlm_models::sampling::Sampler;
 
+use vlm_models::distributed::Backend;
+
 use super::coco_run::{run_coco, CocoRecord};
-use super::datasets::{self, category_names, sample_coco, sample_vqa, COCO_COLUMNS, VQA_COLUMNS};
+use super::datasets::{self, category_names, sample_coco, sample_vqa, CocoExample, VqaExample, COCO_COLUMNS, VQA_COLUMNS};
 use super::detection::{Categories, MIN_GT_AREA};
 use super::hub_source::hub_shards;
 use super::parquet_rows::{huggingface_metadata, BatchStream};
+use super::progress::Progress;
 use super::run_log::{RunLog, SampleTiming};
+use super::shard::{fingerprint, merge, Report, SampleRecord, Shard, ShardId, ShardSettings};
 use super::summary::{coco_summary, CocoSummary, ScoredImage};
 use super::vqa_run::{run_vqa, vqa_summary, VqaRecord, VqaSummary};
 use crate::engine::GenerateOptions;
@@ -42,6 +46,8 @@ pub struct EvalOptions {
     pub out: PathBuf,
     pub resume: bool,
     pub max_tokens: usize,
+    /// Run as one rank of an MLX distributed group, on its share of the samples (rank 0 merges).
+    pub distributed: Option<Backend>,
 }
 
 /// What a run was asked to do; a resumed run must match it.
@@ -80,8 +86,8 @@ fn shards(o: &EvalOptions, repo: &str, split: &str) -> Result<Box<dyn Iterator<I
 
 /// The notebook's generation: greedy (mlx-vlm 0.4.4's default temperature 0), stopping at the
 /// model's stop tokens.
-fn load_model(o: &EvalOptions) -> Result<(LoadedModel, Sampler, GenerateOptions)> {
-    let resolved = model_source::load(o.model.as_deref(), o.dtype)?;
+fn load_model(o: &EvalOptions, announce: bool) -> Result<(LoadedModel, Sampler, GenerateOptions)> {
+    let resolved = model_source::load_as(o.model.as_deref(), o.dtype, announce)?;
     let model = resolved.model;
     let options = GenerateOptions::until_stop(&model, o.max_tokens);
     Ok((model, Sampler::greedy(), options))
@@ -97,21 +103,46 @@ struct SummaryFile<'a, S: Serialize> {
 
 pub fn eval_vqa(o: &EvalOptions) -> Result<PathBuf> {
     let run = settings("vqa", datasets::VQA_SPLIT, o, datasets::VQA_REPO);
-    RunLog::preflight(&o.out, &run, o.resume)?;
-    let stream = BatchStream::lazy(shards(o, datasets::VQA_REPO, datasets::VQA_SPLIT)?, VQA_COLUMNS);
-    let samples = sample_vqa(stream, o.n)?;
-    anyhow::ensure!(!samples.is_empty(), "the dataset gave no VQA samples");
-    eprintln!("Loaded {} VQA samples", samples.len());
-    if samples.len() < o.n {
-        eprintln!("note: the split ran out before {} samples were drawn", o.n);
+    let shard = o.distributed.map(Shard::join).transpose()?;
+    let leader = shard.as_ref().is_none_or(Shard::is_leader);
+    let selected = (|| -> Result<Vec<VqaExample>> {
+        RunLog::preflight(&o.out, &run, o.resume)?;
+        let stream = BatchStream::lazy(shards(o, datasets::VQA_REPO, datasets::VQA_SPLIT)?, VQA_COLUMNS);
+        let samples = sample_vqa(stream, o.n)?;
+        anyhow::ensure!(!samples.is_empty(), "the dataset gave no VQA samples");
+        Ok(samples)
+    })();
+    if let (true, Ok(samples)) = (leader, &selected) {
+        eprintln!("Loaded {} VQA samples", samples.len());
+        if samples.len() < o.n {
+            eprintln!("note: the split ran out before {} samples were drawn", o.n);
+        }
+        eprintln!("Example: Q='{}', A='{}'", samples[0].question, samples[0].answer);
     }
-    eprintln!("Example: Q='{}', A='{}'", samples[0].question, samples[0].answer);
-    let (mut log, done) = RunLog::open::<_, VqaRecord>(&o.out, &run, o.resume)?;
-    let records = if done.len() < samples.len() {
-        let (model, mut sampler, options) = load_model(o)?;
-        run_vqa(&model, &samples, done, &mut log, &mut sampler, &options)?
-    } else {
-        done
+    let run_shard = |model: &LoadedModel, samples: &[VqaExample], positions: &[usize], done, log: &mut RunLog, sampler: &mut Sampler, options: &GenerateOptions, progress| {
+        run_vqa(model, samples, positions, done, log, sampler, options, progress)
+    };
+    let (log, records) = match &shard {
+        None => {
+            let samples = selected?;
+            let (mut log, done) = RunLog::open::<_, VqaRecord>(&o.out, &run, o.resume)?;
+            let records = if done.len() < samples.len() {
+                let (model, mut sampler, options) = load_model(o, true)?;
+                let positions: Vec<usize> = (0..samples.len()).collect();
+                let progress = Progress::new(samples.len(), done.len(), "VQA");
+                run_shard(&model, &samples, &positions, done, &mut log, &mut sampler, &options, progress)?
+            } else {
+                done
+            };
+            (log, records)
+        }
+        Some(shard) => {
+            let key = |s: &VqaExample| format!("{}:{}", s.stream_index, s.question);
+            match run_sharded(shard, o, &run, selected, key, "VQA", run_shard)? {
+                Some((log, records, _)) => (log, records),
+                None => return Ok(shard.dir(&o.out)),
+            }
+        }
     };
     let timings = log.timings()?;
     let summary: VqaSummary = vqa_summary(&records, &timings);
@@ -138,20 +169,50 @@ fn coco_categories(first_shard: &Path) -> Result<Categories> {
 
 pub fn eval_coco(o: &EvalOptions) -> Result<PathBuf> {
     let run = settings("coco", datasets::COCO_SPLIT, o, datasets::COCO_REPO);
-    RunLog::preflight(&o.out, &run, o.resume)?;
-    let mut files = shards(o, datasets::COCO_REPO, datasets::COCO_SPLIT)?;
-    let first = files.next().context("the dataset has no shards")??;
-    let categories = coco_categories(&first)?;
-    let stream = BatchStream::lazy(Box::new(std::iter::once(Ok(first)).chain(files)), COCO_COLUMNS);
-    let samples = sample_coco(stream, &categories, o.n)?;
-    anyhow::ensure!(!samples.is_empty(), "the dataset gave no COCO images with two or more known objects");
-    eprintln!("Loaded {} COCO images", samples.len());
-    let (mut log, done) = RunLog::open::<_, CocoRecord>(&o.out, &run, o.resume)?;
-    let records = if done.len() < samples.len() {
-        let (model, mut sampler, options) = load_model(o)?;
-        run_coco(&model, &samples, &categories, done, &mut log, &mut sampler, &options)?
-    } else {
-        done
+    let shard = o.distributed.map(Shard::join).transpose()?;
+    let leader = shard.as_ref().is_none_or(Shard::is_leader);
+    let selected = (|| -> Result<(Vec<CocoExample>, Categories)> {
+        RunLog::preflight(&o.out, &run, o.resume)?;
+        let mut files = shards(o, datasets::COCO_REPO, datasets::COCO_SPLIT)?;
+        let first = files.next().context("the dataset has no shards")??;
+        let categories = coco_categories(&first)?;
+        let stream = BatchStream::lazy(Box::new(std::iter::once(Ok(first)).chain(files)), COCO_COLUMNS);
+        let samples = sample_coco(stream, &categories, o.n)?;
+        anyhow::ensure!(!samples.is_empty(), "the dataset gave no COCO images with two or more known objects");
+        Ok((samples, categories))
+    })();
+    if let (true, Ok((samples, _))) = (leader, &selected) {
+        eprintln!("Loaded {} COCO images", samples.len());
+    }
+    let (selected, categories) = match selected {
+        Ok((samples, categories)) => (Ok(samples), Some(categories)),
+        Err(e) => (Err(e), None),
+    };
+    let run_shard = |model: &LoadedModel, samples: &[CocoExample], positions: &[usize], done, log: &mut RunLog, sampler: &mut Sampler, options: &GenerateOptions, progress| {
+        let categories = categories.as_ref().expect("categories come with the samples");
+        run_coco(model, samples, positions, categories, done, log, sampler, options, progress)
+    };
+    let (log, records, samples) = match &shard {
+        None => {
+            let samples = selected?;
+            let (mut log, done) = RunLog::open::<_, CocoRecord>(&o.out, &run, o.resume)?;
+            let records = if done.len() < samples.len() {
+                let (model, mut sampler, options) = load_model(o, true)?;
+                let positions: Vec<usize> = (0..samples.len()).collect();
+                let progress = Progress::new(samples.len(), done.len(), "COCO");
+                run_shard(&model, &samples, &positions, done, &mut log, &mut sampler, &options, progress)?
+            } else {
+                done
+            };
+            (log, records, samples)
+        }
+        Some(shard) => {
+            let key = |s: &CocoExample| format!("{}:{}", s.stream_index, s.image_id);
+            match run_sharded(shard, o, &run, selected, key, "COCO", run_shard)? {
+                Some(merged) => merged,
+                None => return Ok(shard.dir(&o.out)),
+            }
+        }
     };
     let timings = log.timings()?;
     let time_of = |i: usize| timings.iter().find(|t| t.sample == i).map_or(f64::NAN, |t| t.time_s);
@@ -248,4 +309,90 @@ fn draw_coco_figures(out: &Path, samples: &[datasets::CocoExample], records: &[C
         made.push(path);
     }
     Ok(made)
+}
+
+/// What a sharded run's every rank must have been given the same (the run's settings plus what
+/// run.json leaves out).
+fn argument_fingerprint<R: Serialize>(run: &R, o: &EvalOptions) -> Result<u64> {
+    let all = serde_json::json!({
+        "run": run,
+        "dtype": format!("{:?}", o.dtype),
+        "out": o.out.display().to_string(),
+        "resume": o.resume,
+    });
+    Ok(fingerprint(serde_json::to_string(&all)?.as_bytes()))
+}
+
+/// One rank's part of a sharded run (see [`super::shard`]): open its own resumable directory,
+/// agree with the others on arguments and selection, run its share, wait for every rank, and on
+/// rank 0 merge the ranks' files into `o.out` as a single-process run writes them. Returns the
+/// merged run on rank 0, None on the others.
+#[allow(clippy::type_complexity)]
+fn run_sharded<E, S, R>(
+    shard: &Shard,
+    o: &EvalOptions,
+    run: &R,
+    selected: Result<Vec<E>>,
+    key: impl Fn(&E) -> String,
+    what: &str,
+    run_shard: impl FnOnce(&LoadedModel, &[E], &[usize], Vec<S>, &mut RunLog, &mut Sampler, &GenerateOptions, Progress) -> Result<Vec<S>>,
+) -> Result<Option<(RunLog, Vec<S>, Vec<E>)>>
+where
+    R: Serialize,
+    S: Serialize + serde::de::DeserializeOwned + SampleRecord,
+{
+    let id = ShardId { rank: shard.rank(), ranks: shard.ranks() };
+    let arguments = argument_fingerprint(run, o)?;
+    let opened = selected.and_then(|samples| {
+        let positions = shard.positions(samples.len());
+        let (log, done) = RunLog::open::<_, S>(&shard.dir(&o.out), &ShardSettings { run, shard: id }, o.resume)?;
+        Ok((samples, positions, log, done))
+    });
+    let ((samples, positions, mut log, done), reports) = shard.agree("preparing its shard", opened, |(samples, positions, _, done)| {
+        let keys: Vec<String> = samples.iter().map(&key).collect();
+        Report {
+            ok: true,
+            arguments,
+            selection: fingerprint(keys.join("\n").as_bytes()),
+            remaining: positions.len().saturating_sub(done.len()) as u32,
+        }
+    })?;
+    let remaining: u64 = reports.iter().map(|r| u64::from(r.remaining)).sum();
+    if shard.is_leader() {
+        eprintln!(
+            "distributed: rank 0 of {} ({} backend); {remaining} of {} samples left to run over all ranks, {} on this one",
+            shard.ranks(),
+            shard.backend(),
+            samples.len(),
+            positions.len().saturating_sub(done.len())
+        );
+    }
+    if remaining > 0 {
+        // Rank 0 alone writes the built-in checkpoint or downloads a repo; the others wait for it.
+        let prepared = if shard.is_leader() { model_source::checkpoint_dir(o.model.as_deref()).map(|_| ()) } else { Ok(()) };
+        shard.agree("preparing the model", prepared, |_| Report { ok: true, arguments, selection: 0, remaining: 0 })?;
+        let ran = if done.len() < positions.len() {
+            let progress = if shard.is_leader() {
+                Progress::new(positions.len(), done.len(), &format!("{what} rank 0/{}", shard.ranks()))
+            } else {
+                Progress::silent()
+            };
+            load_model(o, shard.is_leader())
+                .and_then(|(model, mut sampler, options)| run_shard(&model, &samples, &positions, done, &mut log, &mut sampler, &options, progress))
+                .map(|_| ())
+        } else {
+            Ok(())
+        };
+        // Closed before the others read it (close-to-open consistency on network filesystems).
+        drop(log);
+        shard.agree("running its shard", ran, |_| Report { ok: true, arguments, selection: 0, remaining: 0 })?;
+    } else {
+        drop(log);
+    }
+    if !shard.is_leader() {
+        return Ok(None);
+    }
+    merge::<R, S>(&o.out, run, shard.ranks(), samples.len())?;
+    let (log, records) = RunLog::open::<_, S>(&o.out, run, true)?;
+    Ok(Some((log, records, samples)))
 }

@@ -44,6 +44,7 @@ fn options(ctx: &NotebookContext, data: DataSource, n: usize, name: &str, max_to
         out,
         resume: ctx.options.resume,
         max_tokens: limit(ctx.options, max_tokens),
+        distributed: None,
     })
 }
 
