@@ -86,11 +86,51 @@ fn shards(o: &EvalOptions, repo: &str, split: &str) -> Result<Box<dyn Iterator<I
 
 /// The notebook's generation: greedy (mlx-vlm 0.4.4's default temperature 0), stopping at the
 /// model's stop tokens.
-fn load_model(o: &EvalOptions, announce: bool) -> Result<(LoadedModel, Sampler, GenerateOptions)> {
-    let resolved = model_source::load_as(o.model.as_deref(), o.dtype, announce)?;
-    let model = resolved.model;
-    let options = GenerateOptions::until_stop(&model, o.max_tokens);
-    Ok((model, Sampler::greedy(), options))
+fn load_model(o: &EvalOptions, announce: bool) -> Result<LoadedModel> {
+    Ok(model_source::load_as(o.model.as_deref(), o.dtype, announce)?.model)
+}
+
+/// Where an evaluation runs when it is part of something bigger (the notebook): on a model that is
+/// already loaded (possibly one rank's share of a tensor-parallel model), and without a word on
+/// the non-zero ranks of such a group (they compute in step with rank 0, into a scratch --out).
+#[derive(Clone, Copy, Default)]
+pub struct Host<'a> {
+    pub model: Option<&'a LoadedModel>,
+    pub quiet: bool,
+}
+
+/// Runs `samples` at `positions` on the host's model or on `o.model`, loaded now.
+#[allow(clippy::too_many_arguments)]
+fn with_model<E, S>(
+    host: Host,
+    o: &EvalOptions,
+    announce: bool,
+    samples: &[E],
+    positions: &[usize],
+    done: Vec<S>,
+    log: &mut RunLog,
+    progress: Progress,
+    run_shard: impl FnOnce(&LoadedModel, &[E], &[usize], Vec<S>, &mut RunLog, &mut Sampler, &GenerateOptions, Progress) -> Result<Vec<S>>,
+) -> Result<Vec<S>> {
+    let owned;
+    let model = match host.model {
+        Some(m) => m,
+        None => {
+            owned = load_model(o, announce)?;
+            &owned
+        }
+    };
+    let options = GenerateOptions::until_stop(model, o.max_tokens);
+    run_shard(model, samples, positions, done, log, &mut Sampler::greedy(), &options, progress)
+}
+
+/// `println!` on the process that speaks for the run.
+macro_rules! say {
+    ($speaks:expr, $($t:tt)*) => {
+        if $speaks {
+            println!($($t)*);
+        }
+    };
 }
 
 #[derive(Serialize)]
@@ -102,9 +142,15 @@ struct SummaryFile<'a, S: Serialize> {
 }
 
 pub fn eval_vqa(o: &EvalOptions) -> Result<PathBuf> {
+    eval_vqa_on(o, Host::default())
+}
+
+/// [`eval_vqa`] on the host's model.
+pub fn eval_vqa_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
     let run = settings("vqa", datasets::VQA_SPLIT, o, datasets::VQA_REPO);
     let shard = o.distributed.map(Shard::join).transpose()?;
     let leader = shard.as_ref().is_none_or(Shard::is_leader);
+    let speaks = leader && !host.quiet;
     let selected = (|| -> Result<Vec<VqaExample>> {
         RunLog::preflight(&o.out, &run, o.resume)?;
         let stream = BatchStream::lazy(shards(o, datasets::VQA_REPO, datasets::VQA_SPLIT)?, VQA_COLUMNS);
@@ -112,7 +158,7 @@ pub fn eval_vqa(o: &EvalOptions) -> Result<PathBuf> {
         anyhow::ensure!(!samples.is_empty(), "the dataset gave no VQA samples");
         Ok(samples)
     })();
-    if let (true, Ok(samples)) = (leader, &selected) {
+    if let (true, Ok(samples)) = (speaks, &selected) {
         eprintln!("Loaded {} VQA samples", samples.len());
         if samples.len() < o.n {
             eprintln!("note: the split ran out before {} samples were drawn", o.n);
@@ -127,10 +173,9 @@ pub fn eval_vqa(o: &EvalOptions) -> Result<PathBuf> {
             let samples = selected?;
             let (mut log, done) = RunLog::open::<_, VqaRecord>(&o.out, &run, o.resume)?;
             let records = if done.len() < samples.len() {
-                let (model, mut sampler, options) = load_model(o, true)?;
                 let positions: Vec<usize> = (0..samples.len()).collect();
-                let progress = Progress::new(samples.len(), done.len(), "VQA");
-                run_shard(&model, &samples, &positions, done, &mut log, &mut sampler, &options, progress)?
+                let progress = if speaks { Progress::new(samples.len(), done.len(), "VQA") } else { Progress::silent() };
+                with_model(host, o, speaks, &samples, &positions, done, &mut log, progress, run_shard)?
             } else {
                 done
             };
@@ -148,13 +193,13 @@ pub fn eval_vqa(o: &EvalOptions) -> Result<PathBuf> {
     let summary: VqaSummary = vqa_summary(&records, &timings);
     let path = log.save_summary(&SummaryFile { task: "vqa", run: &run, summary: &summary, timings: &timings })?;
 
-    println!("\nVQA Accuracy: {:.1}% ({} samples)", 100.0 * summary.accuracy, summary.n_samples);
-    println!("Avg time per question: {:.1}s", summary.avg_time_s);
-    println!("Avg generation speed: {:.1} tok/s", summary.avg_gen_tps);
-    println!("\n{} correct, {} incorrect", summary.n_correct, summary.n_samples - summary.n_correct);
-    println!("\nSample correct predictions\n{}", eval_tables::vqa_examples(&records, true, 5));
-    println!("\nSample incorrect predictions\n{}", eval_tables::vqa_examples(&records, false, 5));
-    println!("\nper-sample results: {}\nsummary: {}", log.dir().join(super::run_log::SAMPLES_FILE).display(), path.display());
+    say!(speaks, "\nVQA Accuracy: {:.1}% ({} samples)", 100.0 * summary.accuracy, summary.n_samples);
+    say!(speaks, "Avg time per question: {:.1}s", summary.avg_time_s);
+    say!(speaks, "Avg generation speed: {:.1} tok/s", summary.avg_gen_tps);
+    say!(speaks, "\n{} correct, {} incorrect", summary.n_correct, summary.n_samples - summary.n_correct);
+    say!(speaks, "\nSample correct predictions\n{}", eval_tables::vqa_examples(&records, true, 5));
+    say!(speaks, "\nSample incorrect predictions\n{}", eval_tables::vqa_examples(&records, false, 5));
+    say!(speaks, "\nper-sample results: {}\nsummary: {}", log.dir().join(super::run_log::SAMPLES_FILE).display(), path.display());
     Ok(path)
 }
 
@@ -168,9 +213,15 @@ fn coco_categories(first_shard: &Path) -> Result<Categories> {
 }
 
 pub fn eval_coco(o: &EvalOptions) -> Result<PathBuf> {
+    eval_coco_on(o, Host::default())
+}
+
+/// [`eval_coco`] on the host's model.
+pub fn eval_coco_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
     let run = settings("coco", datasets::COCO_SPLIT, o, datasets::COCO_REPO);
     let shard = o.distributed.map(Shard::join).transpose()?;
     let leader = shard.as_ref().is_none_or(Shard::is_leader);
+    let speaks = leader && !host.quiet;
     let selected = (|| -> Result<(Vec<CocoExample>, Categories)> {
         RunLog::preflight(&o.out, &run, o.resume)?;
         let mut files = shards(o, datasets::COCO_REPO, datasets::COCO_SPLIT)?;
@@ -181,7 +232,7 @@ pub fn eval_coco(o: &EvalOptions) -> Result<PathBuf> {
         anyhow::ensure!(!samples.is_empty(), "the dataset gave no COCO images with two or more known objects");
         Ok((samples, categories))
     })();
-    if let (true, Ok((samples, _))) = (leader, &selected) {
+    if let (true, Ok((samples, _))) = (speaks, &selected) {
         eprintln!("Loaded {} COCO images", samples.len());
     }
     let (selected, categories) = match selected {
@@ -197,10 +248,9 @@ pub fn eval_coco(o: &EvalOptions) -> Result<PathBuf> {
             let samples = selected?;
             let (mut log, done) = RunLog::open::<_, CocoRecord>(&o.out, &run, o.resume)?;
             let records = if done.len() < samples.len() {
-                let (model, mut sampler, options) = load_model(o, true)?;
                 let positions: Vec<usize> = (0..samples.len()).collect();
-                let progress = Progress::new(samples.len(), done.len(), "COCO");
-                run_shard(&model, &samples, &positions, done, &mut log, &mut sampler, &options, progress)?
+                let progress = if speaks { Progress::new(samples.len(), done.len(), "COCO") } else { Progress::silent() };
+                with_model(host, o, speaks, &samples, &positions, done, &mut log, progress, run_shard)?
             } else {
                 done
             };
@@ -222,23 +272,23 @@ pub fn eval_coco(o: &EvalOptions) -> Result<PathBuf> {
     let path = log.save_summary(&SummaryFile { task: "coco", run: &run, summary: &summary, timings: &timings })?;
 
     let [tp, near, class, fp] = summary.status_totals;
-    println!("\n--- COCO Localization ({} images, GT boxes ≥ {}px²) ---", summary.n_images, MIN_GT_AREA);
-    println!("Coarse P/R/F1 @0.3: {:.2} / {:.2} / {:.2}", summary.precision, summary.recall, summary.f1);
-    println!("Strict P/R/F1 @0.5: {:.2} / {:.2} / {:.2}", summary.strict_precision, summary.strict_recall, summary.strict_f1);
-    println!("Mean strict TP IoU: {:.2}", summary.mean_tp_iou);
-    println!("Predictions by status: TP={tp}, near={near}, class mismatch={class}, FP={fp}");
-    println!("Avg time/image: {:.1}s", summary.avg_time_s);
-    println!("\n{}", eval_tables::coco_images(&records));
-    println!("\nPer-class coarse recall (top 10 by GT count)\n{}", eval_tables::per_class(&summary.per_class_recall));
-    if let Some(w) = summary.worst_index {
+    say!(speaks, "\n--- COCO Localization ({} images, GT boxes ≥ {}px²) ---", summary.n_images, MIN_GT_AREA);
+    say!(speaks, "Coarse P/R/F1 @0.3: {:.2} / {:.2} / {:.2}", summary.precision, summary.recall, summary.f1);
+    say!(speaks, "Strict P/R/F1 @0.5: {:.2} / {:.2} / {:.2}", summary.strict_precision, summary.strict_recall, summary.strict_f1);
+    say!(speaks, "Mean strict TP IoU: {:.2}", summary.mean_tp_iou);
+    say!(speaks, "Predictions by status: TP={tp}, near={near}, class mismatch={class}, FP={fp}");
+    say!(speaks, "Avg time/image: {:.1}s", summary.avg_time_s);
+    say!(speaks, "\n{}", eval_tables::coco_images(&records));
+    say!(speaks, "\nPer-class coarse recall (top 10 by GT count)\n{}", eval_tables::per_class(&summary.per_class_recall));
+    if let (true, Some(w)) = (speaks, summary.worst_index) {
         print_worst(&records[w]);
     }
 
     let figures = draw_coco_figures(&o.out, &samples, &records, &summary)?;
     for f in &figures {
-        println!("figure: {}", f.display());
+        say!(speaks, "figure: {}", f.display());
     }
-    println!("per-sample results: {}\nsummary: {}", log.dir().join(super::run_log::SAMPLES_FILE).display(), path.display());
+    say!(speaks, "per-sample results: {}\nsummary: {}", log.dir().join(super::run_log::SAMPLES_FILE).display(), path.display());
     Ok(path)
 }
 
@@ -377,9 +427,7 @@ where
             } else {
                 Progress::silent()
             };
-            load_model(o, shard.is_leader())
-                .and_then(|(model, mut sampler, options)| run_shard(&model, &samples, &positions, done, &mut log, &mut sampler, &options, progress))
-                .map(|_| ())
+            with_model(Host::default(), o, shard.is_leader(), &samples, &positions, done, &mut log, progress, run_shard).map(|_| ())
         } else {
             Ok(())
         };
