@@ -108,6 +108,20 @@ fn assert_same_results(one: &Path, merged: &Path, files: &[&str]) {
     assert_eq!(timings_without_clock(one), timings_without_clock(merged));
 }
 
+/// Every rank that exited by itself (not killed by the supervisor once the first one failed) said
+/// exactly one line, containing `needle`.
+fn each_exited_rank_said_one_line(outputs: &[RankOutput], needle: &str) {
+    let exited: Vec<&RankOutput> = outputs.iter().filter(|o| o.status.is_some()).collect();
+    assert!(!exited.is_empty());
+    for o in exited {
+        assert!(!o.success(), "rank {} succeeded", o.rank);
+        let line = o.stderr.trim();
+        assert_eq!(line.lines().count(), 1, "rank {}: {line}", o.rank);
+        assert!(line.contains(needle), "rank {}: {line}", o.rank);
+        assert!(o.stdout.is_empty(), "rank {} printed: {}", o.rank, o.stdout);
+    }
+}
+
 fn sample_ids(path: &Path) -> Vec<u64> {
     String::from_utf8(read(path)).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["sample"].as_u64().unwrap()).collect()
 }
@@ -183,10 +197,8 @@ fn an_interrupted_sharded_run_resumes_each_rank_where_it_stopped() {
     // Without --resume: refused, one line naming the option.
     let mut a = args("vqa", &data, &merged, &["-n", "4", "--distributed", "ring"]);
     let err = launch(tmp.path(), [a.clone(), a.clone()]).unwrap_err();
-    let LaunchError::Failed { rank, outputs } = err else { panic!("expected a failed rank") };
-    let line = outputs[rank].stderr.trim();
-    assert_eq!(line.lines().count(), 1, "{line}");
-    assert!(line.contains("--resume"), "{line}");
+    let LaunchError::Failed { outputs, .. } = err else { panic!("expected a failed rank") };
+    each_exited_rank_said_one_line(&outputs, "--resume");
 
     a.push("--resume".into());
     launch(tmp.path(), [a.clone(), a]).unwrap_or_else(|e| panic!("{e}"));
@@ -206,10 +218,8 @@ fn ranks_started_with_different_arguments_stop_with_one_line() {
     let r0 = args("vqa", &data, &out, &["-n", "4", "--distributed", "ring"]);
     let r1 = args("vqa", &data, &out, &["-n", "5", "--distributed", "ring"]);
     let err = launch(tmp.path(), [r0, r1]).unwrap_err();
-    let LaunchError::Failed { rank, outputs } = err else { panic!("expected a failed rank") };
-    let line = outputs[rank].stderr.trim();
-    assert_eq!(line.lines().count(), 1, "{line}");
-    assert!(line.contains("rank 1 of 2 was started with other arguments than rank 0"), "{line}");
+    let LaunchError::Failed { outputs, .. } = err else { panic!("expected a failed rank") };
+    each_exited_rank_said_one_line(&outputs, "rank 1 of 2 was started with other arguments than rank 0");
     assert!(!out.join("samples.jsonl").exists());
 }
 

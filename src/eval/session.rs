@@ -158,12 +158,16 @@ pub fn eval_vqa_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
         anyhow::ensure!(!samples.is_empty(), "the dataset gave no VQA samples");
         Ok(samples)
     })();
-    if let (true, Ok(samples)) = (speaks, &selected) {
+    let announce = |samples: &[VqaExample]| {
         eprintln!("Loaded {} VQA samples", samples.len());
         if samples.len() < o.n {
             eprintln!("note: the split ran out before {} samples were drawn", o.n);
         }
         eprintln!("Example: Q='{}', A='{}'", samples[0].question, samples[0].answer);
+    };
+    // A sharded run announces after the ranks agreed, so that a failed rank 0 says one line.
+    if let (true, None, Ok(samples)) = (speaks, &shard, &selected) {
+        announce(samples);
     }
     let run_shard = |model: &LoadedModel, samples: &[VqaExample], positions: &[usize], done, log: &mut RunLog, sampler: &mut Sampler, options: &GenerateOptions, progress| {
         run_vqa(model, samples, positions, done, log, sampler, options, progress)
@@ -183,7 +187,7 @@ pub fn eval_vqa_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
         }
         Some(shard) => {
             let key = |s: &VqaExample| format!("{}:{}", s.stream_index, s.question);
-            match run_sharded(shard, o, &run, selected, key, "VQA", run_shard)? {
+            match run_sharded(shard, o, &run, selected, key, announce, "VQA", run_shard)? {
                 Some((log, records, _)) => (log, records),
                 None => return Ok(shard.dir(&o.out)),
             }
@@ -232,8 +236,9 @@ pub fn eval_coco_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
         anyhow::ensure!(!samples.is_empty(), "the dataset gave no COCO images with two or more known objects");
         Ok((samples, categories))
     })();
-    if let (true, Ok((samples, _))) = (speaks, &selected) {
-        eprintln!("Loaded {} COCO images", samples.len());
+    let announce = |samples: &[CocoExample]| eprintln!("Loaded {} COCO images", samples.len());
+    if let (true, None, Ok((samples, _))) = (speaks, &shard, &selected) {
+        announce(samples);
     }
     let (selected, categories) = match selected {
         Ok((samples, categories)) => (Ok(samples), Some(categories)),
@@ -258,7 +263,7 @@ pub fn eval_coco_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
         }
         Some(shard) => {
             let key = |s: &CocoExample| format!("{}:{}", s.stream_index, s.image_id);
-            match run_sharded(shard, o, &run, selected, key, "COCO", run_shard)? {
+            match run_sharded(shard, o, &run, selected, key, announce, "COCO", run_shard)? {
                 Some(merged) => merged,
                 None => return Ok(shard.dir(&o.out)),
             }
@@ -377,13 +382,14 @@ fn argument_fingerprint<R: Serialize>(run: &R, o: &EvalOptions) -> Result<u64> {
 /// agree with the others on arguments and selection, run its share, wait for every rank, and on
 /// rank 0 merge the ranks' files into `o.out` as a single-process run writes them. Returns the
 /// merged run on rank 0, None on the others.
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn run_sharded<E, S, R>(
     shard: &Shard,
     o: &EvalOptions,
     run: &R,
     selected: Result<Vec<E>>,
     key: impl Fn(&E) -> String,
+    announce: impl FnOnce(&[E]),
     what: &str,
     run_shard: impl FnOnce(&LoadedModel, &[E], &[usize], Vec<S>, &mut RunLog, &mut Sampler, &GenerateOptions, Progress) -> Result<Vec<S>>,
 ) -> Result<Option<(RunLog, Vec<S>, Vec<E>)>>
@@ -409,6 +415,7 @@ where
     })?;
     let remaining: u64 = reports.iter().map(|r| u64::from(r.remaining)).sum();
     if shard.is_leader() {
+        announce(&samples);
         eprintln!(
             "distributed: rank 0 of {} ({} backend); {remaining} of {} samples left to run over all ranks, {} on this one",
             shard.ranks(),
