@@ -234,3 +234,33 @@ fn a_process_started_without_a_launcher_gets_one_line() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--distributed: this process cannot join its group") && stderr.contains("MLX_RANK"), "{stderr}");
 }
+
+#[test]
+fn a_rank_whose_resumed_lines_do_not_match_the_dataset_stops_every_rank_with_one_line() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("vqav2-small");
+    vqa_fixture(&data);
+    let merged = tmp.path().join("merged");
+    sharded(tmp.path(), &args("vqa", &data, &merged, &["-n", "4"]));
+    // Rank 1's first line now names another dataset row; rank 1 has nothing left to run, so only
+    // the check of its resumed lines can catch it.
+    let path = merged.join("shards/rank-1-of-2/samples.jsonl");
+    let text = String::from_utf8(read(&path)).unwrap();
+    let mut first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    first["stream_index"] = Value::from(1);
+    let rest: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, format!("{first}\n{rest}")).unwrap();
+    let before = read(&merged.join("samples.jsonl"));
+
+    let a = args("vqa", &data, &merged, &["-n", "4", "--distributed", "ring", "--resume"]);
+    let err = launch(tmp.path(), [a.clone(), a]).unwrap_err();
+    let LaunchError::Failed { outputs, .. } = err else { panic!("expected a failed rank") };
+    for o in outputs.iter().filter(|o| o.status.is_some()) {
+        let line = o.stderr.trim();
+        assert_eq!(line.lines().count(), 1, "rank {}: {line}", o.rank);
+        let want = if o.rank == 1 { "cannot resume: line 1 of" } else { "rank 1 of 2 failed preparing its shard" };
+        assert!(line.contains(want), "rank {}: {line}", o.rank);
+    }
+    assert_eq!(read(&merged.join("samples.jsonl")), before, "nothing is merged after a failure");
+}

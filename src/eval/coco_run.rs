@@ -112,4 +112,14 @@ impl SampleRecord for CocoRecord {
     fn sample(&self) -> usize {
         self.sample
     }
+
+    fn selection_key(&self) -> String {
+        format!("{}:{}", self.stream_index, self.image_id)
+    }
+}
+
+impl super::shard::SelectionKey for CocoExample {
+    fn selection_key(&self) -> String {
+        format!("{}:{}", self.stream_index, self.image_id)
+    }
 }

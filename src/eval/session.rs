@@ -19,7 +19,7 @@ use super::hub_source::hub_shards;
 use super::parquet_rows::{huggingface_metadata, BatchStream};
 use super::progress::Progress;
 use super::run_log::{RunLog, SampleTiming};
-use super::shard::{fingerprint, merge, Report, SampleRecord, Shard, ShardId, ShardSettings};
+use super::shard::{fingerprint, merge, Report, SampleRecord, SelectionKey, Shard, ShardId, ShardSettings};
 use super::summary::{coco_summary, CocoSummary, ScoredImage};
 use super::vqa_run::{run_vqa, vqa_summary, VqaRecord, VqaSummary};
 use crate::engine::GenerateOptions;
@@ -186,8 +186,7 @@ pub fn eval_vqa_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
             (log, records)
         }
         Some(shard) => {
-            let key = |s: &VqaExample| format!("{}:{}", s.stream_index, s.question);
-            match run_sharded(shard, o, &run, selected, key, announce, "VQA", run_shard)? {
+            match run_sharded(shard, o, &run, selected, announce, "VQA", run_shard)? {
                 Some((log, records, _)) => (log, records),
                 None => return Ok(shard.dir(&o.out)),
             }
@@ -262,8 +261,7 @@ pub fn eval_coco_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
             (log, records, samples)
         }
         Some(shard) => {
-            let key = |s: &CocoExample| format!("{}:{}", s.stream_index, s.image_id);
-            match run_sharded(shard, o, &run, selected, key, announce, "COCO", run_shard)? {
+            match run_sharded(shard, o, &run, selected, announce, "COCO", run_shard)? {
                 Some(merged) => merged,
                 None => return Ok(shard.dir(&o.out)),
             }
@@ -383,12 +381,11 @@ fn argument_fingerprint<R: Serialize>(run: &R, o: &EvalOptions) -> Result<u64> {
 /// rank 0 merge the ranks' files into `o.out` as a single-process run writes them. Returns the
 /// merged run on rank 0, None on the others.
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
-fn run_sharded<E, S, R>(
+fn run_sharded<E: SelectionKey, S, R>(
     shard: &Shard,
     o: &EvalOptions,
     run: &R,
     selected: Result<Vec<E>>,
-    key: impl Fn(&E) -> String,
     announce: impl FnOnce(&[E]),
     what: &str,
     run_shard: impl FnOnce(&LoadedModel, &[E], &[usize], Vec<S>, &mut RunLog, &mut Sampler, &GenerateOptions, Progress) -> Result<Vec<S>>,
@@ -401,11 +398,18 @@ where
     let arguments = argument_fingerprint(run, o)?;
     let opened = selected.and_then(|samples| {
         let positions = shard.positions(samples.len());
-        let (log, done) = RunLog::open::<_, S>(&shard.dir(&o.out), &ShardSettings { run, shard: id }, o.resume)?;
+        let dir = shard.dir(&o.out);
+        let (log, done) = RunLog::open::<_, S>(&dir, &ShardSettings { run, shard: id }, o.resume)?;
+        // A rank with nothing left runs nothing, so its resumed lines are checked here.
+        for (k, r) in done.iter().enumerate() {
+            let i = positions.get(k).copied().unwrap_or(usize::MAX);
+            let ok = r.sample() == i && samples.get(i).is_some_and(|e| e.selection_key() == r.selection_key());
+            anyhow::ensure!(ok, "cannot resume: line {} of {} does not match sample {i} of this dataset", k + 1, dir.join(super::run_log::SAMPLES_FILE).display());
+        }
         Ok((samples, positions, log, done))
     });
     let ((samples, positions, mut log, done), reports) = shard.agree("preparing its shard", opened, |(samples, positions, _, done)| {
-        let keys: Vec<String> = samples.iter().map(&key).collect();
+        let keys: Vec<String> = samples.iter().map(SelectionKey::selection_key).collect();
         Report {
             ok: true,
             arguments,

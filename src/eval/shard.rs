@@ -23,6 +23,14 @@ use super::run_log::{RunLog, SampleTiming};
 /// A record that knows its position in the selection (the `sample` field of samples.jsonl).
 pub trait SampleRecord {
     fn sample(&self) -> usize;
+    /// What identifies the sample in the dataset (stream row and question or image id), as
+    /// [`SelectionKey::selection_key`] of the selected example.
+    fn selection_key(&self) -> String;
+}
+
+/// A selected example's identity in the dataset, compared across ranks and against resumed records.
+pub trait SelectionKey {
+    fn selection_key(&self) -> String;
 }
 
 /// This process's place in the group.
@@ -105,7 +113,9 @@ impl Shard {
     pub fn exchange(&self, mine: Report) -> Result<Vec<Report>> {
         let local = Array::from_slice(&mine.encode(), &[1, REPORT_LEN as i32]);
         let all = self.group.all_gather(&local)?;
-        mlx_rs::transforms::eval([&all]).context("--distributed: exchanging the ranks' status")?;
+        mlx_rs::transforms::eval([&all]).context(
+            "--distributed: lost contact with the other ranks (did one die?): rerun every rank with --resume to continue",
+        )?;
         Ok(all.as_slice::<i32>().chunks(REPORT_LEN).map(Report::decode).collect())
     }
 

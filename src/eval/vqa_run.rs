@@ -120,6 +120,16 @@ impl super::shard::SampleRecord for VqaRecord {
     fn sample(&self) -> usize {
         self.sample
     }
+
+    fn selection_key(&self) -> String {
+        format!("{}:{}", self.stream_index, self.question)
+    }
+}
+
+impl super::shard::SelectionKey for VqaExample {
+    fn selection_key(&self) -> String {
+        format!("{}:{}", self.stream_index, self.question)
+    }
 }
 
 pub fn vqa_summary(records: &[VqaRecord], timings: &[SampleTiming]) -> VqaSummary {
