@@ -16,6 +16,8 @@ pub mod convert;
 pub mod distributed;
 pub mod error;
 pub mod gguf;
+// Custom CUDA kernels (MLX's custom kernel API) for the decode hot path.
+pub mod kernels;
 pub mod nn;
 // Images: files to RGB pixels, and Pillow's bicubic resize.
 pub mod image_io;

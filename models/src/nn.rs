@@ -60,15 +60,31 @@ pub fn gelu_tanh(x: &Array) -> Result<Array> {
     Ok(half_x.multiply(scalar(1.0, dt)?.add(&t)?)?)
 }
 
-/// `gelu_tanh(gate) * up`.
+/// `gelu_tanh(gate) * up` (one fused kernel on CUDA, see [`crate::kernels::fused`]).
 pub fn geglu(gate: &Array, up: &Array) -> Result<Array> {
+    if crate::kernels::fuse_elementwise()? {
+        return Ok(crate::kernels::fused::geglu(gate, up)?);
+    }
+    geglu_ops(gate, up)
+}
+
+/// [`geglu`] op by op.
+pub fn geglu_ops(gate: &Array, up: &Array) -> Result<Array> {
     Ok(gelu_tanh(gate)?.multiply(up)?)
 }
 
-/// `tanh(x / cap) * cap`.
+/// `tanh(x / cap) * cap` (one fused kernel on CUDA, see [`crate::kernels::fused`]).
 pub fn softcap(x: &Array, cap: f64) -> Result<Array> {
     let c = scalar(cap, x.dtype())?;
-    Ok(tanh(x.divide(&c)?)?.multiply(&c)?)
+    if crate::kernels::fuse_elementwise()? {
+        return Ok(crate::kernels::fused::softcap(x, &c)?);
+    }
+    softcap_ops(x, &c)
+}
+
+/// [`softcap`] op by op, `cap` a scalar in the dtype of `x`.
+pub fn softcap_ops(x: &Array, cap: &Array) -> Result<Array> {
+    Ok(tanh(x.divide(cap)?)?.multiply(cap)?)
 }
 
 /// Rotary position embedding over the last axis, rotate-half (non-traditional) by default.

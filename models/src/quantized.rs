@@ -80,8 +80,12 @@ impl QuantizedWeight {
         })
     }
 
-    /// `x @ W^T` (MLX `quantized_matmul(transpose=True)`).
+    /// `x @ W^T` (MLX `quantized_matmul(transpose=True)`; one-row products on a CUDA GPU go to
+    /// vlmbench's own 4-bit GEMV, see [`crate::kernels`]).
     pub fn matmul_t(&self, x: &Array) -> Result<Array> {
+        if let Some(y) = crate::kernels::try_qgemv(x, &self.weight, &self.scales, &self.biases, self.bits, self.group_size)? {
+            return Ok(y);
+        }
         Ok(quantized_matmul(
             x,
             &self.weight,

@@ -7,6 +7,7 @@ mod convert;
 mod doctor;
 mod eval;
 mod generate;
+mod kernels;
 mod make_tiny;
 mod moondream_bench;
 mod notebook;
@@ -33,6 +34,7 @@ pub struct Cli {
 pub enum Command {
     Convert(convert::ConvertArgs),
     Doctor(doctor::DoctorArgs),
+    Kernels(kernels::KernelsArgs),
     Eval(eval::EvalArgs),
     Bench(bench::BenchArgs),
     Sweep(sweep::SweepArgs),
@@ -60,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Convert(args) => convert::run(&args),
         Command::Doctor(args) => doctor::run(&args),
+        Command::Kernels(args) => kernels::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Sweep(args) => sweep::run(&args),

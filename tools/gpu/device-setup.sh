@@ -20,6 +20,13 @@ case "${1:-}" in
     nv="$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))')/nvidia"
     export LD_LIBRARY_PATH="$root/wheel/mlx/lib:$root/wheel/mlx_cuda_13.libs:$nv/cu13/lib:$nv/cudnn/lib:$nv/nccl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     export CUDA_HOME="$nv/cu13"
+    # The image's CUDA headers lack crt/ (mma.h includes crt/mma.h), so NVRTC cannot compile MLX's
+    # sm90 quantized GEMM. nvidia-cuda-crt (pip, 134 KB) supplies them; pack.sh puts its wheel in .gpu/.
+    crt_wheel="$(ls .gpu/nvidia_cuda_crt-*.whl /tmp/h/nvidia_cuda_crt-*.whl 2>/dev/null | head -1)"
+    if [ ! -f "$CUDA_HOME/include/crt/mma.h" ] && [ -n "$crt_wheel" ]; then
+      python3 -m zipfile -e "$crt_wheel" "$root/crt" && mkdir -p "$CUDA_HOME/include/crt" \
+        && cp -n "$root/crt/nvidia/cu13/include/crt/"* "$CUDA_HOME/include/crt/"
+    fi
     [ ! -f .gpu/vlmbench ] || chmod +x .gpu/vlmbench
     ;;
   *)

@@ -36,4 +36,7 @@ if [ ! -f "$out/libmlx.part-ab" ] || [ "$wheel/mlx/lib/libmlx.so" -nt "$out/libm
 fi
 tar -C "$wheel" -cJf "$out/runtime.tar.xz" mlx_cuda_13.libs mlx/share \
   mlx/include/cccl mlx/include/cute mlx/include/cutlass mlx/include/mlx
+# crt/ headers the device image's CUDA lacks (see device-setup.sh).
+[ -f "$out"/nvidia_cuda_crt-13.0.88-*.whl ] || python3 -m pip download -q --no-deps --only-binary=:all: \
+  --disable-pip-version-check nvidia-cuda-crt==13.0.88 -d "$out"
 ls -l "$out"

@@ -25,7 +25,7 @@ use crate::cache::{eval_caches, KvCache, LayerCache, RotatingKvCache};
 use crate::checkpoint::Checkpoint;
 use crate::distributed::Group;
 use crate::error::{ModelError, Result};
-use crate::nn::{geglu, gelu_tanh, rms_norm_no_scale, scalar, softcap, RmsNorm, Rope};
+use crate::nn::{geglu, rms_norm_no_scale, scalar, softcap, RmsNorm, Rope};
 use crate::quantized::{load_param, Embedding, Linear};
 
 /// mlx-vlm's `prefill_step_size` default.
@@ -1097,7 +1097,7 @@ impl DecoderLayer {
         let mut h = residual.add(&m)?;
         if let (Some(p), Some(pli)) = (&self.ple, per_layer_input) {
             let g = p.per_layer_input_gate.forward(&h)?;
-            let g = gelu_tanh(&g)?.multiply(pli)?;
+            let g = geglu(&g, pli)?;
             let g = p.per_layer_projection.forward(&g)?;
             let g = p.post_per_layer_input_norm.forward(&g)?;
             h = h.add(&g)?;

@@ -1,0 +1,96 @@
+//! vlmbench's own GPU code paths for the decode hot path, on CUDA only:
+//! - [`qgemv`]: a 4-bit matrix-vector kernel, compiled at run time by MLX's custom CUDA kernel
+//!   API (`mlx_fast_cuda_kernel_*`), for one-row products;
+//! - [`fused`]: the elementwise chains of the GELU gate and the logit soft-cap traced once with
+//!   MLX's `compile`, which fuses each chain into one kernel (as mlx-vlm's compiled functions do).
+//!
+//! Which path runs is a process-wide choice ([`Kernels`]): `VLMBENCH_KERNELS=mlx` keeps MLX's
+//! stock kernels and op-by-op graphs everywhere, `gemv` adds only the GEMV, so each change can
+//! be measured with one binary.
+
+pub mod check;
+pub mod fused;
+pub mod qgemv;
+
+use std::sync::OnceLock;
+
+use mlx_rs::{Array, Stream};
+
+use crate::error::{ModelError, Result};
+
+/// Who runs the hot-path operations on a CUDA GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kernels {
+    /// MLX's stock kernels, op by op (the unoptimized path).
+    Mlx,
+    /// vlmbench's GEMV, elementwise chains op by op (to measure each change on its own).
+    Gemv,
+    /// vlmbench's GEMV and fused elementwise chains.
+    Vlmbench,
+}
+
+/// The process's choice: `VLMBENCH_KERNELS` = `mlx`, `gemv` or `vlmbench` (the default). Read once.
+pub fn kernels_choice() -> Result<Kernels> {
+    static CHOICE: OnceLock<std::result::Result<Kernels, String>> = OnceLock::new();
+    CHOICE
+        .get_or_init(|| parse_kernels(std::env::var("VLMBENCH_KERNELS").ok().as_deref()))
+        .clone()
+        .map_err(ModelError::Input)
+}
+
+fn parse_kernels(value: Option<&str>) -> std::result::Result<Kernels, String> {
+    match value {
+        None | Some("") | Some("vlmbench") => Ok(Kernels::Vlmbench),
+        Some("mlx") => Ok(Kernels::Mlx),
+        Some("gemv") => Ok(Kernels::Gemv),
+        Some(other) => Err(format!("VLMBENCH_KERNELS={other:?} is not a kernel choice: use `mlx`, `gemv` or `vlmbench`")),
+    }
+}
+
+/// True when the loaded libmlx is the CUDA one.
+fn cuda_backend() -> bool {
+    static CUDA: OnceLock<bool> = OnceLock::new();
+    *CUDA.get_or_init(|| crate::runtime::backend() == "cuda")
+}
+
+/// The stream vlmbench's own paths run on, when they apply: the current stream is a CUDA GPU
+/// stream and the choice includes `wanted`. `None` means: use MLX's stock operations.
+fn vlmbench_stream(wanted: Kernels) -> Result<Option<Stream>> {
+    if !cuda_backend() || kernels_choice()? < wanted {
+        return Ok(None);
+    }
+    let stream = Stream::thread_local_or_default();
+    Ok(qgemv::stream_is_gpu(&stream).then_some(stream))
+}
+
+/// `x @ W^T` by vlmbench's 4-bit GEMV when it applies (see [`vlmbench_stream`]; one activation
+/// row, 4-bit groups of 64); `None` leaves the product to MLX.
+pub fn try_qgemv(x: &Array, w: &Array, scales: &Array, biases: &Array, bits: i32, group_size: i32) -> Result<Option<Array>> {
+    if !qgemv::supports(x, w, scales, bits, group_size) {
+        return Ok(None);
+    }
+    match vlmbench_stream(Kernels::Gemv)? {
+        Some(stream) => Ok(Some(qgemv::qgemv4(x, w, scales, biases, &stream)?)),
+        None => Ok(None),
+    }
+}
+
+/// Whether the fused elementwise chains apply (see [`vlmbench_stream`]).
+pub fn fuse_elementwise() -> Result<bool> {
+    Ok(vlmbench_stream(Kernels::Vlmbench)?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_choice_accepts_the_two_names_and_rejects_others_by_name() {
+        assert_eq!(parse_kernels(None), Ok(Kernels::Vlmbench));
+        assert_eq!(parse_kernels(Some("vlmbench")), Ok(Kernels::Vlmbench));
+        assert_eq!(parse_kernels(Some("mlx")), Ok(Kernels::Mlx));
+        assert_eq!(parse_kernels(Some("gemv")), Ok(Kernels::Gemv));
+        let err = parse_kernels(Some("cublas")).unwrap_err();
+        assert!(err.contains("VLMBENCH_KERNELS=\"cublas\"") && err.contains("`mlx`, `gemv` or `vlmbench`"), "{err}");
+    }
+}
