@@ -235,4 +235,24 @@ mod tests {
         let other = RunLog::open::<_, Rec>(dir.path(), &serde_json::json!({"n": 4}), true).err().unwrap().to_string();
         assert!(other.contains("different settings"), "{other}");
     }
+
+    #[test]
+    fn a_run_written_at_once_has_the_bytes_of_one_appended_line_by_line() {
+        let run = serde_json::json!({"task": "vqa", "n": 2});
+        let (appended, whole) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut log, _) = RunLog::open::<_, Rec>(appended.path(), &run, false).unwrap();
+        for i in 0..2 {
+            log.append(&Rec { sample: i }, &timing(i)).unwrap();
+        }
+        RunLog::write_finished(whole.path(), &run, &[Rec { sample: 0 }, Rec { sample: 1 }], &[timing(0), timing(1)]).unwrap();
+        for f in [RUN_FILE, SAMPLES_FILE, TIMINGS_FILE] {
+            assert_eq!(std::fs::read(appended.path().join(f)).unwrap(), std::fs::read(whole.path().join(f)).unwrap(), "{f}");
+        }
+        let (records, timings) = RunLog::read_finished::<Rec>(whole.path()).unwrap();
+        assert_eq!(records, vec![Rec { sample: 0 }, Rec { sample: 1 }]);
+        assert_eq!(timings, vec![timing(0), timing(1)]);
+        // And it opens as a finished run.
+        let (_, done) = RunLog::open::<_, Rec>(whole.path(), &run, true).unwrap();
+        assert_eq!(done.len(), 2);
+    }
 }
