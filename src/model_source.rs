@@ -75,10 +75,17 @@ pub fn checkpoint_dir(spec: Option<&str>) -> Result<(PathBuf, bool)> {
 /// Resolves and loads `spec` in the dtype `choice` resolves to on the default device; prints a
 /// banner to stderr when the outputs will come from random weights.
 pub fn load(spec: Option<&str>, choice: DtypeChoice) -> Result<Resolved> {
+    load_as(spec, choice, true)
+}
+
+/// [`load`], with the random-weights banner only when `announce` (a sharded evaluation's
+/// non-zero ranks load silently: rank 0 speaks for the group).
+pub fn load_as(spec: Option<&str>, choice: DtypeChoice, announce: bool) -> Result<Resolved> {
     let dtype: Dtype = choice.resolve(&mlx_rs::Device::try_default()?);
     let (dir, random_weights) = checkpoint_dir(spec)?;
     let shown = spec.unwrap_or(BUILT_IN).to_owned();
-    if random_weights && matches!(spec, None | Some(BUILT_IN)) {
+    if !announce {
+    } else if random_weights && matches!(spec, None | Some(BUILT_IN)) {
         eprintln!(
             "note: no --model given: using the built-in tiny Gemma 4 checkpoint ({}). Its weights are RANDOM: \
              outputs are gibberish and timings say nothing about real models. Pass --model mlx-community/... or a directory.",

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
+use vlm_models::distributed::Backend;
 use vlm_models::dtype::DtypeChoice;
 
 use crate::eval::datasets::{COCO_DEFAULT_N, VQA_DEFAULT_N};
@@ -47,6 +48,13 @@ pub struct EvalArgs {
     /// Compute dtype: auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16.
     #[arg(long, default_value = "auto", value_parser = clap::value_parser!(DtypeChoice))]
     pub dtype: DtypeChoice,
+    /// Run as one rank of an MLX distributed group (ring, mpi, nccl or any; default any): every
+    /// rank is started with the same arguments under MLX's launch conventions (docs/distributed.md),
+    /// runs samples i with i % ranks == rank into --out/shards/, and rank 0 merges them into --out
+    /// as one process would have written it. --out must be the same directory for every rank.
+    #[arg(long, value_name = "BACKEND", num_args = 0..=1, default_missing_value = "any",
+          value_parser = |s: &str| s.parse::<Backend>())]
+    pub distributed: Option<Backend>,
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -65,6 +73,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         out: args.out.clone().unwrap_or_else(|| PathBuf::from("eval-runs").join(name)),
         resume: args.resume,
         max_tokens: args.max_tokens.unwrap_or(max_tokens),
+        distributed: args.distributed,
     };
     anyhow::ensure!(options.n > 0, "-n must be at least 1");
     anyhow::ensure!(options.max_tokens > 0, "--max-tokens must be at least 1");

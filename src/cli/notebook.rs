@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use vlm_models::distributed::Backend;
 use vlm_models::dtype::DtypeChoice;
 
 use super::moondream_bench::{self, MoondreamBenchArgs};
@@ -61,6 +62,12 @@ pub struct Gemma4Args {
     /// Compute dtype: auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16.
     #[arg(long, default_value = "auto", value_parser = clap::value_parser!(DtypeChoice))]
     pub dtype: DtypeChoice,
+    /// Run as one rank of a tensor-parallel group (MLX distributed: ring, mpi, nccl or any;
+    /// default any), as `generate --tensor-parallel`: every rank runs every section on its share
+    /// of the decoder, rank 0 writes the report. Not with --resume.
+    #[arg(long, value_name = "BACKEND", num_args = 0..=1, default_missing_value = "any",
+          value_parser = |s: &str| s.parse::<Backend>())]
+    pub tensor_parallel: Option<Backend>,
 }
 
 pub fn run(args: &NotebookArgs) -> Result<()> {
@@ -80,8 +87,11 @@ fn run_gemma4(args: &Gemma4Args) -> Result<()> {
         scene_image: args.scene_image.clone(),
         segment_image: args.segment_image.clone(),
         eval: EvalSources { vqa_data: args.vqa_data.clone(), coco_data: args.coco_data.clone(), hub: args.hub },
+        tensor_parallel: args.tensor_parallel,
     };
-    gemma4::run(&options, |line| eprintln!("{line}"))?;
-    println!("report: {}", args.out.join(REPORT_FILE).display());
+    // On a tensor-parallel group only rank 0 writes the report.
+    if gemma4::run(&options, |line| eprintln!("{line}"))?.wrote_out {
+        println!("report: {}", args.out.join(REPORT_FILE).display());
+    }
     Ok(())
 }

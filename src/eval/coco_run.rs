@@ -16,6 +16,7 @@ use super::matching::{evaluate, ImageEval};
 use super::numpy_stats::mean;
 use super::pillow_jpeg::jpeg_round_trip;
 use super::progress::Progress;
+use super::shard::SampleRecord;
 use super::run_log::RunLog;
 use super::vqa_run::timing_of;
 use crate::engine::GenerateOptions;
@@ -39,22 +40,27 @@ pub struct CocoRecord {
     pub eval: ImageEval,
 }
 
+/// Runs the images at `positions` (all of them, or one rank's share) not yet in `done`.
+#[allow(clippy::too_many_arguments)]
 pub fn run_coco(
     model: &LoadedModel,
     samples: &[CocoExample],
+    positions: &[usize],
     categories: &Categories,
     mut done: Vec<CocoRecord>,
     log: &mut RunLog,
     sampler: &mut Sampler,
     options: &GenerateOptions,
+    mut progress: Progress,
 ) -> Result<Vec<CocoRecord>> {
-    for (i, r) in done.iter().enumerate() {
+    for (k, r) in done.iter().enumerate() {
+        let i = positions.get(k).copied().unwrap_or(usize::MAX);
         let ok = r.sample == i && samples.get(i).is_some_and(|s| s.stream_index == r.stream_index && s.image_id == r.image_id);
-        anyhow::ensure!(ok, "cannot resume: line {} of samples.jsonl does not match sample {i} of this dataset", i + 1);
+        anyhow::ensure!(ok, "cannot resume: line {} of samples.jsonl does not match sample {i} of this dataset", k + 1);
     }
-    let mut progress = Progress::new(samples.len(), done.len(), "COCO");
     progress.message(&running(&done));
-    for (i, ex) in samples.iter().enumerate().skip(done.len()) {
+    for &i in positions.iter().skip(done.len()) {
+        let ex = &samples[i];
         let image = decode_image(&ex.image.bytes, Path::new(&ex.image.name))
             .with_context(|| format!("COCO sample {i} (image_id {})", ex.image_id))?;
         let size = ImageSize::new(image.width(), image.height());
@@ -80,9 +86,9 @@ pub fn run_coco(
         log.append(&record, &timing_of(i, &answered.stats))?;
         done.push(record);
         progress.advance(&running(&done));
-        if (i + 1) % 5 == 0 {
+        if done.len() % 5 == 0 {
             let (p, r, sr) = running_means(&done);
-            progress.println(&format!("  [{}/{}] coarse P/R={p:.2}/{r:.2} | strict R={sr:.2}", i + 1, samples.len()));
+            progress.println(&format!("  [{}/{}] coarse P/R={p:.2}/{r:.2} | strict R={sr:.2}", done.len(), positions.len()));
         }
     }
     progress.finish();
@@ -100,4 +106,20 @@ fn running(done: &[CocoRecord]) -> String {
     }
     let (p, r, sr) = running_means(done);
     format!("coarse P/R={p:.2}/{r:.2} strict R={sr:.2}")
+}
+
+impl SampleRecord for CocoRecord {
+    fn sample(&self) -> usize {
+        self.sample
+    }
+
+    fn selection_key(&self) -> String {
+        format!("{}:{}", self.stream_index, self.image_id)
+    }
+}
+
+impl super::shard::SelectionKey for CocoExample {
+    fn selection_key(&self) -> String {
+        format!("{}:{}", self.stream_index, self.image_id)
+    }
 }

@@ -9,7 +9,8 @@
 //!   (`evaluate_detections`; ties ordered by [`argsort`], numpy's portable argsort), [`summary`]
 //!   (run means with numpy's pairwise sum, per-class recall, best/worst, VQA exact match).
 //! - Runs: [`run_log`] (per-sample JSON lines, fsynced, resumable), [`vqa_run`], [`coco_run`],
-//!   [`progress`], and [`session`], which ties one `vlmbench eval` invocation together.
+//!   [`progress`], and [`session`], which ties one `vlmbench eval` invocation together;
+//!   [`shard`] and `sharded_run` split one over the ranks of an MLX group (`--distributed`).
 //!
 //! Model inputs follow the notebook's path: images decoded as `datasets` does (EXIF orientation
 //! applied, RGB), VQA images as they are (the notebook's PNG re-save is lossless), COCO images
@@ -35,5 +36,7 @@ pub mod pillow_jpeg;
 pub mod progress;
 pub mod run_log;
 pub mod session;
+pub mod shard;
+mod sharded_run;
 pub mod summary;
 pub mod vqa_run;

@@ -5,6 +5,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Progress {
     bar: ProgressBar,
+    /// A non-zero rank of a sharded run: no bar and no lines (rank 0 speaks for the group).
+    silent: bool,
 }
 
 impl Progress {
@@ -16,7 +18,12 @@ impl Progress {
         bar.set_style(style);
         bar.set_prefix(what.to_string());
         bar.set_position(done as u64);
-        Self { bar }
+        Self { bar, silent: false }
+    }
+
+    /// Shows nothing at all.
+    pub fn silent() -> Self {
+        Self { bar: ProgressBar::hidden(), silent: true }
     }
 
     pub fn message(&mut self, msg: &str) {
@@ -30,6 +37,9 @@ impl Progress {
 
     /// A line above the bar (printed plainly when the bar is hidden).
     pub fn println(&self, line: &str) {
+        if self.silent {
+            return;
+        }
         if self.bar.is_hidden() {
             eprintln!("{line}");
         } else {

@@ -53,6 +53,17 @@ fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
         .collect()
 }
 
+/// The complete lines of `path` (none when it does not exist), ignoring a torn last line.
+fn read_complete_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let Ok(bytes) = std::fs::read(path) else { return Ok(Vec::new()) };
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let text = std::str::from_utf8(&bytes[..complete]).with_context(|| format!("{} is not UTF-8", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| serde_json::from_str(line).with_context(|| format!("{} line {} is not a sample record", path.display(), i + 1)))
+        .collect()
+}
+
 impl RunLog {
     /// Fails early (before any sampling or model loading) when `dir` holds a run that this one may
     /// not continue: any run without `resume`, or one started with other settings.
@@ -132,6 +143,43 @@ impl RunLog {
         Ok(seen.into_values().collect())
     }
 
+    /// The finished records and the last timing of each sample in a run directory (read only:
+    /// a torn last line is skipped, not repaired). For merging the ranks of a sharded run.
+    pub fn read_finished<S: DeserializeOwned>(dir: &Path) -> Result<(Vec<S>, Vec<SampleTiming>)> {
+        let records = read_complete_lines(&dir.join(SAMPLES_FILE))?;
+        let mut all: Vec<SampleTiming> = read_complete_lines(&dir.join(TIMINGS_FILE))?;
+        all.reverse();
+        let mut seen = std::collections::BTreeMap::new();
+        for t in all {
+            seen.entry(t.sample).or_insert(t);
+        }
+        Ok((records, seen.into_values().collect()))
+    }
+
+    /// Writes a whole finished run into `dir` at once (run.json, samples.jsonl, timings.jsonl,
+    /// each atomically), byte for byte as appending the records one by one would: the merge of a
+    /// sharded run. `dir` can then be opened with `resume` like any run.
+    pub fn write_finished<R: Serialize, S: Serialize>(dir: &Path, run: &R, records: &[S], timings: &[SampleTiming]) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
+        let lines = |items: Vec<String>| items.into_iter().map(|l| l + "\n").collect::<String>();
+        let samples = lines(records.iter().map(serde_json::to_string).collect::<serde_json::Result<_>>()?);
+        let timing_lines = lines(timings.iter().map(serde_json::to_string).collect::<serde_json::Result<_>>()?);
+        // run.json last: a directory with a run.json holds a complete run (or one being appended to).
+        for (name, text) in [
+            (SAMPLES_FILE, samples),
+            (TIMINGS_FILE, timing_lines),
+            (RUN_FILE, serde_json::to_string_pretty(&serde_json::to_value(run)?)? + "\n"),
+        ] {
+            let path = dir.join(name);
+            let tmp = dir.join(format!("{name}.partial"));
+            let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+            f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+            f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// Writes `summary.json` atomically.
     pub fn save_summary<T: Serialize>(&self, summary: &T) -> Result<PathBuf> {
         let path = self.dir.join(SUMMARY_FILE);
@@ -186,5 +234,25 @@ mod tests {
         assert!(again.contains("--resume"), "{again}");
         let other = RunLog::open::<_, Rec>(dir.path(), &serde_json::json!({"n": 4}), true).err().unwrap().to_string();
         assert!(other.contains("different settings"), "{other}");
+    }
+
+    #[test]
+    fn a_run_written_at_once_has_the_bytes_of_one_appended_line_by_line() {
+        let run = serde_json::json!({"task": "vqa", "n": 2});
+        let (appended, whole) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut log, _) = RunLog::open::<_, Rec>(appended.path(), &run, false).unwrap();
+        for i in 0..2 {
+            log.append(&Rec { sample: i }, &timing(i)).unwrap();
+        }
+        RunLog::write_finished(whole.path(), &run, &[Rec { sample: 0 }, Rec { sample: 1 }], &[timing(0), timing(1)]).unwrap();
+        for f in [RUN_FILE, SAMPLES_FILE, TIMINGS_FILE] {
+            assert_eq!(std::fs::read(appended.path().join(f)).unwrap(), std::fs::read(whole.path().join(f)).unwrap(), "{f}");
+        }
+        let (records, timings) = RunLog::read_finished::<Rec>(whole.path()).unwrap();
+        assert_eq!(records, vec![Rec { sample: 0 }, Rec { sample: 1 }]);
+        assert_eq!(timings, vec![timing(0), timing(1)]);
+        // And it opens as a finished run.
+        let (_, done) = RunLog::open::<_, Rec>(whole.path(), &run, true).unwrap();
+        assert_eq!(done.len(), 2);
     }
 }

@@ -10,12 +10,17 @@ use vlm_models::image_io::decode_image;
 use vlm_models::model::LoadedModel;
 use vlm_models::sampling::Sampler;
 
+use vlm_models::distributed::Backend;
+
 use super::coco_run::{run_coco, CocoRecord};
-use super::datasets::{self, category_names, sample_coco, sample_vqa, COCO_COLUMNS, VQA_COLUMNS};
+use super::datasets::{self, category_names, sample_coco, sample_vqa, CocoExample, VqaExample, COCO_COLUMNS, VQA_COLUMNS};
 use super::detection::{Categories, MIN_GT_AREA};
 use super::hub_source::hub_shards;
 use super::parquet_rows::{huggingface_metadata, BatchStream};
+use super::progress::Progress;
 use super::run_log::{RunLog, SampleTiming};
+use super::shard::Shard;
+use super::sharded_run::run_sharded;
 use super::summary::{coco_summary, CocoSummary, ScoredImage};
 use super::vqa_run::{run_vqa, vqa_summary, VqaRecord, VqaSummary};
 use crate::engine::GenerateOptions;
@@ -42,6 +47,8 @@ pub struct EvalOptions {
     pub out: PathBuf,
     pub resume: bool,
     pub max_tokens: usize,
+    /// Run as one rank of an MLX distributed group, on its share of the samples (rank 0 merges).
+    pub distributed: Option<Backend>,
 }
 
 /// What a run was asked to do; a resumed run must match it.
@@ -80,11 +87,51 @@ fn shards(o: &EvalOptions, repo: &str, split: &str) -> Result<Box<dyn Iterator<I
 
 /// The notebook's generation: greedy (mlx-vlm 0.4.4's default temperature 0), stopping at the
 /// model's stop tokens.
-fn load_model(o: &EvalOptions) -> Result<(LoadedModel, Sampler, GenerateOptions)> {
-    let resolved = model_source::load(o.model.as_deref(), o.dtype)?;
-    let model = resolved.model;
-    let options = GenerateOptions::until_stop(&model, o.max_tokens);
-    Ok((model, Sampler::greedy(), options))
+fn load_model(o: &EvalOptions, announce: bool) -> Result<LoadedModel> {
+    Ok(model_source::load_as(o.model.as_deref(), o.dtype, announce)?.model)
+}
+
+/// Where an evaluation runs when it is part of something bigger (the notebook): on a model that is
+/// already loaded (possibly one rank's share of a tensor-parallel model), and without a word on
+/// the non-zero ranks of such a group (they compute in step with rank 0, into a scratch --out).
+#[derive(Clone, Copy, Default)]
+pub struct Host<'a> {
+    pub model: Option<&'a LoadedModel>,
+    pub quiet: bool,
+}
+
+/// Runs `samples` at `positions` on the host's model or on `o.model`, loaded now.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn with_model<E, S>(
+    host: Host,
+    o: &EvalOptions,
+    announce: bool,
+    samples: &[E],
+    positions: &[usize],
+    done: Vec<S>,
+    log: &mut RunLog,
+    progress: Progress,
+    run_shard: impl FnOnce(&LoadedModel, &[E], &[usize], Vec<S>, &mut RunLog, &mut Sampler, &GenerateOptions, Progress) -> Result<Vec<S>>,
+) -> Result<Vec<S>> {
+    let owned;
+    let model = match host.model {
+        Some(m) => m,
+        None => {
+            owned = load_model(o, announce)?;
+            &owned
+        }
+    };
+    let options = GenerateOptions::until_stop(model, o.max_tokens);
+    run_shard(model, samples, positions, done, log, &mut Sampler::greedy(), &options, progress)
+}
+
+/// `println!` on the process that speaks for the run.
+macro_rules! say {
+    ($speaks:expr, $($t:tt)*) => {
+        if $speaks {
+            println!($($t)*);
+        }
+    };
 }
 
 #[derive(Serialize)]
@@ -96,34 +143,67 @@ struct SummaryFile<'a, S: Serialize> {
 }
 
 pub fn eval_vqa(o: &EvalOptions) -> Result<PathBuf> {
+    eval_vqa_on(o, Host::default())
+}
+
+/// [`eval_vqa`] on the host's model.
+pub fn eval_vqa_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
     let run = settings("vqa", datasets::VQA_SPLIT, o, datasets::VQA_REPO);
-    RunLog::preflight(&o.out, &run, o.resume)?;
-    let stream = BatchStream::lazy(shards(o, datasets::VQA_REPO, datasets::VQA_SPLIT)?, VQA_COLUMNS);
-    let samples = sample_vqa(stream, o.n)?;
-    anyhow::ensure!(!samples.is_empty(), "the dataset gave no VQA samples");
-    eprintln!("Loaded {} VQA samples", samples.len());
-    if samples.len() < o.n {
-        eprintln!("note: the split ran out before {} samples were drawn", o.n);
+    let shard = o.distributed.map(Shard::join).transpose()?;
+    let leader = shard.as_ref().is_none_or(Shard::is_leader);
+    let speaks = leader && !host.quiet;
+    let selected = (|| -> Result<Vec<VqaExample>> {
+        RunLog::preflight(&o.out, &run, o.resume)?;
+        let stream = BatchStream::lazy(shards(o, datasets::VQA_REPO, datasets::VQA_SPLIT)?, VQA_COLUMNS);
+        let samples = sample_vqa(stream, o.n)?;
+        anyhow::ensure!(!samples.is_empty(), "the dataset gave no VQA samples");
+        Ok(samples)
+    })();
+    let announce = |samples: &[VqaExample]| {
+        eprintln!("Loaded {} VQA samples", samples.len());
+        if samples.len() < o.n {
+            eprintln!("note: the split ran out before {} samples were drawn", o.n);
+        }
+        eprintln!("Example: Q='{}', A='{}'", samples[0].question, samples[0].answer);
+    };
+    // A sharded run announces after the ranks agreed, so that a failed rank 0 says one line.
+    if let (true, None, Ok(samples)) = (speaks, &shard, &selected) {
+        announce(samples);
     }
-    eprintln!("Example: Q='{}', A='{}'", samples[0].question, samples[0].answer);
-    let (mut log, done) = RunLog::open::<_, VqaRecord>(&o.out, &run, o.resume)?;
-    let records = if done.len() < samples.len() {
-        let (model, mut sampler, options) = load_model(o)?;
-        run_vqa(&model, &samples, done, &mut log, &mut sampler, &options)?
-    } else {
-        done
+    let run_shard = |model: &LoadedModel, samples: &[VqaExample], positions: &[usize], done, log: &mut RunLog, sampler: &mut Sampler, options: &GenerateOptions, progress| {
+        run_vqa(model, samples, positions, done, log, sampler, options, progress)
+    };
+    let (log, records) = match &shard {
+        None => {
+            let samples = selected?;
+            let (mut log, done) = RunLog::open::<_, VqaRecord>(&o.out, &run, o.resume)?;
+            let records = if done.len() < samples.len() {
+                let positions: Vec<usize> = (0..samples.len()).collect();
+                let progress = if speaks { Progress::new(samples.len(), done.len(), "VQA") } else { Progress::silent() };
+                with_model(host, o, speaks, &samples, &positions, done, &mut log, progress, run_shard)?
+            } else {
+                done
+            };
+            (log, records)
+        }
+        Some(shard) => {
+            match run_sharded(shard, o, &run, selected, announce, "VQA", run_shard)? {
+                Some((log, records, _)) => (log, records),
+                None => return Ok(shard.dir(&o.out)),
+            }
+        }
     };
     let timings = log.timings()?;
     let summary: VqaSummary = vqa_summary(&records, &timings);
     let path = log.save_summary(&SummaryFile { task: "vqa", run: &run, summary: &summary, timings: &timings })?;
 
-    println!("\nVQA Accuracy: {:.1}% ({} samples)", 100.0 * summary.accuracy, summary.n_samples);
-    println!("Avg time per question: {:.1}s", summary.avg_time_s);
-    println!("Avg generation speed: {:.1} tok/s", summary.avg_gen_tps);
-    println!("\n{} correct, {} incorrect", summary.n_correct, summary.n_samples - summary.n_correct);
-    println!("\nSample correct predictions\n{}", eval_tables::vqa_examples(&records, true, 5));
-    println!("\nSample incorrect predictions\n{}", eval_tables::vqa_examples(&records, false, 5));
-    println!("\nper-sample results: {}\nsummary: {}", log.dir().join(super::run_log::SAMPLES_FILE).display(), path.display());
+    say!(speaks, "\nVQA Accuracy: {:.1}% ({} samples)", 100.0 * summary.accuracy, summary.n_samples);
+    say!(speaks, "Avg time per question: {:.1}s", summary.avg_time_s);
+    say!(speaks, "Avg generation speed: {:.1} tok/s", summary.avg_gen_tps);
+    say!(speaks, "\n{} correct, {} incorrect", summary.n_correct, summary.n_samples - summary.n_correct);
+    say!(speaks, "\nSample correct predictions\n{}", eval_tables::vqa_examples(&records, true, 5));
+    say!(speaks, "\nSample incorrect predictions\n{}", eval_tables::vqa_examples(&records, false, 5));
+    say!(speaks, "\nper-sample results: {}\nsummary: {}", log.dir().join(super::run_log::SAMPLES_FILE).display(), path.display());
     Ok(path)
 }
 
@@ -137,21 +217,56 @@ fn coco_categories(first_shard: &Path) -> Result<Categories> {
 }
 
 pub fn eval_coco(o: &EvalOptions) -> Result<PathBuf> {
+    eval_coco_on(o, Host::default())
+}
+
+/// [`eval_coco`] on the host's model.
+pub fn eval_coco_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
     let run = settings("coco", datasets::COCO_SPLIT, o, datasets::COCO_REPO);
-    RunLog::preflight(&o.out, &run, o.resume)?;
-    let mut files = shards(o, datasets::COCO_REPO, datasets::COCO_SPLIT)?;
-    let first = files.next().context("the dataset has no shards")??;
-    let categories = coco_categories(&first)?;
-    let stream = BatchStream::lazy(Box::new(std::iter::once(Ok(first)).chain(files)), COCO_COLUMNS);
-    let samples = sample_coco(stream, &categories, o.n)?;
-    anyhow::ensure!(!samples.is_empty(), "the dataset gave no COCO images with two or more known objects");
-    eprintln!("Loaded {} COCO images", samples.len());
-    let (mut log, done) = RunLog::open::<_, CocoRecord>(&o.out, &run, o.resume)?;
-    let records = if done.len() < samples.len() {
-        let (model, mut sampler, options) = load_model(o)?;
-        run_coco(&model, &samples, &categories, done, &mut log, &mut sampler, &options)?
-    } else {
-        done
+    let shard = o.distributed.map(Shard::join).transpose()?;
+    let leader = shard.as_ref().is_none_or(Shard::is_leader);
+    let speaks = leader && !host.quiet;
+    let selected = (|| -> Result<(Vec<CocoExample>, Categories)> {
+        RunLog::preflight(&o.out, &run, o.resume)?;
+        let mut files = shards(o, datasets::COCO_REPO, datasets::COCO_SPLIT)?;
+        let first = files.next().context("the dataset has no shards")??;
+        let categories = coco_categories(&first)?;
+        let stream = BatchStream::lazy(Box::new(std::iter::once(Ok(first)).chain(files)), COCO_COLUMNS);
+        let samples = sample_coco(stream, &categories, o.n)?;
+        anyhow::ensure!(!samples.is_empty(), "the dataset gave no COCO images with two or more known objects");
+        Ok((samples, categories))
+    })();
+    let announce = |samples: &[CocoExample]| eprintln!("Loaded {} COCO images", samples.len());
+    if let (true, None, Ok((samples, _))) = (speaks, &shard, &selected) {
+        announce(samples);
+    }
+    let (selected, categories) = match selected {
+        Ok((samples, categories)) => (Ok(samples), Some(categories)),
+        Err(e) => (Err(e), None),
+    };
+    let run_shard = |model: &LoadedModel, samples: &[CocoExample], positions: &[usize], done, log: &mut RunLog, sampler: &mut Sampler, options: &GenerateOptions, progress| {
+        let categories = categories.as_ref().expect("categories come with the samples");
+        run_coco(model, samples, positions, categories, done, log, sampler, options, progress)
+    };
+    let (log, records, samples) = match &shard {
+        None => {
+            let samples = selected?;
+            let (mut log, done) = RunLog::open::<_, CocoRecord>(&o.out, &run, o.resume)?;
+            let records = if done.len() < samples.len() {
+                let positions: Vec<usize> = (0..samples.len()).collect();
+                let progress = if speaks { Progress::new(samples.len(), done.len(), "COCO") } else { Progress::silent() };
+                with_model(host, o, speaks, &samples, &positions, done, &mut log, progress, run_shard)?
+            } else {
+                done
+            };
+            (log, records, samples)
+        }
+        Some(shard) => {
+            match run_sharded(shard, o, &run, selected, announce, "COCO", run_shard)? {
+                Some(merged) => merged,
+                None => return Ok(shard.dir(&o.out)),
+            }
+        }
     };
     let timings = log.timings()?;
     let time_of = |i: usize| timings.iter().find(|t| t.sample == i).map_or(f64::NAN, |t| t.time_s);
@@ -161,23 +276,23 @@ pub fn eval_coco(o: &EvalOptions) -> Result<PathBuf> {
     let path = log.save_summary(&SummaryFile { task: "coco", run: &run, summary: &summary, timings: &timings })?;
 
     let [tp, near, class, fp] = summary.status_totals;
-    println!("\n--- COCO Localization ({} images, GT boxes ≥ {}px²) ---", summary.n_images, MIN_GT_AREA);
-    println!("Coarse P/R/F1 @0.3: {:.2} / {:.2} / {:.2}", summary.precision, summary.recall, summary.f1);
-    println!("Strict P/R/F1 @0.5: {:.2} / {:.2} / {:.2}", summary.strict_precision, summary.strict_recall, summary.strict_f1);
-    println!("Mean strict TP IoU: {:.2}", summary.mean_tp_iou);
-    println!("Predictions by status: TP={tp}, near={near}, class mismatch={class}, FP={fp}");
-    println!("Avg time/image: {:.1}s", summary.avg_time_s);
-    println!("\n{}", eval_tables::coco_images(&records));
-    println!("\nPer-class coarse recall (top 10 by GT count)\n{}", eval_tables::per_class(&summary.per_class_recall));
-    if let Some(w) = summary.worst_index {
+    say!(speaks, "\n--- COCO Localization ({} images, GT boxes ≥ {}px²) ---", summary.n_images, MIN_GT_AREA);
+    say!(speaks, "Coarse P/R/F1 @0.3: {:.2} / {:.2} / {:.2}", summary.precision, summary.recall, summary.f1);
+    say!(speaks, "Strict P/R/F1 @0.5: {:.2} / {:.2} / {:.2}", summary.strict_precision, summary.strict_recall, summary.strict_f1);
+    say!(speaks, "Mean strict TP IoU: {:.2}", summary.mean_tp_iou);
+    say!(speaks, "Predictions by status: TP={tp}, near={near}, class mismatch={class}, FP={fp}");
+    say!(speaks, "Avg time/image: {:.1}s", summary.avg_time_s);
+    say!(speaks, "\n{}", eval_tables::coco_images(&records));
+    say!(speaks, "\nPer-class coarse recall (top 10 by GT count)\n{}", eval_tables::per_class(&summary.per_class_recall));
+    if let (true, Some(w)) = (speaks, summary.worst_index) {
         print_worst(&records[w]);
     }
 
     let figures = draw_coco_figures(&o.out, &samples, &records, &summary)?;
     for f in &figures {
-        println!("figure: {}", f.display());
+        say!(speaks, "figure: {}", f.display());
     }
-    println!("per-sample results: {}\nsummary: {}", log.dir().join(super::run_log::SAMPLES_FILE).display(), path.display());
+    say!(speaks, "per-sample results: {}\nsummary: {}", log.dir().join(super::run_log::SAMPLES_FILE).display(), path.display());
     Ok(path)
 }
 
@@ -249,3 +364,4 @@ fn draw_coco_figures(out: &Path, samples: &[datasets::CocoExample], records: &[C
     }
     Ok(made)
 }
+

@@ -55,19 +55,23 @@ pub fn timing_of(sample: usize, stats: &crate::engine::GenerationStats) -> Sampl
     }
 }
 
-/// Answers every sample not yet in `done` (a resumed run), appending each as it finishes.
+/// Answers the samples at `positions` (all of them, or one rank's share) not yet in `done` (a
+/// resumed run), appending each as it finishes.
+#[allow(clippy::too_many_arguments)]
 pub fn run_vqa(
     model: &LoadedModel,
     samples: &[VqaExample],
+    positions: &[usize],
     mut done: Vec<VqaRecord>,
     log: &mut RunLog,
     sampler: &mut Sampler,
     options: &GenerateOptions,
+    mut progress: Progress,
 ) -> Result<Vec<VqaRecord>> {
-    check_resumed(&done, samples)?;
-    let mut progress = Progress::new(samples.len(), done.len(), "VQA");
+    check_resumed(&done, samples, positions)?;
     progress.message(&running_accuracy(&done));
-    for (i, ex) in samples.iter().enumerate().skip(done.len()) {
+    for &i in positions.iter().skip(done.len()) {
+        let ex = &samples[i];
         let image = decode_image(&ex.image.bytes, Path::new(&ex.image.name))
             .with_context(|| format!("VQA sample {i} (stream row {})", ex.stream_index))?;
         let answered = ask(model, &image, &prompts::vqa(&ex.question), sampler, options, |_| Ok(()))
@@ -86,9 +90,9 @@ pub fn run_vqa(
         log.append(&record, &timing_of(i, &answered.stats))?;
         done.push(record);
         progress.advance(&running_accuracy(&done));
-        if (i + 1) % 10 == 0 {
-            // The notebook's checkpoint print.
-            progress.println(&format!("  [{}/{}] Running accuracy: {:.1}%", i + 1, samples.len(), 100.0 * mean_accuracy(&done)));
+        if done.len() % 10 == 0 {
+            // The notebook's checkpoint print (over this rank's share in a sharded run).
+            progress.println(&format!("  [{}/{}] Running accuracy: {:.1}%", done.len(), positions.len(), 100.0 * mean_accuracy(&done)));
         }
     }
     progress.finish();
@@ -103,12 +107,29 @@ fn running_accuracy(done: &[VqaRecord]) -> String {
     if done.is_empty() { String::new() } else { format!("accuracy {:.1}%", 100.0 * mean_accuracy(done)) }
 }
 
-fn check_resumed(done: &[VqaRecord], samples: &[VqaExample]) -> Result<()> {
-    for (i, r) in done.iter().enumerate() {
+fn check_resumed(done: &[VqaRecord], samples: &[VqaExample], positions: &[usize]) -> Result<()> {
+    for (k, r) in done.iter().enumerate() {
+        let i = positions.get(k).copied().unwrap_or(usize::MAX);
         let ok = r.sample == i && samples.get(i).is_some_and(|s| s.stream_index == r.stream_index && s.question == r.question);
-        anyhow::ensure!(ok, "cannot resume: line {} of samples.jsonl does not match sample {i} of this dataset", i + 1);
+        anyhow::ensure!(ok, "cannot resume: line {} of samples.jsonl does not match sample {i} of this dataset", k + 1);
     }
     Ok(())
+}
+
+impl super::shard::SampleRecord for VqaRecord {
+    fn sample(&self) -> usize {
+        self.sample
+    }
+
+    fn selection_key(&self) -> String {
+        format!("{}:{}", self.stream_index, self.question)
+    }
+}
+
+impl super::shard::SelectionKey for VqaExample {
+    fn selection_key(&self) -> String {
+        format!("{}:{}", self.stream_index, self.question)
+    }
 }
 
 pub fn vqa_summary(records: &[VqaRecord], timings: &[SampleTiming]) -> VqaSummary {

@@ -10,7 +10,7 @@ use super::gemma4::{limit, Context as NotebookContext};
 use super::record::Section;
 use super::EvalSources;
 use crate::eval::run_log::{SAMPLES_FILE, SUMMARY_FILE};
-use crate::eval::session::{eval_coco, eval_vqa, DataSource, EvalOptions};
+use crate::eval::session::{eval_coco_on, eval_vqa_on, DataSource, EvalOptions, Host};
 use crate::tasks::prompts::{COCO_DETECT_MAX_TOKENS, VQA_MAX_TOKENS};
 
 /// Where the VQAv2 data comes from, or None when the section must be skipped.
@@ -44,7 +44,14 @@ fn options(ctx: &NotebookContext, data: DataSource, n: usize, name: &str, max_to
         out,
         resume: ctx.options.resume,
         max_tokens: limit(ctx.options, max_tokens),
+        distributed: None,
     })
+}
+
+/// The evaluations run on the notebook's own model (one copy in memory; on a tensor-parallel
+/// group, every rank's share), silently on the non-zero ranks.
+fn host<'a>(ctx: &'a NotebookContext) -> Host<'a> {
+    Host { model: Some(&ctx.resolved.model), quiet: ctx.quiet }
 }
 
 fn read_summary(path: &Path) -> Result<Value> {
@@ -54,7 +61,7 @@ fn read_summary(path: &Path) -> Result<Value> {
 
 pub(super) fn vqa(ctx: &NotebookContext, data: DataSource, n: usize) -> Result<Section> {
     let o = options(ctx, data, n, "vqa", VQA_MAX_TOKENS)?;
-    let summary_path = eval_vqa(&o)?;
+    let summary_path = eval_vqa_on(&o, host(ctx))?;
     let mut summary = read_summary(&summary_path)?;
     let records = read_samples(&o.out.join(SAMPLES_FILE))?;
     let example = |r: &Value| json!({"question": r["question"], "prediction": r["prediction"], "gt_answer": r["gt_answer"]});
@@ -66,7 +73,7 @@ pub(super) fn vqa(ctx: &NotebookContext, data: DataSource, n: usize) -> Result<S
 
 pub(super) fn coco(ctx: &NotebookContext, data: DataSource, n: usize) -> Result<Section> {
     let o = options(ctx, data, n, "coco", COCO_DETECT_MAX_TOKENS)?;
-    let summary_path = eval_coco(&o)?;
+    let summary_path = eval_coco_on(&o, host(ctx))?;
     let summary = read_summary(&summary_path)?;
     let mut files = vec![format!("coco/{SAMPLES_FILE}"), format!("coco/{SUMMARY_FILE}")];
     for figure in ["overlays.png", "localization_quality.png", "best_vs_worst.png"] {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde_json::{json, Value};
+use vlm_models::distributed::Backend;
 use vlm_models::dtype::DtypeChoice;
 use vlm_models::image_io::RgbImage;
 use vlm_models::sampling::Sampler;
@@ -37,6 +38,9 @@ pub struct NotebookOptions {
     pub scene_image: Option<PathBuf>,
     pub segment_image: Option<PathBuf>,
     pub eval: super::EvalSources,
+    /// Run as one rank of a tensor-parallel group (docs/distributed.md): every rank computes every
+    /// section on its share of the decoder; rank 0 alone writes OUT and reports progress.
+    pub tensor_parallel: Option<Backend>,
 }
 
 /// Token limit for generations in `--quick` mode.
@@ -50,12 +54,39 @@ pub(super) fn limit(options: &NotebookOptions, notebook_limit: usize) -> usize {
     }
 }
 
+/// What a run produced: the record, and whether this process wrote it into `--out` (false on the
+/// non-zero ranks of a tensor-parallel group, whose record went to a scratch directory).
+pub struct Outcome {
+    pub record: NotebookRecord,
+    pub wrote_out: bool,
+}
+
 /// Runs every section not already done (with `--resume`), saving the record and report after each.
-pub fn run(options: &NotebookOptions, mut progress: impl FnMut(&str)) -> Result<NotebookRecord> {
-    std::fs::create_dir_all(&options.out)
-        .map_err(|e| anyhow::anyhow!("cannot create output directory {}: {e}", options.out.display()))?;
-    let record_path = options.out.join(RECORD_FILE);
-    let resolved = model_source::load(options.model.as_deref(), options.dtype)?;
+pub fn run(options: &NotebookOptions, mut progress: impl FnMut(&str)) -> Result<Outcome> {
+    // Every rank must run the same sections: resuming would let rank 0 skip what the others run.
+    anyhow::ensure!(
+        !(options.resume && options.tensor_parallel.is_some()),
+        "--resume cannot be combined with --tensor-parallel: every rank must run every section (start afresh with another --out)"
+    );
+    let (resolved, group) = match options.tensor_parallel {
+        Some(backend) => {
+            let (resolved, group) = model_source::load_tensor_parallel(options.model.as_deref(), options.dtype, backend)?;
+            (resolved, Some(group))
+        }
+        None => (model_source::load(options.model.as_deref(), options.dtype)?, None),
+    };
+    // The non-zero ranks of a tensor-parallel group compute every section in step with rank 0 (their
+    // collectives pair up) into a private scratch directory, and say nothing.
+    let quiet = group.as_ref().is_some_and(|g| g.rank() != 0);
+    let scratch = if quiet { Some(ScratchDir::new()?) } else { None };
+    let out: &Path = scratch.as_ref().map_or(options.out.as_path(), |s| s.0.as_path());
+    let mut progress = |line: &str| {
+        if !quiet {
+            progress(line)
+        }
+    };
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("cannot create output directory {}: {e}", out.display()))?;
+    let record_path = out.join(RECORD_FILE);
     let model = &resolved.model;
     let mut record = if options.resume && record_path.exists() {
         let previous = NotebookRecord::load(&record_path)?;
@@ -79,8 +110,11 @@ pub fn run(options: &NotebookOptions, mut progress: impl FnMut(&str)) -> Result<
             sections: Default::default(),
         }
     };
+    if let (Some(g), false) = (&group, quiet) {
+        progress(&format!("tensor parallel: {} ranks ({} backend); the report is rank 0's", g.size(), g.backend()));
+    }
 
-    let ctx = Context { options, resolved: &resolved, out: &options.out };
+    let ctx = Context { options, resolved: &resolved, out, quiet };
     let sections: [(&str, &str, SectionFn); 8] = [
         ("load", "Loading the model", load_section),
         ("scene", "Scene understanding", scene_section),
@@ -103,15 +137,34 @@ pub fn run(options: &NotebookOptions, mut progress: impl FnMut(&str)) -> Result<
         }
         record.sections.insert(name.to_string(), result);
         record.save(&record_path)?;
-        report::write(&record, &options.out)?;
+        report::write(&record, out)?;
     }
-    Ok(record)
+    Ok(Outcome { record, wrote_out: !quiet })
 }
 
 pub(super) struct Context<'a> {
     pub options: &'a NotebookOptions,
     pub resolved: &'a Resolved,
     pub out: &'a Path,
+    /// A non-zero tensor-parallel rank: computes, writes only into its scratch `out`, prints nothing.
+    pub quiet: bool,
+}
+
+/// A non-zero rank's private output directory, removed when the run ends.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("vlmbench-notebook-rank-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create scratch directory {}: {e}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 type SectionFn = fn(&Context, &NotebookRecord) -> Result<Section>;
