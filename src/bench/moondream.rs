@@ -1,6 +1,7 @@
 //! The Moondream seed script as a benchmark: six timed tasks on one image (short caption, streamed
 //! normal caption with first-token and average token latency, non-streamed normal caption, visual
-//! query, detect, point) and the end-to-end total, on any model the task layer supports.
+//! query, detect, point) and the end-to-end total, on any model the task layer supports: Gemma
+//! through prompts, Moondream2 natively (the caller passes how one task is answered).
 //!
 //! Each task's runtime is the wall time of the whole call, image preprocessing and encoding
 //! included, as the seed's `time.time()` around `model.caption(...)` measures it. Streamed
@@ -18,7 +19,7 @@ use super::results::{Measurement, ResultKind, ResultsFile, RunInfo};
 use crate::engine::GenerateOptions;
 use crate::tasks::coords::ImageSize;
 use crate::tasks::prompts::CaptionLength;
-use crate::tasks::run::{ask, read_answer, Task, TaskOutput};
+use crate::tasks::run::{ask, read_answer, Answered, Task, TaskOutput};
 
 /// The seed script's query, detect and point arguments.
 pub const SEED_QUESTION: &str = "How many people are in the image?";
@@ -61,24 +62,36 @@ impl StreamLatency {
     }
 }
 
-/// Runs the six tasks in order on `image`; `on_row` sees each as soon as it is done (its
-/// `answer` is what the seed prints: the caption, the answer, "Found N face(s)"), `on_piece`
-/// streams the streamed caption's text.
+/// How one task is answered: the model's answer with its statistics, and the answer read into
+/// the task's output (an `Err` text when it could not be read: timed all the same). The callback
+/// streams the answer's text.
+pub type AnswerFn<'a> = dyn FnMut(&Task, &mut dyn FnMut(&str) -> Result<()>) -> Result<(Answered, Result<TaskOutput, String>)> + 'a;
+
+/// [`AnswerFn`] for a prompted model (Gemma): the task's prompt, then the answer parser.
+pub fn prompted<'a>(model: &'a LoadedModel, image: &'a RgbImage, sampler: &'a mut Sampler) -> Box<AnswerFn<'a>> {
+    let size = ImageSize::new(image.width(), image.height());
+    Box::new(move |task, on_piece| {
+        let options = GenerateOptions::until_stop(model, task.default_max_tokens());
+        let answered = ask(model, image, &task.prompt(), sampler, &options, on_piece)?;
+        let output = read_answer(task, &answered.text, size).map_err(|e| e.to_string());
+        Ok((answered, output))
+    })
+}
+
+/// Runs the six tasks in order; `on_row` sees each as soon as it is done (its `answer` is what
+/// the seed prints: the caption, the answer, "Found N face(s)"), `on_piece` streams the streamed
+/// caption's text.
 pub fn run(
-    model: &LoadedModel,
-    image: &RgbImage,
-    sampler: &mut Sampler,
+    answer: &mut AnswerFn<'_>,
     run_info: RunInfo,
     mut on_row: impl FnMut(&Measurement) -> Result<()>,
     mut on_piece: impl FnMut(&str) -> Result<()>,
 ) -> Result<ResultsFile> {
-    let size = ImageSize::new(image.width(), image.height());
     let mut measurements = Vec::new();
     for (label, task, streamed) in seed_tasks() {
-        let options = GenerateOptions::until_stop(model, task.default_max_tokens());
         let started = Instant::now();
         let mut arrivals = Vec::new();
-        let answered = ask(model, image, &task.prompt(), sampler, &options, |piece| {
+        let (answered, output) = answer(&task, &mut |piece| {
             if streamed {
                 arrivals.push(started.elapsed().as_secs_f64());
                 on_piece(piece)?;
@@ -86,7 +99,7 @@ pub fn run(
             Ok(())
         })?;
         let runtime_s = started.elapsed().as_secs_f64();
-        let shown = match read_answer(&task, &answered.text, size) {
+        let shown = match output {
             Ok(TaskOutput::Caption { caption }) => caption,
             Ok(TaskOutput::Answer { answer }) => answer,
             Ok(TaskOutput::Objects { objects, .. }) => format!("Found {} {}(s)", objects.len(), object_of(&task)),

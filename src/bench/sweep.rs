@@ -58,7 +58,12 @@ pub struct SweepOptions {
 }
 
 pub fn run_info(model: &LoadedModel, label: Option<&str>) -> RunInfo {
-    let name = model.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    run_info_for(&model.dir, model.dtype, label)
+}
+
+/// [`run_info`] for a model given by its checkpoint directory and compute dtype.
+pub fn run_info_for(dir: &std::path::Path, dtype: mlx_rs::Dtype, label: Option<&str>) -> RunInfo {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let device = runtime::default_device()
         .map(|d| format!("{}:{} {}", d.kind, d.index, d.property("device_name").unwrap_or("")).trim().to_owned())
         .unwrap_or_default();
@@ -67,7 +72,7 @@ pub fn run_info(model: &LoadedModel, label: Option<&str>) -> RunInfo {
         model: name,
         backend: runtime::backend().to_owned(),
         device,
-        dtype: dtype_name(model.dtype).to_owned(),
+        dtype: dtype_name(dtype).to_owned(),
         mlx_version: runtime::mlx_version(),
         vlmbench_version: env!("CARGO_PKG_VERSION").to_owned(),
     }

@@ -1,17 +1,18 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use tabled::builder::Builder;
 use tabled::settings::Style;
 use vlm_models::dtype::DtypeChoice;
 
 use super::sampling_args::SamplingArgs;
-use crate::bench::moondream;
+use crate::bench::moondream::{self, AnswerFn};
 use crate::bench::results::ResultsFile;
-use crate::bench::sweep::run_info;
+use crate::bench::sweep::{run_info, run_info_for};
 use crate::model_source;
+use crate::tasks::moondream_native::{self, moondream_dir, NativeMoondream};
 use crate::sample_images::{image_or_sample, ASTRONAUT};
 
 /// Time the Moondream seed script's six tasks on one image: short caption, streamed caption (first
@@ -37,24 +38,54 @@ pub struct MoondreamBenchArgs {
     /// Series name in comparisons and charts (default: model name and backend), e.g. "M4".
     #[arg(long)]
     pub label: Option<String>,
+    /// Moondream2 only: moondream/starmie-v1's tokenizer.json (default: starmie-v1/tokenizer.json,
+    /// then tokenizer.json, beside the weights).
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
 }
 
 pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
     let (image, image_name) = image_or_sample(args.image.as_deref(), ASTRONAUT)?;
     let global_start = std::time::Instant::now();
-    let resolved = model_source::load(args.model.as_deref(), args.dtype)?;
-    let model = &resolved.model;
-    let mut sampler = args.sampling.sampler(model)?;
-    let info = run_info(model, args.label.as_deref());
-    println!("Model: {} on {}, image {} ({}x{})\n", resolved.spec, info.device, image_name, image.width(), image.height());
+    // Moondream2 answers natively; any other model through the task prompts.
+    let native = match moondream_dir(args.model.as_deref())? {
+        Some(dir) => Some((NativeMoondream::load(&dir, args.tokenizer.as_deref(), args.dtype)?, dir)),
+        None if args.tokenizer.is_some() => bail!("--tokenizer is for Moondream2 checkpoints"),
+        None => None,
+    };
+    let resolved = match native {
+        Some(_) => None,
+        None => Some(model_source::load(args.model.as_deref(), args.dtype)?),
+    };
+    let (info, spec, load_s) = match (&native, &resolved) {
+        (Some((m, dir)), _) => (run_info_for(dir, m.dtype, args.label.as_deref()), args.model.clone().unwrap_or_default(), m.load_s),
+        (None, Some(r)) => (run_info(&r.model, args.label.as_deref()), r.spec.clone(), r.load_s),
+        (None, None) => unreachable!("one of the two loaded"),
+    };
+    let mut sampler = match &resolved {
+        Some(r) => Some(args.sampling.sampler(&r.model)?),
+        None => None,
+    };
+    let settings = args.sampling.moondream_settings(moondream_native::MAX_TOKENS);
+    let mut answer: Box<AnswerFn> = match (&native, &resolved, sampler.as_mut()) {
+        (Some((m, _)), _, _) => {
+            let settings = settings?;
+            let image = &image;
+            Box::new(move |task, on_piece| {
+                let (answered, output) = m.answer(image, task, &settings, on_piece)?;
+                Ok((answered, Ok(output)))
+            })
+        }
+        (None, Some(r), Some(sampler)) => moondream::prompted(&r.model, &image, sampler),
+        _ => unreachable!("a prompted model has a sampler"),
+    };
+    println!("Model: {} on {}, image {} ({}x{})\n", spec, info.device, image_name, image.width(), image.height());
     let mut partial = ResultsFile { kind: crate::bench::results::ResultKind::TaskBench, run: info.clone(), measurements: vec![] };
     let mut out = std::io::stdout();
     let mut stream_started = false;
 
     let results = moondream::run(
-        model,
-        &image,
-        &mut sampler,
+        &mut *answer,
         info,
         |m| {
             let answer = m.answer.as_deref().unwrap_or("");
@@ -83,7 +114,7 @@ pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
         },
     )?;
     let total: f64 = results.measurements.iter().map(|m| m.total_s).sum();
-    println!("=== Total end-to-end runtime: {:.3} sec (tasks {total:.3} s, model load {:.3} s) ===\n", global_start.elapsed().as_secs_f64(), resolved.load_s);
+    println!("=== Total end-to-end runtime: {:.3} sec (tasks {total:.3} s, model load {:.3} s) ===\n", global_start.elapsed().as_secs_f64(), load_s);
 
     let mut table = Builder::default();
     table.push_record(["Task", "Runtime (s)", "Prompt tok", "Gen tok", "Gen tok/s", "TTFT (s)"]);

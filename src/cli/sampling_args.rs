@@ -1,9 +1,10 @@
 //! The sampling flags every generating command shares, and the sampler they build.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use vlm_models::generation_config::SamplingOverrides;
 use vlm_models::model::LoadedModel;
+use vlm_models::moondream2::sampling::TextSettings;
 use vlm_models::sampling::Sampler;
 
 #[derive(Debug, Clone, Args)]
@@ -32,3 +33,20 @@ impl SamplingArgs {
     }
 }
 
+
+impl SamplingArgs {
+    /// Moondream2's caption/query settings: the reference's sampling (temperature 0.5, top-p
+    /// 0.3) unless the flags say otherwise (`--temperature 0`: greedy), at most `max_tokens`.
+    pub fn moondream_settings(&self, max_tokens: usize) -> Result<TextSettings> {
+        if self.top_k.is_some() {
+            bail!("--top-k: Moondream2's sampler has no top-k (use --temperature and --top-p)");
+        }
+        let reference = TextSettings::default();
+        Ok(TextSettings {
+            temperature: self.temperature.map_or(reference.temperature, |t| t as f32),
+            top_p: self.top_p.map_or(reference.top_p, |p| p as f32),
+            max_tokens,
+            seed: self.seed,
+        })
+    }
+}

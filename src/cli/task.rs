@@ -17,6 +17,7 @@ use crate::model_source;
 use crate::report::overlay::{class_color, LabeledBox, Overlay, POLYGON_RED};
 use crate::tasks::coords::ImageSize;
 use crate::tasks::prompts::{CaptionLength, SEGMENT_NOTEBOOK_TARGET};
+use crate::tasks::moondream_native::{self, moondream_dir, NativeMoondream};
 use crate::tasks::run::{ask, read_answer, Task, TaskOutput};
 
 /// Flags every task shares.
@@ -43,6 +44,10 @@ pub struct TaskArgs {
     /// Draw the result onto the image and write it as PNG (detect, point, segment).
     #[arg(long, value_name = "PNG")]
     pub overlay: Option<PathBuf>,
+    /// Moondream2 only: moondream/starmie-v1's tokenizer.json (the checkpoint's own is a stale
+    /// GPT-2 one). Default: starmie-v1/tokenizer.json, then tokenizer.json, beside the weights.
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// Caption the image.
@@ -99,6 +104,8 @@ struct TaskReport<'a> {
     image: ImageInfo,
     prompt: &'a str,
     raw_answer: &'a str,
+    /// The generated token ids (empty for Moondream2's region head, which decodes coordinates).
+    token_ids: &'a [u32],
     #[serde(flatten)]
     output: &'a TaskOutput,
     stats: &'a GenerationStats,
@@ -138,23 +145,36 @@ fn run(task: &Task, args: &TaskArgs, stream: bool) -> Result<()> {
     // The image first: a bad path fails in a second, before the model loads.
     let image = load_image(&args.image)?;
     let size = ImageSize::new(image.width(), image.height());
-    let resolved = model_source::load(args.model.as_deref(), args.dtype)?;
-    let model = &resolved.model;
-    let mut sampler = args.sampling.sampler(model)?;
-    let options = GenerateOptions::until_stop(model, args.max_tokens.unwrap_or_else(|| task.default_max_tokens()));
-
     let stream = stream && !args.json;
     let mut out = std::io::stdout().lock();
-    let answered = ask(model, &image, &task.prompt(), &mut sampler, &options, |piece| {
+    let mut on_piece = |piece: &str| -> Result<()> {
         if stream {
             write!(out, "{piece}")?;
             out.flush()?;
         }
         Ok(())
-    })?;
-    let output = read_answer(task, &answered.text, size).with_context(|| {
-        format!("the model's answer to {} could not be read ({})", task.name(), preview(&answered.text))
-    })?;
+    };
+    let (answered, output, spec, dtype, load_s) = if let Some(dir) = moondream_dir(args.model.as_deref())? {
+        // Moondream2: its own templates, decode loops and region head (no prompt to read back).
+        let native = NativeMoondream::load(&dir, args.tokenizer.as_deref(), args.dtype)?;
+        let settings = args.sampling.moondream_settings(args.max_tokens.unwrap_or(moondream_native::MAX_TOKENS))?;
+        let (answered, output) = native.answer(&image, task, &settings, &mut on_piece)?;
+        (answered, output, args.model.clone().unwrap_or_default(), native.dtype, native.load_s)
+    } else {
+        if args.tokenizer.is_some() {
+            bail!("--tokenizer is for Moondream2 checkpoints; {} is not one", args.model.as_deref().unwrap_or(model_source::BUILT_IN));
+        }
+        let resolved = model_source::load(args.model.as_deref(), args.dtype)?;
+        let model = &resolved.model;
+        let mut sampler = args.sampling.sampler(model)?;
+        let options = GenerateOptions::until_stop(model, args.max_tokens.unwrap_or_else(|| task.default_max_tokens()));
+        let answered = ask(model, &image, &task.prompt(), &mut sampler, &options, &mut on_piece)?;
+        let output = read_answer(task, &answered.text, size).with_context(|| {
+            format!("the model's answer to {} could not be read ({})", task.name(), preview(&answered.text))
+        })?;
+        (answered, output, resolved.spec, model.dtype, resolved.load_s)
+    };
+    drop(on_piece);
 
     if let Some(path) = &args.overlay {
         draw(&image, &output, path)?;
@@ -162,12 +182,13 @@ fn run(task: &Task, args: &TaskArgs, stream: bool) -> Result<()> {
     if args.json {
         let report = TaskReport {
             task,
-            model: &resolved.spec,
-            dtype: dtype_name(model.dtype),
-            load_s: resolved.load_s,
+            model: &spec,
+            dtype: dtype_name(dtype),
+            load_s,
             image: ImageInfo { path: args.image.display().to_string(), width: size.width, height: size.height },
             prompt: &answered.prompt,
             raw_answer: &answered.text,
+            token_ids: &answered.token_ids,
             output: &output,
             stats: &answered.stats,
         };
@@ -182,7 +203,7 @@ fn run(task: &Task, args: &TaskArgs, stream: bool) -> Result<()> {
     if let Some(path) = &args.overlay {
         eprintln!("overlay written to {}", path.display());
     }
-    eprint!("{}", render_stats(&answered.stats, resolved.load_s, dtype_name(model.dtype)));
+    eprint!("{}", render_stats(&answered.stats, load_s, dtype_name(dtype)));
     Ok(())
 }
 

@@ -5,5 +5,7 @@ pub mod answer;
 pub mod coords;
 pub mod json_fragment;
 pub mod labels;
+// caption/query/detect/point on the native Moondream2 model.
+pub mod moondream_native;
 pub mod prompts;
 pub mod run;
