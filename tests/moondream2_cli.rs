@@ -82,6 +82,14 @@ fn every_task_matches_the_library_on_the_same_image() {
         assert!(close(px[3].as_f64().unwrap(), (want.y_max * 64.0).clamp(0.0, 64.0)), "{px:?}");
     }
 
+    // draw cannot read a native result back (its raw answer is Moondream's JSON): one line.
+    let saved = dir.path().join("detect.json");
+    std::fs::write(&saved, detect.to_string()).unwrap();
+    let drawn = vlmbench(&["draw", saved.to_str().unwrap(), "-o", dir.path().join("d.png").to_str().unwrap()]);
+    let stderr = text(&drawn.stderr);
+    assert_eq!(drawn.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("native moondream2 result") && stderr.contains("--overlay"), "{stderr}");
+
     let point = run_json(&model_dir, &image_path, &["point", "face"]);
     let want = model.point(&enc, &object_ids, 50).unwrap();
     let points = point["points"].as_array().unwrap();

@@ -106,6 +106,10 @@ struct TaskReport<'a> {
     raw_answer: &'a str,
     /// The generated token ids (empty for Moondream2's region head, which decodes coordinates).
     token_ids: &'a [u32],
+    /// "moondream2" when the native model answered (its raw answer is Moondream's JSON, not a
+    /// prompted answer that `draw` could read again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    native: Option<&'static str>,
     #[serde(flatten)]
     output: &'a TaskOutput,
     stats: &'a GenerationStats,
@@ -154,7 +158,9 @@ fn run(task: &Task, args: &TaskArgs, stream: bool) -> Result<()> {
         }
         Ok(())
     };
-    let (answered, output, spec, dtype, load_s) = if let Some(dir) = moondream_dir(args.model.as_deref())? {
+    let native_dir = moondream_dir(args.model.as_deref())?;
+    let native = native_dir.is_some();
+    let (answered, output, spec, dtype, load_s) = if let Some(dir) = native_dir {
         // Moondream2: its own templates, decode loops and region head (no prompt to read back).
         let native = NativeMoondream::load(&dir, args.tokenizer.as_deref(), args.dtype)?;
         let settings = args.sampling.moondream_settings(args.max_tokens.unwrap_or(moondream_native::MAX_TOKENS))?;
@@ -189,6 +195,7 @@ fn run(task: &Task, args: &TaskArgs, stream: bool) -> Result<()> {
             prompt: &answered.prompt,
             raw_answer: &answered.text,
             token_ids: &answered.token_ids,
+            native: native.then_some("moondream2"),
             output: &output,
             stats: &answered.stats,
         };
@@ -279,6 +286,8 @@ struct SavedResult {
     task: Task,
     image: ImageInfo,
     raw_answer: String,
+    #[serde(default)]
+    native: Option<String>,
 }
 
 /// Re-reads the saved raw answer (the same parser as the live run) and draws it.
@@ -286,6 +295,12 @@ pub fn draw_saved(args: &DrawArgs) -> Result<()> {
     let bytes = std::fs::read(&args.result).with_context(|| format!("cannot read {}", args.result.display()))?;
     let saved: SavedResult = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not a task result written by --json", args.result.display()))?;
+    if let Some(model) = &saved.native {
+        bail!(
+            "{} holds a native {model} result, which draw cannot read back: pass --overlay PNG when running the task",
+            args.result.display()
+        );
+    }
     let path = args.image.clone().unwrap_or_else(|| PathBuf::from(&saved.image.path));
     let image = load_image(&path)?;
     let output = read_answer(&saved.task, &saved.raw_answer, ImageSize::new(image.width(), image.height()))

@@ -170,6 +170,11 @@ fn line_panels(
     let root = root.titled(title, (FONT, 24)).map_err(&err)?;
     let areas = root.split_evenly((1, panels.len()));
     let (x_lo, x_hi) = x_range(series);
+    // Ticks at the measured prompt lengths: a log axis alone labels only powers of ten, which
+    // leaves a sweep of 16 and 32 tokens without a single number under it.
+    let mut lengths: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.prompt_tokens as f64)).collect();
+    lengths.sort_by(f64::total_cmp);
+    lengths.dedup();
     for (area, (caption, value)) in areas.iter().zip(panels) {
         let y_max = series.iter().flat_map(|s| s.points.iter().map(value)).fold(0.0, f64::max).max(1e-9) * 1.15;
         let mut chart = ChartBuilder::on(area)
@@ -177,7 +182,7 @@ fn line_panels(
             .margin(14)
             .x_label_area_size(45)
             .y_label_area_size(70)
-            .build_cartesian_2d((x_lo..x_hi).log_scale(), 0.0..y_max)
+            .build_cartesian_2d((x_lo..x_hi).log_scale().with_key_points(lengths.clone()), 0.0..y_max)
             .map_err(&err)?;
         chart
             .configure_mesh()
