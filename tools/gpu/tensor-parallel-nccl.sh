@@ -4,15 +4,14 @@
 # tensor-parallel ranks over NCCL (one GPU each, MLX's variables: MLX_RANK, MLX_WORLD_SIZE,
 # NCCL_HOST_IP, NCCL_PORT), in float32 and bfloat16. Writes every output under $OUT/tp-nccl/ and
 # prints whether rank 0's tokens equal the single process's.
-# NOT RUN YET: the device tool copies the main checkout, so a branch's binary could not be carried
-# there from this worktree; run it after the merge (carry .gpu/vlmbench built from main).
+# VLMBENCH_BIN (default ./.gpu/vlmbench) and TP_DTYPES (default "float32 bfloat16") override.
 set -uo pipefail
-bin=./.gpu/vlmbench
+bin="${VLMBENCH_BIN:-./.gpu/vlmbench}"
 out="${OUT:-/tmp/out}/tp-nccl"
 mkdir -p "$out"
 nvidia-smi -L > "$out/gpus.txt" 2>&1
 "$bin" make-tiny /tmp/tiny-tp --force > "$out/make-tiny.txt" 2>&1 || { cat "$out/make-tiny.txt"; exit 1; }
-for dtype in float32 bfloat16; do
+for dtype in ${TP_DTYPES:-float32 bfloat16}; do
   args=(generate --model /tmp/tiny-tp --prompt "Describe the picture in one sentence." --max-tokens 32
         --ignore-eos --temperature 0 --dtype "$dtype" --json)
   CUDA_VISIBLE_DEVICES=0 timeout 300 "$bin" "${args[@]}" > "$out/single-$dtype.json" 2> "$out/single-$dtype.err"

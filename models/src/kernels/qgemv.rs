@@ -94,10 +94,8 @@ pub fn qgemv4(x: &Array, w: &Array, scales: &Array, biases: &Array, stream: &Str
         mlx_sys::mlx_fast_cuda_kernel_config_set_thread_group(config, THREADS_PER_BLOCK, 1, 1);
         let t = CString::new("T").unwrap();
         mlx_sys::mlx_fast_cuda_kernel_config_add_template_arg_dtype(config, t.as_ptr(), dtype.into());
-        for (name, value) in [("K", k)] {
-            let name = CString::new(name).unwrap();
-            mlx_sys::mlx_fast_cuda_kernel_config_add_template_arg_int(config, name.as_ptr(), value);
-        }
+        let k_name = CString::new("K").unwrap();
+        mlx_sys::mlx_fast_cuda_kernel_config_add_template_arg_int(config, k_name.as_ptr(), k);
         let handles = [x.as_ptr(), w.as_ptr(), scales.as_ptr(), biases.as_ptr()];
         let inputs = mlx_sys::mlx_vector_array_new_data(handles.as_ptr(), handles.len());
         let mut outputs = mlx_sys::mlx_vector_array_new();
