@@ -12,6 +12,8 @@ use crate::bench::moondream::{self, AnswerFn};
 use crate::bench::results::ResultsFile;
 use crate::bench::sweep::{run_info, run_info_for};
 use crate::model_source;
+use vlm_models::moondream2::sampling::TextSettings;
+use vlm_models::sampling::Sampler;
 use crate::tasks::moondream_native::{self, moondream_dir, NativeMoondream};
 use crate::sample_images::{image_or_sample, ASTRONAUT};
 
@@ -44,40 +46,43 @@ pub struct MoondreamBenchArgs {
     pub tokenizer: Option<PathBuf>,
 }
 
+/// The model under test: Moondream2 with its text settings, or a prompted model with its sampler.
+enum Loaded {
+    Native(NativeMoondream, PathBuf, TextSettings),
+    Prompted(model_source::Resolved, Sampler),
+}
+
 pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
     let (image, image_name) = image_or_sample(args.image.as_deref(), ASTRONAUT)?;
     let global_start = std::time::Instant::now();
     // Moondream2 answers natively; any other model through the task prompts.
-    let native = match moondream_dir(args.model.as_deref())? {
-        Some(dir) => Some((NativeMoondream::load(&dir, args.tokenizer.as_deref(), args.dtype)?, dir)),
-        None if args.tokenizer.is_some() => bail!("--tokenizer is for Moondream2 checkpoints"),
-        None => None,
-    };
-    let resolved = match native {
-        Some(_) => None,
-        None => Some(model_source::load(args.model.as_deref(), args.dtype)?),
-    };
-    let (info, spec, load_s) = match (&native, &resolved) {
-        (Some((m, dir)), _) => (run_info_for(dir, m.dtype, args.label.as_deref()), args.model.clone().unwrap_or_default(), m.load_s),
-        (None, Some(r)) => (run_info(&r.model, args.label.as_deref()), r.spec.clone(), r.load_s),
-        (None, None) => unreachable!("one of the two loaded"),
-    };
-    let mut sampler = match &resolved {
-        Some(r) => Some(args.sampling.sampler(&r.model)?),
-        None => None,
-    };
-    let settings = args.sampling.moondream_settings(moondream_native::MAX_TOKENS);
-    let mut answer: Box<AnswerFn> = match (&native, &resolved, sampler.as_mut()) {
-        (Some((m, _)), _, _) => {
-            let settings = settings?;
-            let image = &image;
-            Box::new(move |task, on_piece| {
-                let (answered, output) = m.answer(image, task, &settings, on_piece)?;
-                Ok((answered, Ok(output)))
-            })
+    let mut loaded = match moondream_dir(args.model.as_deref())? {
+        Some(dir) => {
+            let model = NativeMoondream::load(&dir, args.tokenizer.as_deref(), args.dtype)?;
+            let settings = args.sampling.moondream_settings(moondream_native::MAX_TOKENS)?;
+            Loaded::Native(model, dir, settings)
         }
-        (None, Some(r), Some(sampler)) => moondream::prompted(&r.model, &image, sampler),
-        _ => unreachable!("a prompted model has a sampler"),
+        None if args.tokenizer.is_some() => bail!("--tokenizer is for Moondream2 checkpoints"),
+        None => {
+            let resolved = model_source::load(args.model.as_deref(), args.dtype)?;
+            let sampler = args.sampling.sampler(&resolved.model)?;
+            Loaded::Prompted(resolved, sampler)
+        }
+    };
+    let label = args.label.as_deref();
+    let (info, spec, load_s, mut answer): (_, _, _, Box<AnswerFn>) = match &mut loaded {
+        Loaded::Native(model, dir, settings) => {
+            let (model, settings, image) = (&*model, &*settings, &image);
+            let answer = Box::new(move |task: &_, on_piece: &mut dyn FnMut(&str) -> Result<()>| {
+                let (answered, output) = model.answer(image, task, settings, on_piece)?;
+                Ok((answered, Ok(output)))
+            });
+            (run_info_for(dir, model.dtype, label), args.model.clone().unwrap_or_default(), model.load_s, answer)
+        }
+        Loaded::Prompted(resolved, sampler) => {
+            let info = run_info(&resolved.model, label);
+            (info, resolved.spec.clone(), resolved.load_s, moondream::prompted(&resolved.model, &image, sampler))
+        }
     };
     println!("Model: {} on {}, image {} ({}x{})\n", spec, info.device, image_name, image.width(), image.height());
     let mut partial = ResultsFile { kind: crate::bench::results::ResultKind::TaskBench, run: info.clone(), measurements: vec![] };
