@@ -48,8 +48,8 @@ pub struct MoondreamBenchArgs {
 
 /// The model under test: Moondream2 with its text settings, or a prompted model with its sampler.
 enum Loaded {
-    Native(NativeMoondream, PathBuf, TextSettings),
-    Prompted(model_source::Resolved, Sampler),
+    Native(Box<NativeMoondream>, PathBuf, TextSettings),
+    Prompted(Box<model_source::Resolved>, Sampler),
 }
 
 pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
@@ -60,19 +60,19 @@ pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
         Some(dir) => {
             let model = NativeMoondream::load(&dir, args.tokenizer.as_deref(), args.dtype)?;
             let settings = args.sampling.moondream_settings(moondream_native::MAX_TOKENS)?;
-            Loaded::Native(model, dir, settings)
+            Loaded::Native(Box::new(model), dir, settings)
         }
         None if args.tokenizer.is_some() => bail!("--tokenizer is for Moondream2 checkpoints"),
         None => {
             let resolved = model_source::load(args.model.as_deref(), args.dtype)?;
             let sampler = args.sampling.sampler(&resolved.model)?;
-            Loaded::Prompted(resolved, sampler)
+            Loaded::Prompted(Box::new(resolved), sampler)
         }
     };
     let label = args.label.as_deref();
     let (info, spec, load_s, mut answer): (_, _, _, Box<AnswerFn>) = match &mut loaded {
         Loaded::Native(model, dir, settings) => {
-            let (model, settings, image) = (&*model, &*settings, &image);
+            let (model, settings, image) = (&**model, &*settings, &image);
             let answer = Box::new(move |task: &_, on_piece: &mut dyn FnMut(&str) -> Result<()>| {
                 let (answered, output) = model.answer(image, task, settings, on_piece)?;
                 Ok((answered, Ok(output)))

@@ -180,7 +180,6 @@ fn run(task: &Task, args: &TaskArgs, stream: bool) -> Result<()> {
         })?;
         (answered, output, resolved.spec, model.dtype, resolved.load_s)
     };
-    drop(on_piece);
 
     if let Some(path) = &args.overlay {
         draw(&image, &output, path)?;

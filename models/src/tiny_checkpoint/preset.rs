@@ -282,7 +282,7 @@ mod tests {
         assert_eq!((v.hidden_size, v.num_hidden_layers, v.num_attention_heads, v.head_dim), (768, 16, 12, 64));
         assert!(v.use_clipped_linears && !v.standardize);
         let params = model_params(&t, &v);
-        let bytes: u64 = params.iter().map(|p| super::super::sharded::stored_bytes(p)).sum();
+        let bytes: u64 = params.iter().map(super::super::sharded::stored_bytes).sum();
         // 4-bit text weights (the per-layer-embedding table alone is 262144 x 35*256) + bf16 vision.
         assert!((2.6e9..3.2e9).contains(&(bytes as f64)), "{bytes}");
     }
