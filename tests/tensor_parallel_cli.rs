@@ -127,6 +127,16 @@ fn two_ring_ranks_bench_together_and_only_rank_0_reports() {
     let rows: serde_json::Value = serde_json::from_str(&outputs[0].stdout).unwrap_or_else(|e| panic!("{e}: {}", outputs[0].stdout));
     let tests: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["test"].as_str().unwrap()).collect();
     assert_eq!(tests, ["pp16", "tg4"]);
+    // Per-rank figures, gathered by rank 0: both ranks, in order, with their own tok/s and memory;
+    // rank 0's entry is the row's own figure.
+    for row in rows.as_array().unwrap() {
+        let ranks = row["ranks"].as_array().unwrap_or_else(|| panic!("no per-rank figures: {row}"));
+        assert_eq!(ranks.iter().map(|r| r["rank"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1], "{row}");
+        assert!(ranks.iter().all(|r| r["tps_mean"].as_f64().unwrap() > 0.0 && r["peak_memory_bytes"].as_u64().unwrap() > 0), "{row}");
+        let own = row["tps_mean"].as_f64().unwrap();
+        assert!((ranks[0]["tps_mean"].as_f64().unwrap() - own).abs() <= own * 1e-6, "{row}");
+    }
     assert!(outputs[0].stderr.contains("tensor parallel: 2 ranks (ring backend)"), "{}", outputs[0].stderr);
+    assert!(outputs[0].stderr.contains("tg4: rank 0 ") && outputs[0].stderr.contains("all ranks: peak"), "{}", outputs[0].stderr);
     assert!(outputs[1].stdout.is_empty() && outputs[1].stderr.is_empty(), "rank 1 reported: {} {}", outputs[1].stdout, outputs[1].stderr);
 }

@@ -59,6 +59,44 @@ pub struct BenchRow {
     pub peak_memory_bytes: u64,
     pub mlx_version: String,
     pub vlmbench_version: &'static str,
+    /// Tensor-parallel runs: every rank's figures (rank order), gathered by rank 0 over MLX.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<Vec<RankFigures>>,
+}
+
+/// One rank's share of a tensor-parallel test.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RankFigures {
+    pub rank: usize,
+    pub tps_mean: f64,
+    /// This rank's MLX peak memory, bytes (whole MiB: gathered as float32 MiB).
+    pub peak_memory_bytes: u64,
+}
+
+/// Attaches every rank's tok/s and peak memory to `rows` (a collective: every rank of `group`
+/// calls it once, after the same tests). The group's aggregate memory is their sum.
+pub fn gather_rank_figures(group: &vlm_models::distributed::Group, rows: &mut [BenchRow]) -> Result<()> {
+    const MIB: f64 = (1u64 << 20) as f64;
+    let mine: Vec<f32> = rows.iter().flat_map(|r| [r.tps_mean as f32, (r.peak_memory_bytes as f64 / MIB) as f32]).collect();
+    let all = group
+        .all_gather(&mlx_rs::Array::from_slice(&mine, &[1, mine.len() as i32]))
+        .context("gathering every rank's bench figures")?;
+    mlx_rs::transforms::eval([&all]).context("gathering every rank's bench figures")?;
+    let all: Vec<f32> = all.as_slice::<f32>().to_vec();
+    let per_rank = mine.len();
+    for (i, row) in rows.iter_mut().enumerate() {
+        row.ranks = Some(
+            all.chunks(per_rank)
+                .enumerate()
+                .map(|(rank, figures)| RankFigures {
+                    rank,
+                    tps_mean: figures[2 * i] as f64,
+                    peak_memory_bytes: (figures[2 * i + 1] as f64 * MIB).round() as u64,
+                })
+                .collect(),
+        );
+    }
+    Ok(())
 }
 
 struct Sample {
@@ -97,6 +135,7 @@ pub fn run(model: &LoadedModel, options: &BenchOptions, mut on_row: impl FnMut(&
             BenchTest::Image { gen } => (image_prompt.as_ref().map_or(0, |p| p.ids.len()), gen),
         };
         let row = BenchRow {
+            ranks: None,
             model: model.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             model_size_bytes: weights_size(model),
             backend: runtime::backend(),
@@ -233,6 +272,7 @@ impl PromptIds {
 pub(crate) fn row_for_tests(test: &str, samples: Vec<f64>) -> BenchRow {
     let (tps_mean, tps_sd) = mean_sd(&samples);
     BenchRow {
+        ranks: None,
         model: "tiny".into(),
         model_size_bytes: 1 << 20,
         backend: "cpu",

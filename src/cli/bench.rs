@@ -83,13 +83,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // Every rank runs the same tests in the same order (their collectives pair up); rank 0 reports.
     let quiet = group.as_ref().is_some_and(|g| g.rank() != 0);
     if let (Some(g), false) = (&group, quiet) {
-        eprintln!("tensor parallel: {} ranks ({} backend); figures are rank 0's", g.size(), g.backend());
+        eprintln!("tensor parallel: {} ranks ({} backend); rows are rank 0's, per-rank figures follow", g.size(), g.backend());
     }
     let model = &resolved.model;
     let options = BenchOptions { tests, repetitions: args.repetitions, warmup: !args.no_warmup, seed: args.seed, image };
     let mut out = std::io::stdout().lock();
     let jsonl = args.output == OutputFormat::Jsonl;
-    let rows = bench::run(model, &options, |row| {
+    let mut rows = bench::run(model, &options, |row| {
         if quiet {
             return Ok(());
         }
@@ -99,6 +99,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         Ok(())
     })?;
+    if let Some(g) = &group {
+        bench::gather_rank_figures(g, &mut rows)?;
+        if !quiet {
+            for row in &rows {
+                let ranks = row.ranks.as_deref().unwrap_or_default();
+                let total: u64 = ranks.iter().map(|r| r.peak_memory_bytes).sum();
+                let each: Vec<String> = ranks
+                    .iter()
+                    .map(|r| format!("rank {} {:.2} t/s, peak {:.2} GB", r.rank, r.tps_mean, r.peak_memory_bytes as f64 / 1e9))
+                    .collect();
+                eprintln!("{}: {}; all ranks: peak {:.2} GB", row.test, each.join(", "), total as f64 / 1e9);
+            }
+        }
+    }
     if !jsonl && !quiet {
         bench::write_rows(&mut out, args.output, &rows)?;
     }
