@@ -8,7 +8,7 @@
 //! to the weights) supplies it; the stale file is refused by name.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use mlx_rs::Dtype;
@@ -17,7 +17,7 @@ use vlm_models::image_io::RgbImage;
 use vlm_models::moondream2::config::MODEL_TYPE;
 use vlm_models::moondream2::sampling::TextSettings;
 use vlm_models::moondream2::tokenizer::load_starmie;
-use vlm_models::moondream2::{self, Generation, Moondream2};
+use vlm_models::moondream2::{self, EncodedImage, Generation, Moondream2};
 
 use super::coords::{ImageSize, NormBox, NormPoint};
 use super::prompts::CaptionLength;
@@ -97,7 +97,7 @@ impl NativeMoondream {
         image: &RgbImage,
         task: &Task,
         settings: &TextSettings,
-        mut on_piece: impl FnMut(&str) -> Result<()>,
+        on_piece: impl FnMut(&str) -> Result<()>,
     ) -> Result<(Answered, TaskOutput)> {
         let size = ImageSize::new(image.width(), image.height());
         let started = Instant::now();
@@ -106,87 +106,104 @@ impl NativeMoondream {
         let encoded = self.model.encode_image(&pixels)?;
         let vision_encode_s = started.elapsed().as_secs_f64();
         match task {
-            Task::Caption { .. } | Task::Query { .. } => {
-                // Text so far, to hand over only what each new token adds (a token can end
-                // inside a multi-byte character, which decodes once complete).
-                let mut ids = Vec::new();
-                let mut shown = String::new();
-                let mut failure = None;
-                let mut on_token = |id: u32| {
-                    ids.push(id);
-                    if failure.is_some() {
-                        return;
-                    }
-                    match self.decode(&ids) {
-                        Ok(text) if text.len() > shown.len() && text.starts_with(&shown) && !text.ends_with('\u{FFFD}') => {
-                            let piece = text[shown.len()..].to_string();
-                            shown = text;
-                            if let Err(e) = on_piece(&piece) {
-                                failure = Some(e);
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => failure = Some(e),
-                    }
-                };
-                let generation = match task {
-                    Task::Caption { length } => self.model.caption(&encoded, native_length(*length), settings, &mut on_token)?,
-                    Task::Query { question } => {
-                        let ids = self.encode(question)?;
-                        self.model.query(&encoded, &ids, settings, &mut on_token)?
-                    }
-                    _ => unreachable!(),
-                };
-                if let Some(e) = failure {
-                    return Err(e);
-                }
-                let text = self.decode(&generation.tokens)?;
-                // What was held back (an incomplete character at the end) goes out now.
-                if let Some(rest) = text.strip_prefix(shown.as_str()).filter(|r| !r.is_empty()) {
-                    on_piece(rest)?;
-                }
-                let stats = text_stats(&generation, vision_encode_s, settings.max_tokens);
-                let output = match task {
-                    Task::Caption { .. } => TaskOutput::Caption { caption: text.trim().to_string() },
-                    _ => TaskOutput::Answer { answer: text.trim().to_string() },
-                };
-                let answered = Answered { prompt: task.name().to_string(), text, token_ids: generation.tokens, stats };
-                Ok((answered, output))
-            }
+            Task::Caption { .. } | Task::Query { .. } => self.answer_text(&encoded, task, settings, vision_encode_s, on_piece),
             Task::Detect { object } | Task::Point { object } => {
-                let ids = self.encode(&format!(" {object}"))?;
-                let (output, steps, prompt_tokens, prefill, decode) = if matches!(task, Task::Detect { .. }) {
-                    let r = self.model.detect(&encoded, &ids, MAX_OBJECTS)?;
-                    let objects = r.items.iter().map(|b| detected_object(b, object, size)).collect();
-                    let out = TaskOutput::Objects { objects, skipped: vec![], truncated: false };
-                    (out, r.steps, r.prompt_tokens, r.prefill_time, r.decode_time)
-                } else {
-                    let r = self.model.point(&encoded, &ids, MAX_OBJECTS)?;
-                    let points = r.items.iter().map(|p| found_point(p, object, size)).collect();
-                    let out = TaskOutput::Points { points, skipped: vec![], truncated: false };
-                    (out, r.steps, r.prompt_tokens, r.prefill_time, r.decode_time)
-                };
-                let first = vision_encode_s + prefill.as_secs_f64();
-                let t = Timings { vision_encode_s, first_token_s: first, last_token_s: first + decode.as_secs_f64() };
-                // One "token" per region-head step, the prefill's decision included.
-                let stats = GenerationStats::from_timings(prompt_tokens, steps + 1, t, peak_memory(), FinishReason::Stop);
-                // The raw answer is what Moondream returns: normalized coordinates only.
-                let text = match &output {
-                    TaskOutput::Objects { objects, .. } => serde_json::json!({"objects": objects.iter()
-                        .map(|o| serde_json::json!({"x_min": o.x_min, "y_min": o.y_min, "x_max": o.x_max, "y_max": o.y_max}))
-                        .collect::<Vec<_>>()}),
-                    TaskOutput::Points { points, .. } => serde_json::json!({"points": points.iter()
-                        .map(|p| serde_json::json!({"x": p.x, "y": p.y})).collect::<Vec<_>>()}),
-                    _ => unreachable!("detect and point give objects and points"),
-                }
-                .to_string();
-                Ok((Answered { prompt: task.name().to_string(), text, token_ids: vec![], stats }, output))
+                self.answer_regions(&encoded, task, object, size, vision_encode_s)
             }
             other => bail!(
                 "{} is a prompted Gemma task; Moondream2 runs caption, query, detect and point natively",
                 other.name()
             ),
         }
+    }
+
+    /// Caption or query: tokens streamed to `on_piece` as they decode to whole characters.
+    fn answer_text(
+        &self,
+        encoded: &EncodedImage,
+        task: &Task,
+        settings: &TextSettings,
+        vision_encode_s: f64,
+        mut on_piece: impl FnMut(&str) -> Result<()>,
+    ) -> Result<(Answered, TaskOutput)> {
+        // Text so far, to hand over only what each new token adds (a token can end inside a
+        // multi-byte character, which decodes once complete).
+        let mut ids = Vec::new();
+        let mut shown = String::new();
+        let mut failure = None;
+        let mut on_token = |id: u32| {
+            ids.push(id);
+            if failure.is_some() {
+                return;
+            }
+            match self.decode(&ids) {
+                Ok(text) if text.len() > shown.len() && text.starts_with(&shown) && !text.ends_with('\u{FFFD}') => {
+                    let piece = text[shown.len()..].to_string();
+                    shown = text;
+                    if let Err(e) = on_piece(&piece) {
+                        failure = Some(e);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => failure = Some(e),
+            }
+        };
+        let generation = match task {
+            Task::Caption { length } => self.model.caption(encoded, native_length(*length), settings, &mut on_token)?,
+            Task::Query { question } => {
+                let ids = self.encode(question)?;
+                self.model.query(encoded, &ids, settings, &mut on_token)?
+            }
+            other => bail!("{} is not a text task", other.name()),
+        };
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let text = self.decode(&generation.tokens)?;
+        // What was held back (an incomplete character at the end) goes out now.
+        if let Some(rest) = text.strip_prefix(shown.as_str()).filter(|r| !r.is_empty()) {
+            on_piece(rest)?;
+        }
+        let stats = text_stats(&generation, vision_encode_s, settings.max_tokens);
+        let output = match task {
+            Task::Caption { .. } => TaskOutput::Caption { caption: text.trim().to_string() },
+            _ => TaskOutput::Answer { answer: text.trim().to_string() },
+        };
+        let answered = Answered { prompt: task.name().to_string(), text, token_ids: generation.tokens, stats };
+        Ok((answered, output))
+    }
+
+    /// Detect or point `object` through the region head. The raw answer is what Moondream
+    /// returns: normalized coordinates only.
+    fn answer_regions(
+        &self,
+        encoded: &EncodedImage,
+        task: &Task,
+        object: &str,
+        size: ImageSize,
+        vision_encode_s: f64,
+    ) -> Result<(Answered, TaskOutput)> {
+        let ids = self.encode(&format!(" {object}"))?;
+        let (output, raw, steps, prompt_tokens, prefill, decode) = if matches!(task, Task::Detect { .. }) {
+            let r = self.model.detect(encoded, &ids, MAX_OBJECTS)?;
+            let raw = serde_json::json!({"objects": r.items.iter()
+                .map(|b| serde_json::json!({"x_min": b.x_min, "y_min": b.y_min, "x_max": b.x_max, "y_max": b.y_max}))
+                .collect::<Vec<_>>()});
+            let objects = r.items.iter().map(|b| detected_object(b, object, size)).collect();
+            let out = TaskOutput::Objects { objects, skipped: vec![], truncated: false };
+            (out, raw, r.steps, r.prompt_tokens, r.prefill_time, r.decode_time)
+        } else {
+            let r = self.model.point(encoded, &ids, MAX_OBJECTS)?;
+            let raw = serde_json::json!({"points": r.items.iter().map(|p| serde_json::json!({"x": p.x, "y": p.y})).collect::<Vec<_>>()});
+            let points = r.items.iter().map(|p| found_point(p, object, size)).collect();
+            let out = TaskOutput::Points { points, skipped: vec![], truncated: false };
+            (out, raw, r.steps, r.prompt_tokens, r.prefill_time, r.decode_time)
+        };
+        let t = timings(vision_encode_s, prefill, decode);
+        // One "token" per region-head step, the prefill's decision included.
+        let stats = GenerationStats::from_timings(prompt_tokens, steps + 1, t, peak_memory(), FinishReason::Stop);
+        let answered = Answered { prompt: task.name().to_string(), text: raw.to_string(), token_ids: vec![], stats };
+        Ok((answered, output))
     }
 }
 
@@ -218,12 +235,17 @@ fn found_point(p: &moondream2::DetectedPoint, label: &str, size: ImageSize) -> F
 /// Statistics of a caption/query: the prompt is the text template (BOS and the 729 image
 /// positions are prefilled with the image, inside `vision_encode_s`).
 fn text_stats(g: &Generation, vision_encode_s: f64, max_tokens: usize) -> GenerationStats {
-    let first = vision_encode_s + g.prefill_time.as_secs_f64();
-    let t = Timings { vision_encode_s, first_token_s: first, last_token_s: first + g.decode_time.as_secs_f64() };
+    let t = timings(vision_encode_s, g.prefill_time, g.decode_time);
     let finish = if g.tokens.len() >= max_tokens { FinishReason::Length } else { FinishReason::Stop };
     // The stop token counts, as mlx-vlm counts it.
     let generated = g.tokens.len() + (finish == FinishReason::Stop) as usize;
     GenerationStats::from_timings(g.prompt_tokens, generated, t, peak_memory(), finish)
+}
+
+/// Clock readings from the image encoding, prefill and decode durations, in that order.
+fn timings(vision_encode_s: f64, prefill: Duration, decode: Duration) -> Timings {
+    let first = vision_encode_s + prefill.as_secs_f64();
+    Timings { vision_encode_s, first_token_s: first, last_token_s: first + decode.as_secs_f64() }
 }
 
 fn peak_memory() -> u64 {
