@@ -18,7 +18,11 @@ pub struct ChartArgs {
 }
 
 pub fn run(args: &ChartArgs) -> Result<()> {
-    let files = args.results.iter().map(|p| ResultsFile::load(p)).collect::<Result<Vec<_>>>()?;
+    let files = args
+        .results
+        .iter()
+        .map(|p| ResultsFile::load(p))
+        .collect::<Result<Vec<_>>>()?;
     for png in charts::chart_results(&files, &args.out_dir)? {
         println!("{}", png.display());
     }
