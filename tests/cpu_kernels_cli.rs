@@ -1,4 +1,4 @@
-//! vlmbench's own CPU 4-bit products (models/src/kernels/cpu_qmm.rs) never change what a user
+//! vlmbench's own CPU 4-bit products (models/src/kernels/cpu_matmul.rs) never change what a user
 //! gets: `vlmbench generate` in float32 on the CPU prints the same 64 greedy tokens with them
 //! (the default) as with MLX's stock kernels (`VLMBENCH_KERNELS=mlx`), on each tiny Gemma 4
 //! variant. The prompt's prefill runs the many-row path, every decode step the one-row path.

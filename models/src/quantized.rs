@@ -110,6 +110,14 @@ impl QuantizedWeight {
     }
 }
 
+/// `x @ W^T` for a dense `W` (vlmbench's CPU product where it applies, see [`crate::kernels`]).
+fn dense_matmul_t(x: &Array, weight: &Array) -> Result<Array> {
+    match crate::kernels::try_dense_matmul(x, weight)? {
+        Some(y) => Ok(y),
+        None => Ok(x.matmul(weight.t())?),
+    }
+}
+
 /// A bias-free linear layer `y = x W^T`, `W: [out, in]`.
 #[derive(Debug, Clone)]
 pub enum Linear {
@@ -144,7 +152,7 @@ impl Linear {
 
     pub fn forward(&self, x: &Array) -> Result<Array> {
         match self {
-            Linear::Dense { weight } => Ok(x.matmul(weight.t())?),
+            Linear::Dense { weight } => dense_matmul_t(x, weight),
             Linear::Quantized(q) => q.matmul_t(x),
         }
     }
@@ -203,7 +211,7 @@ impl Embedding {
     /// The tied LM head: `x @ E^T` (MLX `QuantizedEmbedding.as_linear`).
     pub fn as_linear(&self, x: &Array) -> Result<Array> {
         match self {
-            Embedding::Dense { weight } => Ok(x.matmul(weight.t())?),
+            Embedding::Dense { weight } => dense_matmul_t(x, weight),
             Embedding::Quantized(q) => q.matmul_t(x),
         }
     }

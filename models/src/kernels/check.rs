@@ -1,5 +1,5 @@
 //! Checks and times vlmbench's 4-bit products (the CUDA GEMV, or the CPU products of
-//! [`super::cpu_qmm`]) against MLX's stock `quantized_matmul`, shape by shape: both against a
+//! [`super::cpu_matmul`]) against MLX's stock `quantized_matmul`, shape by shape: both against a
 //! float32 product with the dequantized weight (so only the kernels' arithmetic differs), then
 //! each timed over enough distinct weight copies that no copy is still in a cache when it is
 //! read again.

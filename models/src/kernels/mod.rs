@@ -1,7 +1,7 @@
 //! vlmbench's own code paths for the hot spots MLX's stock kernels leave slow:
 //! - [`qgemv`] (CUDA GPUs): a 4-bit matrix-vector kernel, compiled at run time by MLX's custom
 //!   CUDA kernel API (`mlx_fast_cuda_kernel_*`), for one-row products;
-//! - [`cpu_qmm`] (CPUs): 4-bit matrix products of any row count computed in Rust on the
+//! - [`cpu_matmul`] (CPUs): 4-bit matrix products of any row count computed in Rust on the
 //!   evaluated operands (MLX has no custom-kernel API for the CPU);
 //! - [`fused`] (CUDA GPUs): the elementwise chains of the GELU gate and the logit soft-cap traced
 //!   once with MLX's `compile`, which fuses each chain into one kernel (as mlx-vlm's compiled
@@ -12,7 +12,7 @@
 //! change can be measured with one binary.
 
 pub mod check;
-pub mod cpu_qmm;
+pub mod cpu_matmul;
 pub mod fused;
 pub mod qgemv;
 
@@ -72,7 +72,7 @@ fn vlmbench_stream(wanted: Kernels) -> Result<Option<Stream>> {
 
 /// `x @ W^T` for a quantized `W` by vlmbench's own kernels when they apply: on a CUDA GPU the
 /// 4-bit GEMV (one activation row, groups of 64, see [`vlmbench_stream`]); on the CPU the 4-bit
-/// products of [`cpu_qmm`] (float32 operands). `None` leaves the product to MLX.
+/// products of [`cpu_matmul`] (float32 operands). `None` leaves the product to MLX.
 pub fn try_quantized_matmul(
     x: &Array,
     w: &Array,
@@ -94,7 +94,39 @@ pub fn try_quantized_matmul(
     Ok(Some(qgemv::qgemv4(x, w, scales, biases, &stream)?))
 }
 
-/// [`cpu_qmm::qmatmul_t`] on MLX arrays: evaluates `x` (a synchronisation point: the product
+/// `x @ W^T` for a dense `W` (`[N, K]`) by [`cpu_matmul::matmul_t`] when the current stream is
+/// a CPU one, both operands are float32 and row-contiguous, and the choice includes `gemv`;
+/// `None` leaves the product to MLX.
+pub fn try_dense_matmul(x: &Array, w: &Array) -> Result<Option<Array>> {
+    if kernels_choice()? < Kernels::Gemv || qgemv::stream_is_gpu(&Stream::thread_local_or_default())
+    {
+        return Ok(None);
+    }
+    let k = *x.shape().last().unwrap_or(&0);
+    if k == 0
+        || w.ndim() != 2
+        || w.shape()[1] != k
+        || x.dtype() != Dtype::Float32
+        || w.dtype() != Dtype::Float32
+    {
+        return Ok(None);
+    }
+    let (Ok(xs), Ok(ws)) = (x.try_as_slice::<f32>(), w.try_as_slice::<f32>()) else {
+        return Ok(None);
+    };
+    let n = w.shape()[0];
+    let y = cpu_matmul::matmul_t(xs, xs.len() / k as usize, ws, n as usize, k as usize);
+    Ok(Some(Array::from_slice(&y, &with_last_axis(x, n))))
+}
+
+/// `x`'s shape with the last axis replaced by `n`.
+fn with_last_axis(x: &Array, n: i32) -> Vec<i32> {
+    let mut shape = x.shape().to_vec();
+    *shape.last_mut().expect("x has a last axis") = n;
+    shape
+}
+
+/// [`cpu_matmul::qmatmul_t`] on MLX arrays: evaluates `x` (a synchronisation point: the product
 /// runs here, not in MLX's graph) and wraps the result in a new array. `None` when the operands
 /// are not float32 4-bit ones of a 2-D weight, or not laid out row-contiguously.
 pub(crate) fn cpu_quantized_matmul(
@@ -125,7 +157,7 @@ pub(crate) fn cpu_quantized_matmul(
     ) else {
         return Ok(None);
     };
-    let weight = cpu_qmm::Quantized4 {
+    let weight = cpu_matmul::Quantized4 {
         packed,
         scales: s,
         biases: b,
@@ -137,10 +169,11 @@ pub(crate) fn cpu_quantized_matmul(
         return Ok(None);
     }
     let m = xs.len() / k as usize;
-    let y = cpu_qmm::qmatmul_t(xs, m, &weight);
-    let mut shape = x.shape().to_vec();
-    *shape.last_mut().expect("x has a last axis") = w.shape()[0];
-    Ok(Some(Array::from_slice(&y, &shape)))
+    let y = cpu_matmul::qmatmul_t(xs, m, &weight);
+    Ok(Some(Array::from_slice(
+        &y,
+        &with_last_axis(x, w.shape()[0]),
+    )))
 }
 
 /// Whether the fused elementwise chains apply (see [`vlmbench_stream`]).

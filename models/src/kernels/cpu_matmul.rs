@@ -1,5 +1,6 @@
-//! vlmbench's own 4-bit matrix products on the CPU: `x @ W^T` for MLX's affine 4-bit layout
-//! (`W` packed 8 values per `u32`, lowest nibble first; one float scale and bias per group).
+//! vlmbench's own matrix products on the CPU: `x @ W^T` for MLX's affine 4-bit layout (`W`
+//! packed 8 values per `u32`, lowest nibble first; one float scale and bias per group) and for
+//! dense float32 weights (the vision tower's linears).
 //!
 //! Why: the CPU backend of the MLX 0.32 Linux wheel moves about 0.4 GB/s through
 //! `quantized_matmul`, re-reads the weight for every activation row, and multiplies dense
@@ -8,7 +9,8 @@
 //! - few rows (decode, the LM head): each weight row is read once and its nibbles turned into
 //!   floats in registers against every activation row (AVX2/FMA where the CPU has them);
 //! - many rows (prefill): a tile of weight rows is dequantized to float32 once and multiplied by
-//!   a blocked SGEMM (`matrixmultiply`), so the weight's cost is shared by all rows.
+//!   a blocked SGEMM (`matrixmultiply`), so the weight's cost is shared by all rows; dense
+//!   weights go to the same SGEMM directly.
 //!
 //! Sums run in float32 in another order than MLX's, so results agree with MLX's to float32
 //! rounding (see the tests), not bit for bit.
@@ -114,36 +116,69 @@ pub fn qmatmul_t(x: &[f32], m: usize, w: &Quantized4) -> Vec<f32> {
                 for (r, dst) in tile.chunks_exact_mut(w.k).enumerate() {
                     prepared.dequantize_row(w, first + r, dst);
                 }
-                // out[r * m + i] = sum_c x[i, c] * tile[r, c]: C = X (m x k) times tile^T (k x rows),
-                // C stored with row stride 1 and column stride m.
-                // SAFETY: the pointers cover m*k, rows*k and rows*m floats with the given strides.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        m,
-                        w.k,
-                        rows,
-                        1.0,
-                        xs.as_ptr(),
-                        w.k as isize,
-                        1,
-                        tile.as_ptr(),
-                        1,
-                        w.k as isize,
-                        0.0,
-                        out.as_mut_ptr(),
-                        1,
-                        m as isize,
-                    );
-                }
+                tile_product(xs, m, w.k, &tile, out);
             });
     }
+    row_major(by_row, m, w.n)
+}
+
+/// `x @ W^T` for `m` rows of `x` (`[m, k]`) and a dense `W` (`[n, k]`), both row-major: the
+/// `[m, n]` product, row-major.
+pub fn matmul_t(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+    assert!(
+        x.len() == m * k && w.len() == n * k,
+        "matmul_t: operands do not match their shapes"
+    );
+    if m == 0 || n == 0 {
+        return Vec::new();
+    }
+    let mut by_row = vec![0f32; n * m];
+    by_row
+        .par_chunks_mut(TILE_ROWS * m)
+        .enumerate()
+        .for_each(|(t, out)| {
+            let first = t * TILE_ROWS * k;
+            tile_product(x, m, k, &w[first..first + out.len() / m * k], out);
+        });
+    row_major(by_row, m, n)
+}
+
+/// `out[r * m + i] = sum_c x[i, c] * tile[r, c]`: the product of `x` (`[m, k]`) with a tile of
+/// weight rows (`[rows, k]`), stored weight-row-major, by `matrixmultiply`'s SGEMM.
+fn tile_product(x: &[f32], m: usize, k: usize, tile: &[f32], out: &mut [f32]) {
+    let rows = tile.len() / k;
+    debug_assert!(x.len() == m * k && out.len() == rows * m);
+    // C = X (m x k) times tile^T (k x rows), C with row stride 1 and column stride m.
+    // SAFETY: the pointers cover m*k, rows*k and rows*m floats with the given strides.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            rows,
+            1.0,
+            x.as_ptr(),
+            k as isize,
+            1,
+            tile.as_ptr(),
+            1,
+            k as isize,
+            0.0,
+            out.as_mut_ptr(),
+            1,
+            m as isize,
+        );
+    }
+}
+
+/// The `[n, m]` weight-row-major result as the `[m, n]` row-major product.
+fn row_major(by_row: Vec<f32>, m: usize, n: usize) -> Vec<f32> {
     if m == 1 {
         return by_row;
     }
-    let mut y = vec![0f32; m * w.n];
-    for (n, values) in by_row.chunks_exact(m).enumerate() {
+    let mut y = vec![0f32; m * n];
+    for (row, values) in by_row.chunks_exact(m).enumerate() {
         for (i, &v) in values.iter().enumerate() {
-            y[i * w.n + n] = v;
+            y[i * n + row] = v;
         }
     }
     y
@@ -523,6 +558,25 @@ mod tests {
                     "group size {gs}, {m} rows: relative error {err:e}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_dense_product_matches_float64_for_one_and_many_rows() {
+        let (n, k) = (150, 96);
+        let w = activations(n, k, 77);
+        for m in [1usize, 7, 33] {
+            let x = activations(m, k, 78 + m as u64);
+            let got = matmul_t(&x, m, &w, n, k);
+            let want: Vec<f64> = (0..m * n)
+                .map(|e| {
+                    (0..k)
+                        .map(|c| x[e / n * k + c] as f64 * w[e % n * k + c] as f64)
+                        .sum()
+                })
+                .collect();
+            let err = relative_error(&got, &want);
+            assert!(err < 1e-5, "{m} rows: relative error {err:e}");
         }
     }
 
