@@ -19,7 +19,7 @@ static REGISTER: Once = Once::new();
 /// Text-only prompts in blue, prompts with images in red, as in the seed notebook.
 pub const TEXT_COLOR: RGBColor = RGBColor(0x34, 0x98, 0xdb);
 pub const IMAGE_COLOR: RGBColor = RGBColor(0xe7, 0x4c, 0x3c);
-const SERIES_COLORS: [RGBColor; 6] = [
+pub(crate) const SERIES_COLORS: [RGBColor; 6] = [
     RGBColor(0x34, 0x98, 0xdb),
     RGBColor(0xe7, 0x4c, 0x3c),
     RGBColor(0x27, 0xae, 0x60),
@@ -35,7 +35,7 @@ pub(crate) fn register_font() {
     });
 }
 
-fn plot_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
+pub(crate) fn plot_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
     move |e| anyhow!("cannot draw chart {}: {e:?}", path.display())
 }
 
@@ -115,7 +115,7 @@ pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Re
 }
 
 /// An axis number without a useless ".0" (20 rather than 20.0; 0.5 stays).
-fn trim_number(v: f64) -> String {
+pub(crate) fn trim_number(v: f64) -> String {
     if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") }
 }
 

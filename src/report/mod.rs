@@ -1,10 +1,12 @@
 //! Reporting: tables, charts, overlays and report files. Shared formatting lives here.
 
+pub mod chart_input;
 pub mod charts;
 pub mod eval_charts;
 pub mod eval_overlays;
 pub mod eval_tables;
 pub mod overlay;
+pub mod scaling_charts;
 pub mod tables;
 
 /// DejaVu Sans, embedded so charts and overlays look the same everywhere (licence beside it).
