@@ -58,7 +58,7 @@ pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Re
     root.fill(&WHITE).map_err(&err)?;
     let root = root.titled(title, (FONT, 24)).map_err(&err)?;
     let panels = root.split_evenly((1, 3));
-    let specs: [(&str, &str, fn(&ThroughputBar) -> f64, &str); 3] = [
+    let specs: [(&str, &str, Value<ThroughputBar>, &str); 3] = [
         ("Generation speed", "tokens/s", |b| b.gen_tps, ""),
         ("Prompt processing speed", "tokens/s", |b| b.prompt_tps, ""),
         ("Total time", "seconds", |b| b.total_s, " s"),
@@ -119,6 +119,12 @@ pub(crate) fn trim_number(v: f64) -> String {
     if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") }
 }
 
+/// The number a chart draws for one item.
+type Value<T> = fn(&T) -> f64;
+
+/// A line panel of a sweep: its caption and the value drawn against prompt length.
+type Panel<'a> = (&'a str, Value<SweepPoint>);
+
 /// One measured prompt length of a sweep.
 #[derive(Clone, Copy, Debug)]
 pub struct SweepPoint {
@@ -143,14 +149,14 @@ fn x_range(series: &[SweepSeries]) -> (f64, f64) {
 
 /// Two panels against prompt length (log scale): prompt processing tok/s and generation tok/s.
 pub fn speed_vs_prompt_length(path: &Path, title: &str, series: &[SweepSeries]) -> Result<()> {
-    let panels: [(&str, fn(&SweepPoint) -> f64); 2] =
+    let panels: [Panel; 2] =
         [("Prompt processing (tokens/s)", |p| p.prompt_tps), ("Generation (tokens/s)", |p| p.gen_tps)];
     line_panels(path, title, series, &panels, "tokens/s")
 }
 
 /// Peak memory (GiB) against prompt length (log scale).
 pub fn memory_vs_prompt_length(path: &Path, title: &str, series: &[SweepSeries]) -> Result<()> {
-    let panels: [(&str, fn(&SweepPoint) -> f64); 1] =
+    let panels: [Panel; 1] =
         [("Peak memory (GiB)", |p| p.peak_memory_bytes as f64 / (1u64 << 30) as f64)];
     line_panels(path, title, series, &panels, "GiB")
 }
@@ -159,7 +165,7 @@ fn line_panels(
     path: &Path,
     title: &str,
     series: &[SweepSeries],
-    panels: &[(&str, fn(&SweepPoint) -> f64)],
+    panels: &[Panel],
     unit: &str,
 ) -> Result<()> {
     anyhow::ensure!(series.iter().any(|s| !s.points.is_empty()), "no sweep points to chart for {}", path.display());

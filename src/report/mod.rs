@@ -13,7 +13,6 @@ pub mod tables;
 pub(crate) static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 /// Bytes in the largest binary unit that keeps the number at least 1 (B, KiB, MiB, GiB).
-
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;
