@@ -23,7 +23,13 @@ pub fn fail(message: &str) -> ! {
 }
 
 fn main() {
-    for var in ["MLX_DIR", "VLMBENCH_MLX_BACKEND", "VLMBENCH_CACHE_DIR", "VLMBENCH_PYTHON", "XDG_CACHE_HOME"] {
+    for var in [
+        "MLX_DIR",
+        "VLMBENCH_MLX_BACKEND",
+        "VLMBENCH_CACHE_DIR",
+        "VLMBENCH_PYTHON",
+        "XDG_CACHE_HOME",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=build.rs");
@@ -62,26 +68,55 @@ fn main() {
         };
         found.unwrap_or_else(|e| fail(&e))
     };
-    let build_install = locate(if backend == Backend::Cuda { Backend::Cpu } else { backend });
-    let runtime_install = if backend == Backend::Cuda && mlx_dir.is_none() { locate(Backend::Cuda) } else { build_install.clone() };
+    let build_install = locate(if backend == Backend::Cuda {
+        Backend::Cpu
+    } else {
+        backend
+    });
+    let runtime_install = if backend == Backend::Cuda && mlx_dir.is_none() {
+        locate(Backend::Cuda)
+    } else {
+        build_install.clone()
+    };
 
     let mlx_c = mlx_c::prepare(&out_dir, &native.join("half.h"));
     let lib_dir = build_mlx_c(&mlx_c, &build_install, &native.join("format_shim.h"));
     if target_os != "macos" {
-        cc::Build::new().file(native.join("mach_time.c")).compile("vlmbench_mach_time");
+        cc::Build::new()
+            .file(native.join("mach_time.c"))
+            .compile("vlmbench_mach_time");
     }
     generate_bindings(&mlx_c, &out_dir);
 
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
     println!("cargo:rustc-link-lib=static=mlxc");
-    println!("cargo:rustc-link-search=native={}", build_install.lib_dir().display());
+    println!(
+        "cargo:rustc-link-search=native={}",
+        build_install.lib_dir().display()
+    );
     println!("cargo:rustc-link-lib=dylib=mlx");
-    println!("cargo:rustc-link-lib=dylib={}", if target_os == "macos" { "c++" } else { "stdc++" });
-    println!("cargo::metadata=runtime_lib_dir={}", runtime_install.lib_dir().display());
+    println!(
+        "cargo:rustc-link-lib=dylib={}",
+        if target_os == "macos" {
+            "c++"
+        } else {
+            "stdc++"
+        }
+    );
+    println!(
+        "cargo::metadata=runtime_lib_dir={}",
+        runtime_install.lib_dir().display()
+    );
     // Our own tests (tests/build_errors.rs) load nothing from libmlx, but give them the rpath anyway.
-    println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{}", runtime_install.lib_dir().display());
+    println!(
+        "cargo:rustc-link-arg-tests=-Wl,-rpath,{}",
+        runtime_install.lib_dir().display()
+    );
     println!("cargo::metadata=backend={}", backend.name());
-    println!("cargo:rustc-env=VLMBENCH_MLX_BUILD_WHEEL={}", build_install.root.display());
+    println!(
+        "cargo:rustc-env=VLMBENCH_MLX_BUILD_WHEEL={}",
+        build_install.root.display()
+    );
     println!("cargo::metadata=version={MLX_VERSION}");
 }
 
@@ -100,7 +135,12 @@ fn build_mlx_c(mlx_c: &Path, mlx: &MlxInstall, format_shim: &Path) -> PathBuf {
         .into_iter()
         .map(|sub| dst.join(sub))
         .find(|dir| dir.join("libmlxc.a").is_file())
-        .unwrap_or_else(|| fail(&format!("CMake finished but left no libmlxc.a under {}", dst.display())))
+        .unwrap_or_else(|| {
+            fail(&format!(
+                "CMake finished but left no libmlxc.a under {}",
+                dst.display()
+            ))
+        })
 }
 
 fn generate_bindings(mlx_c: &Path, out_dir: &Path) {
@@ -125,9 +165,11 @@ fn generate_bindings(mlx_c: &Path, out_dir: &Path) {
             .raw_line("pub struct float16_t(pub u16);"),
         |builder, header| builder.header(header.to_string_lossy()),
     );
-    let bindings = builder
-        .generate()
-        .unwrap_or_else(|e| fail(&format!("bindgen could not read the mlx-c headers ({e}); is libclang-dev installed?")));
+    let bindings = builder.generate().unwrap_or_else(|e| {
+        fail(&format!(
+            "bindgen could not read the mlx-c headers ({e}); is libclang-dev installed?"
+        ))
+    });
     bindings
         .write_to_file(out_dir.join("bindings.rs"))
         .unwrap_or_else(|e| fail(&format!("cannot write the bindings: {e}")));

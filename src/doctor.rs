@@ -51,7 +51,11 @@ pub fn run(dtype: DtypeChoice) -> DoctorReport {
             let device: Device = info.device();
             let compute = dtype.resolve(&device);
             match selftest::quantized_matmul_check(&device, compute) {
-                Ok(check) => DeviceCheck { device: device_label(info), quantized_matmul: Some(check), error: None },
+                Ok(check) => DeviceCheck {
+                    device: device_label(info),
+                    quantized_matmul: Some(check),
+                    error: None,
+                },
                 Err(e) => DeviceCheck {
                     device: device_label(info),
                     quantized_matmul: None,

@@ -46,7 +46,8 @@ const MAKE_TINY_MARK: &str = "Written by `vlmbench make-tiny`. The weights are r
 
 /// Whether `dir` holds a checkpoint `make-tiny` wrote (random weights).
 pub fn written_by_make_tiny(dir: &std::path::Path) -> bool {
-    std::fs::read_to_string(dir.join("README.md")).is_ok_and(|readme| readme.contains(MAKE_TINY_MARK))
+    std::fs::read_to_string(dir.join("README.md"))
+        .is_ok_and(|readme| readme.contains(MAKE_TINY_MARK))
 }
 
 /// The checkpoint directory for `spec` (None: the built-in one, written if missing), and whether
@@ -56,15 +57,23 @@ pub fn checkpoint_dir(spec: Option<&str>) -> Result<(PathBuf, bool)> {
         None | Some(BUILT_IN) => {
             let dir = built_in_dir()?;
             if !dir.join("model.safetensors").exists() {
-                write_tiny_checkpoint(&dir, TinyVariant::Dense, 0)
-                    .with_context(|| format!("cannot write the built-in tiny model into {}", dir.display()))?;
+                write_tiny_checkpoint(&dir, TinyVariant::Dense, 0).with_context(|| {
+                    format!(
+                        "cannot write the built-in tiny model into {}",
+                        dir.display()
+                    )
+                })?;
             }
             Ok((dir, true))
         }
         Some(spec) => {
             let resolved = resolve_model(spec, &ResolveOptions::from_env())?;
             if let ModelSource::Downloaded { files, .. } = &resolved.source {
-                eprintln!("downloaded {} files of {spec} into {}", files.len(), resolved.dir.display());
+                eprintln!(
+                    "downloaded {} files of {spec} into {}",
+                    files.len(),
+                    resolved.dir.display()
+                );
             }
             let random = written_by_make_tiny(&resolved.dir);
             Ok((resolved.dir, random))
@@ -95,33 +104,65 @@ pub fn load_as(spec: Option<&str>, choice: DtypeChoice, announce: bool) -> Resul
         eprintln!("note: {shown} was written by make-tiny: its weights are RANDOM, its outputs gibberish.");
     }
     let started = Instant::now();
-    let model = LoadedModel::load(&dir, dtype).with_context(|| format!("cannot load model {shown}"))?;
-    Ok(Resolved { model, spec: shown, random_weights, load_s: started.elapsed().as_secs_f64() })
+    let model =
+        LoadedModel::load(&dir, dtype).with_context(|| format!("cannot load model {shown}"))?;
+    Ok(Resolved {
+        model,
+        spec: shown,
+        random_weights,
+        load_s: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// `--tensor-parallel`: joins the MLX distributed group of `backend` (MLX's environment
 /// conventions, docs/distributed.md), then loads this rank's shard of `spec`. Rank 0 alone writes
 /// the built-in checkpoint or downloads a repo, the others wait for it at a barrier; only rank 0
 /// prints notes. Every rank must be started with the same arguments.
-pub fn load_tensor_parallel(spec: Option<&str>, choice: DtypeChoice, backend: Backend) -> Result<(Resolved, Arc<Group>)> {
-    let group = Group::init(backend).context("--tensor-parallel: this process cannot join its group (see docs/distributed.md)")?;
+pub fn load_tensor_parallel(
+    spec: Option<&str>,
+    choice: DtypeChoice,
+    backend: Backend,
+) -> Result<(Resolved, Arc<Group>)> {
+    let group = Group::init(backend).context(
+        "--tensor-parallel: this process cannot join its group (see docs/distributed.md)",
+    )?;
     let group = Arc::new(group);
     let dtype: Dtype = choice.resolve(&mlx_rs::Device::try_default()?);
     let leader = group.rank() == 0;
-    let found = if leader { Some(checkpoint_dir(spec)) } else { None };
+    let found = if leader {
+        Some(checkpoint_dir(spec))
+    } else {
+        None
+    };
     // Whatever rank 0 found, the others must not race it to write or download the same files.
-    group.barrier().context("--tensor-parallel: waiting for rank 0 to prepare the checkpoint")?;
+    group
+        .barrier()
+        .context("--tensor-parallel: waiting for rank 0 to prepare the checkpoint")?;
     let (dir, random_weights) = match found {
         Some(found) => found?,
         None => checkpoint_dir(spec)?,
     };
     let shown = spec.unwrap_or(BUILT_IN).to_owned();
     if leader && random_weights {
-        eprintln!("note: {} has RANDOM weights (make-tiny): outputs are gibberish.", dir.display());
+        eprintln!(
+            "note: {} has RANDOM weights (make-tiny): outputs are gibberish.",
+            dir.display()
+        );
     }
     let started = Instant::now();
-    let model = LoadedModel::load_tensor_parallel(&dir, dtype, group.clone())
-        .with_context(|| format!("cannot load rank {} of {} of model {shown}", group.rank(), group.size()))?;
-    let resolved = Resolved { model, spec: shown, random_weights, load_s: started.elapsed().as_secs_f64() };
+    let model =
+        LoadedModel::load_tensor_parallel(&dir, dtype, group.clone()).with_context(|| {
+            format!(
+                "cannot load rank {} of {} of model {shown}",
+                group.rank(),
+                group.size()
+            )
+        })?;
+    let resolved = Resolved {
+        model,
+        spec: shown,
+        random_weights,
+        load_s: started.elapsed().as_secs_f64(),
+    };
     Ok((resolved, group))
 }

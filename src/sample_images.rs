@@ -7,9 +7,15 @@ use anyhow::Result;
 use vlm_models::image_io::{decode_image, load_image, RgbImage};
 
 /// A person in a rich scene (NASA, public domain): stands in for the notebook's `classroom.jpg`.
-pub const ASTRONAUT: SampleImage = SampleImage { name: "astronaut.jpg", bytes: include_bytes!("../assets/images/astronaut.jpg") };
+pub const ASTRONAUT: SampleImage = SampleImage {
+    name: "astronaut.jpg",
+    bytes: include_bytes!("../assets/images/astronaut.jpg"),
+};
 /// An animal (CC0): stands in for the notebook's `happy-doggy.jpg`.
-pub const CHELSEA: SampleImage = SampleImage { name: "chelsea.png", bytes: include_bytes!("../assets/images/chelsea.png") };
+pub const CHELSEA: SampleImage = SampleImage {
+    name: "chelsea.png",
+    bytes: include_bytes!("../assets/images/chelsea.png"),
+};
 
 #[derive(Clone, Copy, Debug)]
 pub struct SampleImage {

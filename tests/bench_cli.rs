@@ -8,27 +8,56 @@ use serde_json::Value;
 const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/images/chelsea.png");
 
 fn vlmbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlmbench")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn rows_for_prompt_generation_and_image_tests() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("tiny");
-    assert!(vlmbench(&["make-tiny", model.to_str().unwrap()]).status.success());
-    let out = vlmbench(&["bench", "--model", model.to_str().unwrap(), "-p", "16", "-n", "4", "-r", "2", "--image", PHOTO, "-o", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(vlmbench(&["make-tiny", model.to_str().unwrap()])
+        .status
+        .success());
+    let out = vlmbench(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "2",
+        "--image",
+        PHOTO,
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
     assert_eq!(tests, ["pp16", "tg4", "img+tg4"]);
     let image = &rows[2];
-    assert!(image["n_prompt"].as_u64().unwrap() > 16, "the image's soft tokens are in the prompt: {image}");
+    assert!(
+        image["n_prompt"].as_u64().unwrap() > 16,
+        "the image's soft tokens are in the prompt: {image}"
+    );
     assert_eq!(image["n_gen"], 4);
     assert_eq!(image["tps_samples"].as_array().unwrap().len(), 2);
     let ttft = image["ttft_s_mean"].as_f64().unwrap();
     let expected = image["n_prompt"].as_f64().unwrap() / ttft;
     // The rate is prompt tokens over time to first token (mean of rates vs rate of mean: close, not equal).
-    assert!((image["tps_mean"].as_f64().unwrap() / expected - 1.0).abs() < 0.5, "{image}");
+    assert!(
+        (image["tps_mean"].as_f64().unwrap() / expected - 1.0).abs() < 0.5,
+        "{image}"
+    );
 }
 
 #[test]
@@ -37,8 +66,17 @@ fn bad_lengths_and_images_are_one_line_errors() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("error: -p"), "{stderr}");
-    let out = vlmbench(&["bench", "--image", "/nonexistent/photo.jpg", "--model", "/nonexistent"]);
+    let out = vlmbench(&[
+        "bench",
+        "--image",
+        "/nonexistent/photo.jpg",
+        "--model",
+        "/nonexistent",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("photo.jpg") && stderr.lines().count() == 1, "{stderr}");
+    assert!(
+        stderr.contains("photo.jpg") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
 }

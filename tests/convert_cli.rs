@@ -24,12 +24,21 @@ fn converts_the_tiny_gguf_and_reports_what_it_did() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
     assert!(
-        stdout.contains("gemma3_text, 7 layers, hidden 256, 4 heads / 2 KV heads, head dim 64, vocab 384"),
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "gemma3_text, 7 layers, hidden 256, 4 heads / 2 KV heads, head dim 64, vocab 384"
+        ),
         "{stdout}"
     );
-    assert!(stdout.contains("x Q4_K -> affine 4-bit g32 (exact)"), "{stdout}");
+    assert!(
+        stdout.contains("x Q4_K -> affine 4-bit g32 (exact)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("x Q6_K -> dense float32"), "{stdout}");
     for f in [
         "config.json",
@@ -70,7 +79,10 @@ fn converts_the_tiny_gguf_and_reports_what_it_did() {
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["quantization"]["bits"], 4);
     assert_eq!(cfg["quantization"]["group_size"], 64);
-    let o = vlmbench().args(["convert", "--print-format-version"]).output().unwrap();
+    let o = vlmbench()
+        .args(["convert", "--print-format-version"])
+        .output()
+        .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         vlm_models::convert::FORMAT_VERSION.to_string()
@@ -97,7 +109,15 @@ fn bad_input_is_one_line() {
         "{stderr}"
     );
     let o = vlmbench()
-        .args(["convert", "--from-gguf", "x.gguf", "--out", "o", "--bits", "7"])
+        .args([
+            "convert",
+            "--from-gguf",
+            "x.gguf",
+            "--out",
+            "o",
+            "--bits",
+            "7",
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success());

@@ -23,7 +23,9 @@ sys.stdout.buffer.write(Image.open(io.BytesIO(buf.getvalue())).convert("RGB").to
 #[test]
 fn resaved_jpeg_pixels_match_pillows() {
     let Some(python) = std::env::var_os("VLMBENCH_REFERENCE_PYTHON") else {
-        eprintln!("NOT RUN: set VLMBENCH_REFERENCE_PYTHON (tools/test.sh does) to compare with Pillow");
+        eprintln!(
+            "NOT RUN: set VLMBENCH_REFERENCE_PYTHON (tools/test.sh does) to compare with Pillow"
+        );
         return;
     };
     let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/images");
@@ -36,16 +38,40 @@ fn resaved_jpeg_pixels_match_pillows() {
         .status()
         .unwrap();
     assert!(made.success());
-    for path in ["astronaut.jpg", "chelsea.png", "coffee.jpg"].map(|n| assets.join(n)).into_iter().chain([gray]) {
+    for path in ["astronaut.jpg", "chelsea.png", "coffee.jpg"]
+        .map(|n| assets.join(n))
+        .into_iter()
+        .chain([gray])
+    {
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
         let name = name.as_str();
-        let out = Command::new(&python).args(["-c", PILLOW_RESAVE]).arg(&path).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&python)
+            .args(["-c", PILLOW_RESAVE])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let ours = jpeg_round_trip(&load_image(&path).unwrap(), name).unwrap();
         let original = load_image(&path).unwrap();
-        assert_ne!(ours.as_bytes(), original.as_bytes(), "{name}: the round trip changed nothing (not a lossy JPEG?)");
-        let differing = ours.as_bytes().iter().zip(&out.stdout).filter(|(a, b)| a != b).count();
+        assert_ne!(
+            ours.as_bytes(),
+            original.as_bytes(),
+            "{name}: the round trip changed nothing (not a lossy JPEG?)"
+        );
+        let differing = ours
+            .as_bytes()
+            .iter()
+            .zip(&out.stdout)
+            .filter(|(a, b)| a != b)
+            .count();
         assert_eq!(ours.as_bytes().len(), out.stdout.len(), "{name}: size");
-        assert_eq!(differing, 0, "{name}: {differing} bytes differ from Pillow's round trip");
+        assert_eq!(
+            differing, 0,
+            "{name}: {differing} bytes differ from Pillow's round trip"
+        );
     }
 }

@@ -91,7 +91,11 @@ fn encode(tok: &Tokenizer, text: &str) -> Vec<i32> {
 
 fn logprobs(logits: &Array) -> Array {
     let lse = logits.logsumexp_axis(-1, true).unwrap();
-    logits.subtract(&lse).unwrap().as_dtype(Dtype::Float32).unwrap()
+    logits
+        .subtract(&lse)
+        .unwrap()
+        .as_dtype(Dtype::Float32)
+        .unwrap()
 }
 
 fn argmax(v: &[f32]) -> i32 {
@@ -109,7 +113,11 @@ fn argmax(v: &[f32]) -> i32 {
 fn greedy(model: &Gemma3Text, ids: &[i32], steps: usize) -> (Vec<i32>, Vec<Vec<f32>>) {
     let mut cache = model.make_cache();
     let mut logits = model
-        .prefill(&Array::from_slice(ids, &[1, ids.len() as i32]), &mut cache, Some(2048))
+        .prefill(
+            &Array::from_slice(ids, &[1, ids.len() as i32]),
+            &mut cache,
+            Some(2048),
+        )
         .unwrap();
     let (mut toks, mut lps) = (vec![], vec![]);
     for _ in 0..steps {
@@ -126,7 +134,11 @@ fn greedy(model: &Gemma3Text, ids: &[i32], steps: usize) -> (Vec<i32>, Vec<Vec<f
 
 fn parity(dtype: Dtype, tol: f32, texts: &[&str]) {
     let Some(env) = env() else { return };
-    let name = if dtype == Dtype::Float32 { "float32" } else { "bfloat16" };
+    let name = if dtype == Dtype::Float32 {
+        "float32"
+    } else {
+        "bfloat16"
+    };
     let tok = Tokenizer::from_dir(&env.checkpoint).unwrap();
     let prompts: Vec<Vec<i32>> = texts.iter().map(|p| encode(&tok, p)).collect();
     let w = work();
@@ -161,7 +173,8 @@ fn parity(dtype: Dtype, tol: f32, texts: &[&str]) {
         "mlx-lm reference failed:\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&oj).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&oj).unwrap()).unwrap();
     let t = Array::load_safetensors(&ot).unwrap();
 
     let model = Gemma3Text::load(&Checkpoint::open(&env.checkpoint).unwrap(), dtype).unwrap();
@@ -195,7 +208,9 @@ fn parity(dtype: Dtype, tol: f32, texts: &[&str]) {
             .zip(t[&format!("score_{i}")].as_slice::<f32>())
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        let text = tok.decode(&got.iter().map(|&x| x as u32).collect::<Vec<_>>()).unwrap();
+        let text = tok
+            .decode(&got.iter().map(|&x| x as u32).collect::<Vec<_>>())
+            .unwrap();
         eprintln!(
             "{name} prompt {i}: {STEPS} tokens, max |logprob diff| {worst:e} (scoring {score:e}): {:?} -> {text:?}",
             texts[i]
@@ -298,7 +313,10 @@ fn a_greedy_story_is_made_of_dictionary_words() {
         .collect();
     let story = generate(env, "Once upon a time", 64);
     let (share, n) = dictionary_share(&story, &dict);
-    eprintln!("story: {n} words, {:.1}% in the dictionary: {story:?}", 100.0 * share);
+    eprintln!(
+        "story: {n} words, {:.1}% in the dictionary: {story:?}",
+        100.0 * share
+    );
     // The check itself discriminates: 64 token ids drawn uniformly from the vocabulary decode to
     // text that is mostly not English words.
     let tok = Tokenizer::from_dir(&env.checkpoint).unwrap();
@@ -318,7 +336,11 @@ fn a_greedy_story_is_made_of_dictionary_words() {
         100.0 * noise_share
     );
     assert!(n >= 30, "the story is too short to judge: {story:?}");
-    assert!(share >= 0.9, "only {:.1}% dictionary words: {story:?}", 100.0 * share);
+    assert!(
+        share >= 0.9,
+        "only {:.1}% dictionary words: {story:?}",
+        100.0 * share
+    );
     assert!(
         noise_share < 0.6,
         "the control passes the check: {:.1}%",
@@ -335,7 +357,9 @@ fn mean_logprob(model: &Gemma3Text, ids: &[i32]) -> f64 {
     );
     let v = model.config().vocab_size as usize;
     let lp = lp.as_slice::<f32>();
-    let sum: f64 = (1..ids.len()).map(|i| lp[(i - 1) * v + ids[i] as usize] as f64).sum();
+    let sum: f64 = (1..ids.len())
+        .map(|i| lp[(i - 1) * v + ids[i] as usize] as f64)
+        .sum();
     sum / (ids.len() - 1) as f64
 }
 
@@ -343,7 +367,8 @@ fn mean_logprob(model: &Gemma3Text, ids: &[i32]) -> f64 {
 fn an_english_sentence_is_far_more_likely_than_its_words_shuffled() {
     let Some(env) = env() else { return };
     let tok = Tokenizer::from_dir(&env.checkpoint).unwrap();
-    let model = Gemma3Text::load(&Checkpoint::open(&env.checkpoint).unwrap(), Dtype::Float32).unwrap();
+    let model =
+        Gemma3Text::load(&Checkpoint::open(&env.checkpoint).unwrap(), Dtype::Float32).unwrap();
     let s = mean_logprob(&model, &encode(&tok, SENTENCE));
     let shuffled = mean_logprob(&model, &encode(&tok, SHUFFLED));
     eprintln!(

@@ -35,7 +35,9 @@ fn tools() -> PathBuf {
 
 fn checkpoint(python: &Path, variant: &str) -> PathBuf {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("generate-parity").join(variant);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("generate-parity")
+        .join(variant);
     if !dir.join("model.safetensors").exists() {
         let status = Command::new(python)
             .arg(tools().join("build_tiny_gemma4.py"))
@@ -43,13 +45,20 @@ fn checkpoint(python: &Path, variant: &str) -> PathBuf {
             .args(["--variant", variant, "--quiet"])
             .status()
             .unwrap();
-        assert!(status.success(), "build_tiny_gemma4.py --variant {variant} failed");
+        assert!(
+            status.success(),
+            "build_tiny_gemma4.py --variant {variant} failed"
+        );
     }
     dir
 }
 
 fn json_of(output: std::process::Output, what: &str) -> Value {
-    assert!(output.status.success(), "{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{what}: bad JSON ({e})"))
 }
 
@@ -62,10 +71,16 @@ fn compare(variant: &str, dtype: &str, prompt: &str, max_tokens: usize, ignore_e
 /// orientation 6, so 300x451 once transposed) and `chelsea-exif6-jpeg` (the same as a JPEG, q90 4:2:0).
 fn test_image(python: &Path, name: &str) -> PathBuf {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("generate-parity").join("images");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("generate-parity")
+        .join("images");
     let run = |args: &[&str]| {
         let out = Command::new(python).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let chelsea = dir.join("chelsea.png");
     let path = match name {
@@ -79,14 +94,24 @@ fn test_image(python: &Path, name: &str) -> PathBuf {
         let vision_ref = tools().join("gemma4_vision_ref.py");
         let vision_ref = vision_ref.to_str().unwrap();
         match name {
-            "synth" => run(&[tools().join("make_test_image.py").to_str().unwrap(), path.to_str().unwrap()]),
+            "synth" => run(&[
+                tools().join("make_test_image.py").to_str().unwrap(),
+                path.to_str().unwrap(),
+            ]),
             _ => {
                 if !chelsea.exists() {
                     run(&[vision_ref, "photo", "--out", chelsea.to_str().unwrap()]);
                 }
                 if name != "chelsea" {
                     let samples = dir.join("samples");
-                    run(&[vision_ref, "samples", "--image", chelsea.to_str().unwrap(), "--out", samples.to_str().unwrap()]);
+                    run(&[
+                        vision_ref,
+                        "samples",
+                        "--image",
+                        chelsea.to_str().unwrap(),
+                        "--out",
+                        samples.to_str().unwrap(),
+                    ]);
                 }
             }
         }
@@ -96,18 +121,40 @@ fn test_image(python: &Path, name: &str) -> PathBuf {
 
 /// `vlmbench generate` and `gemma4_run.py` on the same checkpoint, prompt and images (greedy):
 /// the same templated prompt, expanded prompt ids, pixel tensor shapes, generated ids and text.
-fn compare_with_images(variant: &str, dtype: &str, prompt: &str, images: &[&str], max_tokens: usize, ignore_eos: bool) -> Value {
-    let Some(python) = reference_python() else { return Value::Null };
+fn compare_with_images(
+    variant: &str,
+    dtype: &str,
+    prompt: &str,
+    images: &[&str],
+    max_tokens: usize,
+    ignore_eos: bool,
+) -> Value {
+    let Some(python) = reference_python() else {
+        return Value::Null;
+    };
     let model = checkpoint(&python, variant);
     let max = max_tokens.to_string();
     let image_paths: Vec<PathBuf> = images.iter().map(|n| test_image(&python, n)).collect();
 
     let mut reference = Command::new(&python);
-    reference.arg(tools().join("gemma4_run.py")).arg("--model").arg(&model);
+    reference
+        .arg(tools().join("gemma4_run.py"))
+        .arg("--model")
+        .arg(&model);
     reference.args(["--prompt", prompt, "--max-tokens", &max, "--dtype", dtype]);
     let mut ours = Command::new(env!("CARGO_BIN_EXE_vlmbench"));
     ours.arg("generate").arg("--model").arg(&model);
-    ours.args(["--prompt", prompt, "--max-tokens", &max, "--dtype", dtype, "--temperature", "0", "--json"]);
+    ours.args([
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        &max,
+        "--dtype",
+        dtype,
+        "--temperature",
+        "0",
+        "--json",
+    ]);
     for p in &image_paths {
         reference.arg("--image").arg(p);
         ours.arg("--image").arg(p);
@@ -119,19 +166,46 @@ fn compare_with_images(variant: &str, dtype: &str, prompt: &str, images: &[&str]
     let reference = json_of(reference.output().unwrap(), "gemma4_run.py");
     let ours = json_of(ours.output().unwrap(), "vlmbench generate");
 
-    let case = format!("{variant} {dtype} images={images:?} max_tokens={max_tokens} ignore_eos={ignore_eos}");
+    let case = format!(
+        "{variant} {dtype} images={images:?} max_tokens={max_tokens} ignore_eos={ignore_eos}"
+    );
     if !images.is_empty() {
-        assert_eq!(ours["prompt_ids"], reference["input_ids"], "{case}: expanded prompt ids");
-        let soft: u64 = ours["images"].as_array().unwrap().iter().map(|i| i["soft_tokens"].as_u64().unwrap()).sum();
-        assert_eq!(soft, reference["num_image_tokens"].as_u64().unwrap(), "{case}: soft tokens");
+        assert_eq!(
+            ours["prompt_ids"], reference["input_ids"],
+            "{case}: expanded prompt ids"
+        );
+        let soft: u64 = ours["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["soft_tokens"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            soft,
+            reference["num_image_tokens"].as_u64().unwrap(),
+            "{case}: soft tokens"
+        );
         // pixel_values: [N, 3, H, W] when all images share a size, else a list of [1, 3, H, W].
         let pv = &reference["pixel_values"];
         let ref_shapes: Vec<Vec<u64>> = match pv.as_array() {
-            Some(list) => {
-                list.iter().map(|r| r["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()).collect()
-            }
+            Some(list) => list
+                .iter()
+                .map(|r| {
+                    r["shape"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_u64().unwrap())
+                        .collect()
+                })
+                .collect(),
             None => {
-                let s: Vec<u64> = pv["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+                let s: Vec<u64> = pv["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .collect();
                 vec![s[1..].to_vec(); s[0] as usize]
             }
         };
@@ -139,16 +213,38 @@ fn compare_with_images(variant: &str, dtype: &str, prompt: &str, images: &[&str]
             .as_array()
             .unwrap()
             .iter()
-            .map(|i| i["pixel_shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect())
+            .map(|i| {
+                i["pixel_shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .collect()
+            })
             .collect();
         assert_eq!(our_shapes, ref_shapes, "{case}: pixel tensor shapes");
-        assert!(ours["stats"]["vision_encode_s"].as_f64().unwrap() > 0.0, "{case}: vision_encode_s not reported");
+        assert!(
+            ours["stats"]["vision_encode_s"].as_f64().unwrap() > 0.0,
+            "{case}: vision_encode_s not reported"
+        );
     }
     assert_eq!(ours["prompt"], reference["prompt"], "{case}: prompt string");
-    assert_eq!(ours["stats"]["prompt_tokens"], reference["stats"]["prompt_tokens"], "{case}: prompt tokens");
-    assert_eq!(ours["token_ids"], reference["generated_ids"], "{case}: generated ids");
-    assert_eq!(ours["stats"]["finish_reason"], reference["finish_reason"], "{case}: finish reason");
-    assert_eq!(ours["stats"]["generation_tokens"], reference["stats"]["generation_tokens"], "{case}");
+    assert_eq!(
+        ours["stats"]["prompt_tokens"], reference["stats"]["prompt_tokens"],
+        "{case}: prompt tokens"
+    );
+    assert_eq!(
+        ours["token_ids"], reference["generated_ids"],
+        "{case}: generated ids"
+    );
+    assert_eq!(
+        ours["stats"]["finish_reason"], reference["finish_reason"],
+        "{case}: finish reason"
+    );
+    assert_eq!(
+        ours["stats"]["generation_tokens"], reference["stats"]["generation_tokens"],
+        "{case}"
+    );
     assert_eq!(ours["text"], reference["text"], "{case}: text");
     ours
 }
@@ -157,7 +253,10 @@ fn compare_with_images(variant: &str, dtype: &str, prompt: &str, images: &[&str]
 fn compare_stopping(variant: &str, dtype: &str) {
     let ours = compare(variant, dtype, STOPPING_PROMPT, 128, false);
     if !ours.is_null() {
-        assert_eq!(ours["stats"]["finish_reason"], "stop", "{variant} {dtype}: expected a natural stop");
+        assert_eq!(
+            ours["stats"]["finish_reason"], "stop",
+            "{variant} {dtype}: expected a natural stop"
+        );
     }
 }
 
@@ -217,18 +316,39 @@ fn moe_float32_synthetic_image_matches_mlx_vlm_for_40_tokens() {
 #[test]
 fn two_images_of_one_size_match_mlx_vlm_for_40_tokens() {
     // Both become 192x144: one batch through the tower, two image blocks in the prompt.
-    compare_with_images("dense", "float32", "Compare these two images.", &["synth", "chelsea"], 40, true);
+    compare_with_images(
+        "dense",
+        "float32",
+        "Compare these two images.",
+        &["synth", "chelsea"],
+        40,
+        true,
+    );
 }
 
 #[test]
 fn two_images_of_different_sizes_match_mlx_vlm_for_40_tokens() {
     // The EXIF-rotated photo is 144x192 after the processor: the tower runs per image.
-    compare_with_images("dense", "float32", "Compare these two images.", &["chelsea", "chelsea-exif6"], 40, true);
+    compare_with_images(
+        "dense",
+        "float32",
+        "Compare these two images.",
+        &["chelsea", "chelsea-exif6"],
+        40,
+        true,
+    );
 }
 
 #[test]
 fn jpeg_photo_with_exif_orientation_matches_mlx_vlm_for_40_tokens() {
-    compare_with_images("dense", "float32", IMAGE_PROMPT, &["chelsea-exif6-jpeg"], 40, true);
+    compare_with_images(
+        "dense",
+        "float32",
+        IMAGE_PROMPT,
+        &["chelsea-exif6-jpeg"],
+        40,
+        true,
+    );
 }
 
 #[test]
@@ -236,6 +356,9 @@ fn an_image_prompt_stops_where_mlx_vlm_stops() {
     let ours = compare_with_images("dense", "float32", IMAGE_PROMPT, &["chelsea"], 128, false);
     if !ours.is_null() {
         // Measured: both stop after 66 tokens on this checkpoint and photo.
-        assert_eq!(ours["stats"]["finish_reason"], "stop", "expected a natural stop");
+        assert_eq!(
+            ours["stats"]["finish_reason"], "stop",
+            "expected a natural stop"
+        );
     }
 }

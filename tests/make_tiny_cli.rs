@@ -151,14 +151,25 @@ fn the_31b_mini_preset_is_sharded_and_loads_and_generates_text_and_image() {
         .unwrap();
     for with_image in [false, true] {
         let mut args = vec![
-            "generate", "-m", path(&out), "-p", "Describe this.", "--max-tokens", "5",
-            "--ignore-eos", "--json",
+            "generate",
+            "-m",
+            path(&out),
+            "-p",
+            "Describe this.",
+            "--max-tokens",
+            "5",
+            "--ignore-eos",
+            "--json",
         ];
         if with_image {
             args.extend(["--image", path(&image)]);
         }
         let gen = vlmbench(&args);
-        assert!(gen.status.success(), "image {with_image}: {}", text(&gen.stderr));
+        assert!(
+            gen.status.success(),
+            "image {with_image}: {}",
+            text(&gen.stderr)
+        );
         let report: serde_json::Value = serde_json::from_slice(&gen.stdout).unwrap();
         let ids = report["token_ids"].as_array().unwrap();
         assert_eq!(ids.len(), 5, "image {with_image}: {report}");
@@ -169,7 +180,16 @@ fn the_31b_mini_preset_is_sharded_and_loads_and_generates_text_and_image() {
         }
     }
 
-    let bad = vlmbench(&["make-tiny", path(&tmp.path().join("x")), "--preset", "gemma-4-70b"]);
+    let bad = vlmbench(&[
+        "make-tiny",
+        path(&tmp.path().join("x")),
+        "--preset",
+        "gemma-4-70b",
+    ]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(text(&bad.stderr).contains("gemma-4-31b"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("gemma-4-31b"),
+        "{}",
+        text(&bad.stderr)
+    );
 }

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use common::dataset_fixtures::{coco_fixture, vqa_fixture};
 use serde_json::Value;
-use vlm_models::distributed::loopback::{run_ranks, write_loopback_hostfile, LaunchError, RankOutput};
+use vlm_models::distributed::loopback::{
+    run_ranks, write_loopback_hostfile, LaunchError, RankOutput,
+};
 
 /// The tiny model's cache and the CPU are shared: one evaluation at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -37,14 +39,27 @@ fn vlmbench(args: &[String]) -> Command {
 }
 
 fn args(task: &str, data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = ["eval", task, "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()].map(String::from).to_vec();
+    let mut a: Vec<String> = [
+        "eval",
+        task,
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
     a.extend(extra.iter().map(|s| s.to_string()));
     a
 }
 
 fn single(args: &[String]) -> Output {
     let out = vlmbench(args).output().unwrap();
-    assert!(out.status.success(), "vlmbench {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "vlmbench {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -102,7 +117,10 @@ fn stdout_without_clock(stdout: &str, out: &Path) -> String {
 
 fn assert_same_results(one: &Path, merged: &Path, files: &[&str]) {
     for f in ["run.json", "samples.jsonl"].iter().chain(files) {
-        assert!(read(&one.join(f)) == read(&merged.join(f)), "{f} differs between one process and the merged 2-rank run");
+        assert!(
+            read(&one.join(f)) == read(&merged.join(f)),
+            "{f} differs between one process and the merged 2-rank run"
+        );
     }
     assert_eq!(summary_without_clock(one), summary_without_clock(merged));
     assert_eq!(timings_without_clock(one), timings_without_clock(merged));
@@ -123,7 +141,15 @@ fn each_exited_rank_said_one_line(outputs: &[RankOutput], needle: &str) {
 }
 
 fn sample_ids(path: &Path) -> Vec<u64> {
-    String::from_utf8(read(path)).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["sample"].as_u64().unwrap()).collect()
+    String::from_utf8(read(path))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["sample"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
 }
 
 #[test]
@@ -137,17 +163,38 @@ fn a_two_rank_vqa_eval_merges_into_the_single_process_files() {
     let ranks = sharded(tmp.path(), &args("vqa", &data, &merged, &["-n", "5"]));
 
     assert_same_results(&one, &merged, &[]);
-    assert_eq!(sample_ids(&merged.join("samples.jsonl")), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        sample_ids(&merged.join("samples.jsonl")),
+        vec![0, 1, 2, 3, 4]
+    );
     // Each rank ran its own share: i % 2 == rank.
-    assert_eq!(sample_ids(&merged.join("shards/rank-0-of-2/samples.jsonl")), vec![0, 2, 4]);
-    assert_eq!(sample_ids(&merged.join("shards/rank-1-of-2/samples.jsonl")), vec![1, 3]);
+    assert_eq!(
+        sample_ids(&merged.join("shards/rank-0-of-2/samples.jsonl")),
+        vec![0, 2, 4]
+    );
+    assert_eq!(
+        sample_ids(&merged.join("shards/rank-1-of-2/samples.jsonl")),
+        vec![1, 3]
+    );
     assert_eq!(
         stdout_without_clock(&ranks[0].stdout, &merged),
         stdout_without_clock(&String::from_utf8_lossy(&alone.stdout), &one)
     );
-    assert!(ranks[0].stdout.contains("VQA Accuracy:"), "{}", ranks[0].stdout);
-    assert!(ranks[1].stdout.is_empty(), "rank 1 printed on stdout: {}", ranks[1].stdout);
-    assert!(ranks[1].stderr.is_empty(), "rank 1 printed on stderr: {}", ranks[1].stderr);
+    assert!(
+        ranks[0].stdout.contains("VQA Accuracy:"),
+        "{}",
+        ranks[0].stdout
+    );
+    assert!(
+        ranks[1].stdout.is_empty(),
+        "rank 1 printed on stdout: {}",
+        ranks[1].stdout
+    );
+    assert!(
+        ranks[1].stderr.is_empty(),
+        "rank 1 printed on stderr: {}",
+        ranks[1].stderr
+    );
 }
 
 #[test]
@@ -161,15 +208,30 @@ fn a_two_rank_coco_eval_merges_into_the_single_process_files_and_figures() {
     let alone = single(&args("coco", &data, &one, &extra));
     let ranks = sharded(tmp.path(), &args("coco", &data, &merged, &extra));
 
-    let figures = ["figures/localization_quality.png", "figures/overlays.png", "figures/best_vs_worst.png"];
+    let figures = [
+        "figures/localization_quality.png",
+        "figures/overlays.png",
+        "figures/best_vs_worst.png",
+    ];
     assert_same_results(&one, &merged, &figures);
-    assert_eq!(sample_ids(&merged.join("shards/rank-1-of-2/samples.jsonl")), vec![1]);
+    assert_eq!(
+        sample_ids(&merged.join("shards/rank-1-of-2/samples.jsonl")),
+        vec![1]
+    );
     assert_eq!(
         stdout_without_clock(&ranks[0].stdout, &merged),
         stdout_without_clock(&String::from_utf8_lossy(&alone.stdout), &one)
     );
-    assert!(ranks[0].stdout.contains("--- COCO Localization (3 images"), "{}", ranks[0].stdout);
-    assert!(ranks[1].stdout.is_empty(), "rank 1 printed on stdout: {}", ranks[1].stdout);
+    assert!(
+        ranks[0].stdout.contains("--- COCO Localization (3 images"),
+        "{}",
+        ranks[0].stdout
+    );
+    assert!(
+        ranks[1].stdout.is_empty(),
+        "rank 1 printed on stdout: {}",
+        ranks[1].stdout
+    );
 }
 
 #[test]
@@ -187,24 +249,41 @@ fn an_interrupted_sharded_run_resumes_each_rank_where_it_stopped() {
     let rank1 = merged.join("shards/rank-1-of-2");
     let text = String::from_utf8(read(&rank1.join("samples.jsonl"))).unwrap();
     let first = text.lines().next().unwrap();
-    std::fs::write(rank1.join("samples.jsonl"), format!("{first}\n{{\"sample\":3,\"stre")).unwrap();
+    std::fs::write(
+        rank1.join("samples.jsonl"),
+        format!("{first}\n{{\"sample\":3,\"stre"),
+    )
+    .unwrap();
     for f in ["run.json", "samples.jsonl", "timings.jsonl", "summary.json"] {
         std::fs::remove_file(merged.join(f)).unwrap();
     }
-    let timing_lines = |dir: &Path| String::from_utf8(read(&dir.join("timings.jsonl"))).unwrap().lines().count();
-    let (rank0_timings, rank1_timings) = (timing_lines(&merged.join("shards/rank-0-of-2")), timing_lines(&rank1));
+    let timing_lines = |dir: &Path| {
+        String::from_utf8(read(&dir.join("timings.jsonl")))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let (rank0_timings, rank1_timings) = (
+        timing_lines(&merged.join("shards/rank-0-of-2")),
+        timing_lines(&rank1),
+    );
 
     // Without --resume: refused, one line naming the option.
     let mut a = args("vqa", &data, &merged, &["-n", "4", "--distributed", "ring"]);
     let err = launch(tmp.path(), [a.clone(), a.clone()]).unwrap_err();
-    let LaunchError::Failed { outputs, .. } = err else { panic!("expected a failed rank") };
+    let LaunchError::Failed { outputs, .. } = err else {
+        panic!("expected a failed rank")
+    };
     each_exited_rank_said_one_line(&outputs, "--resume");
 
     a.push("--resume".into());
     launch(tmp.path(), [a.clone(), a]).unwrap_or_else(|e| panic!("{e}"));
     assert_same_results(&one, &merged, &[]);
     // Only the lost sample was run again: rank 0 ran nothing, rank 1 one sample.
-    assert_eq!(timing_lines(&merged.join("shards/rank-0-of-2")), rank0_timings);
+    assert_eq!(
+        timing_lines(&merged.join("shards/rank-0-of-2")),
+        rank0_timings
+    );
     assert_eq!(timing_lines(&rank1), rank1_timings + 1);
 }
 
@@ -218,8 +297,13 @@ fn ranks_started_with_different_arguments_stop_with_one_line() {
     let r0 = args("vqa", &data, &out, &["-n", "4", "--distributed", "ring"]);
     let r1 = args("vqa", &data, &out, &["-n", "5", "--distributed", "ring"]);
     let err = launch(tmp.path(), [r0, r1]).unwrap_err();
-    let LaunchError::Failed { outputs, .. } = err else { panic!("expected a failed rank") };
-    each_exited_rank_said_one_line(&outputs, "rank 1 of 2 was started with other arguments than rank 0");
+    let LaunchError::Failed { outputs, .. } = err else {
+        panic!("expected a failed rank")
+    };
+    each_exited_rank_said_one_line(
+        &outputs,
+        "rank 1 of 2 was started with other arguments than rank 0",
+    );
     assert!(!out.join("samples.jsonl").exists());
 }
 
@@ -228,11 +312,22 @@ fn a_process_started_without_a_launcher_gets_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("vqav2-small");
     vqa_fixture(&data);
-    let out = vlmbench(&args("vqa", &data, &tmp.path().join("r"), &["--distributed", "ring"])).output().unwrap();
+    let out = vlmbench(&args(
+        "vqa",
+        &data,
+        &tmp.path().join("r"),
+        &["--distributed", "ring"],
+    ))
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("--distributed: this process cannot join its group") && stderr.contains("MLX_RANK"), "{stderr}");
+    assert!(
+        stderr.contains("--distributed: this process cannot join its group")
+            && stderr.contains("MLX_RANK"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -253,14 +348,29 @@ fn a_rank_whose_resumed_lines_do_not_match_the_dataset_stops_every_rank_with_one
     std::fs::write(&path, format!("{first}\n{rest}")).unwrap();
     let before = read(&merged.join("samples.jsonl"));
 
-    let a = args("vqa", &data, &merged, &["-n", "4", "--distributed", "ring", "--resume"]);
+    let a = args(
+        "vqa",
+        &data,
+        &merged,
+        &["-n", "4", "--distributed", "ring", "--resume"],
+    );
     let err = launch(tmp.path(), [a.clone(), a]).unwrap_err();
-    let LaunchError::Failed { outputs, .. } = err else { panic!("expected a failed rank") };
+    let LaunchError::Failed { outputs, .. } = err else {
+        panic!("expected a failed rank")
+    };
     for o in outputs.iter().filter(|o| o.status.is_some()) {
         let line = o.stderr.trim();
         assert_eq!(line.lines().count(), 1, "rank {}: {line}", o.rank);
-        let want = if o.rank == 1 { "cannot resume: line 1 of" } else { "rank 1 of 2 failed preparing its shard" };
+        let want = if o.rank == 1 {
+            "cannot resume: line 1 of"
+        } else {
+            "rank 1 of 2 failed preparing its shard"
+        };
         assert!(line.contains(want), "rank {}: {line}", o.rank);
     }
-    assert_eq!(read(&merged.join("samples.jsonl")), before, "nothing is merged after a failure");
+    assert_eq!(
+        read(&merged.join("samples.jsonl")),
+        before,
+        "nothing is merged after a failure"
+    );
 }

@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn vlmbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlmbench")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -16,7 +19,11 @@ fn text(bytes: &[u8]) -> String {
 fn assert_one_line_error(out: &Output, want: &[&str]) {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("error: ")).count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error: ")).count(),
+        1,
+        "{stderr}"
+    );
     for w in want {
         assert!(stderr.contains(w), "expected {w:?} in: {stderr}");
     }
@@ -26,19 +33,40 @@ fn assert_one_line_error(out: &Output, want: &[&str]) {
 fn notebook_sweep_measures_six_prompts_resumes_and_charts() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("tiny");
-    assert!(vlmbench(&["make-tiny", model.to_str().unwrap()]).status.success());
+    assert!(vlmbench(&["make-tiny", model.to_str().unwrap()])
+        .status
+        .success());
     let out = tmp.path().join("nb.json");
     let charts = tmp.path().join("charts");
     let run = vlmbench(&[
-        "sweep", "--notebook", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--chart-dir", charts.to_str().unwrap(),
+        "sweep",
+        "--notebook",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--chart-dir",
+        charts.to_str().unwrap(),
     ]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     let saved: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let rows = saved["measurements"].as_array().unwrap();
     let labels: Vec<&str> = rows.iter().map(|m| m["label"].as_str().unwrap()).collect();
-    assert_eq!(labels, ["Short text", "Medium text", "Long text", "Image + short", "Image + medium", "Image + long"]);
-    let with_image: Vec<bool> = rows.iter().map(|m| m["has_image"].as_bool().unwrap()).collect();
+    assert_eq!(
+        labels,
+        [
+            "Short text",
+            "Medium text",
+            "Long text",
+            "Image + short",
+            "Image + medium",
+            "Image + long"
+        ]
+    );
+    let with_image: Vec<bool> = rows
+        .iter()
+        .map(|m| m["has_image"].as_bool().unwrap())
+        .collect();
     assert_eq!(with_image, [false, false, false, true, true, true]);
     // The notebook's max-token limits bound each row; image rows carry the image's soft tokens.
     for (m, limit) in rows.iter().zip([50, 300, 500, 50, 300, 500]) {
@@ -50,7 +78,15 @@ fn notebook_sweep_measures_six_prompts_resumes_and_charts() {
 
     // Resuming a finished sweep measures nothing again.
     let before = std::fs::read(&out).unwrap();
-    let again = vlmbench(&["sweep", "--notebook", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume"]);
+    let again = vlmbench(&[
+        "sweep",
+        "--notebook",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--resume",
+    ]);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert_eq!(std::fs::read(&out).unwrap(), before);
 }
@@ -59,21 +95,49 @@ fn notebook_sweep_measures_six_prompts_resumes_and_charts() {
 fn bad_lengths_empty_prompt_files_and_foreign_results_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("x.json");
-    let bad = vlmbench(&["sweep", "--lengths", "64-abc", "--model", "/nonexistent", "--out", out.to_str().unwrap()]);
+    let bad = vlmbench(&[
+        "sweep",
+        "--lengths",
+        "64-abc",
+        "--model",
+        "/nonexistent",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_one_line_error(&bad, &["--lengths"]);
 
     let empty = tmp.path().join("prompts.txt");
     std::fs::write(&empty, "\n  \n").unwrap();
-    let run = vlmbench(&["sweep", "--prompts-file", empty.to_str().unwrap(), "--model", "/nonexistent"]);
+    let run = vlmbench(&[
+        "sweep",
+        "--prompts-file",
+        empty.to_str().unwrap(),
+        "--model",
+        "/nonexistent",
+    ]);
     assert_one_line_error(&run, &["prompts.txt", "has no prompts"]);
 
     let foreign = tmp.path().join("foreign.json");
     std::fs::write(&foreign, "[1, 2]").unwrap();
-    let chart = vlmbench(&["chart", foreign.to_str().unwrap(), "--out-dir", tmp.path().to_str().unwrap()]);
+    let chart = vlmbench(&[
+        "chart",
+        foreign.to_str().unwrap(),
+        "--out-dir",
+        tmp.path().to_str().unwrap(),
+    ]);
     assert_one_line_error(&chart, &["foreign.json is not a vlmbench results file"]);
-    let compare = vlmbench(&["compare", foreign.to_str().unwrap(), tmp.path().join("missing.json").to_str().unwrap()]);
+    let compare = vlmbench(&[
+        "compare",
+        foreign.to_str().unwrap(),
+        tmp.path().join("missing.json").to_str().unwrap(),
+    ]);
     assert_one_line_error(&compare, &["foreign.json"]);
 
     let flag = vlmbench(&["sweep", "--notebook-image", "x.jpg"]);
-    assert_eq!(flag.status.code(), Some(2), "--notebook-image needs --notebook: {}", text(&flag.stderr));
+    assert_eq!(
+        flag.status.code(),
+        Some(2),
+        "--notebook-image needs --notebook: {}",
+        text(&flag.stderr)
+    );
 }

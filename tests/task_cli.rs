@@ -11,7 +11,10 @@ use serde_json::Value;
 const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/images/chelsea.png");
 
 fn vlmbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlmbench")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -20,13 +23,28 @@ fn text(bytes: &[u8]) -> String {
 
 fn tiny_model(dir: &Path) -> PathBuf {
     let model = dir.join("tiny");
-    let made = vlmbench(&["make-tiny", model.to_str().unwrap(), "--variant", "dense", "--seed", "0"]);
+    let made = vlmbench(&[
+        "make-tiny",
+        model.to_str().unwrap(),
+        "--variant",
+        "dense",
+        "--seed",
+        "0",
+    ]);
     assert!(made.status.success(), "{}", text(&made.stderr));
     model
 }
 
 fn task(model: &Path, args: &[&str]) -> Output {
-    let mut all = vec![args[0], "--model", model.to_str().unwrap(), "--image", PHOTO, "--temperature", "0"];
+    let mut all = vec![
+        args[0],
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        PHOTO,
+        "--temperature",
+        "0",
+    ];
     all.extend(&args[1..]);
     vlmbench(&all)
 }
@@ -35,9 +53,16 @@ fn assert_one_line_error(out: &Output, want: &[&str]) {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
-    assert_eq!(stderr.lines().last(), errors.first().copied(), "the error is the last line: {stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        errors.first().copied(),
+        "the error is the last line: {stderr}"
+    );
     for w in want {
         assert!(errors[0].contains(w), "expected {w:?} in: {stderr}");
     }
@@ -48,8 +73,27 @@ fn caption_and_query_answer_in_moondream_shapes_with_statistics() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model(tmp.path());
     for (args, key) in [
-        (vec!["caption", "--length", "short", "--max-tokens", "6", "--json"], "caption"),
-        (vec!["query", "How many cats are there?", "--max-tokens", "6", "--json"], "answer"),
+        (
+            vec![
+                "caption",
+                "--length",
+                "short",
+                "--max-tokens",
+                "6",
+                "--json",
+            ],
+            "caption",
+        ),
+        (
+            vec![
+                "query",
+                "How many cats are there?",
+                "--max-tokens",
+                "6",
+                "--json",
+            ],
+            "answer",
+        ),
     ] {
         let out = task(&model, &args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
@@ -58,11 +102,17 @@ fn caption_and_query_answer_in_moondream_shapes_with_statistics() {
         assert_eq!(report["task"], args[0]);
         assert_eq!(report["image"]["width"], 451);
         assert_eq!(report["image"]["height"], 300);
-        assert!(report["stats"]["vision_encode_s"].as_f64().unwrap() > 0.0, "the image was encoded: {report}");
+        assert!(
+            report["stats"]["vision_encode_s"].as_f64().unwrap() > 0.0,
+            "the image was encoded: {report}"
+        );
         assert!(report["stats"]["generation_tokens"].as_u64().unwrap() <= 6);
         assert!(report["stats"]["time_to_first_token_s"].as_f64().unwrap() > 0.0);
     }
-    let query = task(&model, &["query", "Is there a cat?", "--max-tokens", "4", "--json"]);
+    let query = task(
+        &model,
+        &["query", "Is there a cat?", "--max-tokens", "4", "--json"],
+    );
     let report: Value = serde_json::from_slice(&query.stdout).unwrap();
     assert_eq!(report["prompt"], "Is there a cat?");
 }
@@ -78,14 +128,26 @@ fn structured_tasks_read_or_reject_random_answers_in_one_line() {
     ] {
         let overlay = tmp.path().join(format!("{}.png", args[0]));
         let mut full = args.clone();
-        full.extend(["--max-tokens", "24", "--json", "--overlay", overlay.to_str().unwrap()]);
+        full.extend([
+            "--max-tokens",
+            "24",
+            "--json",
+            "--overlay",
+            overlay.to_str().unwrap(),
+        ]);
         let out = task(&model, &full);
         if out.status.success() {
             let report: Value = serde_json::from_slice(&out.stdout).unwrap();
             assert!(!report[key].is_null(), "{report}");
             assert!(std::fs::metadata(&overlay).unwrap().len() > 0);
         } else {
-            assert_one_line_error(&out, &[&format!("the model's answer to {} could not be read", args[0])]);
+            assert_one_line_error(
+                &out,
+                &[&format!(
+                    "the model's answer to {} could not be read",
+                    args[0]
+                )],
+            );
             assert!(!overlay.exists(), "no overlay for an unreadable answer");
         }
     }
@@ -95,14 +157,34 @@ fn structured_tasks_read_or_reject_random_answers_in_one_line() {
 fn bad_flags_and_files_are_one_line_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("missing.jpg");
-    let out = vlmbench(&["detect", "cat", "--model", "/nonexistent", "--image", missing.to_str().unwrap()]);
+    let out = vlmbench(&[
+        "detect",
+        "cat",
+        "--model",
+        "/nonexistent",
+        "--image",
+        missing.to_str().unwrap(),
+    ]);
     assert_one_line_error(&out, &["missing.jpg", "not found"]);
 
-    let out = vlmbench(&["caption", "--model", "/nonexistent", "--image", PHOTO, "--overlay", "x.png"]);
+    let out = vlmbench(&[
+        "caption",
+        "--model",
+        "/nonexistent",
+        "--image",
+        PHOTO,
+        "--overlay",
+        "x.png",
+    ]);
     assert_one_line_error(&out, &["--overlay", "detect, point or segment"]);
 
     let out = vlmbench(&["caption", "--image", PHOTO, "--length", "epic"]);
-    assert_eq!(out.status.code(), Some(2), "clap rejects unknown values: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "clap rejects unknown values: {}",
+        text(&out.stderr)
+    );
     assert!(text(&out.stderr).contains("short, normal, long"));
 
     let out = vlmbench(&["point", "--image", PHOTO]);
@@ -132,10 +214,20 @@ fn draw_renders_a_saved_detection_and_rejects_text_results() {
 
     let caption = tmp.path().join("caption.json");
     std::fs::write(&caption, serde_json::json!({"task": "caption", "length": "short", "image": {"path": PHOTO, "width": 451, "height": 300}, "raw_answer": "A cat."}).to_string()).unwrap();
-    let out = vlmbench(&["draw", caption.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    let out = vlmbench(&[
+        "draw",
+        caption.to_str().unwrap(),
+        "-o",
+        png.to_str().unwrap(),
+    ]);
     assert_one_line_error(&out, &["caption.json", "only detect, point and segment"]);
 
     std::fs::write(&caption, "{}").unwrap();
-    let out = vlmbench(&["draw", caption.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    let out = vlmbench(&[
+        "draw",
+        caption.to_str().unwrap(),
+        "-o",
+        png.to_str().unwrap(),
+    ]);
     assert_one_line_error(&out, &["caption.json", "is not a task result"]);
 }

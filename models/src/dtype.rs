@@ -45,7 +45,10 @@ impl FromStr for DtypeChoice {
             "float32" | "f32" | "fp32" => Ok(DtypeChoice::Float32),
             "bfloat16" | "bf16" => Ok(DtypeChoice::Bfloat16),
             "float16" | "f16" | "fp16" | "half" => Ok(DtypeChoice::Float16),
-            other => Err(format!("unknown dtype {other:?}: use one of {}", Self::NAMES.join(", "))),
+            other => Err(format!(
+                "unknown dtype {other:?}: use one of {}",
+                Self::NAMES.join(", ")
+            )),
         }
     }
 }
@@ -83,7 +86,10 @@ mod tests {
 
     #[test]
     fn explicit_choice_overrides_the_device_policy() {
-        assert_eq!(DtypeChoice::Bfloat16.resolve(&Device::cpu()), Dtype::Bfloat16);
+        assert_eq!(
+            DtypeChoice::Bfloat16.resolve(&Device::cpu()),
+            Dtype::Bfloat16
+        );
         assert_eq!(DtypeChoice::Float32.resolve(&Device::gpu()), Dtype::Float32);
     }
 

@@ -109,9 +109,17 @@ pub enum ModelError {
 
 /// Every `(field, value)` must be positive; the first that is not becomes a config error naming
 /// `{prefix}{field}` in `path`. Shared by the architectures' config validation.
-pub(crate) fn require_positive(path: &std::path::Path, prefix: &str, fields: &[(&str, i32)]) -> Result<()> {
+pub(crate) fn require_positive(
+    path: &std::path::Path,
+    prefix: &str,
+    fields: &[(&str, i32)],
+) -> Result<()> {
     match fields.iter().find(|(_, v)| *v <= 0) {
-        Some((name, v)) => Err(ModelError::config(path, format!("{prefix}{name}"), format!("must be positive, found {v}"))),
+        Some((name, v)) => Err(ModelError::config(
+            path,
+            format!("{prefix}{name}"),
+            format!("must be positive, found {v}"),
+        )),
         None => Ok(()),
     }
 }
@@ -122,7 +130,9 @@ pub(crate) fn check_compute_dtype(dtype: mlx_rs::Dtype) -> Result<()> {
     if matches!(dtype, Dtype::Float32 | Dtype::Bfloat16 | Dtype::Float16) {
         return Ok(());
     }
-    Err(ModelError::Input(format!("compute dtype {dtype:?} is not supported (float32, bfloat16, float16)")))
+    Err(ModelError::Input(format!(
+        "compute dtype {dtype:?} is not supported (float32, bfloat16, float16)"
+    )))
 }
 
 impl ModelError {

@@ -15,7 +15,8 @@ use crate::distributed::Group;
 use crate::error::ModelError;
 use crate::gemma3::Gemma3Text;
 use crate::gemma4::{
-    Config as Gemma4Config, Gemma4Images, Gemma4Text, ImagesLoadError, ProcessedImage, ProcessorError, DEFAULT_PREFILL_STEP_SIZE,
+    Config as Gemma4Config, Gemma4Images, Gemma4Text, ImagesLoadError, ProcessedImage,
+    ProcessorError, DEFAULT_PREFILL_STEP_SIZE,
 };
 use crate::generation_config::{GenerationConfig, GenerationConfigError};
 use crate::image_io::RgbImage;
@@ -38,7 +39,11 @@ pub enum LoadError {
     #[error(transparent)]
     Images(#[from] ImagesLoadError),
     #[error("{dir}: model_type {model_type:?} is not supported (supported: {supported})")]
-    UnsupportedModelType { dir: PathBuf, model_type: String, supported: &'static str },
+    UnsupportedModelType {
+        dir: PathBuf,
+        model_type: String,
+        supported: &'static str,
+    },
     #[error("{dir}: tensor parallelism is implemented for Gemma 4 (gemma4, gemma4_text), not for model_type {model_type:?}")]
     TensorParallelUnsupported { dir: PathBuf, model_type: String },
 }
@@ -112,23 +117,43 @@ impl LoadedModel {
 
     /// Loads this rank's tensor-parallel shard of the text decoder (the rest replicated); every
     /// rank of `group` must call it with the same checkpoint, then run the same generations.
-    pub fn load_tensor_parallel(dir: &Path, dtype: Dtype, group: Arc<Group>) -> Result<LoadedModel, LoadError> {
+    pub fn load_tensor_parallel(
+        dir: &Path,
+        dtype: Dtype,
+        group: Arc<Group>,
+    ) -> Result<LoadedModel, LoadError> {
         Self::load_with(dir, dtype, Some(group))
     }
 
-    fn load_with(dir: &Path, dtype: Dtype, group: Option<Arc<Group>>) -> Result<LoadedModel, LoadError> {
+    fn load_with(
+        dir: &Path,
+        dtype: Dtype,
+        group: Option<Arc<Group>>,
+    ) -> Result<LoadedModel, LoadError> {
         let checkpoint = Checkpoint::open(dir)?;
         let model_type = checkpoint.model_type().unwrap_or("").to_owned();
         let architecture = match (model_type.as_str(), group) {
             ("gemma4" | "gemma4_text", Some(group)) => {
                 let config = Gemma4Config::from_checkpoint(&checkpoint)?;
-                Architecture::Gemma4(Gemma4Text::load_tensor_parallel(&checkpoint, &config, dtype, group)?)
+                Architecture::Gemma4(Gemma4Text::load_tensor_parallel(
+                    &checkpoint,
+                    &config,
+                    dtype,
+                    group,
+                )?)
             }
             (_, Some(_)) => {
-                return Err(LoadError::TensorParallelUnsupported { dir: dir.to_path_buf(), model_type });
+                return Err(LoadError::TensorParallelUnsupported {
+                    dir: dir.to_path_buf(),
+                    model_type,
+                });
             }
-            ("gemma4" | "gemma4_text", None) => Architecture::Gemma4(Gemma4Text::load(&checkpoint, dtype)?),
-            ("gemma3" | "gemma3_text", None) => Architecture::Gemma3(Gemma3Text::load(&checkpoint, dtype)?),
+            ("gemma4" | "gemma4_text", None) => {
+                Architecture::Gemma4(Gemma4Text::load(&checkpoint, dtype)?)
+            }
+            ("gemma3" | "gemma3_text", None) => {
+                Architecture::Gemma3(Gemma3Text::load(&checkpoint, dtype)?)
+            }
             _ => {
                 return Err(LoadError::UnsupportedModelType {
                     dir: dir.to_path_buf(),
@@ -139,8 +164,13 @@ impl LoadedModel {
         };
         let tokenizer = Tokenizer::from_dir(dir)?;
         let images = match model_type.as_str() {
-            "gemma4" => Gemma4Images::load(&checkpoint, &Gemma4Config::from_checkpoint(&checkpoint)?, &tokenizer, dtype)?
-                .map(ImageSupport::Gemma4),
+            "gemma4" => Gemma4Images::load(
+                &checkpoint,
+                &Gemma4Config::from_checkpoint(&checkpoint)?,
+                &tokenizer,
+                dtype,
+            )?
+            .map(ImageSupport::Gemma4),
             _ => None,
         };
         let tokenizer_config = TokenizerConfig::load(dir)?;
@@ -165,27 +195,52 @@ impl LoadedModel {
         let (formatted, add_specials) = self.format_user_prompt(text, images.len())?;
         if images.is_empty() {
             let ids = self.encode_prompt(&formatted, add_specials)?;
-            return Ok(Prompt { text: formatted, ids, images: vec![] });
+            return Ok(Prompt {
+                text: formatted,
+                ids,
+                images: vec![],
+            });
         }
         let Some(ImageSupport::Gemma4(support)) = &self.images else {
-            return Err(PromptError::NoVision { dir: self.dir.clone(), model_type: self.model_type.clone() });
+            return Err(PromptError::NoVision {
+                dir: self.dir.clone(),
+                model_type: self.model_type.clone(),
+            });
         };
         let (expanded, processed) = support.expand(&formatted, images)?;
         let ids = self.encode_prompt(&expanded, add_specials)?;
-        Ok(Prompt { text: formatted, ids, images: processed })
+        Ok(Prompt {
+            text: formatted,
+            ids,
+            images: processed,
+        })
     }
 
     /// The prompt string for one user message with `num_images` images, as mlx-vlm formats it
     /// (the checkpoint's chat template, thinking off), and whether the tokenizer must add specials.
-    pub fn format_user_prompt(&self, text: &str, num_images: usize) -> Result<(String, bool), ChatTemplateError> {
+    pub fn format_user_prompt(
+        &self,
+        text: &str,
+        num_images: usize,
+    ) -> Result<(String, bool), ChatTemplateError> {
         let messages = [ChatMessage::user_with_images(text, num_images)];
-        let p = format_prompt(self.chat_template.as_ref(), &self.tokenizer_config, &messages, &RenderOptions::default())?;
+        let p = format_prompt(
+            self.chat_template.as_ref(),
+            &self.tokenizer_config,
+            &messages,
+            &RenderOptions::default(),
+        )?;
         Ok((p.text, p.add_special_tokens))
     }
 
     /// Tokenizes a formatted prompt.
-    pub fn encode_prompt(&self, prompt: &str, add_special_tokens: bool) -> Result<Vec<u32>, TokenizerError> {
-        self.tokenizer.encode_with_specials(prompt, add_special_tokens)
+    pub fn encode_prompt(
+        &self,
+        prompt: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<u32>, TokenizerError> {
+        self.tokenizer
+            .encode_with_specials(prompt, add_special_tokens)
     }
 
     pub fn vocab_size(&self) -> i32 {
@@ -204,9 +259,18 @@ impl LoadedModel {
                     Some(ImageSupport::Gemma4(i)) => Some(i),
                     _ => None,
                 };
-                Box::new(Gemma4Decoder { model, images, cache: model.make_cache(), prefill_step_size })
+                Box::new(Gemma4Decoder {
+                    model,
+                    images,
+                    cache: model.make_cache(),
+                    prefill_step_size,
+                })
             }
-            Architecture::Gemma3(model) => Box::new(Gemma3Decoder { model, cache: model.make_cache(), prefill_step_size }),
+            Architecture::Gemma3(model) => Box::new(Gemma3Decoder {
+                model,
+                cache: model.make_cache(),
+                prefill_step_size,
+            }),
         }
     }
 }
@@ -221,7 +285,10 @@ pub trait Decoder {
         if !prompt.images.is_empty() {
             return Err(ModelError::Input("this model does not take images".into()));
         }
-        Ok(Prefill { logits: self.prefill(&prompt.ids)?, vision_encode_s: 0.0 })
+        Ok(Prefill {
+            logits: self.prefill(&prompt.ids)?,
+            vision_encode_s: 0.0,
+        })
     }
     /// Feeds one token `[1, 1]` (possibly not yet evaluated); returns logits `[1, V]`.
     fn step(&mut self, token: &Array) -> Result<Array, ModelError>;
@@ -255,14 +322,25 @@ pub fn ids_array(ids: &[u32]) -> Array {
 impl Decoder for Gemma4Decoder<'_> {
     fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
         self.cache = self.model.make_cache();
-        self.model.prefill(&ids_array(ids), None, None, &mut self.cache, self.prefill_step_size)
+        self.model.prefill(
+            &ids_array(ids),
+            None,
+            None,
+            &mut self.cache,
+            self.prefill_step_size,
+        )
     }
 
     fn prefill_prompt(&mut self, prompt: &Prompt) -> Result<Prefill, ModelError> {
         if prompt.images.is_empty() {
-            return Ok(Prefill { logits: self.prefill(&prompt.ids)?, vision_encode_s: 0.0 });
+            return Ok(Prefill {
+                logits: self.prefill(&prompt.ids)?,
+                vision_encode_s: 0.0,
+            });
         }
-        let images = self.images.ok_or_else(|| ModelError::Input("this checkpoint has no vision tower".into()))?;
+        let images = self
+            .images
+            .ok_or_else(|| ModelError::Input("this checkpoint has no vision tower".into()))?;
         let started = std::time::Instant::now();
         let features = images.encode(&prompt.ids, &prompt.images)?;
         let vision_encode_s = started.elapsed().as_secs_f64();
@@ -270,8 +348,17 @@ impl Decoder for Gemma4Decoder<'_> {
         let embeds = images.merge(self.model, &ids, &features)?;
         let mm = images.mm_token_type_ids(&prompt.ids);
         self.cache = self.model.make_cache();
-        let logits = self.model.prefill(&ids, Some(&embeds), Some(&mm), &mut self.cache, self.prefill_step_size)?;
-        Ok(Prefill { logits, vision_encode_s })
+        let logits = self.model.prefill(
+            &ids,
+            Some(&embeds),
+            Some(&mm),
+            &mut self.cache,
+            self.prefill_step_size,
+        )?;
+        Ok(Prefill {
+            logits,
+            vision_encode_s,
+        })
     }
 
     fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
@@ -299,7 +386,8 @@ struct Gemma3Decoder<'m> {
 impl Decoder for Gemma3Decoder<'_> {
     fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
         self.cache = self.model.make_cache();
-        self.model.prefill(&ids_array(ids), &mut self.cache, self.prefill_step_size)
+        self.model
+            .prefill(&ids_array(ids), &mut self.cache, self.prefill_step_size)
     }
 
     fn step(&mut self, token: &Array) -> Result<Array, ModelError> {

@@ -178,13 +178,26 @@ mod tests {
 
     #[test]
     fn scalars_match_a_float32_value_cast_to_their_dtype() {
-        for v in [0.044715, (2.0 / std::f64::consts::PI).sqrt(), 1.0 / 3.0, 30.0, 1e-6] {
+        for v in [
+            0.044715,
+            (2.0 / std::f64::consts::PI).sqrt(),
+            1.0 / 3.0,
+            30.0,
+            1e-6,
+        ] {
             for dt in [Dtype::Float32, Dtype::Bfloat16, Dtype::Float16] {
                 let direct = scalar(v, dt).unwrap();
                 let cast = Array::from_f32(v as f32).as_dtype(dt).unwrap();
                 assert_eq!(direct.dtype(), dt);
-                let (a, b) = (direct.as_dtype(Dtype::Float32).unwrap(), cast.as_dtype(Dtype::Float32).unwrap());
-                assert_eq!(a.item_exact::<f32>().to_bits(), b.item_exact::<f32>().to_bits(), "{v} in {dt:?}");
+                let (a, b) = (
+                    direct.as_dtype(Dtype::Float32).unwrap(),
+                    cast.as_dtype(Dtype::Float32).unwrap(),
+                );
+                assert_eq!(
+                    a.item_exact::<f32>().to_bits(),
+                    b.item_exact::<f32>().to_bits(),
+                    "{v} in {dt:?}"
+                );
             }
         }
     }

@@ -280,7 +280,9 @@ mod tests {
     #[test]
     fn lanczos_keeps_flat_images_flat_and_is_a_wider_filter_than_bicubic() {
         let src = vec![200u8; 40 * 30 * 3];
-        assert!(resize_lanczos(&src, 40, 30, 3, 13, 71).iter().all(|&v| v == 200));
+        assert!(resize_lanczos(&src, 40, 30, 3, 13, 71)
+            .iter()
+            .all(|&v| v == 200));
         assert_eq!(coeffs(100, 10, Filter::Lanczos).ksize, 61);
         assert_eq!(coeffs(100, 10, Filter::Bicubic).ksize, 41);
         assert_eq!(lanczos(0.0), 1.0);

@@ -80,10 +80,18 @@ impl QuantizedWeight {
         })
     }
 
-    /// `x @ W^T` (MLX `quantized_matmul(transpose=True)`; one-row products on a CUDA GPU go to
-    /// vlmbench's own 4-bit GEMV, see [`crate::kernels`]).
+    /// `x @ W^T` (MLX `quantized_matmul(transpose=True)`; vlmbench's own kernels where they
+    /// apply: one-row products on a CUDA GPU, float32 4-bit products on the CPU, see
+    /// [`crate::kernels`]).
     pub fn matmul_t(&self, x: &Array) -> Result<Array> {
-        if let Some(y) = crate::kernels::try_qgemv(x, &self.weight, &self.scales, &self.biases, self.bits, self.group_size)? {
+        if let Some(y) = crate::kernels::try_quantized_matmul(
+            x,
+            &self.weight,
+            &self.scales,
+            &self.biases,
+            self.bits,
+            self.group_size,
+        )? {
             return Ok(y);
         }
         Ok(quantized_matmul(

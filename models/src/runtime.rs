@@ -28,7 +28,14 @@ impl DeviceInfo {
     }
 
     pub fn device(&self) -> Device {
-        Device::new(if self.kind == "gpu" { DeviceType::Gpu } else { DeviceType::Cpu }, self.index)
+        Device::new(
+            if self.kind == "gpu" {
+                DeviceType::Gpu
+            } else {
+                DeviceType::Cpu
+            },
+            self.index,
+        )
     }
 }
 
@@ -39,7 +46,9 @@ pub fn mlx_version() -> String {
     unsafe {
         let mut s = mlx_sys::mlx_string_new();
         let text = if mlx_sys::mlx_version(&mut s) == 0 {
-            CStr::from_ptr(mlx_sys::mlx_string_data(s)).to_string_lossy().into_owned()
+            CStr::from_ptr(mlx_sys::mlx_string_data(s))
+                .to_string_lossy()
+                .into_owned()
         } else {
             "unknown".to_owned()
         };
@@ -82,8 +91,17 @@ pub fn devices() -> Vec<DeviceInfo> {
             let mut available = false;
             // SAFETY: `device` outlives the call.
             unsafe { mlx_sys::mlx_device_is_available(&mut available, device.0) };
-            let properties = if available { properties(&device) } else { BTreeMap::new() };
-            out.push(DeviceInfo { kind, index, available, properties });
+            let properties = if available {
+                properties(&device)
+            } else {
+                BTreeMap::new()
+            };
+            out.push(DeviceInfo {
+                kind,
+                index,
+                available,
+                properties,
+            });
         }
     }
     out
@@ -122,7 +140,9 @@ fn properties(device: &RawDevice) -> BTreeMap<String, String> {
             if mlx_sys::mlx_device_info_get_keys(&mut keys, info) == 0 {
                 for i in 0..mlx_sys::mlx_vector_string_size(keys) {
                     let mut key_ptr: *mut std::os::raw::c_char = std::ptr::null_mut();
-                    if mlx_sys::mlx_vector_string_get(&mut key_ptr, keys, i) != 0 || key_ptr.is_null() {
+                    if mlx_sys::mlx_vector_string_get(&mut key_ptr, keys, i) != 0
+                        || key_ptr.is_null()
+                    {
                         continue;
                     }
                     let key = CStr::from_ptr(key_ptr).to_string_lossy().into_owned();
@@ -138,7 +158,10 @@ fn properties(device: &RawDevice) -> BTreeMap<String, String> {
     props
 }
 
-unsafe fn property_value(info: mlx_sys::mlx_device_info, key: *const std::os::raw::c_char) -> Option<String> {
+unsafe fn property_value(
+    info: mlx_sys::mlx_device_info,
+    key: *const std::os::raw::c_char,
+) -> Option<String> {
     let mut is_string = false;
     if mlx_sys::mlx_device_info_is_string(&mut is_string, info, key) != 0 {
         return None;
@@ -159,7 +182,11 @@ pub fn mlx_library_path() -> Option<String> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| path.rsplit('/').next().is_some_and(|name| name.starts_with("libmlx.")))
+        .find(|path| {
+            path.rsplit('/')
+                .next()
+                .is_some_and(|name| name.starts_with("libmlx."))
+        })
         .map(str::to_owned)
 }
 
@@ -203,7 +230,10 @@ mod tests {
     #[test]
     fn lists_an_available_cpu_device_with_the_default_among_devices() {
         let devices = devices();
-        assert!(devices.iter().any(|d| d.kind == "cpu" && d.available), "{devices:?}");
+        assert!(
+            devices.iter().any(|d| d.kind == "cpu" && d.available),
+            "{devices:?}"
+        );
         let default = default_device().expect("default device is listed");
         assert!(default.available);
     }

@@ -161,8 +161,14 @@ impl Sampler {
 
     /// Argmax decoding: what benchmarks, evaluations and the notebook port use, so that runs repeat.
     pub fn greedy() -> Self {
-        Self::new(SamplingParams { temperature: 0.0, ..Default::default() }, None)
-            .expect("temperature 0 with default parameters is valid")
+        Self::new(
+            SamplingParams {
+                temperature: 0.0,
+                ..Default::default()
+            },
+            None,
+        )
+        .expect("temperature 0 with default parameters is valid")
     }
 
     pub fn params(&self) -> &SamplingParams {

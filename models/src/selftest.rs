@@ -38,7 +38,10 @@ pub fn tolerance(dtype: Dtype) -> f32 {
 }
 
 /// Runs the check on `device` with activations in `dtype`.
-pub fn quantized_matmul_check(device: &Device, dtype: Dtype) -> Result<QuantizedMatmulCheck, Exception> {
+pub fn quantized_matmul_check(
+    device: &Device,
+    dtype: Dtype,
+) -> Result<QuantizedMatmulCheck, Exception> {
     let device = Device::new(device.get_type()?, device.get_index()?);
     with_device(device, || {
         let key = random::key(7)?;
@@ -52,7 +55,11 @@ pub fn quantized_matmul_check(device: &Device, dtype: Dtype) -> Result<Quantized
         let w_deq = ops::dequantize(&wq, &f32(&scales_d)?, &f32(&biases_d)?, GROUP_SIZE, BITS)?;
         let reference = ops::matmul(&f32(&xd)?, &w_deq.transpose()?)?;
         let y = ops::quantized_matmul(&xd, &wq, &scales_d, &biases_d, true, GROUP_SIZE, BITS)?;
-        let err = y.as_dtype(Dtype::Float32)?.subtract(&reference)?.abs()?.max(None)?;
+        let err = y
+            .as_dtype(Dtype::Float32)?
+            .subtract(&reference)?
+            .abs()?
+            .max(None)?;
         let scale = reference.abs()?.max(None)?;
         let relative_error = scalar(&err)? / scalar(&scale)?.max(f32::MIN_POSITIVE);
         let tolerance = tolerance(dtype);
@@ -66,5 +73,6 @@ pub fn quantized_matmul_check(device: &Device, dtype: Dtype) -> Result<Quantized
 }
 
 fn scalar(a: &mlx_rs::Array) -> Result<f32, Exception> {
-    a.try_item_cast::<f32>().map_err(|e| Exception::custom(e.to_string()))
+    a.try_item_cast::<f32>()
+        .map_err(|e| Exception::custom(e.to_string()))
 }

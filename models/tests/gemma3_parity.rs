@@ -70,7 +70,11 @@ fn logprobs(logits: &Array) -> Vec<f32> {
 }
 
 fn check(python: &Path, model_dir: &Path, dtype: Dtype, tag: &str) {
-    let name = if dtype == Dtype::Float32 { "float32" } else { "bfloat16" };
+    let name = if dtype == Dtype::Float32 {
+        "float32"
+    } else {
+        "bfloat16"
+    };
     let ids = prompt();
     let prompts = work().join(format!("{tag}-prompts.json"));
     std::fs::write(&prompts, serde_json::to_string(&vec![ids.clone()]).unwrap()).unwrap();
@@ -107,7 +111,8 @@ fn check(python: &Path, model_dir: &Path, dtype: Dtype, tag: &str) {
         "mlx-lm reference failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();
     let want: Vec<i32> = v["tokens"][0]
         .as_array()
         .unwrap()
@@ -117,10 +122,18 @@ fn check(python: &Path, model_dir: &Path, dtype: Dtype, tag: &str) {
     let t = Array::load_safetensors(&out_t).unwrap();
 
     let model = Gemma3Text::load(&Checkpoint::open(model_dir).unwrap(), dtype).unwrap();
-    let tol = if dtype == Dtype::Float32 { TOL_F32 } else { TOL_BF16 };
+    let tol = if dtype == Dtype::Float32 {
+        TOL_F32
+    } else {
+        TOL_BF16
+    };
     let mut cache = model.make_cache();
     let mut logits = model
-        .prefill(&Array::from_slice(&ids, &[1, ids.len() as i32]), &mut cache, Some(5))
+        .prefill(
+            &Array::from_slice(&ids, &[1, ids.len() as i32]),
+            &mut cache,
+            Some(5),
+        )
         .unwrap();
     let ref_lp = t["logprobs_0"].as_slice::<f32>().to_vec();
     let vocab = model.config().vocab_size as usize;

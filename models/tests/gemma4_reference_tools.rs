@@ -29,7 +29,11 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| dir.join(".venv/bin/python"));
     // tools/test.sh always sets VLMBENCH_REFERENCE_PYTHON: then this must run, never skip.
-    assert!(!required || py.exists(), "VLMBENCH_REFERENCE_PYTHON={} does not exist", py.display());
+    assert!(
+        !required || py.exists(),
+        "VLMBENCH_REFERENCE_PYTHON={} does not exist",
+        py.display()
+    );
     if dir.join("gemma4_run.py").exists()
         && dir.join("build_tiny_gemma4.py").exists()
         && py.exists()

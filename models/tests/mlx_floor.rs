@@ -1,7 +1,7 @@
 //! The floor everything stands on: real MLX work through mlx-rs on this machine's CPU.
 
-use mlx_rs::ops::{dequantize, quantize};
 use mlx_rs::ops::indexing::IndexOp;
+use mlx_rs::ops::{dequantize, quantize};
 use mlx_rs::{random, Array, Device, Dtype};
 use vlm_models::selftest::{quantized_matmul_check, BITS, GROUP_SIZE};
 
@@ -29,7 +29,10 @@ fn quantize_dequantize_round_trip_stays_within_one_step_per_group() {
     for (i, (a, b)) in w.iter().zip(back).enumerate() {
         let (row, col) = (i / 256, i % 256);
         let step = scales[row * (256 / GROUP_SIZE as usize) + col / GROUP_SIZE as usize].abs();
-        assert!((a - b).abs() <= step + 1e-5, "element {i}: {a} -> {b}, step {step}");
+        assert!(
+            (a - b).abs() <= step + 1e-5,
+            "element {i}: {a} -> {b}, step {step}"
+        );
         squared_steps += ((a - b) / step).powi(2);
     }
     // Uniform rounding error has an RMS of 1/sqrt(12) = 0.29 steps.
@@ -56,7 +59,11 @@ fn safetensors_round_trip_keeps_names_dtypes_shapes_and_values() {
     let w = normal(&[3, 5], 2);
     let (wq, scales, _) = quantize(&normal(&[64, 64], 3), GROUP_SIZE, BITS).unwrap();
     let scales_bf16 = scales.as_dtype(Dtype::Bfloat16).unwrap();
-    let tensors = [("a.weight", &w), ("q.weight", &wq), ("q.scales", &scales_bf16)];
+    let tensors = [
+        ("a.weight", &w),
+        ("q.weight", &wq),
+        ("q.scales", &scales_bf16),
+    ];
     Array::save_safetensors(tensors, None, &path).unwrap();
 
     let loaded = Array::load_safetensors(&path).unwrap();
@@ -77,7 +84,10 @@ fn half_precision_elements_are_readable_on_this_target() {
     let bf16 = a.as_dtype(Dtype::Bfloat16).unwrap();
     assert_eq!(f16.as_slice::<half::f16>(), values.map(half::f16::from_f32));
     // bf16 keeps 8 significant bits: 65504 rounds to 65536.
-    assert_eq!(bf16.as_slice::<half::bf16>(), values.map(half::bf16::from_f32));
+    assert_eq!(
+        bf16.as_slice::<half::bf16>(),
+        values.map(half::bf16::from_f32)
+    );
     assert_eq!(bf16.as_slice::<half::bf16>()[2].to_f32(), 65536.0);
     let scalar = Array::from_f32(-2.25).as_dtype(Dtype::Bfloat16).unwrap();
     assert_eq!(scalar.item_exact::<half::bf16>().to_f32(), -2.25);

@@ -24,7 +24,10 @@ fn fixtures() -> PathBuf {
 
 fn golden() -> &'static Value {
     static G: OnceLock<Value> = OnceLock::new();
-    G.get_or_init(|| serde_json::from_str(&std::fs::read_to_string(fixtures().join("golden.json")).unwrap()).unwrap())
+    G.get_or_init(|| {
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("golden.json")).unwrap())
+            .unwrap()
+    })
 }
 
 fn images() -> &'static [Value] {
@@ -41,7 +44,11 @@ fn test_image(w: u32, h: u32) -> image::RgbImage {
         let (x, y) = (x as i64, y as i64);
         let r = (x * 255) / (w as i64 - 1).max(1);
         let g = (y * 255) / (h as i64 - 1).max(1);
-        let b = if ((x / 9) + (y / 7)) % 2 == 0 { 230 } else { 20 };
+        let b = if ((x / 9) + (y / 7)) % 2 == 0 {
+            230
+        } else {
+            20
+        };
         let b = (b + (x * y) % 37).clamp(0, 255);
         image::Rgb([r as u8, g as u8, b as u8])
     })
@@ -57,11 +64,18 @@ fn fnv1a64(data: &[u8]) -> u64 {
 }
 
 fn size(img: &Value) -> (u32, u32) {
-    (img["width"].as_u64().unwrap() as u32, img["height"].as_u64().unwrap() as u32)
+    (
+        img["width"].as_u64().unwrap() as u32,
+        img["height"].as_u64().unwrap() as u32,
+    )
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 #[test]
@@ -71,7 +85,11 @@ fn tilings_and_crop_bytes_match_the_reference_exactly() {
         let im = test_image(w, h);
         let crops = overlap_crops(im.as_raw(), w as usize, h as usize, 4, 12);
         let tiling = ids(&img["tiling"]);
-        assert_eq!([crops.tiling.0 as u32, crops.tiling.1 as u32], [tiling[0], tiling[1]], "{w}x{h}: tiling");
+        assert_eq!(
+            [crops.tiling.0 as u32, crops.tiling.1 as u32],
+            [tiling[0], tiling[1]],
+            "{w}x{h}: tiling"
+        );
         let hashes = img["crop_fnv1a64"].as_array().unwrap();
         assert_eq!(crops.n, hashes.len(), "{w}x{h}: crop count");
         for (i, want) in hashes.iter().enumerate() {
@@ -79,7 +97,11 @@ fn tilings_and_crop_bytes_match_the_reference_exactly() {
             let got = format!("{:016x}", fnv1a64(c));
             if got != want.as_str().unwrap() {
                 let row = ids(&img["crop_first_rows"][i]);
-                let diff = row.iter().zip(&c[..CROP * 3]).filter(|(a, b)| **a != **b as u32).count();
+                let diff = row
+                    .iter()
+                    .zip(&c[..CROP * 3])
+                    .filter(|(a, b)| **a != **b as u32)
+                    .count();
                 let sum: u64 = c.iter().map(|&v| v as u64).sum();
                 panic!(
                     "{w}x{h} crop {i}: bytes differ (sum {sum} vs {}, {diff} of the first row's {} bytes differ)",
@@ -100,7 +122,10 @@ fn bf16_normalisation_matches_the_reference_bits() {
         // Reference row: crop 0, channel-major (C, W) of pixel row 0.
         let want = ids(&img["normalized_crop0_row0_bits"]);
         let row = &crops.crop(0)[..CROP * 3];
-        let got: Vec<u32> = (0..3).flat_map(|c| (0..CROP).map(move |x| (c, x))).map(|(c, x)| table[row[x * 3 + c] as usize].to_bits() as u32).collect();
+        let got: Vec<u32> = (0..3)
+            .flat_map(|c| (0..CROP).map(move |x| (c, x)))
+            .map(|(c, x)| table[row[x * 3 + c] as usize].to_bits() as u32)
+            .collect();
         assert_eq!(got, want, "{w}x{h}");
     }
 }
@@ -125,7 +150,12 @@ fn compare_bits(got: &Array, stride: usize, want_bits: &[u32]) -> (f32, f32, f32
         max_ref = max_ref.max(b.abs());
         equal += (*a == b) as usize;
     }
-    (max_diff, (sum_diff / sel.len() as f64) as f32, max_ref, equal as f64 / sel.len() as f64)
+    (
+        max_diff,
+        (sum_diff / sel.len() as f64) as f32,
+        max_ref,
+        equal as f64 / sel.len() as f64,
+    )
 }
 
 /// Tolerance for image features, relative to the tensor's largest magnitude. Every op of the
@@ -143,18 +173,33 @@ fn global_pooled_and_projected_features_match_within_bf16_tolerance() {
     for img in images() {
         let (w, h) = size(img);
         let f = m.image_features(&test_image(w, h)).unwrap();
-        for (name, arr) in [("global", &f.global), ("pooled", &f.pooled), ("projected", &f.projected)] {
+        for (name, arr) in [
+            ("global", &f.global),
+            ("pooled", &f.pooled),
+            ("projected", &f.projected),
+        ] {
             let want = ids(&img[format!("{name}_features_bits")]);
             let (max, mean, scale, eq) = compare_bits(arr, stride, &want);
             eprintln!("{w}x{h} {name}: max diff {max:.5}, mean {mean:.5} (max |ref| {scale:.3}), {:.1}% bit-identical", eq * 100.0);
-            assert!(max <= FEATURE_MAX_REL * scale, "{w}x{h} {name}: max diff {max} > {FEATURE_MAX_REL} x {scale}");
-            assert!(mean <= FEATURE_MEAN_REL * scale, "{w}x{h} {name}: mean diff {mean} > {FEATURE_MEAN_REL} x {scale}");
+            assert!(
+                max <= FEATURE_MAX_REL * scale,
+                "{w}x{h} {name}: max diff {max} > {FEATURE_MAX_REL} x {scale}"
+            );
+            assert!(
+                mean <= FEATURE_MEAN_REL * scale,
+                "{w}x{h} {name}: mean diff {mean} > {FEATURE_MEAN_REL} x {scale}"
+            );
         }
     }
 }
 
 fn task<'a>(img: &'a Value, name: &str) -> &'a Value {
-    img["tasks"].as_array().unwrap().iter().find(|t| t["task"] == name).unwrap()
+    img["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == name)
+        .unwrap()
 }
 
 /// The reference's own projected image embeddings (all 729 rows) for this image.
@@ -174,7 +219,8 @@ fn encoded(m: &Moondream2, img: &Value, from_pixels: bool) -> EncodedImage {
         let (w, h) = size(img);
         m.encode_image(&test_image(w, h)).unwrap()
     } else {
-        m.encode_embeddings(&reference_embeddings(img, m.config.text.dim)).unwrap()
+        m.encode_embeddings(&reference_embeddings(img, m.config.text.dim))
+            .unwrap()
     }
 }
 
@@ -182,9 +228,16 @@ fn encoded(m: &Moondream2, img: &Value, from_pixels: bool) -> EncodedImage {
 /// so a different bin moves a value by far more than 1e-12; the slack only absorbs JSON parsing
 /// (serde_json's default float parser may be one ulp off Python's shortest repr).
 fn assert_same_coords(got: &[f64], want: &[f64], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: count\n got {got:?}\nwant {want:?}");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: count\n got {got:?}\nwant {want:?}"
+    );
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= 1e-12, "{what}: value {i}: {g} vs {w}\n got {got:?}\nwant {want:?}");
+        assert!(
+            (g - w).abs() <= 1e-12,
+            "{what}: value {i}: {g} vs {w}\n got {got:?}\nwant {want:?}"
+        );
     }
 }
 
@@ -238,18 +291,42 @@ fn caption_and_query(from_pixels: bool) {
         };
         let max = cap["max_tokens"].as_u64().unwrap() as usize;
         let mut streamed = Vec::new();
-        let got = m.caption(&enc, length, &TextSettings::greedy(max), &mut |t| streamed.push(t)).unwrap();
+        let got = m
+            .caption(&enc, length, &TextSettings::greedy(max), &mut |t| {
+                streamed.push(t)
+            })
+            .unwrap();
         assert_eq!(streamed, got.tokens, "{w}x{h}: streamed tokens");
-        identical += check_tokens(&format!("{w}x{h} caption"), &got.tokens, &got.margins, &ids(&cap["tokens"])) as usize;
+        identical += check_tokens(
+            &format!("{w}x{h} caption"),
+            &got.tokens,
+            &got.margins,
+            &ids(&cap["tokens"]),
+        ) as usize;
 
         let q = task(img, "query");
-        let got = m.query(&enc, &ids(&q["question_ids"]), &TextSettings::greedy(max), &mut |_| {}).unwrap();
-        identical += check_tokens(&format!("{w}x{h} query"), &got.tokens, &got.margins, &ids(&q["tokens"])) as usize;
+        let got = m
+            .query(
+                &enc,
+                &ids(&q["question_ids"]),
+                &TextSettings::greedy(max),
+                &mut |_| {},
+            )
+            .unwrap();
+        identical += check_tokens(
+            &format!("{w}x{h} query"),
+            &got.tokens,
+            &got.margins,
+            &ids(&q["tokens"]),
+        ) as usize;
         total += 2;
     }
     eprintln!("{identical} of {total} greedy sequences identical to the reference");
     // Near-ties are rare: most sequences must match in full.
-    assert!(identical * 4 >= total * 3, "only {identical} of {total} sequences identical");
+    assert!(
+        identical * 4 >= total * 3,
+        "only {identical} of {total} sequences identical"
+    );
 }
 
 /// The reference's decisions for a detect/point result: continue flags and coordinate/size bins,
@@ -262,12 +339,23 @@ fn reference_decisions(objects: &[Value], boxes: bool, max_objects: usize) -> Ve
     for (i, o) in objects.iter().enumerate() {
         let f = |k: &str| o[k].as_f64().unwrap();
         if boxes {
-            let (x, y) = ((f("x_min") + f("x_max")) / 2.0, (f("y_min") + f("y_max")) / 2.0);
+            let (x, y) = (
+                (f("x_min") + f("x_max")) / 2.0,
+                (f("y_min") + f("y_max")) / 2.0,
+            );
             let (w, h) = (f("x_max") - f("x_min"), f("y_max") - f("y_min"));
             let bin = |s: f64| ((s.log2() + 10.0) / 10.0 * 1023.0).round() as usize;
-            d.extend([(x * 1024.0).round() as usize, (y * 1024.0).round() as usize, bin(w), bin(h)]);
+            d.extend([
+                (x * 1024.0).round() as usize,
+                (y * 1024.0).round() as usize,
+                bin(w),
+                bin(h),
+            ]);
         } else {
-            d.extend([(f("x") * 1024.0).round() as usize, (f("y") * 1024.0).round() as usize]);
+            d.extend([
+                (f("x") * 1024.0).round() as usize,
+                (f("y") * 1024.0).round() as usize,
+            ]);
         }
         if i + 1 < max_objects {
             d.push((i + 1 < objects.len()) as usize);
@@ -296,13 +384,24 @@ fn detect_and_point(from_pixels: bool) {
         for (name, boxes) in [("detect", true), ("point", false)] {
             let t = task(img, name);
             let max = t["max_objects"].as_u64().unwrap() as usize;
-            let want_objects = t[if boxes { "objects" } else { "points" }].as_array().unwrap();
+            let want_objects = t[if boxes { "objects" } else { "points" }]
+                .as_array()
+                .unwrap();
             let (got_values, decisions) = if boxes {
                 let r = m.detect(&enc, &ids(&t["object_ids"]), max).unwrap();
-                (r.items.iter().flat_map(|b| [b.x_min, b.y_min, b.x_max, b.y_max]).collect::<Vec<_>>(), r.decisions)
+                (
+                    r.items
+                        .iter()
+                        .flat_map(|b| [b.x_min, b.y_min, b.x_max, b.y_max])
+                        .collect::<Vec<_>>(),
+                    r.decisions,
+                )
             } else {
                 let r = m.point(&enc, &ids(&t["object_ids"]), max).unwrap();
-                (r.items.iter().flat_map(|p| [p.x, p.y]).collect::<Vec<_>>(), r.decisions)
+                (
+                    r.items.iter().flat_map(|p| [p.x, p.y]).collect::<Vec<_>>(),
+                    r.decisions,
+                )
             };
             let want_decisions = reference_decisions(want_objects, boxes, max);
             let got_decisions: Vec<usize> = decisions.iter().map(|d| d.0).collect();
@@ -310,30 +409,61 @@ fn detect_and_point(from_pixels: bool) {
             total += 1;
             match first_difference(&got_decisions, &want_decisions) {
                 None => {
-                    let keys: &[&str] = if boxes { &["x_min", "y_min", "x_max", "y_max"] } else { &["x", "y"] };
-                    let want_values: Vec<f64> = want_objects.iter().flat_map(|o| keys.iter().map(|k| o[*k].as_f64().unwrap())).collect();
+                    let keys: &[&str] = if boxes {
+                        &["x_min", "y_min", "x_max", "y_max"]
+                    } else {
+                        &["x", "y"]
+                    };
+                    let want_values: Vec<f64> = want_objects
+                        .iter()
+                        .flat_map(|o| keys.iter().map(|k| o[*k].as_f64().unwrap()))
+                        .collect();
                     assert_same_coords(&got_values, &want_values, &what);
                     identical += 1;
                 }
                 Some(i) => {
                     let gap = decisions.get(i).map(|d| d.1).unwrap_or(f32::INFINITY);
-                    eprintln!("{what}: diverges at decision {i} of {} where our logit gap is {gap}", want_decisions.len());
+                    eprintln!(
+                        "{what}: diverges at decision {i} of {} where our logit gap is {gap}",
+                        want_decisions.len()
+                    );
                     assert!(gap <= TIE_GAP, "{what}: decision {i} differs with a clear margin (gap {gap})\n got {got_decisions:?}\nwant {want_decisions:?}");
                 }
             }
         }
     }
     eprintln!("{identical} of {total} detect/point results identical to the reference");
-    assert!(identical * 4 >= total * 3, "only {identical} of {total} results identical");
+    assert!(
+        identical * 4 >= total * 3,
+        "only {identical} of {total} results identical"
+    );
 }
 
 #[test]
 fn unknown_tensor_layouts_are_refused_with_one_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(fixtures().join("config.json"), dir.path().join("config.json")).unwrap();
+    std::fs::copy(
+        fixtures().join("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
     let w = Array::from_slice(&[0f32; 4], &[2, 2]);
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    Array::save_safetensors([("vision_encoder.encoder.model.visual.patch_embed.linear.weight", &w)].into_iter(), &meta, dir.path().join("model.safetensors")).unwrap();
-    let e = Moondream2::load(dir.path(), Dtype::Bfloat16).unwrap_err().to_string();
-    assert!(e.contains("not part of the Moondream2 2025-06-21 layout"), "{e}");
+    Array::save_safetensors(
+        [(
+            "vision_encoder.encoder.model.visual.patch_embed.linear.weight",
+            &w,
+        )]
+        .into_iter(),
+        &meta,
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let e = Moondream2::load(dir.path(), Dtype::Bfloat16)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not part of the Moondream2 2025-06-21 layout"),
+        "{e}"
+    );
 }

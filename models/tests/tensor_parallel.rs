@@ -46,14 +46,22 @@ fn greedy(model: &Gemma4Text) -> (Vec<i32>, Vec<Vec<f32>>) {
     let ids = prompt();
     let ids = Array::from_slice(&ids, &[1, ids.len() as i32]);
     let mut cache = model.make_cache();
-    let mut logits = model.prefill(&ids, None, None, &mut cache, Some(8)).unwrap();
+    let mut logits = model
+        .prefill(&ids, None, None, &mut cache, Some(8))
+        .unwrap();
     let (mut toks, mut rows) = (vec![], vec![]);
     for _ in 0..STEPS {
-        let row = logits.as_dtype(Dtype::Float32).unwrap().as_slice::<f32>().to_vec();
+        let row = logits
+            .as_dtype(Dtype::Float32)
+            .unwrap()
+            .as_slice::<f32>()
+            .to_vec();
         let t = argmax(&row);
         toks.push(t);
         rows.push(row);
-        logits = model.decode_step(&Array::from_slice(&[t], &[1, 1]), &mut cache).unwrap();
+        logits = model
+            .decode_step(&Array::from_slice(&[t], &[1, 1]), &mut cache)
+            .unwrap();
     }
     (toks, rows)
 }
@@ -76,7 +84,10 @@ fn tp_rank() {
     let model = load(Path::new(&dir), Some(group.clone()));
     let (toks, rows) = greedy(&model);
     let bytes = model.weight_bytes();
-    println!("RESULT {}", serde_json::json!({ "rank": group.rank(), "bytes": bytes, "tokens": toks, "logits": rows }));
+    println!(
+        "RESULT {}",
+        serde_json::json!({ "rank": group.rank(), "bytes": bytes, "tokens": toks, "logits": rows })
+    );
 }
 
 /// `max_share`: the most of the whole model's weight bytes a rank may hold (the sharded
@@ -95,22 +106,38 @@ fn check_variant(variant: TinyVariant, max_share: f64) {
     let commands = (0..2)
         .map(|_| {
             let mut c = Command::new(&exe);
-            c.args(["--ignored", "--exact", RANK_ENTRY, "--nocapture", "--test-threads=1"])
-                .env("VLMBENCH_TP_CHECKPOINT", &ckpt);
+            c.args([
+                "--ignored",
+                "--exact",
+                RANK_ENTRY,
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("VLMBENCH_TP_CHECKPOINT", &ckpt);
             c
         })
         .collect();
-    let outputs = run_ranks(commands, &hostfile, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
+    let outputs =
+        run_ranks(commands, &hostfile, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
     for o in &outputs {
         let line = o
             .stdout
             .lines()
             .find_map(|l| l.split_once("RESULT ").map(|(_, json)| json))
-            .unwrap_or_else(|| panic!("rank {} printed no result:\n{}\n{}", o.rank, o.stdout, o.stderr));
+            .unwrap_or_else(|| {
+                panic!(
+                    "rank {} printed no result:\n{}\n{}",
+                    o.rank, o.stdout, o.stderr
+                )
+            });
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["rank"], o.rank);
         let toks: Vec<i32> = serde_json::from_value(v["tokens"].clone()).unwrap();
-        assert_eq!(toks, want_toks, "{variant}: rank {} greedy tokens differ from one process", o.rank);
+        assert_eq!(
+            toks, want_toks,
+            "{variant}: rank {} greedy tokens differ from one process",
+            o.rank
+        );
         let rows: Vec<Vec<f32>> = serde_json::from_value(v["logits"].clone()).unwrap();
         let worst = rows
             .iter()
@@ -118,15 +145,25 @@ fn check_variant(variant: TinyVariant, max_share: f64) {
             .zip(want_rows.iter().flatten())
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        assert!(worst < TOL, "{variant}: rank {} logits differ by up to {worst}", o.rank);
+        assert!(
+            worst < TOL,
+            "{variant}: rank {} logits differ by up to {worst}",
+            o.rank
+        );
         let bytes = v["bytes"].as_u64().unwrap() as usize;
-        eprintln!("{variant}: rank {} holds {bytes} of the model's {whole_bytes} weight bytes", o.rank);
+        eprintln!(
+            "{variant}: rank {} holds {bytes} of the model's {whole_bytes} weight bytes",
+            o.rank
+        );
         assert!(
             (bytes as f64) < max_share * whole_bytes as f64,
             "{variant}: rank {} holds {bytes} of {whole_bytes} weight bytes: not sharded",
             o.rank
         );
-        eprintln!("{variant}: rank {}: {STEPS} tokens identical, max |logit diff| {worst:.2e}", o.rank);
+        eprintln!(
+            "{variant}: rank {}: {STEPS} tokens identical, max |logit diff| {worst:.2e}",
+            o.rank
+        );
     }
 }
 
@@ -153,7 +190,8 @@ fn a_split_that_does_not_divide_the_heads_is_refused_by_name() {
     write_tiny_checkpoint(dir.path(), TinyVariant::Dense, 0).unwrap();
     let ckpt = Checkpoint::open(dir.path()).unwrap();
     let config = Config::from_checkpoint(&ckpt).unwrap();
-    let err = vlm_models::gemma4::tensor_parallel::check_split(&config.text, 3, ckpt.config_path()).unwrap_err();
+    let err = vlm_models::gemma4::tensor_parallel::check_split(&config.text, 3, ckpt.config_path())
+        .unwrap_err();
     assert!(
         err.to_string().ends_with("field `num_attention_heads`: 4 cannot be split over 3 tensor-parallel ranks: each rank needs the same number of query heads"),
         "{err}"

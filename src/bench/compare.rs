@@ -23,7 +23,12 @@ pub fn compare(a: &ResultsFile, b: &ResultsFile) -> Result<(Vec<ComparedTask>, C
         .iter()
         .filter_map(|ma| {
             let mb = b.measurements.iter().find(|mb| mb.label == ma.label)?;
-            Some(ComparedTask { task: ma.label.clone(), a_s: ma.total_s, b_s: mb.total_s, speedup: ratio(ma.total_s, mb.total_s) })
+            Some(ComparedTask {
+                task: ma.label.clone(),
+                a_s: ma.total_s,
+                b_s: mb.total_s,
+                speedup: ratio(ma.total_s, mb.total_s),
+            })
         })
         .collect();
     anyhow::ensure!(
@@ -32,8 +37,15 @@ pub fn compare(a: &ResultsFile, b: &ResultsFile) -> Result<(Vec<ComparedTask>, C
         a.run.label,
         b.run.label
     );
-    let (a_total, b_total) = rows.iter().fold((0.0, 0.0), |(x, y), r| (x + r.a_s, y + r.b_s));
-    let total = ComparedTask { task: "Total runtime".into(), a_s: a_total, b_s: b_total, speedup: ratio(a_total, b_total) };
+    let (a_total, b_total) = rows
+        .iter()
+        .fold((0.0, 0.0), |(x, y), r| (x + r.a_s, y + r.b_s));
+    let total = ComparedTask {
+        task: "Total runtime".into(),
+        a_s: a_total,
+        b_s: b_total,
+        speedup: ratio(a_total, b_total),
+    };
     Ok((rows, total))
 }
 
@@ -45,11 +57,26 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-pub fn render(a: &ResultsFile, b: &ResultsFile, rows: &[ComparedTask], total: &ComparedTask) -> String {
+pub fn render(
+    a: &ResultsFile,
+    b: &ResultsFile,
+    rows: &[ComparedTask],
+    total: &ComparedTask,
+) -> String {
     let mut builder = Builder::default();
-    builder.push_record(["Task".to_owned(), format!("{} runtime (s)", a.run.label), format!("{} runtime (s)", b.run.label), "Speedup".to_owned()]);
+    builder.push_record([
+        "Task".to_owned(),
+        format!("{} runtime (s)", a.run.label),
+        format!("{} runtime (s)", b.run.label),
+        "Speedup".to_owned(),
+    ]);
     for r in rows {
-        builder.push_record([r.task.clone(), format!("{:.2}", r.a_s), format!("{:.2}", r.b_s), format!("{:.2}x", r.speedup)]);
+        builder.push_record([
+            r.task.clone(),
+            format!("{:.2}", r.a_s),
+            format!("{:.2}", r.b_s),
+            format!("{:.2}x", r.speedup),
+        ]);
     }
     builder.push_record([
         format!("**{}**", total.task),
@@ -83,7 +110,9 @@ pub fn render_figures(a: &ResultsFile, b: &ResultsFile) -> String {
         "B/A".to_owned(),
     ]);
     for ma in &a.measurements {
-        let Some(mb) = b.measurements.iter().find(|mb| mb.label == ma.label) else { continue };
+        let Some(mb) = b.measurements.iter().find(|mb| mb.label == ma.label) else {
+            continue;
+        };
         let gb = |bytes: u64| bytes as f64 / 1e9;
         let mut record = vec![ma.label.clone()];
         for (x, y, precision) in [
@@ -143,7 +172,14 @@ mod tests {
 
     #[test]
     fn speedup_is_a_over_b_per_task_and_in_total() {
-        let a = file("M2", &[("Short caption", 13.37), ("Pointing", 12.67), ("only in A", 1.0)]);
+        let a = file(
+            "M2",
+            &[
+                ("Short caption", 13.37),
+                ("Pointing", 12.67),
+                ("only in A", 1.0),
+            ],
+        );
         let b = file("M4", &[("Pointing", 3.36), ("Short caption", 4.44)]);
         let (rows, total) = compare(&a, &b).unwrap();
         assert_eq!(rows.len(), 2, "tasks in both files only");
@@ -151,7 +187,10 @@ mod tests {
         assert!((rows[0].speedup - 13.37 / 4.44).abs() < 1e-12);
         assert!((total.a_s - 26.04).abs() < 1e-9 && (total.b_s - 7.80).abs() < 1e-9);
         let table = render(&a, &b, &rows, &total);
-        assert!(table.contains("M2 runtime (s)") && table.contains("**3.34x**"), "{table}");
+        assert!(
+            table.contains("M2 runtime (s)") && table.contains("**3.34x**"),
+            "{table}"
+        );
     }
 
     #[test]

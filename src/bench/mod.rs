@@ -76,9 +76,15 @@ pub struct RankFigures {
 
 /// Attaches every rank's tok/s and peak memory to `rows` (a collective: every rank of `group`
 /// calls it once, after the same tests). The group's aggregate memory is their sum.
-pub fn gather_rank_figures(group: &vlm_models::distributed::Group, rows: &mut [BenchRow]) -> Result<()> {
+pub fn gather_rank_figures(
+    group: &vlm_models::distributed::Group,
+    rows: &mut [BenchRow],
+) -> Result<()> {
     const MIB: f64 = (1u64 << 20) as f64;
-    let mine: Vec<f32> = rows.iter().flat_map(|r| [r.tps_mean as f32, (r.peak_memory_bytes as f64 / MIB) as f32]).collect();
+    let mine: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| [r.tps_mean as f32, (r.peak_memory_bytes as f64 / MIB) as f32])
+        .collect();
     let all = group
         .all_gather(&mlx_rs::Array::from_slice(&mine, &[1, mine.len() as i32]))
         .context("gathering every rank's bench figures")?;
@@ -107,16 +113,35 @@ struct Sample {
 }
 
 /// Runs every test, calling `on_row` as each finishes (so long runs can write results as they go).
-pub fn run(model: &LoadedModel, options: &BenchOptions, mut on_row: impl FnMut(&BenchRow) -> Result<()>) -> Result<Vec<BenchRow>> {
+pub fn run(
+    model: &LoadedModel,
+    options: &BenchOptions,
+    mut on_row: impl FnMut(&BenchRow) -> Result<()>,
+) -> Result<Vec<BenchRow>> {
     anyhow::ensure!(options.repetitions > 0, "repetitions must be at least 1");
-    anyhow::ensure!(!options.tests.is_empty(), "no tests to run: give -p/-n lengths or --test");
-    let device = runtime::default_device().map(|d| format!("{}:{} {}", d.kind, d.index, d.property("device_name").unwrap_or(""))).unwrap_or_default();
+    anyhow::ensure!(
+        !options.tests.is_empty(),
+        "no tests to run: give -p/-n lengths or --test"
+    );
+    let device = runtime::default_device()
+        .map(|d| {
+            format!(
+                "{}:{} {}",
+                d.kind,
+                d.index,
+                d.property("device_name").unwrap_or("")
+            )
+        })
+        .unwrap_or_default();
     let mut prompts = PromptIds::new(model, options.seed);
     let mut rows = Vec::new();
     for test in &options.tests {
         let image_prompt = match test {
             BenchTest::Image { .. } => {
-                let image = options.image.as_ref().context("img+tgN tests need an image (--image)")?;
+                let image = options
+                    .image
+                    .as_ref()
+                    .context("img+tgN tests need an image (--image)")?;
                 Some(model.build_prompt(IMAGE_QUESTION, std::slice::from_ref(image))?)
             }
             _ => None,
@@ -124,8 +149,9 @@ pub fn run(model: &LoadedModel, options: &BenchOptions, mut on_row: impl FnMut(&
         if options.warmup {
             measure(model, test, &mut prompts, image_prompt.as_ref())?;
         }
-        let samples: Vec<Sample> =
-            (0..options.repetitions).map(|_| measure(model, test, &mut prompts, image_prompt.as_ref())).collect::<Result<_>>()?;
+        let samples: Vec<Sample> = (0..options.repetitions)
+            .map(|_| measure(model, test, &mut prompts, image_prompt.as_ref()))
+            .collect::<Result<_>>()?;
         let tps: Vec<f64> = samples.iter().map(|s| s.tps).collect();
         let (mean, sd) = mean_sd(&tps);
         let ttfts: Vec<f64> = samples.iter().filter_map(|s| s.ttft_s).collect();
@@ -137,7 +163,11 @@ pub fn run(model: &LoadedModel, options: &BenchOptions, mut on_row: impl FnMut(&
         };
         let row = BenchRow {
             ranks: None,
-            model: model.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            model: model
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             model_size_bytes: weights_size(model),
             backend: runtime::backend(),
             device: device.trim().to_owned(),
@@ -149,7 +179,11 @@ pub fn run(model: &LoadedModel, options: &BenchOptions, mut on_row: impl FnMut(&
             tps_sd: sd,
             tps_samples: tps,
             ttft_s_mean: (!ttfts.is_empty()).then(|| mean_sd(&ttfts).0),
-            peak_memory_bytes: samples.iter().map(|s| s.peak_memory_bytes).max().unwrap_or(0),
+            peak_memory_bytes: samples
+                .iter()
+                .map(|s| s.peak_memory_bytes)
+                .max()
+                .unwrap_or(0),
             mlx_version: runtime::mlx_version(),
             vlmbench_version: env!("CARGO_PKG_VERSION"),
         };
@@ -159,7 +193,12 @@ pub fn run(model: &LoadedModel, options: &BenchOptions, mut on_row: impl FnMut(&
     Ok(rows)
 }
 
-fn measure(model: &LoadedModel, test: &BenchTest, prompts: &mut PromptIds, image_prompt: Option<&Prompt>) -> Result<Sample> {
+fn measure(
+    model: &LoadedModel,
+    test: &BenchTest,
+    prompts: &mut PromptIds,
+    image_prompt: Option<&Prompt>,
+) -> Result<Sample> {
     let _ = mlx_rs::memory::reset_peak_memory();
     let peak = || mlx_rs::memory::peak_memory().unwrap_or(0) as u64;
     match *test {
@@ -170,11 +209,19 @@ fn measure(model: &LoadedModel, test: &BenchTest, prompts: &mut PromptIds, image
             let logits = decoder.prefill(&ids)?;
             logits.eval()?;
             let seconds = start.elapsed().as_secs_f64();
-            Ok(Sample { tps: n as f64 / seconds, ttft_s: None, peak_memory_bytes: peak() })
+            Ok(Sample {
+                tps: n as f64 / seconds,
+                ttft_s: None,
+                peak_memory_bytes: peak(),
+            })
         }
         BenchTest::Generate { n } => {
             let g = generate_exactly(model, &ids_prompt(prompts.next(1)), n)?;
-            Ok(Sample { tps: g.decode_tps, ttft_s: Some(g.time_to_first_token_s), peak_memory_bytes: peak() })
+            Ok(Sample {
+                tps: g.decode_tps,
+                ttft_s: Some(g.time_to_first_token_s),
+                peak_memory_bytes: peak(),
+            })
         }
         BenchTest::PromptGenerate { prompt, gen } => {
             let g = generate_exactly(model, &ids_prompt(prompts.next(prompt)), gen)?;
@@ -197,14 +244,27 @@ fn measure(model: &LoadedModel, test: &BenchTest, prompts: &mut PromptIds, image
 }
 
 fn ids_prompt(ids: Vec<u32>) -> Prompt {
-    Prompt { ids, ..Default::default() }
+    Prompt {
+        ids,
+        ..Default::default()
+    }
 }
 
-fn generate_exactly(model: &LoadedModel, prompt: &Prompt, n: usize) -> Result<engine::GenerationStats> {
+fn generate_exactly(
+    model: &LoadedModel,
+    prompt: &Prompt,
+    n: usize,
+) -> Result<engine::GenerationStats> {
     let mut sampler = Sampler::greedy();
-    let options = GenerateOptions { max_tokens: n, stop_ids: vec![] };
+    let options = GenerateOptions {
+        max_tokens: n,
+        stop_ids: vec![],
+    };
     let mut decoder = model.decoder(default_prefill_step_size());
-    Ok(engine::generate_prompt(decoder.as_mut(), prompt, &mut sampler, &options, |_| Ok(()))?.stats)
+    Ok(
+        engine::generate_prompt(decoder.as_mut(), prompt, &mut sampler, &options, |_| Ok(()))?
+            .stats,
+    )
 }
 
 /// Mean and sample standard deviation (0 for one sample).
@@ -243,8 +303,18 @@ pub(crate) struct PromptIds {
 
 impl PromptIds {
     pub(crate) fn new(model: &LoadedModel, seed: u64) -> Self {
-        let special = model.tokenizer.inner().get_added_tokens_decoder().keys().copied().collect();
-        PromptIds { state: seed ^ 0x9E37_79B9_7F4A_7C15, vocab: model.vocab_size() as u32, special }
+        let special = model
+            .tokenizer
+            .inner()
+            .get_added_tokens_decoder()
+            .keys()
+            .copied()
+            .collect();
+        PromptIds {
+            state: seed ^ 0x9E37_79B9_7F4A_7C15,
+            vocab: model.vocab_size() as u32,
+            special,
+        }
     }
 
     /// SplitMix64: small, seedable, good enough to pick token ids.
@@ -291,7 +361,6 @@ pub(crate) fn row_for_tests(test: &str, samples: Vec<f64>) -> BenchRow {
         vlmbench_version: "0.1.0",
     }
 }
-
 
 #[cfg(test)]
 mod tests {

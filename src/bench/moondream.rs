@@ -29,12 +29,48 @@ pub const SEED_POINT: &str = "person";
 /// The seed's tasks in its order: (row label, task, streamed).
 pub fn seed_tasks() -> Vec<(&'static str, Task, bool)> {
     vec![
-        ("Short caption", Task::Caption { length: CaptionLength::Short }, false),
-        ("Normal caption (stream)", Task::Caption { length: CaptionLength::Normal }, true),
-        ("Full caption (non-stream)", Task::Caption { length: CaptionLength::Normal }, false),
-        ("Visual query", Task::Query { question: SEED_QUESTION.into() }, false),
-        ("Object detection", Task::Detect { object: SEED_DETECT.into() }, false),
-        ("Pointing", Task::Point { object: SEED_POINT.into() }, false),
+        (
+            "Short caption",
+            Task::Caption {
+                length: CaptionLength::Short,
+            },
+            false,
+        ),
+        (
+            "Normal caption (stream)",
+            Task::Caption {
+                length: CaptionLength::Normal,
+            },
+            true,
+        ),
+        (
+            "Full caption (non-stream)",
+            Task::Caption {
+                length: CaptionLength::Normal,
+            },
+            false,
+        ),
+        (
+            "Visual query",
+            Task::Query {
+                question: SEED_QUESTION.into(),
+            },
+            false,
+        ),
+        (
+            "Object detection",
+            Task::Detect {
+                object: SEED_DETECT.into(),
+            },
+            false,
+        ),
+        (
+            "Pointing",
+            Task::Point {
+                object: SEED_POINT.into(),
+            },
+            false,
+        ),
     ]
 }
 
@@ -57,18 +93,35 @@ impl StreamLatency {
             return Self::default();
         };
         let gaps = arrivals.len() - 1;
-        let average_s = if gaps > 0 { (last - first) / gaps as f64 } else { 0.0 };
-        Self { first_s: first, average_s, total_s: last, tokens: arrivals.len() }
+        let average_s = if gaps > 0 {
+            (last - first) / gaps as f64
+        } else {
+            0.0
+        };
+        Self {
+            first_s: first,
+            average_s,
+            total_s: last,
+            tokens: arrivals.len(),
+        }
     }
 }
 
 /// How one task is answered: the model's answer with its statistics, and the answer read into
 /// the task's output (an `Err` text when it could not be read: timed all the same). The callback
 /// streams the answer's text.
-pub type AnswerFn<'a> = dyn FnMut(&Task, &mut dyn FnMut(&str) -> Result<()>) -> Result<(Answered, Result<TaskOutput, String>)> + 'a;
+pub type AnswerFn<'a> = dyn FnMut(
+        &Task,
+        &mut dyn FnMut(&str) -> Result<()>,
+    ) -> Result<(Answered, Result<TaskOutput, String>)>
+    + 'a;
 
 /// [`AnswerFn`] for a prompted model (Gemma): the task's prompt, then the answer parser.
-pub fn prompted<'a>(model: &'a LoadedModel, image: &'a RgbImage, sampler: &'a mut Sampler) -> Box<AnswerFn<'a>> {
+pub fn prompted<'a>(
+    model: &'a LoadedModel,
+    image: &'a RgbImage,
+    sampler: &'a mut Sampler,
+) -> Box<AnswerFn<'a>> {
     let size = ImageSize::new(image.width(), image.height());
     Box::new(move |task, on_piece| {
         let options = GenerateOptions::until_stop(model, task.default_max_tokens());
@@ -102,8 +155,12 @@ pub fn run(
         let shown = match output {
             Ok(TaskOutput::Caption { caption }) => caption,
             Ok(TaskOutput::Answer { answer }) => answer,
-            Ok(TaskOutput::Objects { objects, .. }) => format!("Found {} {}(s)", objects.len(), object_of(&task)),
-            Ok(TaskOutput::Points { points, .. }) => format!("Found {} {}(s)", points.len(), object_of(&task)),
+            Ok(TaskOutput::Objects { objects, .. }) => {
+                format!("Found {} {}(s)", objects.len(), object_of(&task))
+            }
+            Ok(TaskOutput::Points { points, .. }) => {
+                format!("Found {} {}(s)", points.len(), object_of(&task))
+            }
             Ok(TaskOutput::Polygon { .. }) => unreachable!("the seed has no segmentation task"),
             // Timed all the same: the model answered, only not in a readable shape.
             Err(e) => format!("unreadable answer ({e})"),
@@ -119,7 +176,11 @@ pub fn run(
         on_row(&measurement)?;
         measurements.push(measurement);
     }
-    Ok(ResultsFile { kind: ResultKind::TaskBench, run: run_info, measurements })
+    Ok(ResultsFile {
+        kind: ResultKind::TaskBench,
+        run: run_info,
+        measurements,
+    })
 }
 
 fn object_of(task: &Task) -> &str {
@@ -149,8 +210,21 @@ mod tests {
         let labels: Vec<_> = seed_tasks().iter().map(|(l, _, _)| *l).collect();
         assert_eq!(
             labels,
-            ["Short caption", "Normal caption (stream)", "Full caption (non-stream)", "Visual query", "Object detection", "Pointing"]
+            [
+                "Short caption",
+                "Normal caption (stream)",
+                "Full caption (non-stream)",
+                "Visual query",
+                "Object detection",
+                "Pointing"
+            ]
         );
-        assert_eq!(seed_tasks().iter().filter(|(_, _, streamed)| *streamed).count(), 1);
+        assert_eq!(
+            seed_tasks()
+                .iter()
+                .filter(|(_, _, streamed)| *streamed)
+                .count(),
+            1
+        );
     }
 }

@@ -26,7 +26,9 @@ impl FromStr for OutputFormat {
             "csv" => Ok(OutputFormat::Csv),
             "json" => Ok(OutputFormat::Json),
             "jsonl" => Ok(OutputFormat::Jsonl),
-            _ => Err(format!("unknown output format {s:?}: use md, csv, json or jsonl")),
+            _ => Err(format!(
+                "unknown output format {s:?}: use md, csv, json or jsonl"
+            )),
         }
     }
 }
@@ -54,7 +56,10 @@ fn md_row(r: &BenchRow) -> MdRow {
         dtype: r.dtype.to_owned(),
         test: r.test.clone(),
         tps: format!("{:.2} ± {:.2}", r.tps_mean, r.tps_sd),
-        ttft: r.ttft_s_mean.map(|t| format!("{t:.3}")).unwrap_or_else(|| "-".into()),
+        ttft: r
+            .ttft_s_mean
+            .map(|t| format!("{t:.3}"))
+            .unwrap_or_else(|| "-".into()),
         peak: human_bytes(r.peak_memory_bytes),
     }
 }
@@ -124,7 +129,10 @@ mod tests {
     use crate::bench::row_for_tests;
 
     fn render(format: OutputFormat) -> String {
-        let rows = vec![row_for_tests("pp512", vec![100.0, 110.0]), row_for_tests("tg128", vec![20.0])];
+        let rows = vec![
+            row_for_tests("pp512", vec![100.0, 110.0]),
+            row_for_tests("tg128", vec![20.0]),
+        ];
         let mut buf = Vec::new();
         write_rows(&mut buf, format, &rows).unwrap();
         String::from_utf8(buf).unwrap()
@@ -134,7 +142,10 @@ mod tests {
     fn markdown_has_llama_bench_columns_and_mean_sd() {
         let md = render(OutputFormat::Md);
         let lines: Vec<&str> = md.lines().collect();
-        assert!(lines[0].contains("| test") && lines[0].contains("t/s"), "{md}");
+        assert!(
+            lines[0].contains("| test") && lines[0].contains("t/s"),
+            "{md}"
+        );
         assert!(md.contains("105.00 ± 7.07"), "{md}");
         assert!(md.contains("20.00 ± 0.00"), "{md}");
         assert_eq!(lines.len(), 4, "header, rule, two rows: {md}");
@@ -146,20 +157,30 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);
         assert_eq!(lines.len(), 3);
-        assert!(lines[1].starts_with("tiny,1048576,cpu,cpu:0,float32,pp512,512,0,105.0000,"), "{}", lines[1]);
+        assert!(
+            lines[1].starts_with("tiny,1048576,cpu,cpu:0,float32,pp512,512,0,105.0000,"),
+            "{}",
+            lines[1]
+        );
     }
 
     #[test]
     fn json_and_jsonl_parse_back_to_the_same_rows() {
-        let array: Vec<serde_json::Value> = serde_json::from_str(&render(OutputFormat::Json)).unwrap();
-        let lines: Vec<serde_json::Value> =
-            render(OutputFormat::Jsonl).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let array: Vec<serde_json::Value> =
+            serde_json::from_str(&render(OutputFormat::Json)).unwrap();
+        let lines: Vec<serde_json::Value> = render(OutputFormat::Jsonl)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(array, lines);
         assert_eq!(array[1]["test"], "tg128");
     }
 
     #[test]
     fn unknown_format_is_named_in_the_error() {
-        assert!("xml".parse::<OutputFormat>().unwrap_err().contains("\"xml\""));
+        assert!("xml"
+            .parse::<OutputFormat>()
+            .unwrap_err()
+            .contains("\"xml\""));
     }
 }

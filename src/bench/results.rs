@@ -135,8 +135,17 @@ mod tests {
         let path = dir.path().join("other.json");
         std::fs::write(&path, "{\"hello\": 1}").unwrap();
         let err = format!("{:#}", ResultsFile::load(&path).unwrap_err());
-        assert!(err.contains("other.json is not a vlmbench results file"), "{err}");
-        let missing = format!("{:#}", ResultsFile::load(&dir.path().join("nope.json")).unwrap_err());
-        assert!(missing.contains("cannot read a vlmbench results file"), "{missing}");
+        assert!(
+            err.contains("other.json is not a vlmbench results file"),
+            "{err}"
+        );
+        let missing = format!(
+            "{:#}",
+            ResultsFile::load(&dir.path().join("nope.json")).unwrap_err()
+        );
+        assert!(
+            missing.contains("cannot read a vlmbench results file"),
+            "{missing}"
+        );
     }
 }

@@ -84,7 +84,12 @@ pub fn scaling(files: &[BenchFile]) -> Result<Vec<TestScaling>> {
     let mut tests: Vec<(String, Vec<(&Path, &SavedBenchRow)>)> = Vec::new();
     for file in files {
         for row in &file.rows {
-            ensure!(row.ranks.as_ref().is_none_or(|r| !r.is_empty()), "{}: test {} has an empty ranks list", file.path.display(), row.test);
+            ensure!(
+                row.ranks.as_ref().is_none_or(|r| !r.is_empty()),
+                "{}: test {} has an empty ranks list",
+                file.path.display(),
+                row.test
+            );
             match tests.iter_mut().find(|(t, _)| *t == row.test) {
                 Some((_, rows)) => rows.push((&file.path, row)),
                 None => tests.push((row.test.clone(), vec![(&file.path, row)])),
@@ -94,15 +99,25 @@ pub fn scaling(files: &[BenchFile]) -> Result<Vec<TestScaling>> {
     let mut out = Vec::new();
     for (test, mut rows) in tests {
         rows.sort_by_key(|(_, row)| row.processes());
-        if let Some(pair) = rows.windows(2).find(|w| w[0].1.processes() == w[1].1.processes()) {
+        if let Some(pair) = rows
+            .windows(2)
+            .find(|w| w[0].1.processes() == w[1].1.processes())
+        {
             let (a, b) = (pair[0].0, pair[1].0);
             let processes = pair[0].1.processes();
             if a == b {
-                bail!("{} holds test {test} twice at {processes} process(es): keep one row per test", a.display());
+                bail!(
+                    "{} holds test {test} twice at {processes} process(es): keep one row per test",
+                    a.display()
+                );
             }
             // Bench files from binaries older than per-rank figures lack `ranks`, so their
             // tensor-parallel runs read as single-process ones: say so where that may be the cause.
-            let hint = if processes == 1 { " (a tensor-parallel run's file without `ranks` counts as 1 process)" } else { "" };
+            let hint = if processes == 1 {
+                " (a tensor-parallel run's file without `ranks` counts as 1 process)"
+            } else {
+                ""
+            };
             bail!(
                 "{} and {} both hold test {test} at {processes} process(es): chart one run per process count{hint}",
                 a.display(),
@@ -153,28 +168,57 @@ mod tests {
             tps_mean: tps,
             peak_memory_bytes: peak,
             ranks: ranks.map(|r| {
-                r.iter().enumerate().map(|(rank, &(tps_mean, peak_memory_bytes))| RankFigures { rank, tps_mean, peak_memory_bytes }).collect()
+                r.iter()
+                    .enumerate()
+                    .map(|(rank, &(tps_mean, peak_memory_bytes))| RankFigures {
+                        rank,
+                        tps_mean,
+                        peak_memory_bytes,
+                    })
+                    .collect()
             }),
         }
     }
 
     fn file(name: &str, rows: Vec<SavedBenchRow>) -> BenchFile {
-        BenchFile { path: PathBuf::from(name), rows }
+        BenchFile {
+            path: PathBuf::from(name),
+            rows,
+        }
     }
 
     #[test]
     fn speedup_and_ideal_line_are_relative_to_the_single_process_run() {
-        let single = file("single.json", vec![row("pp512", 1000.0, 24 << 30, None), row("tg128", 60.0, 18 << 30, None)]);
+        let single = file(
+            "single.json",
+            vec![
+                row("pp512", 1000.0, 24 << 30, None),
+                row("tg128", 60.0, 18 << 30, None),
+            ],
+        );
         let tp2 = file(
             "rank0.json",
             vec![
-                row("pp512", 1650.0, 13 << 30, Some(&[(1650.0, 13 << 30), (1649.0, 12 << 30)])),
-                row("tg128", 99.0, 10 << 30, Some(&[(99.0, 10 << 30), (98.0, 9 << 30)])),
+                row(
+                    "pp512",
+                    1650.0,
+                    13 << 30,
+                    Some(&[(1650.0, 13 << 30), (1649.0, 12 << 30)]),
+                ),
+                row(
+                    "tg128",
+                    99.0,
+                    10 << 30,
+                    Some(&[(99.0, 10 << 30), (98.0, 9 << 30)]),
+                ),
             ],
         );
         // The tensor-parallel file first: the points still ascend by process count.
         let s = scaling(&[tp2, single]).unwrap();
-        assert_eq!(s.iter().map(|t| t.test.as_str()).collect::<Vec<_>>(), ["pp512", "tg128"]);
+        assert_eq!(
+            s.iter().map(|t| t.test.as_str()).collect::<Vec<_>>(),
+            ["pp512", "tg128"]
+        );
         let pp = &s[0].points;
         assert_eq!(pp.iter().map(|p| p.processes).collect::<Vec<_>>(), [1, 2]);
         assert!((pp[1].speedup - 1.65).abs() < 1e-12, "{}", pp[1].speedup);
@@ -190,8 +234,14 @@ mod tests {
 
     #[test]
     fn a_test_missing_from_one_file_is_skipped() {
-        let single = file("single.json", vec![row("pp512", 1000.0, 1, None), row("tg128", 60.0, 1, None)]);
-        let tp2 = file("rank0.json", vec![row("pp512", 1800.0, 1, Some(&[(1800.0, 1), (1800.0, 1)]))]);
+        let single = file(
+            "single.json",
+            vec![row("pp512", 1000.0, 1, None), row("tg128", 60.0, 1, None)],
+        );
+        let tp2 = file(
+            "rank0.json",
+            vec![row("pp512", 1800.0, 1, Some(&[(1800.0, 1), (1800.0, 1)]))],
+        );
         let s = scaling(&[single, tp2]).unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].test, "pp512");
@@ -200,8 +250,14 @@ mod tests {
 
     #[test]
     fn the_smallest_process_count_is_the_baseline_when_no_single_process_run_is_given() {
-        let tp2 = file("tp2.json", vec![row("tg128", 100.0, 1, Some(&[(100.0, 1), (100.0, 1)]))]);
-        let tp4 = file("tp4.json", vec![row("tg128", 150.0, 1, Some(&[(150.0, 1); 4]))]);
+        let tp2 = file(
+            "tp2.json",
+            vec![row("tg128", 100.0, 1, Some(&[(100.0, 1), (100.0, 1)]))],
+        );
+        let tp4 = file(
+            "tp4.json",
+            vec![row("tg128", 150.0, 1, Some(&[(150.0, 1); 4]))],
+        );
         let s = scaling(&[tp4, tp2]).unwrap();
         let p = &s[0].points;
         assert_eq!(p.iter().map(|p| p.processes).collect::<Vec<_>>(), [2, 4]);
@@ -217,17 +273,37 @@ mod tests {
         let a = file("single.json", vec![row("pp512", 1000.0, 1, None)]);
         let b = file("old-rank0.json", vec![row("pp512", 1650.0, 1, None)]);
         let err = scaling(&[a, b]).unwrap_err().to_string();
-        assert!(err.contains("single.json and old-rank0.json both hold test pp512 at 1 process(es)"), "{err}");
+        assert!(
+            err.contains("single.json and old-rank0.json both hold test pp512 at 1 process(es)"),
+            "{err}"
+        );
         assert!(err.contains("without `ranks` counts as 1 process"), "{err}");
-        let tp = |name: &str| file(name, vec![row("pp512", 1650.0, 1, Some(&[(1650.0, 1), (1650.0, 1)]))]);
-        let err = scaling(&[tp("a.json"), tp("b.json")]).unwrap_err().to_string();
-        assert!(err.contains("a.json and b.json both hold test pp512 at 2 process(es)") && !err.contains("ranks"), "{err}");
+        let tp = |name: &str| {
+            file(
+                name,
+                vec![row("pp512", 1650.0, 1, Some(&[(1650.0, 1), (1650.0, 1)]))],
+            )
+        };
+        let err = scaling(&[tp("a.json"), tp("b.json")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.json and b.json both hold test pp512 at 2 process(es)")
+                && !err.contains("ranks"),
+            "{err}"
+        );
     }
 
     #[test]
     fn one_file_naming_a_test_twice_is_an_error() {
-        let a = file("twice.json", vec![row("tg128", 60.0, 1, None), row("tg128", 61.0, 1, None)]);
-        let b = file("tp2.json", vec![row("tg128", 100.0, 1, Some(&[(100.0, 1), (100.0, 1)]))]);
+        let a = file(
+            "twice.json",
+            vec![row("tg128", 60.0, 1, None), row("tg128", 61.0, 1, None)],
+        );
+        let b = file(
+            "tp2.json",
+            vec![row("tg128", 100.0, 1, Some(&[(100.0, 1), (100.0, 1)]))],
+        );
         let err = scaling(&[a, b]).unwrap_err().to_string();
         assert!(err.contains("twice.json holds test tg128 twice"), "{err}");
     }
@@ -235,20 +311,37 @@ mod tests {
     #[test]
     fn nothing_measured_at_two_process_counts_is_an_error_not_an_empty_chart() {
         let a = file("single.json", vec![row("pp512", 1000.0, 1, None)]);
-        let b = file("rank0.json", vec![row("tg128", 100.0, 1, Some(&[(100.0, 1), (100.0, 1)]))]);
+        let b = file(
+            "rank0.json",
+            vec![row("tg128", 100.0, 1, Some(&[(100.0, 1), (100.0, 1)]))],
+        );
         let err = scaling(&[a, b]).unwrap_err().to_string();
-        assert!(err.contains("no test was measured at two or more process counts in single.json, rank0.json"), "{err}");
+        assert!(
+            err.contains(
+                "no test was measured at two or more process counts in single.json, rank0.json"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_zero_baseline_or_empty_ranks_are_errors_not_infinite_speedups() {
         let zero = file("zero.json", vec![row("pp512", 0.0, 1, None)]);
-        let tp2 = file("tp2.json", vec![row("pp512", 100.0, 1, Some(&[(100.0, 1), (100.0, 1)]))]);
+        let tp2 = file(
+            "tp2.json",
+            vec![row("pp512", 100.0, 1, Some(&[(100.0, 1), (100.0, 1)]))],
+        );
         let err = scaling(&[zero, tp2.clone()]).unwrap_err().to_string();
-        assert!(err.contains("zero.json: test pp512 has no throughput to scale from"), "{err}");
+        assert!(
+            err.contains("zero.json: test pp512 has no throughput to scale from"),
+            "{err}"
+        );
         let empty = file("empty.json", vec![row("pp512", 100.0, 1, Some(&[]))]);
         let err = scaling(&[empty, tp2]).unwrap_err().to_string();
-        assert!(err.contains("empty.json: test pp512 has an empty ranks list"), "{err}");
+        assert!(
+            err.contains("empty.json: test pp512 has an empty ranks list"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,8 +18,14 @@ use crate::engine::{self, GenerateOptions};
 /// through the chat template.
 #[derive(Clone, Debug)]
 pub enum SweepPrompt {
-    Random { tokens: usize },
-    Chat { label: String, text: String, image: Option<RgbImage> },
+    Random {
+        tokens: usize,
+    },
+    Chat {
+        label: String,
+        text: String,
+        image: Option<RgbImage>,
+    },
 }
 
 impl SweepPrompt {
@@ -38,8 +44,16 @@ impl SweepPrompt {
 /// The seed notebook's six throughput prompts and max-token limits, verbatim (Part 3, "Prompt
 /// Length vs Throughput"); `image` takes the place of its `classroom.jpg`.
 pub fn notebook_prompts(image: &RgbImage) -> Vec<(SweepPrompt, usize)> {
-    let chat = |label: &str, text: &str| SweepPrompt::Chat { label: label.into(), text: text.into(), image: None };
-    let with_image = |label: &str, text: &str| SweepPrompt::Chat { label: label.into(), text: text.into(), image: Some(image.clone()) };
+    let chat = |label: &str, text: &str| SweepPrompt::Chat {
+        label: label.into(),
+        text: text.into(),
+        image: None,
+    };
+    let with_image = |label: &str, text: &str| SweepPrompt::Chat {
+        label: label.into(),
+        text: text.into(),
+        image: Some(image.clone()),
+    };
     vec![
         (chat("Short text", "What is 2+2?"), 50),
         (chat("Medium text", "Explain the transformer architecture in detail, covering attention, positional encoding, and training."), 300),
@@ -63,12 +77,26 @@ pub fn run_info(model: &LoadedModel, label: Option<&str>) -> RunInfo {
 
 /// [`run_info`] for a model given by its checkpoint directory and compute dtype.
 pub fn run_info_for(dir: &std::path::Path, dtype: mlx_rs::Dtype, label: Option<&str>) -> RunInfo {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let device = runtime::default_device()
-        .map(|d| format!("{}:{} {}", d.kind, d.index, d.property("device_name").unwrap_or("")).trim().to_owned())
+        .map(|d| {
+            format!(
+                "{}:{} {}",
+                d.kind,
+                d.index,
+                d.property("device_name").unwrap_or("")
+            )
+            .trim()
+            .to_owned()
+        })
         .unwrap_or_default();
     RunInfo {
-        label: label.map(str::to_owned).unwrap_or_else(|| format!("{name} ({})", runtime::backend())),
+        label: label
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{name} ({})", runtime::backend())),
         model: name,
         backend: runtime::backend().to_owned(),
         device,
@@ -79,7 +107,10 @@ pub fn run_info_for(dir: &std::path::Path, dtype: mlx_rs::Dtype, label: Option<&
 }
 
 fn ids_prompt(ids: Vec<u32>) -> Prompt {
-    Prompt { ids, ..Default::default() }
+    Prompt {
+        ids,
+        ..Default::default()
+    }
 }
 
 /// Measures each `(prompt, max_tokens)` not already in `out` (when resuming), saving after each.
@@ -92,12 +123,17 @@ pub fn run(
     resume: bool,
     mut on_point: impl FnMut(&Measurement),
 ) -> Result<ResultsFile> {
-    anyhow::ensure!(!prompts.is_empty(), "the sweep is empty: give at least one prompt length or prompt");
+    anyhow::ensure!(
+        !prompts.is_empty(),
+        "the sweep is empty: give at least one prompt length or prompt"
+    );
     let run = run_info(model, options.label.as_deref());
     let mut results = if resume && out.exists() {
         let previous = ResultsFile::load(out)?;
         anyhow::ensure!(
-            previous.kind == kind && previous.run.model == run.model && previous.run.dtype == run.dtype,
+            previous.kind == kind
+                && previous.run.model == run.model
+                && previous.run.dtype == run.dtype,
             "--resume: {} holds a different run ({:?}, model {}, {}): use another --out",
             out.display(),
             previous.kind,
@@ -106,16 +142,30 @@ pub fn run(
         );
         previous
     } else {
-        ResultsFile { kind, run, measurements: vec![] }
+        ResultsFile {
+            kind,
+            run,
+            measurements: vec![],
+        }
     };
     let mut ids = PromptIds::new(model, options.seed);
-    let stop_ids = if options.ignore_eos { vec![] } else { model.generation.eos_token_ids.clone() };
+    let stop_ids = if options.ignore_eos {
+        vec![]
+    } else {
+        model.generation.eos_token_ids.clone()
+    };
     let measure = |prompt: &Prompt, max_tokens: usize| -> Result<crate::engine::GenerationStats> {
         let _ = mlx_rs::memory::reset_peak_memory();
         let mut sampler = Sampler::greedy();
-        let options = GenerateOptions { max_tokens, stop_ids: stop_ids.clone() };
+        let options = GenerateOptions {
+            max_tokens,
+            stop_ids: stop_ids.clone(),
+        };
         let mut decoder = model.decoder(default_prefill_step_size());
-        Ok(engine::generate_prompt(decoder.as_mut(), prompt, &mut sampler, &options, |_| Ok(()))?.stats)
+        Ok(
+            engine::generate_prompt(decoder.as_mut(), prompt, &mut sampler, &options, |_| Ok(()))?
+                .stats,
+        )
     };
     let chat_prompt = |text: &str, image: &Option<RgbImage>| -> Result<Prompt> {
         Ok(model.build_prompt(text, image.as_slice())?)
@@ -125,7 +175,9 @@ pub fn run(
     if results.measurements.len() < prompts.len() {
         let (first, max_tokens) = &prompts[0];
         let warm = match first {
-            SweepPrompt::Random { tokens } => ids_prompt(PromptIds::new(model, options.seed + 1).next(*tokens)),
+            SweepPrompt::Random { tokens } => {
+                ids_prompt(PromptIds::new(model, options.seed + 1).next(*tokens))
+            }
             SweepPrompt::Chat { text, image, .. } => chat_prompt(text, image)?,
         };
         measure(&warm, *max_tokens)?;

@@ -44,8 +44,17 @@ pub fn parse_lengths(spec: &str) -> Result<Vec<usize>, String> {
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Some((range, step)) = part.split_once(['*', '+']) {
             let doubling = part.contains('*');
-            let (lo, hi) = range.split_once('-').ok_or_else(|| format!("range {part:?} needs START-END{}", if doubling { "*FACTOR" } else { "+STEP" }))?;
-            let (lo, hi, step) = (positive(lo, part)?, positive(hi, part)?, positive(step, part)?);
+            let (lo, hi) = range.split_once('-').ok_or_else(|| {
+                format!(
+                    "range {part:?} needs START-END{}",
+                    if doubling { "*FACTOR" } else { "+STEP" }
+                )
+            })?;
+            let (lo, hi, step) = (
+                positive(lo, part)?,
+                positive(hi, part)?,
+                positive(step, part)?,
+            );
             if hi < lo {
                 return Err(format!("range {part:?} ends before it starts"));
             }
@@ -81,12 +90,27 @@ impl FromStr for BenchTest {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("{s:?} is not a test: write pp512, tg128 or pp512+tg128");
         if let Some((p, g)) = s.split_once('+') {
-            let prompt = p.strip_prefix("pp").and_then(|n| n.parse().ok()).filter(|&n| n > 0).ok_or_else(bad)?;
-            let gen = g.strip_prefix("tg").and_then(|n| n.parse().ok()).filter(|&n| n > 0).ok_or_else(bad)?;
+            let prompt = p
+                .strip_prefix("pp")
+                .and_then(|n| n.parse().ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(bad)?;
+            let gen = g
+                .strip_prefix("tg")
+                .and_then(|n| n.parse().ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(bad)?;
             return Ok(BenchTest::PromptGenerate { prompt, gen });
         }
-        let n = |prefix: &str| s.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok()).filter(|&n| n > 0);
-        n("pp").map(|n| BenchTest::Prompt { n }).or_else(|| n("tg").map(|n| BenchTest::Generate { n })).ok_or_else(bad)
+        let n = |prefix: &str| {
+            s.strip_prefix(prefix)
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&n| n > 0)
+        };
+        n("pp")
+            .map(|n| BenchTest::Prompt { n })
+            .or_else(|| n("tg").map(|n| BenchTest::Generate { n }))
+            .ok_or_else(bad)
     }
 }
 
@@ -98,14 +122,19 @@ mod tests {
     fn lengths_accept_lists_and_both_range_kinds() {
         assert_eq!(parse_lengths("128, 512").unwrap(), vec![128, 512]);
         assert_eq!(parse_lengths("64-512*2").unwrap(), vec![64, 128, 256, 512]);
-        assert_eq!(parse_lengths("100-300+100,1000").unwrap(), vec![100, 200, 300, 1000]);
+        assert_eq!(
+            parse_lengths("100-300+100,1000").unwrap(),
+            vec![100, 200, 300, 1000]
+        );
     }
 
     #[test]
     fn lengths_reject_empty_zero_and_backwards_ranges() {
         assert!(parse_lengths("").unwrap_err().contains("no lengths"));
         assert!(parse_lengths("0").unwrap_err().contains("positive"));
-        assert!(parse_lengths("512-64*2").unwrap_err().contains("ends before"));
+        assert!(parse_lengths("512-64*2")
+            .unwrap_err()
+            .contains("ends before"));
         assert!(parse_lengths("64-512*1").unwrap_err().contains("factor"));
         assert!(parse_lengths("abc").is_err());
     }

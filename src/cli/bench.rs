@@ -63,30 +63,63 @@ fn lengths(spec: &str) -> Result<Vec<usize>> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let mut tests: Vec<BenchTest> = lengths(&args.n_prompt).context("-p")?.into_iter().map(|n| BenchTest::Prompt { n }).collect();
-    tests.extend(lengths(&args.n_gen).context("-n")?.into_iter().map(|n| BenchTest::Generate { n }));
+    let mut tests: Vec<BenchTest> = lengths(&args.n_prompt)
+        .context("-p")?
+        .into_iter()
+        .map(|n| BenchTest::Prompt { n })
+        .collect();
+    tests.extend(
+        lengths(&args.n_gen)
+            .context("-n")?
+            .into_iter()
+            .map(|n| BenchTest::Generate { n }),
+    );
     let image = args.image.as_deref().map(load_image).transpose()?;
     if image.is_some() {
         let gens = lengths(&args.n_gen).context("-n")?;
-        tests.extend(if gens.is_empty() { vec![1] } else { gens }.into_iter().map(|gen| BenchTest::Image { gen }));
+        tests.extend(
+            if gens.is_empty() { vec![1] } else { gens }
+                .into_iter()
+                .map(|gen| BenchTest::Image { gen }),
+        );
     }
     tests.extend(args.tests.iter().copied());
-    anyhow::ensure!(!tests.is_empty(), "nothing to run: -p 0 and -n 0 with no --test");
+    anyhow::ensure!(
+        !tests.is_empty(),
+        "nothing to run: -p 0 and -n 0 with no --test"
+    );
 
     let (resolved, group) = match args.tensor_parallel {
         Some(backend) => {
-            let (resolved, group) = crate::model_source::load_tensor_parallel(args.model.as_deref(), args.dtype, backend)?;
+            let (resolved, group) = crate::model_source::load_tensor_parallel(
+                args.model.as_deref(),
+                args.dtype,
+                backend,
+            )?;
             (resolved, Some(group))
         }
-        None => (crate::model_source::load(args.model.as_deref(), args.dtype)?, None),
+        None => (
+            crate::model_source::load(args.model.as_deref(), args.dtype)?,
+            None,
+        ),
     };
     // Every rank runs the same tests in the same order (their collectives pair up); rank 0 reports.
     let quiet = group.as_ref().is_some_and(|g| g.rank() != 0);
     if let (Some(g), false) = (&group, quiet) {
-        eprintln!("tensor parallel: {} ranks ({} backend); rows are rank 0's, per-rank figures follow", g.size(), g.backend());
+        eprintln!(
+            "tensor parallel: {} ranks ({} backend); rows are rank 0's, per-rank figures follow",
+            g.size(),
+            g.backend()
+        );
     }
     let model = &resolved.model;
-    let options = BenchOptions { tests, repetitions: args.repetitions, warmup: !args.no_warmup, seed: args.seed, image };
+    let options = BenchOptions {
+        tests,
+        repetitions: args.repetitions,
+        warmup: !args.no_warmup,
+        seed: args.seed,
+        image,
+    };
     let mut out = std::io::stdout().lock();
     let jsonl = args.output == OutputFormat::Jsonl;
     let mut rows = bench::run(model, &options, |row| {
@@ -107,9 +140,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 let total: u64 = ranks.iter().map(|r| r.peak_memory_bytes).sum();
                 let each: Vec<String> = ranks
                     .iter()
-                    .map(|r| format!("rank {} {:.2} t/s, peak {:.2} GB", r.rank, r.tps_mean, r.peak_memory_bytes as f64 / 1e9))
+                    .map(|r| {
+                        format!(
+                            "rank {} {:.2} t/s, peak {:.2} GB",
+                            r.rank,
+                            r.tps_mean,
+                            r.peak_memory_bytes as f64 / 1e9
+                        )
+                    })
                     .collect();
-                eprintln!("{}: {}; all ranks: peak {:.2} GB", row.test, each.join(", "), total as f64 / 1e9);
+                eprintln!(
+                    "{}: {}; all ranks: peak {:.2} GB",
+                    row.test,
+                    each.join(", "),
+                    total as f64 / 1e9
+                );
             }
         }
     }

@@ -13,10 +13,18 @@ use vlm_models::dtype::dtype_name;
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
     /// The GGUF file.
-    #[arg(long, value_name = "FILE", required_unless_present = "print_format_version")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "print_format_version"
+    )]
     pub from_gguf: Option<PathBuf>,
     /// Output directory (created; must be empty unless --force).
-    #[arg(long, value_name = "DIR", required_unless_present = "print_format_version")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "print_format_version"
+    )]
     pub out: Option<PathBuf>,
     /// Directory holding the model's tokenizer.json and tokenizer_config.json (default: the GGUF's directory).
     #[arg(long, value_name = "DIR")]
@@ -79,7 +87,8 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         overwrite: args.force,
     };
     let started = Instant::now();
-    let s = convert_gguf(src, dest, &opts).with_context(|| format!("cannot convert {}", src.display()))?;
+    let s = convert_gguf(src, dest, &opts)
+        .with_context(|| format!("cannot convert {}", src.display()))?;
     let p = &s.params;
     writeln!(
         out,

@@ -34,11 +34,19 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
 pub fn render(r: &DoctorReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "vlmbench {}", r.vlmbench_version);
-    let _ = writeln!(s, "MLX             {} (backend: {})", r.mlx_version, r.backend);
+    let _ = writeln!(
+        s,
+        "MLX             {} (backend: {})",
+        r.mlx_version, r.backend
+    );
     if let Some(lib) = &r.mlx_library {
         let _ = writeln!(s, "library         {lib}");
     }
-    let _ = writeln!(s, "default device  {}", r.default_device.as_deref().unwrap_or("none"));
+    let _ = writeln!(
+        s,
+        "default device  {}",
+        r.default_device.as_deref().unwrap_or("none")
+    );
     let _ = writeln!(s, "memory limit    {}", human_bytes(r.memory.limit as u64));
     let _ = writeln!(s, "devices");
     for d in &r.devices {
@@ -50,10 +58,22 @@ pub fn render(r: &DoctorReport) -> String {
             .map(human_bytes)
             .unwrap_or_default();
         let arch = d.property("architecture").unwrap_or("");
-        let state = if d.available { "available" } else { "unavailable" };
-        let _ = writeln!(s, "  {:<6} {:<11} {name} ({arch}) {mem}", device_label(d), state);
+        let state = if d.available {
+            "available"
+        } else {
+            "unavailable"
+        };
+        let _ = writeln!(
+            s,
+            "  {:<6} {:<11} {name} ({arch}) {mem}",
+            device_label(d),
+            state
+        );
     }
-    let _ = writeln!(s, "checks: 4-bit quantized matmul vs float32 on the dequantized weight");
+    let _ = writeln!(
+        s,
+        "checks: 4-bit quantized matmul vs float32 on the dequantized weight"
+    );
     for c in &r.checks {
         match (&c.quantized_matmul, &c.error) {
             (Some(q), _) => {
@@ -70,6 +90,14 @@ pub fn render(r: &DoctorReport) -> String {
             (None, None) => {}
         }
     }
-    let _ = writeln!(s, "{}", if r.passed { "all checks passed" } else { "SOME CHECKS FAILED" });
+    let _ = writeln!(
+        s,
+        "{}",
+        if r.passed {
+            "all checks passed"
+        } else {
+            "SOME CHECKS FAILED"
+        }
+    );
     s
 }

@@ -70,7 +70,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             None => DataSource::Hub,
         },
         n: args.n.unwrap_or(n),
-        out: args.out.clone().unwrap_or_else(|| PathBuf::from("eval-runs").join(name)),
+        out: args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("eval-runs").join(name)),
         resume: args.resume,
         max_tokens: args.max_tokens.unwrap_or(max_tokens),
         distributed: args.distributed,

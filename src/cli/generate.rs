@@ -8,9 +8,9 @@ use vlm_models::distributed::Backend;
 use vlm_models::dtype::{dtype_name, DtypeChoice};
 use vlm_models::image_io::load_image;
 
-use crate::model_source;
 use super::sampling_args::SamplingArgs;
 use crate::engine::{self, GenerateOptions, GenerationStats, TextGeneration};
+use crate::model_source;
 
 /// Generate text from a prompt, streaming tokens and printing the statistics.
 #[derive(Debug, Args)]
@@ -83,10 +83,15 @@ struct ImageReport {
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
     // Images first: a bad path fails in a second, before the model loads.
-    let images = args.images.iter().map(|p| load_image(p)).collect::<Result<Vec<_>, _>>()?;
+    let images = args
+        .images
+        .iter()
+        .map(|p| load_image(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let (resolved, group) = match args.tensor_parallel {
         Some(backend) => {
-            let (resolved, group) = model_source::load_tensor_parallel(args.model.as_deref(), args.dtype, backend)?;
+            let (resolved, group) =
+                model_source::load_tensor_parallel(args.model.as_deref(), args.dtype, backend)?;
             (resolved, Some(group))
         }
         None => (model_source::load(args.model.as_deref(), args.dtype)?, None),
@@ -100,13 +105,14 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let options = GenerateOptions::with_eos(model, args.max_tokens, args.ignore_eos);
     let stream = args.stream && !args.json && !quiet;
     let mut out = std::io::stdout().lock();
-    let TextGeneration { text, generation } = engine::generate_text(model, &prompt, &mut sampler, &options, |piece| {
-        if stream {
-            write!(out, "{piece}")?;
-            out.flush()?;
-        }
-        Ok(())
-    })?;
+    let TextGeneration { text, generation } =
+        engine::generate_text(model, &prompt, &mut sampler, &options, |piece| {
+            if stream {
+                write!(out, "{piece}")?;
+                out.flush()?;
+            }
+            Ok(())
+        })?;
 
     if quiet {
         return Ok(());
@@ -131,7 +137,10 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             text,
             token_ids: &generation.token_ids,
             stats: &generation.stats,
-            tensor_parallel: group.as_ref().map(|g| TensorParallelReport { backend: g.backend().name(), ranks: g.size() }),
+            tensor_parallel: group.as_ref().map(|g| TensorParallelReport {
+                backend: g.backend().name(),
+                ranks: g.size(),
+            }),
         };
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -140,7 +149,10 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         } else {
             writeln!(out, "{text}")?;
         }
-        eprint!("{}", render_stats(&generation.stats, load_s, dtype_name(dtype)));
+        eprint!(
+            "{}",
+            render_stats(&generation.stats, load_s, dtype_name(dtype))
+        );
     }
     Ok(())
 }

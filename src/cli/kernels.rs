@@ -5,52 +5,102 @@ use clap::Args;
 use mlx_rs::{Device, Dtype, Stream};
 use vlm_models::kernels::check::{check_gemv, GemvShapeReport};
 
-/// Check vlmbench's custom CUDA kernels against MLX's stock ones and time both (GPU only).
+/// Check vlmbench's own 4-bit matrix products against MLX's stock ones and time both.
 ///
-/// For each K x N shape: a random weight quantized to 4 bits (groups of 64), one activation row;
-/// both kernels compared with a float32 product, then timed over weight copies that do not fit
-/// the L2 cache. Prints microseconds and GB/s per kernel.
+/// For each K x N shape: a random weight quantized to 4 bits (groups of 64) and --rows activation
+/// rows; both products compared with a float32 product, then timed over weight copies that do
+/// not fit the caches. Prints microseconds and GB/s per kernel. On a CUDA GPU this is the GEMV
+/// (one row); on the CPU the Rust products (float32, any number of rows).
 #[derive(Debug, Args)]
 pub struct KernelsArgs {
     /// Shapes as KxN (input features x output features), comma-separated. The default is every
-    /// 4-bit matrix of a Gemma-4-31B decode step and its LM head.
-    #[arg(long, value_delimiter = ',', default_value = "5376x8192,5376x4096,8192x5376,5376x16384,5376x2048,16384x5376,5376x21504,21504x5376,5376x262144")]
+    /// 4-bit matrix of a decode step and the LM head: Gemma-4-31B's on a GPU, Gemma 4 E2B's on
+    /// the CPU.
+    #[arg(long, value_delimiter = ',')]
     pub shapes: Vec<String>,
-    /// Activation dtype: bfloat16, float16 or float32.
-    #[arg(long, default_value = "bfloat16")]
-    pub dtype: String,
+    /// Where to run: gpu (CUDA builds) or cpu. Default: gpu when the MLX library is the CUDA one.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Activation rows (1 = decode; more = a prefill chunk; GPU: 1 only).
+    #[arg(long, default_value_t = 1)]
+    pub rows: i32,
+    /// Activation dtype: bfloat16, float16 or float32 (CPU: float32). Default: bfloat16 on a GPU,
+    /// float32 on the CPU.
+    #[arg(long)]
+    pub dtype: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
+const GPU_SHAPES: &str = "5376x8192,5376x4096,8192x5376,5376x16384,5376x2048,16384x5376,5376x21504,21504x5376,5376x262144";
+const CPU_SHAPES: &str = "1536x2048,1536x256,2048x1536,1536x6144,6144x1536,1536x262144";
+
 pub fn run(args: &KernelsArgs) -> Result<()> {
-    let shapes = args.shapes.iter().map(|s| parse_shape(s)).collect::<Result<Vec<_>>>()?;
-    let dtype = match args.dtype.as_str() {
-        "bfloat16" => Dtype::Bfloat16,
-        "float16" => Dtype::Float16,
-        "float32" => Dtype::Float32,
-        other => bail!("--dtype {other:?}: use bfloat16, float16 or float32"),
-    };
     let backend = vlm_models::runtime::backend();
-    if backend != "cuda" {
-        bail!("kernels: vlmbench's custom kernels run on CUDA GPUs; this MLX library's backend is {backend} (see docs/gpu.md)");
+    let gpu = match args.device.as_deref() {
+        None => backend == "cuda",
+        Some("gpu") if backend != "cuda" => {
+            bail!("kernels --device gpu: vlmbench's GPU kernels run on CUDA GPUs; this MLX library's backend is {backend} (see docs/gpu.md)")
+        }
+        Some("gpu") => true,
+        Some("cpu") => false,
+        Some(other) => bail!("--device {other:?}: use cpu or gpu"),
+    };
+    let shapes = if args.shapes.is_empty() {
+        (if gpu { GPU_SHAPES } else { CPU_SHAPES })
+            .split(',')
+            .map(parse_shape)
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        args.shapes
+            .iter()
+            .map(|s| parse_shape(s))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let dtype = match args.dtype.as_deref() {
+        None if gpu => Dtype::Bfloat16,
+        None | Some("float32") => Dtype::Float32,
+        Some("bfloat16") => Dtype::Bfloat16,
+        Some("float16") => Dtype::Float16,
+        Some(other) => bail!("--dtype {other:?}: use bfloat16, float16 or float32"),
+    };
+    if args.rows < 1 || (gpu && args.rows != 1) {
+        bail!(
+            "--rows {}: use 1 on a GPU (the GEMV), 1 or more on the CPU",
+            args.rows
+        );
     }
-    let stream = Stream::new_with_device(&Device::gpu());
-    let reports = check_gemv(&shapes, dtype, &stream).map_err(|e| anyhow::anyhow!("kernels: {}", e.what()))?;
+    if !gpu && dtype != Dtype::Float32 {
+        bail!(
+            "--dtype {:?}: the CPU products take float32 activations",
+            args.dtype.as_deref().unwrap_or_default()
+        );
+    }
+    let stream = Stream::new_with_device(&if gpu { Device::gpu() } else { Device::cpu() });
+    let reports = check_gemv(&shapes, args.rows, dtype, &stream)
+        .map_err(|e| anyhow::anyhow!("kernels: {}", e.what()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
         print!("{}", render(&reports));
     }
     if let Some(bad) = reports.iter().find(|r| !r.passed) {
-        bail!("kernels: the custom GEMV is outside the tolerance at K={} N={} (relative error {:.2e})", bad.k, bad.n, bad.vlmbench_relative_error);
+        bail!(
+            "kernels: vlmbench's product is outside the tolerance at M={} K={} N={} (relative error {:.2e})",
+            bad.m,
+            bad.k,
+            bad.n,
+            bad.vlmbench_relative_error
+        );
     }
     Ok(())
 }
 
 fn parse_shape(s: &str) -> Result<(i32, i32)> {
-    let (k, n) = s.split_once(['x', 'X']).with_context(|| format!("--shapes {s:?}: write KxN, e.g. 5376x8192"))?;
+    let (k, n) = s
+        .split_once(['x', 'X'])
+        .with_context(|| format!("--shapes {s:?}: write KxN, e.g. 5376x8192"))?;
     let num = |v: &str| v.trim().parse::<i32>().ok().filter(|v| *v > 0);
     match (num(k), num(n)) {
         (Some(k), Some(n)) => Ok((k, n)),
@@ -60,12 +110,13 @@ fn parse_shape(s: &str) -> Result<(i32, i32)> {
 
 fn render(reports: &[GemvShapeReport]) -> String {
     let mut s = String::from(
-        "| K x N | MB read | MLX us | MLX GB/s | vlmbench us | vlmbench GB/s | speedup | rel. error MLX | rel. error vlmbench | ok |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| M x K x N | MB read | MLX us | MLX GB/s | vlmbench us | vlmbench GB/s | speedup | rel. error MLX | rel. error vlmbench | ok |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in reports {
         let _ = writeln!(
             s,
-            "| {}x{} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.2} | {:.1e} | {:.1e} | {} |",
+            "| {}x{}x{} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.2} | {:.1e} | {:.1e} | {} |",
+            r.m,
             r.k,
             r.n,
             r.bytes as f64 / 1e6,

@@ -112,7 +112,10 @@ mod tests {
     fn one_line_skips_causes_already_in_the_message_and_joins_the_rest() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
         let e = anyhow::Error::new(Repeats { source: io }).context("cannot load model m");
-        assert_eq!(one_line(&e), "cannot load model m: cannot read x.json: no such file");
+        assert_eq!(
+            one_line(&e),
+            "cannot load model m: cannot read x.json: no such file"
+        );
         let multi = anyhow::anyhow!("line one\nline two").context("outer");
         assert_eq!(one_line(&multi), "outer: line one line two");
     }

@@ -12,10 +12,10 @@ use crate::bench::moondream::{self, AnswerFn};
 use crate::bench::results::ResultsFile;
 use crate::bench::sweep::{run_info, run_info_for};
 use crate::model_source;
+use crate::sample_images::{image_or_sample, ASTRONAUT};
+use crate::tasks::moondream_native::{self, moondream_dir, NativeMoondream};
 use vlm_models::moondream2::sampling::TextSettings;
 use vlm_models::sampling::Sampler;
-use crate::tasks::moondream_native::{self, moondream_dir, NativeMoondream};
-use crate::sample_images::{image_or_sample, ASTRONAUT};
 
 /// Time the Moondream seed script's six tasks on one image: short caption, streamed caption (first
 /// token and average token latency), full caption, visual query, detection, pointing, and the total.
@@ -59,7 +59,9 @@ pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
     let mut loaded = match moondream_dir(args.model.as_deref())? {
         Some(dir) => {
             let model = NativeMoondream::load(&dir, args.tokenizer.as_deref(), args.dtype)?;
-            let settings = args.sampling.moondream_settings(moondream_native::MAX_TOKENS)?;
+            let settings = args
+                .sampling
+                .moondream_settings(moondream_native::MAX_TOKENS)?;
             Loaded::Native(Box::new(model), dir, settings)
         }
         None if args.tokenizer.is_some() => bail!("--tokenizer is for Moondream2 checkpoints"),
@@ -73,19 +75,42 @@ pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
     let (info, spec, load_s, mut answer): (_, _, _, Box<AnswerFn>) = match &mut loaded {
         Loaded::Native(model, dir, settings) => {
             let (model, settings, image) = (&**model, &*settings, &image);
-            let answer = Box::new(move |task: &_, on_piece: &mut dyn FnMut(&str) -> Result<()>| {
-                let (answered, output) = model.answer(image, task, settings, on_piece)?;
-                Ok((answered, Ok(output)))
-            });
-            (run_info_for(dir, model.dtype, label), args.model.clone().unwrap_or_default(), model.load_s, answer)
+            let answer = Box::new(
+                move |task: &_, on_piece: &mut dyn FnMut(&str) -> Result<()>| {
+                    let (answered, output) = model.answer(image, task, settings, on_piece)?;
+                    Ok((answered, Ok(output)))
+                },
+            );
+            (
+                run_info_for(dir, model.dtype, label),
+                args.model.clone().unwrap_or_default(),
+                model.load_s,
+                answer,
+            )
         }
         Loaded::Prompted(resolved, sampler) => {
             let info = run_info(&resolved.model, label);
-            (info, resolved.spec.clone(), resolved.load_s, moondream::prompted(&resolved.model, &image, sampler))
+            (
+                info,
+                resolved.spec.clone(),
+                resolved.load_s,
+                moondream::prompted(&resolved.model, &image, sampler),
+            )
         }
     };
-    println!("Model: {} on {}, image {} ({}x{})\n", spec, info.device, image_name, image.width(), image.height());
-    let mut partial = ResultsFile { kind: crate::bench::results::ResultKind::TaskBench, run: info.clone(), measurements: vec![] };
+    println!(
+        "Model: {} on {}, image {} ({}x{})\n",
+        spec,
+        info.device,
+        image_name,
+        image.width(),
+        image.height()
+    );
+    let mut partial = ResultsFile {
+        kind: crate::bench::results::ResultKind::TaskBench,
+        run: info.clone(),
+        measurements: vec![],
+    };
     let mut out = std::io::stdout();
     let mut stream_started = false;
 
@@ -119,10 +144,21 @@ pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
         },
     )?;
     let total: f64 = results.measurements.iter().map(|m| m.total_s).sum();
-    println!("=== Total end-to-end runtime: {:.3} sec (tasks {total:.3} s, model load {:.3} s) ===\n", global_start.elapsed().as_secs_f64(), load_s);
+    println!(
+        "=== Total end-to-end runtime: {:.3} sec (tasks {total:.3} s, model load {:.3} s) ===\n",
+        global_start.elapsed().as_secs_f64(),
+        load_s
+    );
 
     let mut table = Builder::default();
-    table.push_record(["Task", "Runtime (s)", "Prompt tok", "Gen tok", "Gen tok/s", "TTFT (s)"]);
+    table.push_record([
+        "Task",
+        "Runtime (s)",
+        "Prompt tok",
+        "Gen tok",
+        "Gen tok/s",
+        "TTFT (s)",
+    ]);
     for m in &results.measurements {
         table.push_record([
             m.label.clone(),
@@ -133,7 +169,14 @@ pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
             format!("{:.3}", m.time_to_first_token_s),
         ]);
     }
-    table.push_record(["**Total runtime**".to_string(), format!("{total:.2}"), String::new(), String::new(), String::new(), String::new()]);
+    table.push_record([
+        "**Total runtime**".to_string(),
+        format!("{total:.2}"),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]);
     println!("{}", table.build().with(Style::markdown()));
     if let Some(path) = &args.output {
         results.save(path)?;

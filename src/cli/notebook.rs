@@ -86,7 +86,11 @@ fn run_gemma4(args: &Gemma4Args) -> Result<()> {
         resume: args.resume,
         scene_image: args.scene_image.clone(),
         segment_image: args.segment_image.clone(),
-        eval: EvalSources { vqa_data: args.vqa_data.clone(), coco_data: args.coco_data.clone(), hub: args.hub },
+        eval: EvalSources {
+            vqa_data: args.vqa_data.clone(),
+            coco_data: args.coco_data.clone(),
+            hub: args.hub,
+        },
         tensor_parallel: args.tensor_parallel,
     };
     // On a tensor-parallel group only rank 0 writes the report.

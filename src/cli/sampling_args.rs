@@ -26,13 +26,16 @@ pub struct SamplingArgs {
 impl SamplingArgs {
     /// The sampler for `model`: its generation_config with these flags on top.
     pub fn sampler(&self, model: &LoadedModel) -> Result<Sampler> {
-        let overrides = SamplingOverrides { temperature: self.temperature, top_p: self.top_p, top_k: self.top_k };
+        let overrides = SamplingOverrides {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+        };
         let sampler = Sampler::new(model.generation.sampling(overrides), self.seed)?;
         sampler.check_vocab(model.vocab_size())?;
         Ok(sampler)
     }
 }
-
 
 impl SamplingArgs {
     /// Moondream2's caption/query settings: the reference's sampling (temperature 0.5, top-p

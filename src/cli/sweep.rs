@@ -7,9 +7,9 @@ use vlm_models::dtype::DtypeChoice;
 use crate::bench::parse_lengths;
 use crate::bench::results::ResultKind;
 use crate::bench::sweep::{self, notebook_prompts, SweepOptions, SweepPrompt};
-use crate::sample_images::{image_or_sample, ASTRONAUT};
 use crate::report::charts;
 use crate::report::tables::measurements_table;
+use crate::sample_images::{image_or_sample, ASTRONAUT};
 
 /// Measure generation over many prompts: a prompt-length sweep, the notebook's throughput table,
 /// or a file of prompts. Results are saved after every point (--resume continues a run).
@@ -61,27 +61,65 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         let (image, _) = image_or_sample(args.notebook_image.as_deref(), ASTRONAUT)?;
         (ResultKind::PromptTable, notebook_prompts(&image), false)
     } else if let Some(file) = &args.prompts_file {
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read prompts file {}", file.display()))?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read prompts file {}", file.display()))?;
         let prompts: Vec<_> = text
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .enumerate()
-            .map(|(i, l)| (SweepPrompt::Chat { label: format!("prompt {}", i + 1), text: l.to_owned(), image: None }, args.gen))
+            .map(|(i, l)| {
+                (
+                    SweepPrompt::Chat {
+                        label: format!("prompt {}", i + 1),
+                        text: l.to_owned(),
+                        image: None,
+                    },
+                    args.gen,
+                )
+            })
             .collect();
-        anyhow::ensure!(!prompts.is_empty(), "prompts file {} has no prompts", file.display());
+        anyhow::ensure!(
+            !prompts.is_empty(),
+            "prompts file {} has no prompts",
+            file.display()
+        );
         (ResultKind::PromptTable, prompts, true)
     } else {
         let spec = args.lengths.as_deref().unwrap_or("64-1024*2");
-        let lengths = parse_lengths(spec).map_err(anyhow::Error::msg).context("--lengths")?;
-        (ResultKind::PromptLengthSweep, lengths.into_iter().map(|tokens| (SweepPrompt::Random { tokens }, args.gen)).collect(), true)
+        let lengths = parse_lengths(spec)
+            .map_err(anyhow::Error::msg)
+            .context("--lengths")?;
+        (
+            ResultKind::PromptLengthSweep,
+            lengths
+                .into_iter()
+                .map(|tokens| (SweepPrompt::Random { tokens }, args.gen))
+                .collect(),
+            true,
+        )
     };
     let resolved = crate::model_source::load(args.model.as_deref(), args.dtype)?;
     let model = &resolved.model;
-    let options = SweepOptions { label: args.label.clone(), seed: args.seed, ignore_eos };
-    let results = sweep::run(model, kind, &prompts, &options, &args.out, args.resume, |m| {
-        eprintln!("{}: {} prompt tokens, {:.1} tok/s prefill, {:.1} tok/s decode", m.label, m.prompt_tokens, m.prefill_tps, m.decode_tps);
-    })?;
+    let options = SweepOptions {
+        label: args.label.clone(),
+        seed: args.seed,
+        ignore_eos,
+    };
+    let results = sweep::run(
+        model,
+        kind,
+        &prompts,
+        &options,
+        &args.out,
+        args.resume,
+        |m| {
+            eprintln!(
+                "{}: {} prompt tokens, {:.1} tok/s prefill, {:.1} tok/s decode",
+                m.label, m.prompt_tokens, m.prefill_tps, m.decode_tps
+            );
+        },
+    )?;
     println!("{}", measurements_table(&results.measurements));
     eprintln!("results: {}", args.out.display());
     if let Some(dir) = &args.chart_dir {

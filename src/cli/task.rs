@@ -16,8 +16,8 @@ use crate::engine::{GenerateOptions, GenerationStats};
 use crate::model_source;
 use crate::report::overlay::{class_color, LabeledBox, Overlay, POLYGON_RED};
 use crate::tasks::coords::ImageSize;
-use crate::tasks::prompts::{CaptionLength, SEGMENT_NOTEBOOK_TARGET};
 use crate::tasks::moondream_native::{self, moondream_dir, NativeMoondream};
+use crate::tasks::prompts::{CaptionLength, SEGMENT_NOTEBOOK_TARGET};
 use crate::tasks::run::{ask, read_answer, Task, TaskOutput};
 
 /// Flags every task shares.
@@ -123,27 +123,62 @@ struct ImageInfo {
 }
 
 pub fn caption(args: &CaptionArgs) -> Result<()> {
-    run(&Task::Caption { length: args.length }, &args.common, args.stream)
+    run(
+        &Task::Caption {
+            length: args.length,
+        },
+        &args.common,
+        args.stream,
+    )
 }
 
 pub fn query(args: &QueryArgs) -> Result<()> {
-    run(&Task::Query { question: args.question.clone() }, &args.common, args.stream)
+    run(
+        &Task::Query {
+            question: args.question.clone(),
+        },
+        &args.common,
+        args.stream,
+    )
 }
 
 pub fn detect(args: &ObjectArgs) -> Result<()> {
-    run(&Task::Detect { object: args.object.clone() }, &args.common, false)
+    run(
+        &Task::Detect {
+            object: args.object.clone(),
+        },
+        &args.common,
+        false,
+    )
 }
 
 pub fn point(args: &ObjectArgs) -> Result<()> {
-    run(&Task::Point { object: args.object.clone() }, &args.common, false)
+    run(
+        &Task::Point {
+            object: args.object.clone(),
+        },
+        &args.common,
+        false,
+    )
 }
 
 pub fn segment(args: &SegmentArgs) -> Result<()> {
-    run(&Task::Segment { object: args.object.clone() }, &args.common, false)
+    run(
+        &Task::Segment {
+            object: args.object.clone(),
+        },
+        &args.common,
+        false,
+    )
 }
 
 fn run(task: &Task, args: &TaskArgs, stream: bool) -> Result<()> {
-    if args.overlay.is_some() && !matches!(task, Task::Detect { .. } | Task::Point { .. } | Task::Segment { .. }) {
+    if args.overlay.is_some()
+        && !matches!(
+            task,
+            Task::Detect { .. } | Task::Point { .. } | Task::Segment { .. }
+        )
+    {
         bail!("--overlay draws boxes, points or polygons: use it with detect, point or segment, not {}", task.name());
     }
     // The image first: a bad path fails in a second, before the model loads.
@@ -163,22 +198,53 @@ fn run(task: &Task, args: &TaskArgs, stream: bool) -> Result<()> {
     let (answered, output, spec, dtype, load_s) = if let Some(dir) = native_dir {
         // Moondream2: its own templates, decode loops and region head (no prompt to read back).
         let native = NativeMoondream::load(&dir, args.tokenizer.as_deref(), args.dtype)?;
-        let settings = args.sampling.moondream_settings(args.max_tokens.unwrap_or(moondream_native::MAX_TOKENS))?;
+        let settings = args
+            .sampling
+            .moondream_settings(args.max_tokens.unwrap_or(moondream_native::MAX_TOKENS))?;
         let (answered, output) = native.answer(&image, task, &settings, &mut on_piece)?;
-        (answered, output, args.model.clone().unwrap_or_default(), native.dtype, native.load_s)
+        (
+            answered,
+            output,
+            args.model.clone().unwrap_or_default(),
+            native.dtype,
+            native.load_s,
+        )
     } else {
         if args.tokenizer.is_some() {
-            bail!("--tokenizer is for Moondream2 checkpoints; {} is not one", args.model.as_deref().unwrap_or(model_source::BUILT_IN));
+            bail!(
+                "--tokenizer is for Moondream2 checkpoints; {} is not one",
+                args.model.as_deref().unwrap_or(model_source::BUILT_IN)
+            );
         }
         let resolved = model_source::load(args.model.as_deref(), args.dtype)?;
         let model = &resolved.model;
         let mut sampler = args.sampling.sampler(model)?;
-        let options = GenerateOptions::until_stop(model, args.max_tokens.unwrap_or_else(|| task.default_max_tokens()));
-        let answered = ask(model, &image, &task.prompt(), &mut sampler, &options, &mut on_piece)?;
+        let options = GenerateOptions::until_stop(
+            model,
+            args.max_tokens.unwrap_or_else(|| task.default_max_tokens()),
+        );
+        let answered = ask(
+            model,
+            &image,
+            &task.prompt(),
+            &mut sampler,
+            &options,
+            &mut on_piece,
+        )?;
         let output = read_answer(task, &answered.text, size).with_context(|| {
-            format!("the model's answer to {} could not be read ({})", task.name(), preview(&answered.text))
+            format!(
+                "the model's answer to {} could not be read ({})",
+                task.name(),
+                preview(&answered.text)
+            )
         })?;
-        (answered, output, resolved.spec, model.dtype, resolved.load_s)
+        (
+            answered,
+            output,
+            resolved.spec,
+            model.dtype,
+            resolved.load_s,
+        )
     };
 
     if let Some(path) = &args.overlay {
@@ -190,7 +256,11 @@ fn run(task: &Task, args: &TaskArgs, stream: bool) -> Result<()> {
             model: &spec,
             dtype: dtype_name(dtype),
             load_s,
-            image: ImageInfo { path: args.image.display().to_string(), width: size.width, height: size.height },
+            image: ImageInfo {
+                path: args.image.display().to_string(),
+                width: size.width,
+                height: size.height,
+            },
             prompt: &answered.prompt,
             raw_answer: &answered.text,
             token_ids: &answered.token_ids,
@@ -209,7 +279,10 @@ fn run(task: &Task, args: &TaskArgs, stream: bool) -> Result<()> {
     if let Some(path) = &args.overlay {
         eprintln!("overlay written to {}", path.display());
     }
-    eprint!("{}", render_stats(&answered.stats, load_s, dtype_name(dtype)));
+    eprint!(
+        "{}",
+        render_stats(&answered.stats, load_s, dtype_name(dtype))
+    );
     Ok(())
 }
 
@@ -231,15 +304,26 @@ fn render_output(output: &TaskOutput) -> String {
     let mut s = String::new();
     let notes = |s: &mut String, skipped: &[crate::tasks::answer::Skipped], truncated: bool| {
         for skip in skipped {
-            s.push_str(&format!("skipped element {}: {}\n", skip.index, skip.reason));
+            s.push_str(&format!(
+                "skipped element {}: {}\n",
+                skip.index, skip.reason
+            ));
         }
         if truncated {
-            s.push_str("the answer was cut off at the token limit; its complete elements are shown\n");
+            s.push_str(
+                "the answer was cut off at the token limit; its complete elements are shown\n",
+            );
         }
     };
     match output {
-        TaskOutput::Caption { caption: text } | TaskOutput::Answer { answer: text } => s = format!("{text}\n"),
-        TaskOutput::Objects { objects, skipped, truncated } => {
+        TaskOutput::Caption { caption: text } | TaskOutput::Answer { answer: text } => {
+            s = format!("{text}\n")
+        }
+        TaskOutput::Objects {
+            objects,
+            skipped,
+            truncated,
+        } => {
             s.push_str(&format!("found {} object(s)\n", objects.len()));
             for o in objects {
                 let [x0, y0, x1, y1] = o.pixel_box;
@@ -250,15 +334,30 @@ fn render_output(output: &TaskOutput) -> String {
             }
             notes(&mut s, skipped, *truncated);
         }
-        TaskOutput::Points { points, skipped, truncated } => {
+        TaskOutput::Points {
+            points,
+            skipped,
+            truncated,
+        } => {
             s.push_str(&format!("found {} point(s)\n", points.len()));
             for p in points {
-                s.push_str(&format!("  {}: x {:.3}, y {:.3}  (pixel {:.0},{:.0})\n", p.label, p.x, p.y, p.pixel[0], p.pixel[1]));
+                s.push_str(&format!(
+                    "  {}: x {:.3}, y {:.3}  (pixel {:.0},{:.0})\n",
+                    p.label, p.x, p.y, p.pixel[0], p.pixel[1]
+                ));
             }
             notes(&mut s, skipped, *truncated);
         }
-        TaskOutput::Polygon { polygon, skipped, truncated } => {
-            s.push_str(&format!("polygon of {} points — {}\n", polygon.points.len(), polygon.label));
+        TaskOutput::Polygon {
+            polygon,
+            skipped,
+            truncated,
+        } => {
+            s.push_str(&format!(
+                "polygon of {} points — {}\n",
+                polygon.points.len(),
+                polygon.label
+            ));
             notes(&mut s, skipped, *truncated);
         }
     }
@@ -291,34 +390,66 @@ struct SavedResult {
 
 /// Re-reads the saved raw answer (the same parser as the live run) and draws it.
 pub fn draw_saved(args: &DrawArgs) -> Result<()> {
-    let bytes = std::fs::read(&args.result).with_context(|| format!("cannot read {}", args.result.display()))?;
-    let saved: SavedResult = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a task result written by --json", args.result.display()))?;
+    let bytes = std::fs::read(&args.result)
+        .with_context(|| format!("cannot read {}", args.result.display()))?;
+    let saved: SavedResult = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{} is not a task result written by --json",
+            args.result.display()
+        )
+    })?;
     if let Some(model) = &saved.native {
         bail!(
             "{} holds a native {model} result, which draw cannot read back: pass --overlay PNG when running the task",
             args.result.display()
         );
     }
-    let path = args.image.clone().unwrap_or_else(|| PathBuf::from(&saved.image.path));
+    let path = args
+        .image
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&saved.image.path));
     let image = load_image(&path)?;
-    let output = read_answer(&saved.task, &saved.raw_answer, ImageSize::new(image.width(), image.height()))
-        .with_context(|| format!("the answer saved in {} could not be read", args.result.display()))?;
-    if matches!(output, TaskOutput::Caption { .. } | TaskOutput::Answer { .. }) {
-        bail!("{} holds a {} result: only detect, point and segment results can be drawn", args.result.display(), saved.task.name());
+    let output = read_answer(
+        &saved.task,
+        &saved.raw_answer,
+        ImageSize::new(image.width(), image.height()),
+    )
+    .with_context(|| {
+        format!(
+            "the answer saved in {} could not be read",
+            args.result.display()
+        )
+    })?;
+    if matches!(
+        output,
+        TaskOutput::Caption { .. } | TaskOutput::Answer { .. }
+    ) {
+        bail!(
+            "{} holds a {} result: only detect, point and segment results can be drawn",
+            args.result.display(),
+            saved.task.name()
+        );
     }
     draw(&image, &output, &args.output)?;
     eprintln!("overlay written to {}", args.output.display());
     Ok(())
 }
 
-fn draw(image: &vlm_models::image_io::RgbImage, output: &TaskOutput, path: &std::path::Path) -> Result<()> {
+fn draw(
+    image: &vlm_models::image_io::RgbImage,
+    output: &TaskOutput,
+    path: &std::path::Path,
+) -> Result<()> {
     let mut overlay = Overlay::from_image(image)?;
     match output {
         TaskOutput::Objects { objects, .. } => {
             let boxes: Vec<LabeledBox> = objects
                 .iter()
-                .map(|o| LabeledBox { pixels: o.pixels(), label: o.label.clone(), color: class_color(&o.label) })
+                .map(|o| LabeledBox {
+                    pixels: o.pixels(),
+                    label: o.label.clone(),
+                    color: class_color(&o.label),
+                })
                 .collect();
             overlay.boxes(&boxes);
         }

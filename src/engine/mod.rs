@@ -31,13 +31,23 @@ pub struct GenerateOptions {
 impl GenerateOptions {
     /// Up to `max_tokens`, stopping at the model's stop tokens.
     pub fn until_stop(model: &vlm_models::model::LoadedModel, max_tokens: usize) -> Self {
-        Self { max_tokens, stop_ids: model.generation.eos_token_ids.clone() }
+        Self {
+            max_tokens,
+            stop_ids: model.generation.eos_token_ids.clone(),
+        }
     }
 
     /// Exactly `max_tokens` unless `ignore_eos` is false, in which case as [`Self::until_stop`].
-    pub fn with_eos(model: &vlm_models::model::LoadedModel, max_tokens: usize, ignore_eos: bool) -> Self {
+    pub fn with_eos(
+        model: &vlm_models::model::LoadedModel,
+        max_tokens: usize,
+        ignore_eos: bool,
+    ) -> Self {
         if ignore_eos {
-            Self { max_tokens, stop_ids: vec![] }
+            Self {
+                max_tokens,
+                stop_ids: vec![],
+            }
         } else {
             Self::until_stop(model, max_tokens)
         }
@@ -61,7 +71,10 @@ pub fn generate(
     options: &GenerateOptions,
     on_token: impl FnMut(u32) -> Result<()>,
 ) -> Result<Generation> {
-    let prompt = Prompt { ids: prompt_ids.to_vec(), ..Default::default() };
+    let prompt = Prompt {
+        ids: prompt_ids.to_vec(),
+        ..Default::default()
+    };
     generate_prompt(decoder, &prompt, sampler, options, on_token)
 }
 
@@ -75,7 +88,10 @@ pub fn generate_prompt(
     mut on_token: impl FnMut(u32) -> Result<()>,
 ) -> Result<Generation> {
     let prompt_ids = &prompt.ids;
-    anyhow::ensure!(!prompt_ids.is_empty(), "the prompt is empty: nothing to generate from");
+    anyhow::ensure!(
+        !prompt_ids.is_empty(),
+        "the prompt is empty: nothing to generate from"
+    );
     anyhow::ensure!(options.max_tokens > 0, "max_tokens must be at least 1");
     let start = Instant::now();
     let mut sample = |logits: &Array| -> Result<Array> {
@@ -117,8 +133,18 @@ pub fn generate_prompt(
     };
     let last_token_s = start.elapsed().as_secs_f64();
     let peak = mlx_rs::memory::peak_memory().unwrap_or(0) as u64;
-    let timings = Timings { vision_encode_s, first_token_s, last_token_s };
-    let stats = GenerationStats::from_timings(prompt_ids.len(), token_ids.len(), timings, peak, finish_reason);
+    let timings = Timings {
+        vision_encode_s,
+        first_token_s,
+        last_token_s,
+    };
+    let stats = GenerationStats::from_timings(
+        prompt_ids.len(),
+        token_ids.len(),
+        timings,
+        peak,
+        finish_reason,
+    );
     Ok(Generation { token_ids, stats })
 }
 
@@ -158,13 +184,25 @@ mod tests {
     }
 
     fn run(max_tokens: usize, stop_ids: Vec<u32>) -> (Generation, Vec<u32>, Counter) {
-        let mut model = Counter { vocab: 16, seen: vec![] };
+        let mut model = Counter {
+            vocab: 16,
+            seen: vec![],
+        };
         let mut streamed = vec![];
-        let options = GenerateOptions { max_tokens, stop_ids };
-        let g = generate(&mut model, &[3, 4], &mut Sampler::greedy(), &options, |id| {
-            streamed.push(id);
-            Ok(())
-        })
+        let options = GenerateOptions {
+            max_tokens,
+            stop_ids,
+        };
+        let g = generate(
+            &mut model,
+            &[3, 4],
+            &mut Sampler::greedy(),
+            &options,
+            |id| {
+                streamed.push(id);
+                Ok(())
+            },
+        )
         .unwrap();
         (g, streamed, model)
     }
@@ -196,16 +234,31 @@ mod tests {
 
     #[test]
     fn wraps_around_the_vocabulary_like_any_other_id() {
-        let mut model = Counter { vocab: 16, seen: vec![] };
-        let options = GenerateOptions { max_tokens: 3, stop_ids: vec![] };
-        let g = generate(&mut model, &[14], &mut Sampler::greedy(), &options, |_| Ok(())).unwrap();
+        let mut model = Counter {
+            vocab: 16,
+            seen: vec![],
+        };
+        let options = GenerateOptions {
+            max_tokens: 3,
+            stop_ids: vec![],
+        };
+        let g = generate(&mut model, &[14], &mut Sampler::greedy(), &options, |_| {
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(g.token_ids, vec![15, 0, 1]);
     }
 
     #[test]
     fn a_callback_error_aborts_generation() {
-        let mut model = Counter { vocab: 16, seen: vec![] };
-        let options = GenerateOptions { max_tokens: 10, stop_ids: vec![] };
+        let mut model = Counter {
+            vocab: 16,
+            seen: vec![],
+        };
+        let options = GenerateOptions {
+            max_tokens: 10,
+            stop_ids: vec![],
+        };
         let mut n = 0;
         let err = generate(&mut model, &[1], &mut Sampler::greedy(), &options, |_| {
             n += 1;
@@ -227,10 +280,16 @@ mod tests {
         fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
             self.inner.prefill(ids)
         }
-        fn prefill_prompt(&mut self, prompt: &Prompt) -> Result<vlm_models::model::Prefill, ModelError> {
+        fn prefill_prompt(
+            &mut self,
+            prompt: &Prompt,
+        ) -> Result<vlm_models::model::Prefill, ModelError> {
             self.images_seen = prompt.images.len();
             std::thread::sleep(std::time::Duration::from_millis(30)); // "encoding"
-            Ok(vlm_models::model::Prefill { logits: self.inner.prefill(&prompt.ids)?, vision_encode_s: 0.03 })
+            Ok(vlm_models::model::Prefill {
+                logits: self.inner.prefill(&prompt.ids)?,
+                vision_encode_s: 0.03,
+            })
         }
         fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
             self.inner.step(token)
@@ -248,36 +307,101 @@ mod tests {
             pixel_values: vec![0.0; 3 * 48 * 48],
             num_soft_tokens: 1,
         };
-        let prompt = Prompt { text: String::new(), ids: vec![3, 4], images: vec![image.clone(), image] };
-        let mut model = Seeing { inner: Counter { vocab: 16, seen: vec![] }, images_seen: 0 };
-        let options = GenerateOptions { max_tokens: 2, stop_ids: vec![] };
-        let g = generate_prompt(&mut model, &prompt, &mut Sampler::greedy(), &options, |_| Ok(())).unwrap();
+        let prompt = Prompt {
+            text: String::new(),
+            ids: vec![3, 4],
+            images: vec![image.clone(), image],
+        };
+        let mut model = Seeing {
+            inner: Counter {
+                vocab: 16,
+                seen: vec![],
+            },
+            images_seen: 0,
+        };
+        let options = GenerateOptions {
+            max_tokens: 2,
+            stop_ids: vec![],
+        };
+        let g = generate_prompt(
+            &mut model,
+            &prompt,
+            &mut Sampler::greedy(),
+            &options,
+            |_| Ok(()),
+        )
+        .unwrap();
         assert_eq!(model.images_seen, 2);
         assert_eq!(g.token_ids, vec![5, 6]);
         let s = &g.stats;
         assert_eq!(s.vision_encode_s, 0.03);
         // Part of the time to the first token; excluded from prefill_tps, included in mlx-vlm's prompt_tps.
-        assert!(s.time_to_first_token_s >= 0.03, "{}", s.time_to_first_token_s);
+        assert!(
+            s.time_to_first_token_s >= 0.03,
+            "{}",
+            s.time_to_first_token_s
+        );
         assert_eq!(s.prefill_tps, 2.0 / (s.time_to_first_token_s - 0.03));
         assert_eq!(s.reference.prompt_tps, 2.0 / s.time_to_first_token_s);
     }
 
     #[test]
     fn a_text_only_decoder_refuses_images() {
-        let image = vlm_models::gemma4::ProcessedImage { height: 48, width: 48, pixel_values: vec![], num_soft_tokens: 1 };
-        let prompt = Prompt { text: String::new(), ids: vec![3], images: vec![image] };
-        let mut model = Counter { vocab: 16, seen: vec![] };
-        let options = GenerateOptions { max_tokens: 1, stop_ids: vec![] };
-        let err = generate_prompt(&mut model, &prompt, &mut Sampler::greedy(), &options, |_| Ok(())).unwrap_err();
-        assert!(format!("{err:#}").contains("does not take images"), "{err:#}");
+        let image = vlm_models::gemma4::ProcessedImage {
+            height: 48,
+            width: 48,
+            pixel_values: vec![],
+            num_soft_tokens: 1,
+        };
+        let prompt = Prompt {
+            text: String::new(),
+            ids: vec![3],
+            images: vec![image],
+        };
+        let mut model = Counter {
+            vocab: 16,
+            seen: vec![],
+        };
+        let options = GenerateOptions {
+            max_tokens: 1,
+            stop_ids: vec![],
+        };
+        let err = generate_prompt(
+            &mut model,
+            &prompt,
+            &mut Sampler::greedy(),
+            &options,
+            |_| Ok(()),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("does not take images"),
+            "{err:#}"
+        );
     }
 
     #[test]
     fn refuses_an_empty_prompt_and_zero_tokens() {
-        let mut model = Counter { vocab: 16, seen: vec![] };
-        let options = GenerateOptions { max_tokens: 1, stop_ids: vec![] };
-        assert!(generate(&mut model, &[], &mut Sampler::greedy(), &options, |_| Ok(())).is_err());
-        let zero = GenerateOptions { max_tokens: 0, stop_ids: vec![] };
+        let mut model = Counter {
+            vocab: 16,
+            seen: vec![],
+        };
+        let options = GenerateOptions {
+            max_tokens: 1,
+            stop_ids: vec![],
+        };
+        assert!(generate(
+            &mut model,
+            &[],
+            &mut Sampler::greedy(),
+            &options,
+            |_| Ok(())
+        )
+        .is_err());
+        let zero = GenerateOptions {
+            max_tokens: 0,
+            stop_ids: vec![],
+        };
         assert!(generate(&mut model, &[1], &mut Sampler::greedy(), &zero, |_| Ok(())).is_err());
     }
 }

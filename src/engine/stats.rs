@@ -97,7 +97,11 @@ mod tests {
 
     #[test]
     fn definitions_follow_the_documented_formulas() {
-        let t = Timings { vision_encode_s: 0.5, first_token_s: 1.5, last_token_s: 3.5 };
+        let t = Timings {
+            vision_encode_s: 0.5,
+            first_token_s: 1.5,
+            last_token_s: 3.5,
+        };
         let s = GenerationStats::from_timings(100, 9, t, 2_000_000_000, FinishReason::Length);
         assert_eq!(s.prefill_tps, 100.0); // 100 tokens over 1.5 - 0.5 s
         assert_eq!(s.decode_tps, 4.0); // 8 tokens after the first over 2 s
@@ -110,7 +114,11 @@ mod tests {
 
     #[test]
     fn one_token_has_no_decode_rate() {
-        let t = Timings { vision_encode_s: 0.0, first_token_s: 0.2, last_token_s: 0.2 };
+        let t = Timings {
+            vision_encode_s: 0.0,
+            first_token_s: 0.2,
+            last_token_s: 0.2,
+        };
         let s = GenerationStats::from_timings(10, 1, t, 0, FinishReason::Stop);
         assert_eq!(s.decode_tps, 0.0);
         assert_eq!(s.reference.generation_tps, 0.0);

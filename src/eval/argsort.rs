@@ -162,7 +162,12 @@ mod tests {
     fn seventeen_alternating_values_are_not_stable_like_numpy() {
         // numpy 2.4.6, portable path (NPY_DISABLE_CPU_FEATURES="X86_V4 X86_V3"):
         // np.argsort(np.array([0.5, 0.7] * 9, dtype=np.float32)[:17])
-        let v: Vec<f32> = (0..17).map(|i| if i % 2 == 0 { 0.5 } else { 0.7 }).collect();
-        assert_eq!(argsort(&v), vec![0, 14, 12, 10, 6, 8, 4, 2, 16, 7, 15, 9, 3, 11, 13, 1, 5]);
+        let v: Vec<f32> = (0..17)
+            .map(|i| if i % 2 == 0 { 0.5 } else { 0.7 })
+            .collect();
+        assert_eq!(
+            argsort(&v),
+            vec![0, 14, 12, 10, 6, 8, 4, 2, 16, 7, 15, 9, 3, 11, 13, 1, 5]
+        );
     }
 }

@@ -16,8 +16,8 @@ use super::matching::{evaluate, ImageEval};
 use super::numpy_stats::mean;
 use super::pillow_jpeg::jpeg_round_trip;
 use super::progress::Progress;
-use super::shard::SampleRecord;
 use super::run_log::RunLog;
+use super::shard::SampleRecord;
 use super::vqa_run::timing_of;
 use crate::engine::GenerateOptions;
 use crate::tasks::coords::ImageSize;
@@ -55,8 +55,15 @@ pub fn run_coco(
 ) -> Result<Vec<CocoRecord>> {
     for (k, r) in done.iter().enumerate() {
         let i = positions.get(k).copied().unwrap_or(usize::MAX);
-        let ok = r.sample == i && samples.get(i).is_some_and(|s| s.stream_index == r.stream_index && s.image_id == r.image_id);
-        anyhow::ensure!(ok, "cannot resume: line {} of samples.jsonl does not match sample {i} of this dataset", k + 1);
+        let ok = r.sample == i
+            && samples
+                .get(i)
+                .is_some_and(|s| s.stream_index == r.stream_index && s.image_id == r.image_id);
+        anyhow::ensure!(
+            ok,
+            "cannot resume: line {} of samples.jsonl does not match sample {i} of this dataset",
+            k + 1
+        );
     }
     progress.message(&running(&done));
     for &i in positions.iter().skip(done.len()) {
@@ -67,8 +74,10 @@ pub fn run_coco(
         let gt = ground_truth(&ex.objects, categories);
         // The notebook saved each image as a quality-75 JPEG and gave the model that file.
         let model_input = jpeg_round_trip(&image, &ex.image.name)?;
-        let answered =
-            ask(model, &model_input, COCO_DETECT, sampler, options, |_| Ok(())).with_context(|| format!("COCO sample {i}"))?;
+        let answered = ask(model, &model_input, COCO_DETECT, sampler, options, |_| {
+            Ok(())
+        })
+        .with_context(|| format!("COCO sample {i}"))?;
         let predictions = parse_predictions(&answered.text, size, categories);
         let eval = evaluate(&predictions, &gt);
         let record = CocoRecord {
@@ -88,7 +97,11 @@ pub fn run_coco(
         progress.advance(&running(&done));
         if done.len() % 5 == 0 {
             let (p, r, sr) = running_means(&done);
-            progress.println(&format!("  [{}/{}] coarse P/R={p:.2}/{r:.2} | strict R={sr:.2}", done.len(), positions.len()));
+            progress.println(&format!(
+                "  [{}/{}] coarse P/R={p:.2}/{r:.2} | strict R={sr:.2}",
+                done.len(),
+                positions.len()
+            ));
         }
     }
     progress.finish();

@@ -18,7 +18,9 @@ use serde_json::Value;
 
 use super::detection::{Categories, GtObject};
 use super::numpy_rng::RandomState;
-use super::parquet_rows::{column, field, image_bytes_at, int_at, list_at, list_elements, numbers, string_at, BatchStream};
+use super::parquet_rows::{
+    column, field, image_bytes_at, int_at, list_at, list_elements, numbers, string_at, BatchStream,
+};
 
 pub const VQA_REPO: &str = "merve/vqav2-small";
 pub const VQA_SPLIT: &str = "validation";
@@ -56,7 +58,12 @@ pub struct CocoExample {
     pub image: EncodedImage,
 }
 
-fn image_at(batch: &RecordBatch, row: usize, shard: &std::path::Path, stream_index: usize) -> Result<EncodedImage> {
+fn image_at(
+    batch: &RecordBatch,
+    row: usize,
+    shard: &std::path::Path,
+    stream_index: usize,
+) -> Result<EncodedImage> {
     let (bytes, path) = image_bytes_at(column(batch, "image")?, row)?;
     let name = path.unwrap_or_else(|| format!("{}#{stream_index}", shard.display()));
     Ok(EncodedImage { bytes, name })
@@ -75,11 +82,23 @@ pub fn sample_vqa(stream: BatchStream, n: usize) -> Result<Vec<VqaExample>> {
                 break 'shards;
             }
             if rng.random() < VQA_RATE {
-                let at = |e: anyhow::Error| e.context(format!("{} row {stream_index}", shard.display()));
-                let question = string_at(column(&batch, "question")?, row, "question").map_err(at)?;
-                let answer = string_at(column(&batch, "multiple_choice_answer")?, row, "multiple_choice_answer").map_err(at)?;
+                let at =
+                    |e: anyhow::Error| e.context(format!("{} row {stream_index}", shard.display()));
+                let question =
+                    string_at(column(&batch, "question")?, row, "question").map_err(at)?;
+                let answer = string_at(
+                    column(&batch, "multiple_choice_answer")?,
+                    row,
+                    "multiple_choice_answer",
+                )
+                .map_err(at)?;
                 let image = image_at(&batch, row, &shard, stream_index).map_err(at)?;
-                samples.push(VqaExample { stream_index, question, answer, image });
+                samples.push(VqaExample {
+                    stream_index,
+                    question,
+                    answer,
+                    image,
+                });
             }
             stream_index += 1;
         }
@@ -99,12 +118,20 @@ fn objects_at(objects: &ArrayRef, row: usize) -> Result<Vec<GtObject>> {
             let s = objects.as_struct();
             let bbox = list_at(field(s, "bbox")?, row, "objects.bbox")?;
             let category = list_at(field(s, "category")?, row, "objects.category")?;
-            (list_elements(&bbox, "objects.bbox")?, numbers(&category, "objects.category")?)
+            (
+                list_elements(&bbox, "objects.bbox")?,
+                numbers(&category, "objects.category")?,
+            )
         }
         DataType::List(_) | DataType::LargeList(_) => {
             let items = list_at(objects, row, "objects")?;
-            let s = items.as_struct_opt().context("objects is a list of something other than structs")?;
-            (list_elements(field(s, "bbox")?, "objects.bbox")?, numbers(field(s, "category")?, "objects.category")?)
+            let s = items
+                .as_struct_opt()
+                .context("objects is a list of something other than structs")?;
+            (
+                list_elements(field(s, "bbox")?, "objects.bbox")?,
+                numbers(field(s, "category")?, "objects.category")?,
+            )
         }
         other => bail!("objects is {other}, not a struct of lists or a list of structs"),
     };
@@ -119,14 +146,24 @@ fn objects_at(objects: &ArrayRef, row: usize) -> Result<Vec<GtObject>> {
         .zip(categories)
         .map(|(b, category)| {
             let v = numbers(b, "objects.bbox")?;
-            let bbox: [f64; 4] = v.as_slice().try_into().map_err(|_| anyhow::anyhow!("a bbox has {} numbers, not 4", v.len()))?;
-            Ok(GtObject { bbox, category: category as i64 })
+            let bbox: [f64; 4] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("a bbox has {} numbers, not 4", v.len()))?;
+            Ok(GtObject {
+                bbox,
+                category: category as i64,
+            })
         })
         .collect()
 }
 
 /// The notebook's COCO sample: the first `n` images with at least two objects of known categories.
-pub fn sample_coco(stream: BatchStream, categories: &Categories, n: usize) -> Result<Vec<CocoExample>> {
+pub fn sample_coco(
+    stream: BatchStream,
+    categories: &Categories,
+    n: usize,
+) -> Result<Vec<CocoExample>> {
     let mut samples = Vec::new();
     let mut stream_index = 0usize;
     'shards: for item in stream {
@@ -135,9 +172,13 @@ pub fn sample_coco(stream: BatchStream, categories: &Categories, n: usize) -> Re
             if samples.len() >= n {
                 break 'shards;
             }
-            let at = |e: anyhow::Error| e.context(format!("{} row {stream_index}", shard.display()));
+            let at =
+                |e: anyhow::Error| e.context(format!("{} row {stream_index}", shard.display()));
             let objects = objects_at(column(&batch, "objects")?, row).map_err(at)?;
-            let known = objects.iter().filter(|o| categories.name(o.category).is_some()).count();
+            let known = objects
+                .iter()
+                .filter(|o| categories.name(o.category).is_some())
+                .count();
             if known >= 2 {
                 samples.push(CocoExample {
                     stream_index,
@@ -158,7 +199,10 @@ pub fn sample_coco(stream: BatchStream, categories: &Categories, n: usize) -> Re
 /// `huggingface` metadata (`{"info": {"features": {...}}}`), whatever nesting the writer's version
 /// used (`Sequence`/`List` with `feature`, or a plain dict).
 pub fn category_names(metadata: &Value) -> Option<Vec<String>> {
-    let features = metadata.get("info").and_then(|i| i.get("features")).unwrap_or(metadata);
+    let features = metadata
+        .get("info")
+        .and_then(|i| i.get("features"))
+        .unwrap_or(metadata);
     let objects = features.get("objects")?;
     let category = find_key(objects, "category")?;
     let names = find_key(category, "names")?.as_array()?;
@@ -202,10 +246,16 @@ mod tests {
                 "bbox": {"feature": {"dtype": "float64", "_type": "Value"}, "length": 4, "_type": "Sequence"}
             }, "_type": "Sequence"}
         }}});
-        assert_eq!(category_names(&meta), Some(vec!["person".to_string(), "bicycle".to_string()]));
+        assert_eq!(
+            category_names(&meta),
+            Some(vec!["person".to_string(), "bicycle".to_string()])
+        );
         let list_layout = serde_json::json!({"info": {"features": {"objects": {"_type": "List",
             "feature": {"category": {"_type": "List", "feature": {"_type": "ClassLabel", "names": ["cat"]}}}}}}});
         assert_eq!(category_names(&list_layout), Some(vec!["cat".to_string()]));
-        assert_eq!(category_names(&serde_json::json!({"info": {"features": {}}})), None);
+        assert_eq!(
+            category_names(&serde_json::json!({"info": {"features": {}}})),
+            None
+        );
     }
 }

@@ -25,7 +25,11 @@ pub struct Categories {
 impl Categories {
     pub fn new(names: Vec<String>) -> Self {
         // A dict comprehension: a later name that normalizes to the same label wins.
-        let by_label = names.iter().enumerate().map(|(id, name)| (normalize_label(name), id as i32)).collect();
+        let by_label = names
+            .iter()
+            .enumerate()
+            .map(|(id, name)| (normalize_label(name), id as i32))
+            .collect();
         Self { names, by_label }
     }
 
@@ -35,7 +39,10 @@ impl Categories {
 
     /// `COCO_CATS.get(id)`.
     pub fn name(&self, id: i64) -> Option<&str> {
-        usize::try_from(id).ok().and_then(|i| self.names.get(i)).map(String::as_str)
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.names.get(i))
+            .map(String::as_str)
     }
 
     /// `COCO_NAME_TO_ID.get(label)` for an already normalized label.
@@ -79,14 +86,20 @@ pub fn ground_truth(objects: &[GtObject], categories: &Categories) -> Vec<Detect
         let xyxy = [x, y, x + w, y + h];
         // The notebook casts the ids to int32 before the lookup.
         let class_id = object.category as i32;
-        let Some(name) = categories.name(i64::from(class_id)) else { continue };
+        let Some(name) = categories.name(i64::from(class_id)) else {
+            continue;
+        };
         // `max(0.0, float(box[2] - box[0]))`: the difference is taken in float32.
         let width = f64::from(xyxy[2] - xyxy[0]).max(0.0);
         let height = f64::from(xyxy[3] - xyxy[1]).max(0.0);
         if width * height < MIN_GT_AREA {
             continue;
         }
-        kept.push(Detection { xyxy, class_id, class_name: name.to_string() });
+        kept.push(Detection {
+            xyxy,
+            class_id,
+            class_name: name.to_string(),
+        });
     }
     kept
 }
@@ -136,28 +149,51 @@ pub fn parse_predictions(text: &str, size: ImageSize, categories: &Categories) -
     if text.is_empty() {
         return Vec::new();
     }
-    let Some(Value::Array(dets)) = notebook_parse(text, JsonKind::Array) else { return Vec::new() };
+    let Some(Value::Array(dets)) = notebook_parse(text, JsonKind::Array) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for det in &dets {
         let Value::Object(det) = det else { continue };
-        let Some(label) = first_truthy(det, &["label", "class", "name", "object"]).and_then(python_str) else { continue };
+        let Some(label) =
+            first_truthy(det, &["label", "class", "name", "object"]).and_then(python_str)
+        else {
+            continue;
+        };
         let label = normalize_label(&label);
-        let Some(class_id) = categories.id_of(&label) else { continue };
-        let Some(Value::Array(coords)) = first_truthy(det, &["box_2d", "box", "bbox", "bounding_box"]) else { continue };
+        let Some(class_id) = categories.id_of(&label) else {
+            continue;
+        };
+        let Some(Value::Array(coords)) =
+            first_truthy(det, &["box_2d", "box", "bbox", "bounding_box"])
+        else {
+            continue;
+        };
         if coords.len() != 4 {
             continue;
         }
-        let Some(values) = coords.iter().map(python_float).collect::<Option<Vec<f64>>>() else { continue };
+        let Some(values) = coords
+            .iter()
+            .map(python_float)
+            .collect::<Option<Vec<f64>>>()
+        else {
+            continue;
+        };
         // float('nan') parses, and supervision 0.31 then refuses the whole Detections (the notebook's
         // cell would stop with a ValueError); we drop that one box instead.
         if values.iter().any(|v| v.is_nan()) {
             continue;
         }
-        let pixels = GemmaBox::from_box_2d([values[0], values[1], values[2], values[3]]).to_pixels(size);
+        let pixels =
+            GemmaBox::from_box_2d([values[0], values[1], values[2], values[3]]).to_pixels(size);
         if pixels.is_degenerate() {
             continue;
         }
-        out.push(Detection { xyxy: pixels.xyxy().map(|v| v as f32), class_id, class_name: label });
+        out.push(Detection {
+            xyxy: pixels.xyxy().map(|v| v as f32),
+            class_id,
+            class_name: label,
+        });
     }
     out
 }
@@ -167,15 +203,28 @@ mod tests {
     use super::*;
 
     fn cats() -> Categories {
-        Categories::new(["person", "bicycle", "car", "tv", "dining table"].map(String::from).to_vec())
+        Categories::new(
+            ["person", "bicycle", "car", "tv", "dining table"]
+                .map(String::from)
+                .to_vec(),
+        )
     }
 
     #[test]
     fn small_and_unknown_ground_truth_is_dropped() {
         let objects = [
-            GtObject { bbox: [10.0, 10.0, 31.0, 33.0], category: 0 }, // 1023 px²
-            GtObject { bbox: [10.0, 10.0, 32.0, 32.0], category: 1 }, // exactly 32x32: kept
-            GtObject { bbox: [0.0, 0.0, 100.0, 100.0], category: 77 }, // not a known category
+            GtObject {
+                bbox: [10.0, 10.0, 31.0, 33.0],
+                category: 0,
+            }, // 1023 px²
+            GtObject {
+                bbox: [10.0, 10.0, 32.0, 32.0],
+                category: 1,
+            }, // exactly 32x32: kept
+            GtObject {
+                bbox: [0.0, 0.0, 100.0, 100.0],
+                category: 77,
+            }, // not a known category
         ];
         let gt = ground_truth(&objects, &cats());
         assert_eq!(gt.len(), 1);
@@ -195,10 +244,17 @@ mod tests {
  "not an object"]
 ```"#;
         let dets = parse_predictions(text, ImageSize::new(1000, 500), &cats());
-        let got: Vec<(&str, [f32; 4])> = dets.iter().map(|d| (d.class_name.as_str(), d.xyxy)).collect();
+        let got: Vec<(&str, [f32; 4])> = dets
+            .iter()
+            .map(|d| (d.class_name.as_str(), d.xyxy))
+            .collect();
         assert_eq!(
             got,
-            vec![("person", [200.0, 50.0, 600.0, 250.0]), ("tv", [0.0, 0.0, 1000.0, 500.0]), ("car", [0.0, 0.0, 500.0, 250.0])]
+            vec![
+                ("person", [200.0, 50.0, 600.0, 250.0]),
+                ("tv", [0.0, 0.0, 1000.0, 500.0]),
+                ("car", [0.0, 0.0, 500.0, 250.0])
+            ]
         );
     }
 
@@ -206,10 +262,20 @@ mod tests {
     fn unparseable_answers_give_no_detections() {
         assert!(parse_predictions("", ImageSize::new(10, 10), &cats()).is_empty());
         assert!(parse_predictions("I see a car.", ImageSize::new(10, 10), &cats()).is_empty());
-        assert!(parse_predictions("[{\"label\": \"car\", \"box_2d\": [0, 0, 5", ImageSize::new(10, 10), &cats()).is_empty());
-        assert!(parse_predictions("{\"label\": \"car\"}", ImageSize::new(10, 10), &cats()).is_empty());
+        assert!(parse_predictions(
+            "[{\"label\": \"car\", \"box_2d\": [0, 0, 5",
+            ImageSize::new(10, 10),
+            &cats()
+        )
+        .is_empty());
+        assert!(
+            parse_predictions("{\"label\": \"car\"}", ImageSize::new(10, 10), &cats()).is_empty()
+        );
         // NaN coordinates: the notebook would stop with supervision's ValueError; we drop the box.
         let nan = r#"[{"label": "car", "box_2d": ["nan", 0, 5, 5]}, {"label": "car", "box_2d": [0, 0, 500, 500]}]"#;
-        assert_eq!(parse_predictions(nan, ImageSize::new(10, 10), &cats()).len(), 1);
+        assert_eq!(
+            parse_predictions(nan, ImageSize::new(10, 10), &cats()).len(),
+            1
+        );
     }
 }

@@ -13,18 +13,29 @@ use vlm_models::hub::{ResolveOptions, DEFAULT_ENDPOINT};
 /// The shard files of `split` in dataset `repo`, in order, fetched lazily.
 pub fn hub_shards(repo: &str, split: &str) -> Result<Box<dyn Iterator<Item = Result<PathBuf>>>> {
     let opts = ResolveOptions::from_env();
-    let cache_dir = opts.cache_dir.clone().context("cannot place the hub cache: set HF_HUB_CACHE or HOME")?;
+    let cache_dir = opts
+        .cache_dir
+        .clone()
+        .context("cannot place the hub cache: set HF_HUB_CACHE or HOME")?;
     let dataset = Repo::new(repo.to_string(), RepoType::Dataset);
     if opts.offline {
         // The cached snapshot of `main`, read like a local directory.
         let folder = cache_dir.join(dataset.folder_name());
-        let commit = std::fs::read_to_string(folder.join("refs").join("main"))
-            .with_context(|| format!("dataset {repo} is not in the hub cache {} (offline)", cache_dir.display()))?;
+        let commit =
+            std::fs::read_to_string(folder.join("refs").join("main")).with_context(|| {
+                format!(
+                    "dataset {repo} is not in the hub cache {} (offline)",
+                    cache_dir.display()
+                )
+            })?;
         let snapshot = folder.join("snapshots").join(commit.trim());
         let files = super::parquet_rows::shard_files(&snapshot, split)?;
         return Ok(Box::new(files.into_iter().map(Ok)));
     }
-    let endpoint = opts.endpoint.clone().unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+    let endpoint = opts
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
     let api = ApiBuilder::from_cache(hf_hub::Cache::new(cache_dir))
         .with_endpoint(endpoint.trim_end_matches('/').to_string())
         .with_token(opts.token.clone())
@@ -33,7 +44,9 @@ pub fn hub_shards(repo: &str, split: &str) -> Result<Box<dyn Iterator<Item = Res
         .build()
         .with_context(|| format!("cannot set up the hub client for dataset {repo}"))?;
     let api_repo: ApiRepo = api.repo(dataset);
-    let info = api_repo.info().with_context(|| format!("cannot list dataset {repo} on {endpoint}"))?;
+    let info = api_repo
+        .info()
+        .with_context(|| format!("cannot list dataset {repo} on {endpoint}"))?;
     let prefix = format!("data/{split}-");
     let mut names: Vec<String> = info
         .siblings
@@ -42,9 +55,14 @@ pub fn hub_shards(repo: &str, split: &str) -> Result<Box<dyn Iterator<Item = Res
         .filter(|n| n.starts_with(&prefix) && n.ends_with(".parquet"))
         .collect();
     names.sort();
-    anyhow::ensure!(!names.is_empty(), "dataset {repo} has no {prefix}*.parquet files");
+    anyhow::ensure!(
+        !names.is_empty(),
+        "dataset {repo} has no {prefix}*.parquet files"
+    );
     let repo_name = repo.to_string();
     Ok(Box::new(names.into_iter().map(move |name| {
-        api_repo.get(&name).with_context(|| format!("cannot download {name} of dataset {repo_name}"))
+        api_repo
+            .get(&name)
+            .with_context(|| format!("cannot download {name} of dataset {repo_name}"))
     })))
 }

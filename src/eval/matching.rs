@@ -53,7 +53,13 @@ pub fn iou_matrix(targets: &[Detection], predictions: &[Detection]) -> Vec<Vec<f
             predictions
                 .iter()
                 // supervision divides only where the union is positive; a NaN corner makes it NaN: 0.
-                .map(|p| if gt.has_nan() || p.has_nan() { 0.0 } else { gt.pixels().iou(p.pixels()) as f32 })
+                .map(|p| {
+                    if gt.has_nan() || p.has_nan() {
+                        0.0
+                    } else {
+                        gt.pixels().iou(p.pixels()) as f32
+                    }
+                })
                 .collect()
         })
         .collect()
@@ -67,7 +73,12 @@ pub fn greedy_match(matrix: &[Vec<f32>], threshold: f64) -> Vec<Match> {
     let candidates: Vec<(usize, usize, f32)> = matrix
         .iter()
         .enumerate()
-        .flat_map(|(g, row)| row.iter().enumerate().filter(|(_, &s)| s >= threshold).map(move |(p, &s)| (g, p, s)))
+        .flat_map(|(g, row)| {
+            row.iter()
+                .enumerate()
+                .filter(|(_, &s)| s >= threshold)
+                .map(move |(p, &s)| (g, p, s))
+        })
         .collect();
     let scores: Vec<f32> = candidates.iter().map(|c| c.2).collect();
     let (mut used_gt, mut used_pred) = (Vec::new(), Vec::new());
@@ -98,14 +109,33 @@ pub struct MatchSummary {
 
 pub fn summarize_matches(matches: &[Match], n_pred: usize, n_gt: usize) -> MatchSummary {
     let tp = matches.len();
-    let precision = if n_pred > 0 { tp as f64 / n_pred as f64 } else { 0.0 };
-    let recall = if n_gt > 0 { tp as f64 / n_gt as f64 } else { 0.0 };
-    let f1 = if precision + recall != 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+    let precision = if n_pred > 0 {
+        tp as f64 / n_pred as f64
+    } else {
+        0.0
+    };
+    let recall = if n_gt > 0 {
+        tp as f64 / n_gt as f64
+    } else {
+        0.0
+    };
+    let f1 = if precision + recall != 0.0 {
+        2.0 * precision * recall / (precision + recall)
+    } else {
+        0.0
+    };
     let mut gt_indices: Vec<usize> = matches.iter().map(|m| m.0).collect();
     gt_indices.sort_unstable();
     let ious: Vec<f64> = matches.iter().map(|m| f64::from(m.2)).collect();
     let mean_iou = if ious.is_empty() { 0.0 } else { mean(&ious) };
-    MatchSummary { tp, precision, recall, f1, gt_indices, mean_iou }
+    MatchSummary {
+        tp,
+        precision,
+        recall,
+        f1,
+        gt_indices,
+        mean_iou,
+    }
 }
 
 /// `evaluate_detections` for one image: the notebook's dictionary, field for field.
@@ -141,15 +171,29 @@ fn two_decimals(x: f64) -> String {
 
 pub fn evaluate(predictions: &[Detection], targets: &[Detection]) -> ImageEval {
     let (n_pred, n_gt) = (predictions.len(), targets.len());
-    let pair_ious = if n_pred > 0 && n_gt > 0 { iou_matrix(targets, predictions) } else { vec![vec![0.0; n_pred]; n_gt] };
+    let pair_ious = if n_pred > 0 && n_gt > 0 {
+        iou_matrix(targets, predictions)
+    } else {
+        vec![vec![0.0; n_pred]; n_gt]
+    };
     let class_match: Vec<Vec<bool>> = targets
         .iter()
-        .map(|gt| predictions.iter().map(|p| n_pred > 0 && n_gt > 0 && gt.class_id == p.class_id).collect())
+        .map(|gt| {
+            predictions
+                .iter()
+                .map(|p| n_pred > 0 && n_gt > 0 && gt.class_id == p.class_id)
+                .collect()
+        })
         .collect();
     let same_class_ious: Vec<Vec<f32>> = pair_ious
         .iter()
         .zip(&class_match)
-        .map(|(row, same)| row.iter().zip(same).map(|(&iou, &s)| if s { iou } else { -1.0 }).collect())
+        .map(|(row, same)| {
+            row.iter()
+                .zip(same)
+                .map(|(&iou, &s)| if s { iou } else { -1.0 })
+                .collect()
+        })
         .collect();
 
     let strict_matches = greedy_match(&same_class_ious, STRICT_IOU);
@@ -192,7 +236,10 @@ pub fn evaluate(predictions: &[Detection], targets: &[Detection]) -> ImageEval {
             pred_display_labels.push(format!("{label} (TP {})", two_decimals(f64::from(iou))));
         } else if best_same_iou[p] >= coarse_t {
             pred_status.push(Status::Near);
-            pred_display_labels.push(format!("{label} (near {})", two_decimals(f64::from(best_same_iou[p]))));
+            pred_display_labels.push(format!(
+                "{label} (near {})",
+                two_decimals(f64::from(best_same_iou[p]))
+            ));
         } else if let (true, Some(g)) = (best_any_iou[p] >= strict_t, best_any_gt[p]) {
             pred_status.push(Status::Class);
             pred_display_labels.push(format!(
@@ -244,23 +291,38 @@ mod tests {
     use super::*;
 
     fn det(xyxy: [f32; 4], class_id: i32, name: &str) -> Detection {
-        Detection { xyxy, class_id, class_name: name.to_string() }
+        Detection {
+            xyxy,
+            class_id,
+            class_name: name.to_string(),
+        }
     }
 
     #[test]
     fn statuses_follow_the_notebooks_precedence() {
-        let gt = [det([0.0, 0.0, 100.0, 100.0], 0, "person"), det([200.0, 0.0, 300.0, 100.0], 2, "car")];
+        let gt = [
+            det([0.0, 0.0, 100.0, 100.0], 0, "person"),
+            det([200.0, 0.0, 300.0, 100.0], 2, "car"),
+        ];
         let preds = [
-            det([0.0, 0.0, 100.0, 90.0], 0, "person"),   // IoU 0.9 with its class: tp
-            det([0.0, 0.0, 100.0, 40.0], 0, "person"),   // 0.4 with a person already matched: near
+            det([0.0, 0.0, 100.0, 90.0], 0, "person"), // IoU 0.9 with its class: tp
+            det([0.0, 0.0, 100.0, 40.0], 0, "person"), // 0.4 with a person already matched: near
             det([200.0, 0.0, 300.0, 100.0], 0, "person"), // exact box of the car: class mismatch
-            det([500.0, 500.0, 600.0, 600.0], 2, "car"),  // nothing: fp
+            det([500.0, 500.0, 600.0, 600.0], 2, "car"), // nothing: fp
         ];
         let e = evaluate(&preds, &gt);
-        assert_eq!(e.pred_status, vec![Status::Tp, Status::Near, Status::Class, Status::Fp]);
+        assert_eq!(
+            e.pred_status,
+            vec![Status::Tp, Status::Near, Status::Class, Status::Fp]
+        );
         assert_eq!(
             e.pred_display_labels,
-            vec!["person (TP 0.90)", "person (near 0.40)", "person (vs car 1.00)", "car (FP)"]
+            vec![
+                "person (TP 0.90)",
+                "person (near 0.40)",
+                "person (vs car 1.00)",
+                "car (FP)"
+            ]
         );
         assert_eq!(e.status_counts, [1, 1, 1, 1]);
         assert_eq!((e.tp, e.precision, e.recall), (1, 0.25, 0.5));
@@ -280,7 +342,10 @@ mod tests {
     #[test]
     fn each_ground_truth_matches_once() {
         let gt = [det([0.0, 0.0, 100.0, 100.0], 0, "person")];
-        let preds = [det([0.0, 0.0, 100.0, 100.0], 0, "person"), det([0.0, 0.0, 100.0, 100.0], 0, "person")];
+        let preds = [
+            det([0.0, 0.0, 100.0, 100.0], 0, "person"),
+            det([0.0, 0.0, 100.0, 100.0], 0, "person"),
+        ];
         let e = evaluate(&preds, &gt);
         assert_eq!(e.tp, 1);
         // Equal scores: numpy's argsort keeps index order for short arrays, reversed: the later one wins.

@@ -29,10 +29,16 @@ impl RandomState {
         key[0] = seed;
         for i in 1..N {
             let prev = key[i - 1];
-            key[i] = 1_812_433_253u32.wrapping_mul(prev ^ (prev >> 30)).wrapping_add(i as u32);
+            key[i] = 1_812_433_253u32
+                .wrapping_mul(prev ^ (prev >> 30))
+                .wrapping_add(i as u32);
         }
         // pos == N: the first draw regenerates the whole block, as a freshly seeded numpy state does.
-        Self { key, pos: N, cached_gauss: None }
+        Self {
+            key,
+            pos: N,
+            cached_gauss: None,
+        }
     }
 
     /// The next raw 32-bit output of MT19937.
@@ -141,7 +147,11 @@ mod tests {
     }
 
     /// 0.3745401188473625, 0.9507143064099162, 0.7319939418114051
-    const GOLDEN_RANDOM_SEED42: [u64; 3] = [4600418734876611052, 4606738492737443412, 4604768434832435025];
+    const GOLDEN_RANDOM_SEED42: [u64; 3] = [
+        4600418734876611052,
+        4606738492737443412,
+        4604768434832435025,
+    ];
     /// 0.024835707650561634
     const GOLDEN_TRAIN_NOISE_FIRST: u64 = 4582815626766539261;
     /// 0.015748898869529883

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow_array::types::{
+    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
+};
 use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -22,7 +25,11 @@ const BATCH_ROWS: usize = 16;
 /// `dir/data/<split>-*.parquet`, else `dir/<split>-*.parquet`, else `dir/<split>/*.parquet`,
 /// else every `*.parquet` directly in `dir`.
 pub fn shard_files(dir: &Path, split: &str) -> Result<Vec<PathBuf>> {
-    anyhow::ensure!(dir.is_dir(), "dataset directory {} does not exist", dir.display());
+    anyhow::ensure!(
+        dir.is_dir(),
+        "dataset directory {} does not exist",
+        dir.display()
+    );
     let prefix = format!("{split}-");
     let candidates: [(PathBuf, Option<&str>); 4] = [
         (dir.join("data"), Some(prefix.as_str())),
@@ -31,7 +38,9 @@ pub fn shard_files(dir: &Path, split: &str) -> Result<Vec<PathBuf>> {
         (dir.to_path_buf(), None),
     ];
     for (folder, name_prefix) in candidates {
-        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
@@ -61,8 +70,15 @@ impl BatchStream {
         Self::lazy(Box::new(files.into_iter().map(Ok)), columns)
     }
 
-    pub fn lazy(files: Box<dyn Iterator<Item = Result<PathBuf>>>, columns: &[&'static str]) -> Self {
-        Self { files, columns: columns.to_vec(), current: None }
+    pub fn lazy(
+        files: Box<dyn Iterator<Item = Result<PathBuf>>>,
+        columns: &[&'static str],
+    ) -> Self {
+        Self {
+            files,
+            columns: columns.to_vec(),
+            current: None,
+        }
     }
 
     fn open(&self, path: &Path) -> Result<ParquetRecordBatchReader> {
@@ -72,9 +88,13 @@ impl BatchStream {
         let schema = builder.schema().clone();
         let mut roots = Vec::new();
         for name in &self.columns {
-            let index = schema
-                .index_of(name)
-                .map_err(|_| anyhow::anyhow!("{} has no column {name:?} (columns: {})", path.display(), column_names(&schema)))?;
+            let index = schema.index_of(name).map_err(|_| {
+                anyhow::anyhow!(
+                    "{} has no column {name:?} (columns: {})",
+                    path.display(),
+                    column_names(&schema)
+                )
+            })?;
             roots.push(index);
         }
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
@@ -87,7 +107,12 @@ impl BatchStream {
 }
 
 fn column_names(schema: &arrow_schema::Schema) -> String {
-    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Iterator for BatchStream {
@@ -112,7 +137,9 @@ impl Iterator for BatchStream {
                 Some(Err(e)) => {
                     let path = path.clone();
                     self.current = None;
-                    return Some(Err(anyhow::Error::new(e).context(format!("cannot decode {}", path.display()))));
+                    return Some(Err(
+                        anyhow::Error::new(e).context(format!("cannot decode {}", path.display()))
+                    ));
                 }
                 None => self.current = None,
             }
@@ -125,20 +152,32 @@ pub fn huggingface_metadata(path: &Path) -> Result<Option<Value>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{} is not a readable parquet file", path.display()))?;
-    let Some(kv) = builder.metadata().file_metadata().key_value_metadata() else { return Ok(None) };
-    let Some(text) = kv.iter().find(|e| e.key == "huggingface").and_then(|e| e.value.clone()) else { return Ok(None) };
-    let value = serde_json::from_str(&text).with_context(|| format!("{}: the huggingface metadata is not JSON", path.display()))?;
+    let Some(kv) = builder.metadata().file_metadata().key_value_metadata() else {
+        return Ok(None);
+    };
+    let Some(text) = kv
+        .iter()
+        .find(|e| e.key == "huggingface")
+        .and_then(|e| e.value.clone())
+    else {
+        return Ok(None);
+    };
+    let value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: the huggingface metadata is not JSON", path.display()))?;
     Ok(Some(value))
 }
 
 /// A named column of a batch.
 pub fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
-    batch.column_by_name(name).with_context(|| format!("no column {name:?}"))
+    batch
+        .column_by_name(name)
+        .with_context(|| format!("no column {name:?}"))
 }
 
 /// A struct field by name.
 pub fn field<'a>(s: &'a StructArray, name: &str) -> Result<&'a ArrayRef> {
-    s.column_by_name(name).with_context(|| format!("the struct has no field {name:?}"))
+    s.column_by_name(name)
+        .with_context(|| format!("the struct has no field {name:?}"))
 }
 
 /// A string cell (null reads as an error: the notebook's columns are never null).
@@ -172,9 +211,16 @@ pub fn int_at(array: &ArrayRef, row: usize, what: &str) -> Result<i64> {
 pub fn numbers(array: &ArrayRef, what: &str) -> Result<Vec<f64>> {
     anyhow::ensure!(array.null_count() == 0, "{what} holds nulls");
     Ok(match array.data_type() {
-        DataType::Float32 => array.as_primitive::<Float32Type>().values().iter().map(|&v| f64::from(v)).collect(),
+        DataType::Float32 => array
+            .as_primitive::<Float32Type>()
+            .values()
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect(),
         DataType::Float64 => array.as_primitive::<Float64Type>().values().to_vec(),
-        _ => (0..array.len()).map(|i| int_at(array, i, what).map(|v| v as f64)).collect::<Result<_>>()?,
+        _ => (0..array.len())
+            .map(|i| int_at(array, i, what).map(|v| v as f64))
+            .collect::<Result<_>>()?,
     })
 }
 
@@ -198,7 +244,10 @@ pub fn list_elements(array: &ArrayRef, what: &str) -> Result<Vec<ArrayRef>> {
 pub fn image_bytes_at(array: &ArrayRef, row: usize) -> Result<(Vec<u8>, Option<String>)> {
     anyhow::ensure!(!array.is_null(row), "the image is null in row {row}");
     let DataType::Struct(_) = array.data_type() else {
-        bail!("the image column is {}, not struct {{bytes, path}}", array.data_type())
+        bail!(
+            "the image column is {}, not struct {{bytes, path}}",
+            array.data_type()
+        )
     };
     let s = array.as_struct();
     let bytes = field(s, "bytes")?;
@@ -212,6 +261,9 @@ pub fn image_bytes_at(array: &ArrayRef, row: usize) -> Result<(Vec<u8>, Option<S
         DataType::BinaryView => bytes.as_binary_view().value(row).to_vec(),
         other => bail!("image bytes are {other}, not binary"),
     };
-    let path = s.column_by_name("path").filter(|p| !p.is_null(row)).and_then(|p| string_at(p, row, "image path").ok());
+    let path = s
+        .column_by_name("path")
+        .filter(|p| !p.is_null(row))
+        .and_then(|p| string_at(p, row, "image path").ok());
     Ok((data, path))
 }

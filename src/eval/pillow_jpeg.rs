@@ -35,5 +35,6 @@ pub fn encode_like_pillow(image: &RgbImage) -> Result<Vec<u8>> {
 /// The pixels after the notebook's JPEG round trip.
 pub fn jpeg_round_trip(image: &RgbImage, name: &str) -> Result<RgbImage> {
     let bytes = encode_like_pillow(image)?;
-    decode_image(&bytes, Path::new(name)).with_context(|| format!("{name}: cannot decode the re-saved JPEG"))
+    decode_image(&bytes, Path::new(name))
+        .with_context(|| format!("{name}: cannot decode the re-saved JPEG"))
 }

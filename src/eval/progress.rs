@@ -12,9 +12,11 @@ pub struct Progress {
 impl Progress {
     pub fn new(total: usize, done: usize, what: &str) -> Self {
         let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {msg}")
-            .map(|s| s.progress_chars("=> "))
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {msg}",
+        )
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         bar.set_prefix(what.to_string());
         bar.set_position(done as u64);
@@ -23,7 +25,10 @@ impl Progress {
 
     /// Shows nothing at all.
     pub fn silent() -> Self {
-        Self { bar: ProgressBar::hidden(), silent: true }
+        Self {
+            bar: ProgressBar::hidden(),
+            silent: true,
+        }
     }
 
     pub fn message(&mut self, msg: &str) {

@@ -39,28 +39,46 @@ pub struct RunLog {
 
 /// Reads the JSON lines of `path`, dropping (and truncating away) a last line cut short by a crash.
 fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let Ok(bytes) = std::fs::read(path) else { return Ok(Vec::new()) };
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(Vec::new());
+    };
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     if complete < bytes.len() {
-        let f = OpenOptions::new().write(true).open(path).with_context(|| format!("cannot repair {}", path.display()))?;
-        f.set_len(complete as u64).with_context(|| format!("cannot repair {}", path.display()))?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot repair {}", path.display()))?;
+        f.set_len(complete as u64)
+            .with_context(|| format!("cannot repair {}", path.display()))?;
         f.sync_all()?;
     }
-    let text = std::str::from_utf8(&bytes[..complete]).with_context(|| format!("{} is not UTF-8", path.display()))?;
+    let text = std::str::from_utf8(&bytes[..complete])
+        .with_context(|| format!("{} is not UTF-8", path.display()))?;
     text.lines()
         .enumerate()
-        .map(|(i, line)| serde_json::from_str(line).with_context(|| format!("{} line {} is not a sample record", path.display(), i + 1)))
+        .map(|(i, line)| {
+            serde_json::from_str(line).with_context(|| {
+                format!("{} line {} is not a sample record", path.display(), i + 1)
+            })
+        })
         .collect()
 }
 
 /// The complete lines of `path` (none when it does not exist), ignoring a torn last line.
 fn read_complete_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let Ok(bytes) = std::fs::read(path) else { return Ok(Vec::new()) };
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(Vec::new());
+    };
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let text = std::str::from_utf8(&bytes[..complete]).with_context(|| format!("{} is not UTF-8", path.display()))?;
+    let text = std::str::from_utf8(&bytes[..complete])
+        .with_context(|| format!("{} is not UTF-8", path.display()))?;
     text.lines()
         .enumerate()
-        .map(|(i, line)| serde_json::from_str(line).with_context(|| format!("{} line {} is not a sample record", path.display(), i + 1)))
+        .map(|(i, line)| {
+            serde_json::from_str(line).with_context(|| {
+                format!("{} line {} is not a sample record", path.display(), i + 1)
+            })
+        })
         .collect()
 }
 
@@ -73,13 +91,23 @@ impl RunLog {
             return Ok(());
         }
         if !resume {
-            bail!("{} already holds a run: pass --resume to continue it, or choose another --out", dir.display());
+            bail!(
+                "{} already holds a run: pass --resume to continue it, or choose another --out",
+                dir.display()
+            );
         }
-        let text = std::fs::read_to_string(&run_path).with_context(|| format!("cannot read {}", run_path.display()))?;
-        let existing: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", run_path.display()))?;
+        let text = std::fs::read_to_string(&run_path)
+            .with_context(|| format!("cannot read {}", run_path.display()))?;
+        let existing: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", run_path.display()))?;
         let wanted = serde_json::to_value(run)?;
         if existing != wanted {
-            bail!("cannot resume {}: it was started with different settings ({} vs now {})", dir.display(), existing, wanted);
+            bail!(
+                "cannot resume {}: it was started with different settings ({} vs now {})",
+                dir.display(),
+                existing,
+                wanted
+            );
         }
         Ok(())
     }
@@ -91,7 +119,8 @@ impl RunLog {
         R: Serialize,
         S: DeserializeOwned,
     {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
         let run_path = dir.join(RUN_FILE);
         let wanted = serde_json::to_value(run)?;
         let done: Vec<S> = if run_path.exists() {
@@ -99,8 +128,10 @@ impl RunLog {
             read_lines(&dir.join(SAMPLES_FILE))?
         } else {
             let tmp = run_path.with_extension("json.partial");
-            std::fs::write(&tmp, serde_json::to_string_pretty(&wanted)? + "\n").with_context(|| format!("cannot write {}", tmp.display()))?;
-            std::fs::rename(&tmp, &run_path).with_context(|| format!("cannot write {}", run_path.display()))?;
+            std::fs::write(&tmp, serde_json::to_string_pretty(&wanted)? + "\n")
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, &run_path)
+                .with_context(|| format!("cannot write {}", run_path.display()))?;
             // A fresh run starts fresh files (a run.json written by a crashed start may have left none).
             for f in [SAMPLES_FILE, TIMINGS_FILE] {
                 let _ = std::fs::remove_file(dir.join(f));
@@ -116,18 +147,35 @@ impl RunLog {
                 .open(dir.join(name))
                 .with_context(|| format!("cannot open {}", dir.join(name).display()))
         };
-        Ok((RunLog { dir: dir.to_path_buf(), samples: append(SAMPLES_FILE)?, timings: append(TIMINGS_FILE)? }, done))
+        Ok((
+            RunLog {
+                dir: dir.to_path_buf(),
+                samples: append(SAMPLES_FILE)?,
+                timings: append(TIMINGS_FILE)?,
+            },
+            done,
+        ))
     }
 
     /// Records one finished sample: its timing, then its line (the line marks it done), each synced.
     pub fn append<S: Serialize>(&mut self, record: &S, timing: &SampleTiming) -> Result<()> {
         for (file, line, name) in [
-            (&mut self.timings, serde_json::to_string(timing)?, TIMINGS_FILE),
-            (&mut self.samples, serde_json::to_string(record)?, SAMPLES_FILE),
+            (
+                &mut self.timings,
+                serde_json::to_string(timing)?,
+                TIMINGS_FILE,
+            ),
+            (
+                &mut self.samples,
+                serde_json::to_string(record)?,
+                SAMPLES_FILE,
+            ),
         ] {
             // One write per line, so a crash leaves at most one torn last line.
-            file.write_all(format!("{line}\n").as_bytes()).with_context(|| format!("cannot append to {name}"))?;
-            file.sync_data().with_context(|| format!("cannot sync {name}"))?;
+            file.write_all(format!("{line}\n").as_bytes())
+                .with_context(|| format!("cannot append to {name}"))?;
+            file.sync_data()
+                .with_context(|| format!("cannot sync {name}"))?;
         }
         Ok(())
     }
@@ -159,23 +207,46 @@ impl RunLog {
     /// Writes a whole finished run into `dir` at once (run.json, samples.jsonl, timings.jsonl,
     /// each atomically), byte for byte as appending the records one by one would: the merge of a
     /// sharded run. `dir` can then be opened with `resume` like any run.
-    pub fn write_finished<R: Serialize, S: Serialize>(dir: &Path, run: &R, records: &[S], timings: &[SampleTiming]) -> Result<()> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    pub fn write_finished<R: Serialize, S: Serialize>(
+        dir: &Path,
+        run: &R,
+        records: &[S],
+        timings: &[SampleTiming],
+    ) -> Result<()> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
         let lines = |items: Vec<String>| items.into_iter().map(|l| l + "\n").collect::<String>();
-        let samples = lines(records.iter().map(serde_json::to_string).collect::<serde_json::Result<_>>()?);
-        let timing_lines = lines(timings.iter().map(serde_json::to_string).collect::<serde_json::Result<_>>()?);
+        let samples = lines(
+            records
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<serde_json::Result<_>>()?,
+        );
+        let timing_lines = lines(
+            timings
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<serde_json::Result<_>>()?,
+        );
         // run.json last: a directory with a run.json holds a complete run (or one being appended to).
         for (name, text) in [
             (SAMPLES_FILE, samples),
             (TIMINGS_FILE, timing_lines),
-            (RUN_FILE, serde_json::to_string_pretty(&serde_json::to_value(run)?)? + "\n"),
+            (
+                RUN_FILE,
+                serde_json::to_string_pretty(&serde_json::to_value(run)?)? + "\n",
+            ),
         ] {
             let path = dir.join(name);
             let tmp = dir.join(format!("{name}.partial"));
-            let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-            f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
-            f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
-            std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+            let mut f =
+                File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+            f.write_all(text.as_bytes())
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            f.sync_all()
+                .with_context(|| format!("cannot sync {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         Ok(())
     }
@@ -184,7 +255,8 @@ impl RunLog {
     pub fn save_summary<T: Serialize>(&self, summary: &T) -> Result<PathBuf> {
         let path = self.dir.join(SUMMARY_FILE);
         let tmp = path.with_extension("json.partial");
-        std::fs::write(&tmp, serde_json::to_string_pretty(summary)? + "\n").with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_string_pretty(summary)? + "\n")
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     }
@@ -204,7 +276,14 @@ mod tests {
     }
 
     fn timing(sample: usize) -> SampleTiming {
-        SampleTiming { sample, time_s: 1.0, prompt_tokens: 3, generation_tokens: 2, gen_tps: 2.0, prompt_tps: 3.0 }
+        SampleTiming {
+            sample,
+            time_s: 1.0,
+            prompt_tokens: 3,
+            generation_tokens: 2,
+            gen_tps: 2.0,
+            prompt_tps: 3.0,
+        }
     }
 
     #[test]
@@ -216,12 +295,18 @@ mod tests {
         log.append(&Rec { sample: 0 }, &timing(0)).unwrap();
         drop(log);
         // A crash in the middle of the second line.
-        let mut f = OpenOptions::new().append(true).open(dir.path().join(SAMPLES_FILE)).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(SAMPLES_FILE))
+            .unwrap();
         f.write_all(b"{\"sample\": 1").unwrap();
         drop(f);
         let (log, done) = RunLog::open::<_, Rec>(dir.path(), &run, true).unwrap();
         assert_eq!(done, vec![Rec { sample: 0 }]);
-        assert_eq!(std::fs::read_to_string(dir.path().join(SAMPLES_FILE)).unwrap(), "{\"sample\":0}\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(SAMPLES_FILE)).unwrap(),
+            "{\"sample\":0}\n"
+        );
         assert_eq!(log.timings().unwrap(), vec![timing(0)]);
     }
 
@@ -230,9 +315,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = serde_json::json!({"n": 3});
         RunLog::open::<_, Rec>(dir.path(), &run, false).unwrap();
-        let again = RunLog::open::<_, Rec>(dir.path(), &run, false).err().unwrap().to_string();
+        let again = RunLog::open::<_, Rec>(dir.path(), &run, false)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(again.contains("--resume"), "{again}");
-        let other = RunLog::open::<_, Rec>(dir.path(), &serde_json::json!({"n": 4}), true).err().unwrap().to_string();
+        let other = RunLog::open::<_, Rec>(dir.path(), &serde_json::json!({"n": 4}), true)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(other.contains("different settings"), "{other}");
     }
 
@@ -244,9 +335,19 @@ mod tests {
         for i in 0..2 {
             log.append(&Rec { sample: i }, &timing(i)).unwrap();
         }
-        RunLog::write_finished(whole.path(), &run, &[Rec { sample: 0 }, Rec { sample: 1 }], &[timing(0), timing(1)]).unwrap();
+        RunLog::write_finished(
+            whole.path(),
+            &run,
+            &[Rec { sample: 0 }, Rec { sample: 1 }],
+            &[timing(0), timing(1)],
+        )
+        .unwrap();
         for f in [RUN_FILE, SAMPLES_FILE, TIMINGS_FILE] {
-            assert_eq!(std::fs::read(appended.path().join(f)).unwrap(), std::fs::read(whole.path().join(f)).unwrap(), "{f}");
+            assert_eq!(
+                std::fs::read(appended.path().join(f)).unwrap(),
+                std::fs::read(whole.path().join(f)).unwrap(),
+                "{f}"
+            );
         }
         let (records, timings) = RunLog::read_finished::<Rec>(whole.path()).unwrap();
         assert_eq!(records, vec![Rec { sample: 0 }, Rec { sample: 1 }]);

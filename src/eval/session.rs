@@ -13,7 +13,10 @@ use vlm_models::sampling::Sampler;
 use vlm_models::distributed::Backend;
 
 use super::coco_run::{run_coco, CocoRecord};
-use super::datasets::{self, category_names, sample_coco, sample_vqa, CocoExample, VqaExample, COCO_COLUMNS, VQA_COLUMNS};
+use super::datasets::{
+    self, category_names, sample_coco, sample_vqa, CocoExample, VqaExample, COCO_COLUMNS,
+    VQA_COLUMNS,
+};
 use super::detection::{Categories, MIN_GT_AREA};
 use super::hub_source::hub_shards;
 use super::parquet_rows::{huggingface_metadata, BatchStream};
@@ -66,7 +69,10 @@ struct RunSettings<'a> {
 fn settings<'a>(task: &'a str, split: &'a str, o: &EvalOptions, repo: &str) -> RunSettings<'a> {
     RunSettings {
         task,
-        model: o.model.clone().unwrap_or_else(|| model_source::BUILT_IN.to_string()),
+        model: o
+            .model
+            .clone()
+            .unwrap_or_else(|| model_source::BUILT_IN.to_string()),
         data: match &o.data {
             DataSource::Dir(d) => d.display().to_string(),
             DataSource::Hub => format!("hub:{repo}"),
@@ -78,9 +84,15 @@ fn settings<'a>(task: &'a str, split: &'a str, o: &EvalOptions, repo: &str) -> R
     }
 }
 
-fn shards(o: &EvalOptions, repo: &str, split: &str) -> Result<Box<dyn Iterator<Item = Result<PathBuf>>>> {
+fn shards(
+    o: &EvalOptions,
+    repo: &str,
+    split: &str,
+) -> Result<Box<dyn Iterator<Item = Result<PathBuf>>>> {
     match &o.data {
-        DataSource::Dir(dir) => Ok(Box::new(datasets::local_shards(dir, split)?.into_iter().map(Ok))),
+        DataSource::Dir(dir) => Ok(Box::new(
+            datasets::local_shards(dir, split)?.into_iter().map(Ok),
+        )),
         DataSource::Hub => hub_shards(repo, split),
     }
 }
@@ -111,7 +123,16 @@ pub(super) fn with_model<E, S>(
     done: Vec<S>,
     log: &mut RunLog,
     progress: Progress,
-    run_shard: impl FnOnce(&LoadedModel, &[E], &[usize], Vec<S>, &mut RunLog, &mut Sampler, &GenerateOptions, Progress) -> Result<Vec<S>>,
+    run_shard: impl FnOnce(
+        &LoadedModel,
+        &[E],
+        &[usize],
+        Vec<S>,
+        &mut RunLog,
+        &mut Sampler,
+        &GenerateOptions,
+        Progress,
+    ) -> Result<Vec<S>>,
 ) -> Result<Vec<S>> {
     let owned;
     let model = match host.model {
@@ -122,7 +143,16 @@ pub(super) fn with_model<E, S>(
         }
     };
     let options = GenerateOptions::until_stop(model, o.max_tokens);
-    run_shard(model, samples, positions, done, log, &mut Sampler::greedy(), &options, progress)
+    run_shard(
+        model,
+        samples,
+        positions,
+        done,
+        log,
+        &mut Sampler::greedy(),
+        &options,
+        progress,
+    )
 }
 
 /// `println!` on the process that speaks for the run.
@@ -154,7 +184,10 @@ pub fn eval_vqa_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
     let speaks = leader && !host.quiet;
     let selected = (|| -> Result<Vec<VqaExample>> {
         RunLog::preflight(&o.out, &run, o.resume)?;
-        let stream = BatchStream::lazy(shards(o, datasets::VQA_REPO, datasets::VQA_SPLIT)?, VQA_COLUMNS);
+        let stream = BatchStream::lazy(
+            shards(o, datasets::VQA_REPO, datasets::VQA_SPLIT)?,
+            VQA_COLUMNS,
+        );
         let samples = sample_vqa(stream, o.n)?;
         anyhow::ensure!(!samples.is_empty(), "the dataset gave no VQA samples");
         Ok(samples)
@@ -164,14 +197,26 @@ pub fn eval_vqa_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
         if samples.len() < o.n {
             eprintln!("note: the split ran out before {} samples were drawn", o.n);
         }
-        eprintln!("Example: Q='{}', A='{}'", samples[0].question, samples[0].answer);
+        eprintln!(
+            "Example: Q='{}', A='{}'",
+            samples[0].question, samples[0].answer
+        );
     };
     // A sharded run announces after the ranks agreed, so that a failed rank 0 says one line.
     if let (true, None, Ok(samples)) = (speaks, &shard, &selected) {
         announce(samples);
     }
-    let run_shard = |model: &LoadedModel, samples: &[VqaExample], positions: &[usize], done, log: &mut RunLog, sampler: &mut Sampler, options: &GenerateOptions, progress| {
-        run_vqa(model, samples, positions, done, log, sampler, options, progress)
+    let run_shard = |model: &LoadedModel,
+                     samples: &[VqaExample],
+                     positions: &[usize],
+                     done,
+                     log: &mut RunLog,
+                     sampler: &mut Sampler,
+                     options: &GenerateOptions,
+                     progress| {
+        run_vqa(
+            model, samples, positions, done, log, sampler, options, progress,
+        )
     };
     let (log, records) = match &shard {
         None => {
@@ -179,40 +224,84 @@ pub fn eval_vqa_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
             let (mut log, done) = RunLog::open::<_, VqaRecord>(&o.out, &run, o.resume)?;
             let records = if done.len() < samples.len() {
                 let positions: Vec<usize> = (0..samples.len()).collect();
-                let progress = if speaks { Progress::new(samples.len(), done.len(), "VQA") } else { Progress::silent() };
-                with_model(host, o, speaks, &samples, &positions, done, &mut log, progress, run_shard)?
+                let progress = if speaks {
+                    Progress::new(samples.len(), done.len(), "VQA")
+                } else {
+                    Progress::silent()
+                };
+                with_model(
+                    host, o, speaks, &samples, &positions, done, &mut log, progress, run_shard,
+                )?
             } else {
                 done
             };
             (log, records)
         }
-        Some(shard) => {
-            match run_sharded(shard, o, &run, selected, announce, "VQA", run_shard)? {
-                Some((log, records, _)) => (log, records),
-                None => return Ok(shard.dir(&o.out)),
-            }
-        }
+        Some(shard) => match run_sharded(shard, o, &run, selected, announce, "VQA", run_shard)? {
+            Some((log, records, _)) => (log, records),
+            None => return Ok(shard.dir(&o.out)),
+        },
     };
     let timings = log.timings()?;
     let summary: VqaSummary = vqa_summary(&records, &timings);
-    let path = log.save_summary(&SummaryFile { task: "vqa", run: &run, summary: &summary, timings: &timings })?;
+    let path = log.save_summary(&SummaryFile {
+        task: "vqa",
+        run: &run,
+        summary: &summary,
+        timings: &timings,
+    })?;
 
-    say!(speaks, "\nVQA Accuracy: {:.1}% ({} samples)", 100.0 * summary.accuracy, summary.n_samples);
+    say!(
+        speaks,
+        "\nVQA Accuracy: {:.1}% ({} samples)",
+        100.0 * summary.accuracy,
+        summary.n_samples
+    );
     say!(speaks, "Avg time per question: {:.1}s", summary.avg_time_s);
-    say!(speaks, "Avg generation speed: {:.1} tok/s", summary.avg_gen_tps);
-    say!(speaks, "\n{} correct, {} incorrect", summary.n_correct, summary.n_samples - summary.n_correct);
-    say!(speaks, "\nSample correct predictions\n{}", eval_tables::vqa_examples(&records, true, 5));
-    say!(speaks, "\nSample incorrect predictions\n{}", eval_tables::vqa_examples(&records, false, 5));
-    say!(speaks, "\nper-sample results: {}\nsummary: {}", log.dir().join(super::run_log::SAMPLES_FILE).display(), path.display());
+    say!(
+        speaks,
+        "Avg generation speed: {:.1} tok/s",
+        summary.avg_gen_tps
+    );
+    say!(
+        speaks,
+        "\n{} correct, {} incorrect",
+        summary.n_correct,
+        summary.n_samples - summary.n_correct
+    );
+    say!(
+        speaks,
+        "\nSample correct predictions\n{}",
+        eval_tables::vqa_examples(&records, true, 5)
+    );
+    say!(
+        speaks,
+        "\nSample incorrect predictions\n{}",
+        eval_tables::vqa_examples(&records, false, 5)
+    );
+    say!(
+        speaks,
+        "\nper-sample results: {}\nsummary: {}",
+        log.dir().join(super::run_log::SAMPLES_FILE).display(),
+        path.display()
+    );
     Ok(path)
 }
 
 /// The categories from the first shard's `huggingface` metadata.
 fn coco_categories(first_shard: &Path) -> Result<Categories> {
-    let meta = huggingface_metadata(first_shard)?
-        .with_context(|| format!("{} has no huggingface metadata: cannot name the COCO categories", first_shard.display()))?;
-    let names = category_names(&meta)
-        .with_context(|| format!("{}: the huggingface metadata has no ClassLabel names for objects.category", first_shard.display()))?;
+    let meta = huggingface_metadata(first_shard)?.with_context(|| {
+        format!(
+            "{} has no huggingface metadata: cannot name the COCO categories",
+            first_shard.display()
+        )
+    })?;
+    let names = category_names(&meta).with_context(|| {
+        format!(
+            "{}: the huggingface metadata has no ClassLabel names for objects.category",
+            first_shard.display()
+        )
+    })?;
     Ok(Categories::new(names))
 }
 
@@ -231,9 +320,15 @@ pub fn eval_coco_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
         let mut files = shards(o, datasets::COCO_REPO, datasets::COCO_SPLIT)?;
         let first = files.next().context("the dataset has no shards")??;
         let categories = coco_categories(&first)?;
-        let stream = BatchStream::lazy(Box::new(std::iter::once(Ok(first)).chain(files)), COCO_COLUMNS);
+        let stream = BatchStream::lazy(
+            Box::new(std::iter::once(Ok(first)).chain(files)),
+            COCO_COLUMNS,
+        );
         let samples = sample_coco(stream, &categories, o.n)?;
-        anyhow::ensure!(!samples.is_empty(), "the dataset gave no COCO images with two or more known objects");
+        anyhow::ensure!(
+            !samples.is_empty(),
+            "the dataset gave no COCO images with two or more known objects"
+        );
         Ok((samples, categories))
     })();
     let announce = |samples: &[CocoExample]| eprintln!("Loaded {} COCO images", samples.len());
@@ -244,9 +339,20 @@ pub fn eval_coco_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
         Ok((samples, categories)) => (Ok(samples), Some(categories)),
         Err(e) => (Err(e), None),
     };
-    let run_shard = |model: &LoadedModel, samples: &[CocoExample], positions: &[usize], done, log: &mut RunLog, sampler: &mut Sampler, options: &GenerateOptions, progress| {
-        let categories = categories.as_ref().expect("categories come with the samples");
-        run_coco(model, samples, positions, categories, done, log, sampler, options, progress)
+    let run_shard = |model: &LoadedModel,
+                     samples: &[CocoExample],
+                     positions: &[usize],
+                     done,
+                     log: &mut RunLog,
+                     sampler: &mut Sampler,
+                     options: &GenerateOptions,
+                     progress| {
+        let categories = categories
+            .as_ref()
+            .expect("categories come with the samples");
+        run_coco(
+            model, samples, positions, categories, done, log, sampler, options, progress,
+        )
     };
     let (log, records, samples) = match &shard {
         None => {
@@ -254,36 +360,80 @@ pub fn eval_coco_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
             let (mut log, done) = RunLog::open::<_, CocoRecord>(&o.out, &run, o.resume)?;
             let records = if done.len() < samples.len() {
                 let positions: Vec<usize> = (0..samples.len()).collect();
-                let progress = if speaks { Progress::new(samples.len(), done.len(), "COCO") } else { Progress::silent() };
-                with_model(host, o, speaks, &samples, &positions, done, &mut log, progress, run_shard)?
+                let progress = if speaks {
+                    Progress::new(samples.len(), done.len(), "COCO")
+                } else {
+                    Progress::silent()
+                };
+                with_model(
+                    host, o, speaks, &samples, &positions, done, &mut log, progress, run_shard,
+                )?
             } else {
                 done
             };
             (log, records, samples)
         }
-        Some(shard) => {
-            match run_sharded(shard, o, &run, selected, announce, "COCO", run_shard)? {
-                Some(merged) => merged,
-                None => return Ok(shard.dir(&o.out)),
-            }
-        }
+        Some(shard) => match run_sharded(shard, o, &run, selected, announce, "COCO", run_shard)? {
+            Some(merged) => merged,
+            None => return Ok(shard.dir(&o.out)),
+        },
     };
     let timings = log.timings()?;
-    let time_of = |i: usize| timings.iter().find(|t| t.sample == i).map_or(f64::NAN, |t| t.time_s);
-    let scored: Vec<ScoredImage> =
-        records.iter().map(|r| ScoredImage { eval: &r.eval, ground_truth: &r.ground_truth, time_s: time_of(r.sample) }).collect();
+    let time_of = |i: usize| {
+        timings
+            .iter()
+            .find(|t| t.sample == i)
+            .map_or(f64::NAN, |t| t.time_s)
+    };
+    let scored: Vec<ScoredImage> = records
+        .iter()
+        .map(|r| ScoredImage {
+            eval: &r.eval,
+            ground_truth: &r.ground_truth,
+            time_s: time_of(r.sample),
+        })
+        .collect();
     let summary: CocoSummary = coco_summary(&scored);
-    let path = log.save_summary(&SummaryFile { task: "coco", run: &run, summary: &summary, timings: &timings })?;
+    let path = log.save_summary(&SummaryFile {
+        task: "coco",
+        run: &run,
+        summary: &summary,
+        timings: &timings,
+    })?;
 
     let [tp, near, class, fp] = summary.status_totals;
-    say!(speaks, "\n--- COCO Localization ({} images, GT boxes ≥ {}px²) ---", summary.n_images, MIN_GT_AREA);
-    say!(speaks, "Coarse P/R/F1 @0.3: {:.2} / {:.2} / {:.2}", summary.precision, summary.recall, summary.f1);
-    say!(speaks, "Strict P/R/F1 @0.5: {:.2} / {:.2} / {:.2}", summary.strict_precision, summary.strict_recall, summary.strict_f1);
+    say!(
+        speaks,
+        "\n--- COCO Localization ({} images, GT boxes ≥ {}px²) ---",
+        summary.n_images,
+        MIN_GT_AREA
+    );
+    say!(
+        speaks,
+        "Coarse P/R/F1 @0.3: {:.2} / {:.2} / {:.2}",
+        summary.precision,
+        summary.recall,
+        summary.f1
+    );
+    say!(
+        speaks,
+        "Strict P/R/F1 @0.5: {:.2} / {:.2} / {:.2}",
+        summary.strict_precision,
+        summary.strict_recall,
+        summary.strict_f1
+    );
     say!(speaks, "Mean strict TP IoU: {:.2}", summary.mean_tp_iou);
-    say!(speaks, "Predictions by status: TP={tp}, near={near}, class mismatch={class}, FP={fp}");
+    say!(
+        speaks,
+        "Predictions by status: TP={tp}, near={near}, class mismatch={class}, FP={fp}"
+    );
     say!(speaks, "Avg time/image: {:.1}s", summary.avg_time_s);
     say!(speaks, "\n{}", eval_tables::coco_images(&records));
-    say!(speaks, "\nPer-class coarse recall (top 10 by GT count)\n{}", eval_tables::per_class(&summary.per_class_recall));
+    say!(
+        speaks,
+        "\nPer-class coarse recall (top 10 by GT count)\n{}",
+        eval_tables::per_class(&summary.per_class_recall)
+    );
     if let (true, Some(w)) = (speaks, summary.worst_index) {
         print_worst(&records[w]);
     }
@@ -292,7 +442,12 @@ pub fn eval_coco_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
     for f in &figures {
         say!(speaks, "figure: {}", f.display());
     }
-    say!(speaks, "per-sample results: {}\nsummary: {}", log.dir().join(super::run_log::SAMPLES_FILE).display(), path.display());
+    say!(
+        speaks,
+        "per-sample results: {}\nsummary: {}",
+        log.dir().join(super::run_log::SAMPLES_FILE).display(),
+        path.display()
+    );
     Ok(path)
 }
 
@@ -309,26 +464,62 @@ fn first_seen_counts<'a>(names: impl Iterator<Item = &'a str>) -> Vec<(&'a str, 
 }
 
 fn print_worst(r: &CocoRecord) {
-    let show = |c: &[(&str, usize)]| format!("{{{}}}", c.iter().map(|(k, v)| format!("'{k}': {v}")).collect::<Vec<_>>().join(", "));
+    let show = |c: &[(&str, usize)]| {
+        format!(
+            "{{{}}}",
+            c.iter()
+                .map(|(k, v)| format!("'{k}': {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     let gt = first_seen_counts(r.ground_truth.iter().map(|d| d.class_name.as_str()));
     let pred = first_seen_counts(r.predictions.iter().map(|d| d.class_name.as_str()));
     let [tp, near, class, fp] = r.eval.status_counts;
     println!("\nWorst image — GT classes:   {}", show(&gt));
     println!("Worst image — Pred classes: {}", show(&pred));
-    println!("Worst image — status counts: {{'tp': {tp}, 'near': {near}, 'class': {class}, 'fp': {fp}}}");
-    let missed: Vec<&str> = gt.iter().map(|(k, _)| *k).filter(|k| !pred.iter().any(|(p, _)| p == k)).collect();
+    println!(
+        "Worst image — status counts: {{'tp': {tp}, 'near': {near}, 'class': {class}, 'fp': {fp}}}"
+    );
+    let missed: Vec<&str> = gt
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|k| !pred.iter().any(|(p, _)| p == k))
+        .collect();
     if !missed.is_empty() {
-        println!("Missed entirely: {{{}}}", missed.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", "));
+        println!(
+            "Missed entirely: {{{}}}",
+            missed
+                .iter()
+                .map(|m| format!("'{m}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
 }
 
-fn draw_coco_figures(out: &Path, samples: &[datasets::CocoExample], records: &[CocoRecord], summary: &CocoSummary) -> Result<Vec<PathBuf>> {
+fn draw_coco_figures(
+    out: &Path,
+    samples: &[datasets::CocoExample],
+    records: &[CocoRecord],
+    summary: &CocoSummary,
+) -> Result<Vec<PathBuf>> {
     let dir = out.join("figures");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let per_image: Vec<(f64, f64)> = records.iter().map(|r| (r.eval.recall, r.eval.precision)).collect();
+    let per_image: Vec<(f64, f64)> = records
+        .iter()
+        .map(|r| (r.eval.recall, r.eval.precision))
+        .collect();
     let strict_tp_ious: Vec<f64> = records
         .iter()
-        .flat_map(|r| r.eval.tp_ious.iter().zip(&r.eval.strict_tp_mask).filter(|(_, &m)| m).map(|(&v, _)| f64::from(v)))
+        .flat_map(|r| {
+            r.eval
+                .tp_ious
+                .iter()
+                .zip(&r.eval.strict_tp_mask)
+                .filter(|(_, &m)| m)
+                .map(|(&v, _)| f64::from(v))
+        })
         .collect();
     let quality = dir.join("localization_quality.png");
     localization_chart(
@@ -346,13 +537,19 @@ fn draw_coco_figures(out: &Path, samples: &[datasets::CocoExample], records: &[C
         .iter()
         .map(|r| {
             let ex = &samples[r.sample];
-            decode_image(&ex.image.bytes, Path::new(&ex.image.name)).with_context(|| format!("COCO sample {}", r.sample))
+            decode_image(&ex.image.bytes, Path::new(&ex.image.name))
+                .with_context(|| format!("COCO sample {}", r.sample))
         })
         .collect::<Result<Vec<_>>>()?;
     let evaluated: Vec<EvaluatedImage> = records
         .iter()
         .zip(&images)
-        .map(|(r, image)| EvaluatedImage { image, ground_truth: &r.ground_truth, predictions: &r.predictions, eval: &r.eval })
+        .map(|(r, image)| EvaluatedImage {
+            image,
+            ground_truth: &r.ground_truth,
+            predictions: &r.predictions,
+            eval: &r.eval,
+        })
         .collect();
     let overlays = dir.join("overlays.png");
     overlay_grid(&overlays, &evaluated, &linspace_indices(evaluated.len(), 6))?;
@@ -364,4 +561,3 @@ fn draw_coco_figures(out: &Path, samples: &[datasets::CocoExample], records: &[C
     }
     Ok(made)
 }
-

@@ -54,7 +54,12 @@ const REPORT_LEN: usize = 6;
 
 impl Report {
     pub fn failed() -> Report {
-        Report { ok: false, arguments: 0, selection: 0, remaining: 0 }
+        Report {
+            ok: false,
+            arguments: 0,
+            selection: 0,
+            remaining: 0,
+        }
     }
 
     fn encode(&self) -> [i32; REPORT_LEN] {
@@ -66,19 +71,28 @@ impl Report {
 
     fn decode(v: &[i32]) -> Report {
         let join = |lo: i32, hi: i32| u64::from(lo as u32) | (u64::from(hi as u32) << 32);
-        Report { ok: v[0] == 1, arguments: join(v[1], v[2]), selection: join(v[3], v[4]), remaining: v[5] as u32 }
+        Report {
+            ok: v[0] == 1,
+            arguments: join(v[1], v[2]),
+            selection: join(v[3], v[4]),
+            remaining: v[5] as u32,
+        }
     }
 }
 
 /// FNV-1a, 64 bits: a fingerprint every rank computes the same way whatever its platform or build.
 pub fn fingerprint(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Shard {
     /// Joins the group of `backend` (MLX's launch conventions, docs/distributed.md).
     pub fn join(backend: Backend) -> Result<Shard> {
-        let group = Group::init(backend).context("--distributed: this process cannot join its group (see docs/distributed.md)")?;
+        let group = Group::init(backend).context(
+            "--distributed: this process cannot join its group (see docs/distributed.md)",
+        )?;
         Ok(Shard { group })
     }
 
@@ -116,13 +130,22 @@ impl Shard {
         mlx_rs::transforms::eval([&all]).context(
             "--distributed: lost contact with the other ranks (did one die?): rerun every rank with --resume to continue",
         )?;
-        Ok(all.as_slice::<i32>().chunks(REPORT_LEN).map(Report::decode).collect())
+        Ok(all
+            .as_slice::<i32>()
+            .chunks(REPORT_LEN)
+            .map(Report::decode)
+            .collect())
     }
 
     /// Ends a stage on every rank together: a rank whose `local` failed returns its own error,
     /// the others one line naming the rank that failed. Also checks that every rank was started
     /// with the same arguments and selected the same samples as rank 0. Returns every rank's report.
-    pub fn agree<T>(&self, stage: &str, local: Result<T>, report: impl FnOnce(&T) -> Report) -> Result<(T, Vec<Report>)> {
+    pub fn agree<T>(
+        &self,
+        stage: &str,
+        local: Result<T>,
+        report: impl FnOnce(&T) -> Report,
+    ) -> Result<(T, Vec<Report>)> {
         let mine = match &local {
             Ok(v) => report(v),
             Err(_) => Report::failed(),
@@ -184,7 +207,10 @@ where
         let (records, rank_timings) = RunLog::read_finished::<S>(&dir)?;
         let expected = positions(rank, ranks, total);
         anyhow::ensure!(
-            records.iter().map(SampleRecord::sample).eq(expected.iter().copied()),
+            records
+                .iter()
+                .map(SampleRecord::sample)
+                .eq(expected.iter().copied()),
             "--distributed: {} does not hold exactly rank {rank}'s {} samples",
             dir.display(),
             expected.len()
@@ -200,7 +226,10 @@ where
             }
         }
     }
-    let records: Vec<S> = slots.into_iter().map(|s| s.expect("every position belongs to one rank")).collect();
+    let records: Vec<S> = slots
+        .into_iter()
+        .map(|s| s.expect("every position belongs to one rank"))
+        .collect();
     let timings: Vec<SampleTiming> = timings.into_iter().flatten().collect();
     RunLog::write_finished(out, run, &records, &timings)?;
     Ok(records)
@@ -222,7 +251,12 @@ mod tests {
 
     #[test]
     fn reports_survive_the_int32_encoding() {
-        let r = Report { ok: true, arguments: 0xdead_beef_8000_0001, selection: u64::MAX, remaining: 123_456 };
+        let r = Report {
+            ok: true,
+            arguments: 0xdead_beef_8000_0001,
+            selection: u64::MAX,
+            remaining: 123_456,
+        };
         assert_eq!(Report::decode(&r.encode()), r);
         assert_eq!(Report::decode(&Report::failed().encode()), Report::failed());
     }

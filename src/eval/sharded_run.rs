@@ -9,7 +9,9 @@ use vlm_models::sampling::Sampler;
 use super::progress::Progress;
 use super::run_log::RunLog;
 use super::session::{with_model, EvalOptions, Host};
-use super::shard::{fingerprint, merge, Report, SampleRecord, SelectionKey, Shard, ShardId, ShardSettings};
+use super::shard::{
+    fingerprint, merge, Report, SampleRecord, SelectionKey, Shard, ShardId, ShardSettings,
+};
 use crate::engine::GenerateOptions;
 use crate::model_source;
 
@@ -37,13 +39,25 @@ pub(super) fn run_sharded<E: SelectionKey, S, R>(
     selected: Result<Vec<E>>,
     announce: impl FnOnce(&[E]),
     what: &str,
-    run_shard: impl FnOnce(&LoadedModel, &[E], &[usize], Vec<S>, &mut RunLog, &mut Sampler, &GenerateOptions, Progress) -> Result<Vec<S>>,
+    run_shard: impl FnOnce(
+        &LoadedModel,
+        &[E],
+        &[usize],
+        Vec<S>,
+        &mut RunLog,
+        &mut Sampler,
+        &GenerateOptions,
+        Progress,
+    ) -> Result<Vec<S>>,
 ) -> Result<Option<(RunLog, Vec<S>, Vec<E>)>>
 where
     R: Serialize,
     S: Serialize + serde::de::DeserializeOwned + SampleRecord,
 {
-    let id = ShardId { rank: shard.rank(), ranks: shard.ranks() };
+    let id = ShardId {
+        rank: shard.rank(),
+        ranks: shard.ranks(),
+    };
     let arguments = argument_fingerprint(run, o)?;
     let opened = selected.and_then(|samples| {
         let positions = shard.positions(samples.len());
@@ -52,20 +66,32 @@ where
         // A rank with nothing left runs nothing, so its resumed lines are checked here.
         for (k, r) in done.iter().enumerate() {
             let i = positions.get(k).copied().unwrap_or(usize::MAX);
-            let ok = r.sample() == i && samples.get(i).is_some_and(|e| e.selection_key() == r.selection_key());
-            anyhow::ensure!(ok, "cannot resume: line {} of {} does not match sample {i} of this dataset", k + 1, dir.join(super::run_log::SAMPLES_FILE).display());
+            let ok = r.sample() == i
+                && samples
+                    .get(i)
+                    .is_some_and(|e| e.selection_key() == r.selection_key());
+            anyhow::ensure!(
+                ok,
+                "cannot resume: line {} of {} does not match sample {i} of this dataset",
+                k + 1,
+                dir.join(super::run_log::SAMPLES_FILE).display()
+            );
         }
         Ok((samples, positions, log, done))
     });
-    let ((samples, positions, mut log, done), reports) = shard.agree("preparing its shard", opened, |(samples, positions, _, done)| {
-        let keys: Vec<String> = samples.iter().map(SelectionKey::selection_key).collect();
-        Report {
-            ok: true,
-            arguments,
-            selection: fingerprint(keys.join("\n").as_bytes()),
-            remaining: positions.len().saturating_sub(done.len()) as u32,
-        }
-    })?;
+    let ((samples, positions, mut log, done), reports) = shard.agree(
+        "preparing its shard",
+        opened,
+        |(samples, positions, _, done)| {
+            let keys: Vec<String> = samples.iter().map(SelectionKey::selection_key).collect();
+            Report {
+                ok: true,
+                arguments,
+                selection: fingerprint(keys.join("\n").as_bytes()),
+                remaining: positions.len().saturating_sub(done.len()) as u32,
+            }
+        },
+    )?;
     let remaining: u64 = reports.iter().map(|r| u64::from(r.remaining)).sum();
     if shard.is_leader() {
         announce(&samples);
@@ -79,21 +105,50 @@ where
     }
     if remaining > 0 {
         // Rank 0 alone writes the built-in checkpoint or downloads a repo; the others wait for it.
-        let prepared = if shard.is_leader() { model_source::checkpoint_dir(o.model.as_deref()).map(|_| ()) } else { Ok(()) };
-        shard.agree("preparing the model", prepared, |_| Report { ok: true, arguments, selection: 0, remaining: 0 })?;
+        let prepared = if shard.is_leader() {
+            model_source::checkpoint_dir(o.model.as_deref()).map(|_| ())
+        } else {
+            Ok(())
+        };
+        shard.agree("preparing the model", prepared, |_| Report {
+            ok: true,
+            arguments,
+            selection: 0,
+            remaining: 0,
+        })?;
         let ran = if done.len() < positions.len() {
             let progress = if shard.is_leader() {
-                Progress::new(positions.len(), done.len(), &format!("{what} rank 0/{}", shard.ranks()))
+                Progress::new(
+                    positions.len(),
+                    done.len(),
+                    &format!("{what} rank 0/{}", shard.ranks()),
+                )
             } else {
                 Progress::silent()
             };
-            with_model(Host::default(), o, shard.is_leader(), &samples, &positions, done, &mut log, progress, run_shard).map(|_| ())
+            with_model(
+                Host::default(),
+                o,
+                shard.is_leader(),
+                &samples,
+                &positions,
+                done,
+                &mut log,
+                progress,
+                run_shard,
+            )
+            .map(|_| ())
         } else {
             Ok(())
         };
         // Closed before the others read it (close-to-open consistency on network filesystems).
         drop(log);
-        shard.agree("running its shard", ran, |_| Report { ok: true, arguments, selection: 0, remaining: 0 })?;
+        shard.agree("running its shard", ran, |_| Report {
+            ok: true,
+            arguments,
+            selection: 0,
+            remaining: 0,
+        })?;
     } else {
         drop(log);
     }

@@ -48,7 +48,9 @@ pub struct CocoSummary {
 }
 
 pub fn coco_summary(images: &[ScoredImage]) -> CocoSummary {
-    let field = |f: fn(&ImageEval) -> f64| -> f64 { mean(&images.iter().map(|i| f(i.eval)).collect::<Vec<_>>()) };
+    let field = |f: fn(&ImageEval) -> f64| -> f64 {
+        mean(&images.iter().map(|i| f(i.eval)).collect::<Vec<_>>())
+    };
     let mut status_totals = [0usize; 4];
     for i in images {
         for (t, c) in status_totals.iter_mut().zip(i.eval.status_counts) {
@@ -80,7 +82,8 @@ pub fn coco_summary(images: &[ScoredImage]) -> CocoSummary {
 fn per_class_recall(images: &[ScoredImage]) -> Vec<ClassRecall> {
     // Insertion-ordered counts, like Counter.
     let mut counts: Vec<(String, usize, usize)> = Vec::new();
-    let mut bump = |name: &str, gt: usize, tp: usize| match counts.iter_mut().find(|c| c.0 == name) {
+    let mut bump = |name: &str, gt: usize, tp: usize| match counts.iter_mut().find(|c| c.0 == name)
+    {
         Some(c) => {
             c.1 += gt;
             c.2 += tp;
@@ -101,7 +104,12 @@ fn per_class_recall(images: &[ScoredImage]) -> Vec<ClassRecall> {
     ranked
         .into_iter()
         .take(10)
-        .map(|(name, total, matched)| ClassRecall { name, matched, total, recall: matched as f64 / total as f64 })
+        .map(|(name, total, matched)| ClassRecall {
+            name,
+            matched,
+            total,
+            recall: matched as f64 / total as f64,
+        })
         .collect()
 }
 
@@ -109,9 +117,17 @@ fn per_class_recall(images: &[ScoredImage]) -> Vec<ClassRecall> {
 pub fn vqa_exact_match(prediction: &str, ground_truth: &str) -> f64 {
     fn norm(s: &str) -> String {
         // Python's str.lower() and strip(); rstrip('.') removes every trailing period.
-        s.trim().to_lowercase().trim_end_matches('.').trim().to_string()
+        s.trim()
+            .to_lowercase()
+            .trim_end_matches('.')
+            .trim()
+            .to_string()
     }
-    if norm(prediction) == norm(ground_truth) { 1.0 } else { 0.0 }
+    if norm(prediction) == norm(ground_truth) {
+        1.0
+    } else {
+        0.0
+    }
 }
 
 /// The notebook's prediction from a VQA answer: `response.strip().split('\n')[0]`.

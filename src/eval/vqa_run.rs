@@ -74,8 +74,15 @@ pub fn run_vqa(
         let ex = &samples[i];
         let image = decode_image(&ex.image.bytes, Path::new(&ex.image.name))
             .with_context(|| format!("VQA sample {i} (stream row {})", ex.stream_index))?;
-        let answered = ask(model, &image, &prompts::vqa(&ex.question), sampler, options, |_| Ok(()))
-            .with_context(|| format!("VQA sample {i}"))?;
+        let answered = ask(
+            model,
+            &image,
+            &prompts::vqa(&ex.question),
+            sampler,
+            options,
+            |_| Ok(()),
+        )
+        .with_context(|| format!("VQA sample {i}"))?;
         let prediction = vqa_prediction(&answered.text);
         let accuracy = vqa_exact_match(&prediction, &ex.answer);
         let record = VqaRecord {
@@ -92,7 +99,12 @@ pub fn run_vqa(
         progress.advance(&running_accuracy(&done));
         if done.len() % 10 == 0 {
             // The notebook's checkpoint print (over this rank's share in a sharded run).
-            progress.println(&format!("  [{}/{}] Running accuracy: {:.1}%", done.len(), positions.len(), 100.0 * mean_accuracy(&done)));
+            progress.println(&format!(
+                "  [{}/{}] Running accuracy: {:.1}%",
+                done.len(),
+                positions.len(),
+                100.0 * mean_accuracy(&done)
+            ));
         }
     }
     progress.finish();
@@ -104,14 +116,25 @@ fn mean_accuracy(done: &[VqaRecord]) -> f64 {
 }
 
 fn running_accuracy(done: &[VqaRecord]) -> String {
-    if done.is_empty() { String::new() } else { format!("accuracy {:.1}%", 100.0 * mean_accuracy(done)) }
+    if done.is_empty() {
+        String::new()
+    } else {
+        format!("accuracy {:.1}%", 100.0 * mean_accuracy(done))
+    }
 }
 
 fn check_resumed(done: &[VqaRecord], samples: &[VqaExample], positions: &[usize]) -> Result<()> {
     for (k, r) in done.iter().enumerate() {
         let i = positions.get(k).copied().unwrap_or(usize::MAX);
-        let ok = r.sample == i && samples.get(i).is_some_and(|s| s.stream_index == r.stream_index && s.question == r.question);
-        anyhow::ensure!(ok, "cannot resume: line {} of samples.jsonl does not match sample {i} of this dataset", k + 1);
+        let ok = r.sample == i
+            && samples
+                .get(i)
+                .is_some_and(|s| s.stream_index == r.stream_index && s.question == r.question);
+        anyhow::ensure!(
+            ok,
+            "cannot resume: line {} of samples.jsonl does not match sample {i} of this dataset",
+            k + 1
+        );
     }
     Ok(())
 }

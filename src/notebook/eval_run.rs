@@ -30,7 +30,13 @@ fn source(dir: Option<&Path>, hub: bool) -> Option<DataSource> {
     }
 }
 
-fn options(ctx: &NotebookContext, data: DataSource, n: usize, name: &str, max_tokens: usize) -> Result<EvalOptions> {
+fn options(
+    ctx: &NotebookContext,
+    data: DataSource,
+    n: usize,
+    name: &str,
+    max_tokens: usize,
+) -> Result<EvalOptions> {
     let out = ctx.out.join(name);
     // A notebook run that is not resumed starts its evaluations afresh.
     if !ctx.options.resume && out.exists() {
@@ -51,7 +57,10 @@ fn options(ctx: &NotebookContext, data: DataSource, n: usize, name: &str, max_to
 /// The evaluations run on the notebook's own model (one copy in memory; on a tensor-parallel
 /// group, every rank's share), silently on the non-zero ranks.
 fn host<'a>(ctx: &'a NotebookContext) -> Host<'a> {
-    Host { model: Some(&ctx.resolved.model), quiet: ctx.quiet }
+    Host {
+        model: Some(&ctx.resolved.model),
+        quiet: ctx.quiet,
+    }
 }
 
 fn read_summary(path: &Path) -> Result<Value> {
@@ -66,17 +75,37 @@ pub(super) fn vqa(ctx: &NotebookContext, data: DataSource, n: usize) -> Result<S
     let records = read_samples(&o.out.join(SAMPLES_FILE))?;
     let example = |r: &Value| json!({"question": r["question"], "prediction": r["prediction"], "gt_answer": r["gt_answer"]});
     let correct = |r: &&Value| r["accuracy"].as_f64() == Some(1.0);
-    summary["correct_examples"] = records.iter().filter(correct).take(5).map(example).collect();
-    summary["incorrect_examples"] = records.iter().filter(|r| !correct(r)).take(5).map(example).collect();
-    Ok(Section::done(summary, vec![format!("vqa/{SAMPLES_FILE}"), format!("vqa/{SUMMARY_FILE}")]))
+    summary["correct_examples"] = records
+        .iter()
+        .filter(correct)
+        .take(5)
+        .map(example)
+        .collect();
+    summary["incorrect_examples"] = records
+        .iter()
+        .filter(|r| !correct(r))
+        .take(5)
+        .map(example)
+        .collect();
+    Ok(Section::done(
+        summary,
+        vec![format!("vqa/{SAMPLES_FILE}"), format!("vqa/{SUMMARY_FILE}")],
+    ))
 }
 
 pub(super) fn coco(ctx: &NotebookContext, data: DataSource, n: usize) -> Result<Section> {
     let o = options(ctx, data, n, "coco", COCO_DETECT_MAX_TOKENS)?;
     let summary_path = eval_coco_on(&o, host(ctx))?;
     let summary = read_summary(&summary_path)?;
-    let mut files = vec![format!("coco/{SAMPLES_FILE}"), format!("coco/{SUMMARY_FILE}")];
-    for figure in ["overlays.png", "localization_quality.png", "best_vs_worst.png"] {
+    let mut files = vec![
+        format!("coco/{SAMPLES_FILE}"),
+        format!("coco/{SUMMARY_FILE}"),
+    ];
+    for figure in [
+        "overlays.png",
+        "localization_quality.png",
+        "best_vs_worst.png",
+    ] {
         if o.out.join("figures").join(figure).exists() {
             files.push(format!("coco/figures/{figure}"));
         }
@@ -85,6 +114,12 @@ pub(super) fn coco(ctx: &NotebookContext, data: DataSource, n: usize) -> Result<
 }
 
 fn read_samples(path: &Path) -> Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    text.lines().map(|l| serde_json::from_str(l).with_context(|| format!("{} holds a line that is not JSON", path.display()))).collect()
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{} holds a line that is not JSON", path.display()))
+        })
+        .collect()
 }

@@ -48,20 +48,40 @@ pub(super) fn coco_section(ctx: &Context, _: &NotebookRecord) -> Result<Section>
 pub(super) fn summary_rows(record: &NotebookRecord, rows: &mut Vec<(&'static str, Value)>) {
     if let Some(vqa) = record.section("vqa") {
         let d = &vqa.data;
-        rows.push(("VQA Accuracy (VQAv2, exact match)", json!(format!("{} (n={})", percent(&d["accuracy"]), show(&d["n_samples"])))));
+        rows.push((
+            "VQA Accuracy (VQAv2, exact match)",
+            json!(format!(
+                "{} (n={})",
+                percent(&d["accuracy"]),
+                show(&d["n_samples"])
+            )),
+        ));
     }
     if let Some(coco) = record.section("coco") {
         let d = &coco.data;
         let n = show(&d["n_images"]);
-        rows.push(("Localization Precision @0.3 (COCO)", json!(format!("{} (n={n})", two(&d["precision"]))))); 
-        rows.push(("Localization Recall @0.3 (COCO)", json!(format!("{} (n={n})", two(&d["recall"])))));
-        rows.push(("Strict Recall @0.5 (COCO)", json!(format!("{} (n={n})", two(&d["strict_recall"])))));
-        rows.push(("Mean strict TP IoU (COCO)", json!(format!("{} (n={n})", two(&d["mean_tp_iou"])))));
+        rows.push((
+            "Localization Precision @0.3 (COCO)",
+            json!(format!("{} (n={n})", two(&d["precision"]))),
+        ));
+        rows.push((
+            "Localization Recall @0.3 (COCO)",
+            json!(format!("{} (n={n})", two(&d["recall"]))),
+        ));
+        rows.push((
+            "Strict Recall @0.5 (COCO)",
+            json!(format!("{} (n={n})", two(&d["strict_recall"]))),
+        ));
+        rows.push((
+            "Mean strict TP IoU (COCO)",
+            json!(format!("{} (n={n})", two(&d["mean_tp_iou"]))),
+        ));
     }
 }
 
 fn percent(v: &Value) -> String {
-    v.as_f64().map_or("—".into(), |f| format!("{:.1}%", f * 100.0))
+    v.as_f64()
+        .map_or("—".into(), |f| format!("{:.1}%", f * 100.0))
 }
 
 fn two(v: &Value) -> String {
@@ -71,9 +91,12 @@ fn two(v: &Value) -> String {
 /// The notebook's quantitative summary figure: VQA accuracy, and COCO precision, recall, strict
 /// recall and mean TP IoU. None when neither evaluation ran.
 pub(super) fn summary_chart(ctx: &Context, record: &NotebookRecord) -> Result<Option<String>> {
-    let vqa = record.section("vqa").and_then(|s| s.data["accuracy"].as_f64());
+    let vqa = record
+        .section("vqa")
+        .and_then(|s| s.data["accuracy"].as_f64());
     let coco = record.section("coco").map(|s| {
-        ["precision", "recall", "strict_recall", "mean_tp_iou"].map(|k| s.data[k].as_f64().unwrap_or(0.0))
+        ["precision", "recall", "strict_recall", "mean_tp_iou"]
+            .map(|k| s.data[k].as_f64().unwrap_or(0.0))
     });
     if vqa.is_none() && coco.is_none() {
         return Ok(None);
@@ -84,13 +107,33 @@ pub(super) fn summary_chart(ctx: &Context, record: &NotebookRecord) -> Result<Op
     let err = |e: DrawingAreaErrorKind<_>| anyhow!("cannot draw {}: {e:?}", path.display());
     let root = BitMapBackend::new(&path, (1650, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let root = root.titled(&format!("{} — quantitative results", record.model), (FONT, 24)).map_err(err)?;
+    let root = root
+        .titled(
+            &format!("{} — quantitative results", record.model),
+            (FONT, 24),
+        )
+        .map_err(err)?;
     let (left, right) = root.split_horizontally(550);
     let panels: [(&DrawingArea<_, _>, String, Vec<(&str, f64, RGBColor)>); 2] = [
-        (&left, format!("VQAv2 ({} samples)", record.section("vqa").map_or("0".into(), |s| show(&s.data["n_samples"]))), vqa.map(|a| vec![("VQA Accuracy", a, RGBColor(0x2e, 0xcc, 0x71))]).unwrap_or_default()),
+        (
+            &left,
+            format!(
+                "VQAv2 ({} samples)",
+                record
+                    .section("vqa")
+                    .map_or("0".into(), |s| show(&s.data["n_samples"]))
+            ),
+            vqa.map(|a| vec![("VQA Accuracy", a, RGBColor(0x2e, 0xcc, 0x71))])
+                .unwrap_or_default(),
+        ),
         (
             &right,
-            format!("COCO class-aware localization ({} images)", record.section("coco").map_or("0".into(), |s| show(&s.data["n_images"]))),
+            format!(
+                "COCO class-aware localization ({} images)",
+                record
+                    .section("coco")
+                    .map_or("0".into(), |s| show(&s.data["n_images"]))
+            ),
             coco.map(|[p, r, sr, iou]| {
                 vec![
                     ("Precision @0.3", p, RGBColor(0x34, 0x98, 0xdb)),
@@ -118,21 +161,35 @@ pub(super) fn summary_chart(ctx: &Context, record: &NotebookRecord) -> Result<Op
             .light_line_style(WHITE)
             .label_style((FONT, 15))
             .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => bars.get(*i as usize).map(|b| b.0.to_string()).unwrap_or_default(),
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => bars
+                    .get(*i as usize)
+                    .map(|b| b.0.to_string())
+                    .unwrap_or_default(),
                 SegmentValue::Last => String::new(),
             })
             .draw()
             .map_err(err)?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, (_, v, c))| {
-                let mut bar = Rectangle::new([(SegmentValue::Exact(i as i32), 0.0), (SegmentValue::Exact(i as i32 + 1), *v)], c.mix(0.8).filled());
+                let mut bar = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i as i32), 0.0),
+                        (SegmentValue::Exact(i as i32 + 1), *v),
+                    ],
+                    c.mix(0.8).filled(),
+                );
                 bar.set_margin(0, 0, 15, 15);
                 bar
             }))
             .map_err(err)?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, (_, v, _))| {
-                Text::new(format!("{v:.2}"), (SegmentValue::CenterOf(i as i32), v + 0.02), TextStyle::from((FONT, 16).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom)))
+                Text::new(
+                    format!("{v:.2}"),
+                    (SegmentValue::CenterOf(i as i32), v + 0.02),
+                    TextStyle::from((FONT, 16).into_font())
+                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                )
             }))
             .map_err(err)?;
     }
@@ -153,14 +210,23 @@ pub(super) fn render(md: &mut String, name: &str, d: &Value) {
                 show(&d["avg_time_s"]),
                 show(&d["avg_gen_tps"])
             );
-            for (title, key) in [("Sample correct predictions", "correct_examples"), ("Sample incorrect predictions", "incorrect_examples")] {
+            for (title, key) in [
+                ("Sample correct predictions", "correct_examples"),
+                ("Sample incorrect predictions", "incorrect_examples"),
+            ] {
                 let examples = d[key].as_array().map(Vec::as_slice).unwrap_or(&[]);
                 if examples.is_empty() {
                     continue;
                 }
                 let _ = writeln!(md, "**{title}**\n");
                 for e in examples {
-                    let _ = writeln!(md, "- Q: {} — Pred: {} | GT: {}", show(&e["question"]), show(&e["prediction"]), show(&e["gt_answer"]));
+                    let _ = writeln!(
+                        md,
+                        "- Q: {} — Pred: {} | GT: {}",
+                        show(&e["question"]),
+                        show(&e["prediction"]),
+                        show(&e["gt_answer"])
+                    );
                 }
                 md.push('\n');
             }

@@ -70,22 +70,36 @@ pub fn run(options: &NotebookOptions, mut progress: impl FnMut(&str)) -> Result<
     );
     let (resolved, group) = match options.tensor_parallel {
         Some(backend) => {
-            let (resolved, group) = model_source::load_tensor_parallel(options.model.as_deref(), options.dtype, backend)?;
+            let (resolved, group) = model_source::load_tensor_parallel(
+                options.model.as_deref(),
+                options.dtype,
+                backend,
+            )?;
             (resolved, Some(group))
         }
-        None => (model_source::load(options.model.as_deref(), options.dtype)?, None),
+        None => (
+            model_source::load(options.model.as_deref(), options.dtype)?,
+            None,
+        ),
     };
     // The non-zero ranks of a tensor-parallel group compute every section in step with rank 0 (their
     // collectives pair up) into a private scratch directory, and say nothing.
     let quiet = group.as_ref().is_some_and(|g| g.rank() != 0);
-    let scratch = if quiet { Some(ScratchDir::new()?) } else { None };
-    let out: &Path = scratch.as_ref().map_or(options.out.as_path(), |s| s.0.as_path());
+    let scratch = if quiet {
+        Some(ScratchDir::new()?)
+    } else {
+        None
+    };
+    let out: &Path = scratch
+        .as_ref()
+        .map_or(options.out.as_path(), |s| s.0.as_path());
     let mut progress = |line: &str| {
         if !quiet {
             progress(line)
         }
     };
-    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("cannot create output directory {}: {e}", out.display()))?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| anyhow::anyhow!("cannot create output directory {}: {e}", out.display()))?;
     let record_path = out.join(RECORD_FILE);
     let model = &resolved.model;
     let mut record = if options.resume && record_path.exists() {
@@ -111,18 +125,39 @@ pub fn run(options: &NotebookOptions, mut progress: impl FnMut(&str)) -> Result<
         }
     };
     if let (Some(g), false) = (&group, quiet) {
-        progress(&format!("tensor parallel: {} ranks ({} backend); the report is rank 0's", g.size(), g.backend()));
+        progress(&format!(
+            "tensor parallel: {} ranks ({} backend); the report is rank 0's",
+            g.size(),
+            g.backend()
+        ));
     }
 
-    let ctx = Context { options, resolved: &resolved, out, quiet };
+    let ctx = Context {
+        options,
+        resolved: &resolved,
+        out,
+        quiet,
+    };
     let sections: [(&str, &str, SectionFn); 8] = [
         ("load", "Loading the model", load_section),
         ("scene", "Scene understanding", scene_section),
         ("chart", "Chart analysis", chart_section),
         ("segment", "Prompted polygon segmentation", segment_section),
-        ("vqa", "VQAv2 exact match", super::eval_sections::vqa_section),
-        ("coco", "COCO class-aware localization", super::eval_sections::coco_section),
-        ("throughput", "Prompt length vs throughput", throughput_section),
+        (
+            "vqa",
+            "VQAv2 exact match",
+            super::eval_sections::vqa_section,
+        ),
+        (
+            "coco",
+            "COCO class-aware localization",
+            super::eval_sections::coco_section,
+        ),
+        (
+            "throughput",
+            "Prompt length vs throughput",
+            throughput_section,
+        ),
         ("summary", "Summary", summary_section),
     ];
     for (name, title, section) in sections {
@@ -139,7 +174,10 @@ pub fn run(options: &NotebookOptions, mut progress: impl FnMut(&str)) -> Result<
         record.save(&record_path)?;
         report::write(&record, out)?;
     }
-    Ok(Outcome { record, wrote_out: !quiet })
+    Ok(Outcome {
+        record,
+        wrote_out: !quiet,
+    })
 }
 
 pub(super) struct Context<'a> {
@@ -155,8 +193,11 @@ struct ScratchDir(PathBuf);
 
 impl ScratchDir {
     fn new() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("vlmbench-notebook-rank-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create scratch directory {}: {e}", dir.display()))?;
+        let dir =
+            std::env::temp_dir().join(format!("vlmbench-notebook-rank-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            anyhow::anyhow!("cannot create scratch directory {}: {e}", dir.display())
+        })?;
         Ok(Self(dir))
     }
 }
@@ -184,11 +225,18 @@ fn load_section(ctx: &Context, _: &NotebookRecord) -> Result<Section> {
 
 /// One task on one image with the notebook's token limit; the answer and its figures. Greedy, as
 /// mlx-vlm 0.4.4's `generate` defaults to temperature 0, so that a run repeats.
-fn ask_notebook(ctx: &Context, image: &RgbImage, task: &Task, notebook_limit: usize) -> Result<(Answered, Value)> {
+fn ask_notebook(
+    ctx: &Context,
+    image: &RgbImage,
+    task: &Task,
+    notebook_limit: usize,
+) -> Result<(Answered, Value)> {
     let model = &ctx.resolved.model;
     let mut sampler = Sampler::greedy();
     let options = GenerateOptions::until_stop(model, limit(ctx.options, notebook_limit));
-    let answered = ask(model, image, &task.prompt(), &mut sampler, &options, |_| Ok(()))?;
+    let answered = ask(model, image, &task.prompt(), &mut sampler, &options, |_| {
+        Ok(())
+    })?;
     let s = &answered.stats;
     let figures = json!({
         "prompt": answered.prompt,
@@ -226,12 +274,18 @@ fn chart_section(ctx: &Context, _: &NotebookRecord) -> Result<Section> {
 
 fn segment_section(ctx: &Context, _: &NotebookRecord) -> Result<Section> {
     let (image, name) = image_or_sample(ctx.options.segment_image.as_deref(), CHELSEA)?;
-    let task = Task::Segment { object: SEGMENT_NOTEBOOK_TARGET.into() };
+    let task = Task::Segment {
+        object: SEGMENT_NOTEBOOK_TARGET.into(),
+    };
     let (answered, mut figures) = ask_notebook(ctx, &image, &task, prompts::SEGMENT_MAX_TOKENS)?;
     figures["image"] = json!(name);
     let mut overlay = Overlay::from_image(&image)?;
     // As the notebook: a polygon when the answer can be read, else the parse error in its place.
-    match read_answer(&task, &answered.text, ImageSize::new(image.width(), image.height())) {
+    match read_answer(
+        &task,
+        &answered.text,
+        ImageSize::new(image.width(), image.height()),
+    ) {
         Ok(TaskOutput::Polygon { polygon, .. }) => {
             overlay.polygon(&polygon.pixel_points, POLYGON_RED, 0.35);
             figures["points"] = json!(polygon.points.len());
@@ -251,25 +305,59 @@ fn segment_section(ctx: &Context, _: &NotebookRecord) -> Result<Section> {
 fn throughput_section(ctx: &Context, _: &NotebookRecord) -> Result<Section> {
     let model = &ctx.resolved.model;
     let (image, name) = image_or_sample(ctx.options.scene_image.as_deref(), ASTRONAUT)?;
-    let prompts: Vec<(SweepPrompt, usize)> =
-        notebook_prompts(&image).into_iter().map(|(p, max)| (p, limit(ctx.options, max))).collect();
+    let prompts: Vec<(SweepPrompt, usize)> = notebook_prompts(&image)
+        .into_iter()
+        .map(|(p, max)| (p, limit(ctx.options, max)))
+        .collect();
     let results_file = "throughput.json";
-    let sweep_options = SweepOptions { label: None, seed: 0, ignore_eos: false };
-    let results = sweep::run(model, ResultKind::PromptTable, &prompts, &sweep_options, &ctx.out.join(results_file), ctx.options.resume, |_| {})?;
+    let sweep_options = SweepOptions {
+        label: None,
+        seed: 0,
+        ignore_eos: false,
+    };
+    let results = sweep::run(
+        model,
+        ResultKind::PromptTable,
+        &prompts,
+        &sweep_options,
+        &ctx.out.join(results_file),
+        ctx.options.resume,
+        |_| {},
+    )?;
     let bars: Vec<ThroughputBar> = results.measurements.iter().map(bar).collect();
     let chart = "throughput.png";
-    let title = format!("{} on {} — blue: text only, red: with image", ctx.resolved.spec, results.run.device);
+    let title = format!(
+        "{} on {} — blue: text only, red: with image",
+        ctx.resolved.spec, results.run.device
+    );
     throughput_panels(&ctx.out.join(chart), &title, &bars)?;
     let rows: Vec<Value> = results.measurements.iter().map(throughput_row).collect();
-    Ok(Section::done(json!({ "image": name, "rows": rows }), vec![results_file.into(), chart.into()]))
+    Ok(Section::done(
+        json!({ "image": name, "rows": rows }),
+        vec![results_file.into(), chart.into()],
+    ))
 }
 
 fn bar(m: &Measurement) -> ThroughputBar {
-    ThroughputBar { label: m.label.clone(), has_image: m.has_image, gen_tps: m.decode_tps, prompt_tps: m.prefill_tps, total_s: m.total_s }
+    ThroughputBar {
+        label: m.label.clone(),
+        has_image: m.has_image,
+        gen_tps: m.decode_tps,
+        prompt_tps: m.prefill_tps,
+        total_s: m.total_s,
+    }
 }
 
 /// The notebook's throughput table columns.
-pub const THROUGHPUT_COLUMNS: [&str; 7] = ["Test", "Prompt tokens", "Gen tokens", "Prompt tok/s", "Gen tok/s", "Time (s)", "Peak mem (GB)"];
+pub const THROUGHPUT_COLUMNS: [&str; 7] = [
+    "Test",
+    "Prompt tokens",
+    "Gen tokens",
+    "Prompt tok/s",
+    "Gen tok/s",
+    "Time (s)",
+    "Peak mem (GB)",
+];
 
 /// The notebook's table row, rounded as it rounds (one decimal; memory to the MB, so that small
 /// models do not read 0).
@@ -290,12 +378,25 @@ fn summary_section(ctx: &Context, record: &NotebookRecord) -> Result<Section> {
     let r = ctx.resolved;
     let mut rows = vec![
         ("Model", json!(r.spec)),
-        ("Framework", json!(format!("vlmbench {} (mlx-rs 0.33, MLX {})", env!("CARGO_PKG_VERSION"), record.run.mlx_version))),
-        ("Hardware", json!(format!("{} ({})", record.run.device, record.run.backend))),
+        (
+            "Framework",
+            json!(format!(
+                "vlmbench {} (mlx-rs 0.33, MLX {})",
+                env!("CARGO_PKG_VERSION"),
+                record.run.mlx_version
+            )),
+        ),
+        (
+            "Hardware",
+            json!(format!("{} ({})", record.run.device, record.run.backend)),
+        ),
     ];
     if let Some(t) = record.section("throughput") {
         let table = t.data["rows"].as_array().cloned().unwrap_or_default();
-        let peak = table.iter().filter_map(|row| row["Peak mem (GB)"].as_f64()).fold(0.0, f64::max);
+        let peak = table
+            .iter()
+            .filter_map(|row| row["Peak mem (GB)"].as_f64())
+            .fold(0.0, f64::max);
         rows.push(("Peak Memory (GB)", json!(peak)));
         if let Some(text) = table.first() {
             rows.push(("Gen Speed (text, tok/s)", text["Gen tok/s"].clone()));
@@ -309,6 +410,9 @@ fn summary_section(ctx: &Context, record: &NotebookRecord) -> Result<Section> {
     if let Some(chart) = super::eval_sections::summary_chart(ctx, record)? {
         files.push(chart);
     }
-    let table: Vec<Value> = rows.into_iter().map(|(metric, value)| json!({"Metric": metric, "Value": value})).collect();
+    let table: Vec<Value> = rows
+        .into_iter()
+        .map(|(metric, value)| json!({"Metric": metric, "Value": value}))
+        .collect();
     Ok(Section::done(json!({ "rows": table }), files))
 }

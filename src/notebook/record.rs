@@ -18,7 +18,9 @@ pub const RECORD_FILE: &str = "notebook.json";
 pub enum SectionStatus {
     Done,
     /// Not run, and why (a dataset that is not there, a flag that turned it off).
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 /// One section's outcome: its figures, and the files it wrote (relative to the output directory).
@@ -34,11 +36,21 @@ pub struct Section {
 
 impl Section {
     pub fn done(data: Value, files: Vec<String>) -> Self {
-        Self { status: SectionStatus::Done, data, files }
+        Self {
+            status: SectionStatus::Done,
+            data,
+            files,
+        }
     }
 
     pub fn skipped(reason: impl Into<String>) -> Self {
-        Self { status: SectionStatus::Skipped { reason: reason.into() }, data: Value::Null, files: vec![] }
+        Self {
+            status: SectionStatus::Skipped {
+                reason: reason.into(),
+            },
+            data: Value::Null,
+            files: vec![],
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -80,7 +92,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(RECORD_FILE);
         let mut sections = BTreeMap::new();
-        sections.insert("scene".to_string(), Section::done(serde_json::json!({"answer": "x"}), vec!["a.png".into()]));
+        sections.insert(
+            "scene".to_string(),
+            Section::done(serde_json::json!({"answer": "x"}), vec!["a.png".into()]),
+        );
         sections.insert("vqa".to_string(), Section::skipped("no dataset"));
         let record = NotebookRecord {
             notebook: "gemma4".into(),
@@ -102,7 +117,10 @@ mod tests {
         let back = NotebookRecord::load(&path).unwrap();
         assert_eq!(back, record);
         assert!(back.section("scene").is_some());
-        assert!(back.section("vqa").is_none(), "skipped sections are redone on resume");
+        assert!(
+            back.section("vqa").is_none(),
+            "skipped sections are redone on resume"
+        );
         let raw: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(raw["sections"]["vqa"]["status"], "skipped");
         assert_eq!(raw["sections"]["vqa"]["reason"], "no dataset");

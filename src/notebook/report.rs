@@ -24,7 +24,8 @@ pub const SECTIONS: [(&str, &str); 8] = [
 
 pub fn write(record: &NotebookRecord, out: &Path) -> Result<()> {
     let path = out.join(REPORT_FILE);
-    std::fs::write(&path, render(record)).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(&path, render(record))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A JSON number or string as the report shows it (numbers with up to 3 decimals, as stored).
@@ -44,7 +45,11 @@ pub fn show(value: &Value) -> String {
 pub fn format_float(f: f64) -> String {
     let s = format!("{f:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" { "0".into() } else { s.into() }
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
 }
 
 pub fn render(record: &NotebookRecord) -> String {
@@ -59,7 +64,11 @@ pub fn render(record: &NotebookRecord) -> String {
         record.run.dtype,
         record.run.mlx_version,
         record.run.vlmbench_version,
-        if record.quick { " **Quick mode**: token limits and sample counts cut down; figures only check the pipeline." } else { "" }
+        if record.quick {
+            " **Quick mode**: token limits and sample counts cut down; figures only check the pipeline."
+        } else {
+            ""
+        }
     );
     if record.random_weights {
         let _ = writeln!(md, "> **Random weights.** This run used the built-in tiny checkpoint: answers are gibberish and timings say nothing about real models. Pass `--model mlx-community/gemma-4-31b-it-4bit` for the real thing.\n");
@@ -70,7 +79,10 @@ pub fn render(record: &NotebookRecord) -> String {
             None => {
                 let _ = writeln!(md, "_Not run yet._\n");
             }
-            Some(Section { status: SectionStatus::Skipped { reason }, .. }) => {
+            Some(Section {
+                status: SectionStatus::Skipped { reason },
+                ..
+            }) => {
                 let _ = writeln!(md, "_Skipped: {reason}_\n");
             }
             Some(section) => render_section(&mut md, name, section),
@@ -83,7 +95,12 @@ fn render_section(md: &mut String, name: &str, section: &Section) {
     let d = &section.data;
     match name {
         "load" => {
-            let _ = writeln!(md, "Model loaded in {} s. Model type: {}.\n", show(&d["load_s"]), show(&d["model_type"]));
+            let _ = writeln!(
+                md,
+                "Model loaded in {} s. Model type: {}.\n",
+                show(&d["load_s"]),
+                show(&d["model_type"])
+            );
         }
         "scene" | "chart" | "segment" => {
             if let Some(image) = d.get("image") {
@@ -107,7 +124,12 @@ fn render_section(md: &mut String, name: &str, section: &Section) {
                         let _ = writeln!(md, "Parse error: {}\n", show(e));
                     }
                     None => {
-                        let _ = writeln!(md, "{} points — {}\n", show(&d["points"]), show(&d["label"]));
+                        let _ = writeln!(
+                            md,
+                            "{} points — {}\n",
+                            show(&d["points"]),
+                            show(&d["label"])
+                        );
                     }
                 }
             }
@@ -116,8 +138,16 @@ fn render_section(md: &mut String, name: &str, section: &Section) {
             if let Some(image) = d.get("image") {
                 let _ = writeln!(md, "Image prompts use {}.\n", show(image));
             }
-            let columns: &[&str] = if name == "summary" { &["Metric", "Value"] } else { &super::gemma4::THROUGHPUT_COLUMNS };
-            table(md, columns, d["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            let columns: &[&str] = if name == "summary" {
+                &["Metric", "Value"]
+            } else {
+                &super::gemma4::THROUGHPUT_COLUMNS
+            };
+            table(
+                md,
+                columns,
+                d["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+            );
         }
         _ => super::eval_sections::render(md, name, d),
     }
@@ -136,9 +166,16 @@ pub fn table(md: &mut String, columns: &[&str], rows: &[Value]) {
         return;
     }
     let _ = writeln!(md, "| {} |", columns.join(" | "));
-    let _ = writeln!(md, "|{}|", columns.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    let _ = writeln!(
+        md,
+        "|{}|",
+        columns.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+    );
     for row in rows {
-        let cells: Vec<String> = columns.iter().map(|c| show(&row[*c]).replace('|', "\\|")).collect();
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| show(&row[*c]).replace('|', "\\|"))
+            .collect();
         let _ = writeln!(md, "| {} |", cells.join(" | "));
     }
     md.push('\n');
@@ -161,7 +198,11 @@ mod tests {
     #[test]
     fn tables_follow_the_given_columns_and_escape_pipes() {
         let mut md = String::new();
-        table(&mut md, &["Test", "Gen tok/s"], &[json!({"Gen tok/s": 1.5, "Test": "a|b"})]);
+        table(
+            &mut md,
+            &["Test", "Gen tok/s"],
+            &[json!({"Gen tok/s": 1.5, "Test": "a|b"})],
+        );
         assert_eq!(md, "| Test | Gen tok/s |\n|---|---|\n| a\\|b | 1.5 |\n\n");
     }
 }

@@ -25,13 +25,27 @@ impl ResearchData {
     /// `np.random.normal(0, 0.08, 20)` draws after `np.random.seed(42)`.
     pub fn from_noise(train_noise: &[f64], val_noise: &[f64]) -> Self {
         let epochs: Vec<f64> = (1..=20).map(f64::from).collect();
-        let train_loss = epochs.iter().zip(train_noise).map(|(e, n)| 2.5 * (-0.15 * e).exp() + 0.1 + n).collect();
-        let mut val_loss: Vec<f64> = epochs.iter().zip(val_noise).map(|(e, n)| 2.5 * (-0.12 * e).exp() + 0.3 + n).collect();
+        let train_loss = epochs
+            .iter()
+            .zip(train_noise)
+            .map(|(e, n)| 2.5 * (-0.15 * e).exp() + 0.1 + n)
+            .collect();
+        let mut val_loss: Vec<f64> = epochs
+            .iter()
+            .zip(val_noise)
+            .map(|(e, n)| 2.5 * (-0.12 * e).exp() + 0.3 + n)
+            .collect();
         // val_loss[14:] += np.linspace(0, 0.4, 6)
         for (i, v) in val_loss.iter_mut().skip(14).enumerate() {
             *v += 0.4 * i as f64 / 5.0;
         }
-        Self { epochs, train_loss, val_loss, models: ["CNN", "ResNet", "ViT", "Ours"], accuracy: [78.2, 85.6, 89.1, 92.3] }
+        Self {
+            epochs,
+            train_loss,
+            val_loss,
+            models: ["CNN", "ResNet", "ViT", "Ours"],
+            accuracy: [78.2, 85.6, 89.1, 92.3],
+        }
     }
 }
 
@@ -48,8 +62,18 @@ pub fn draw(path: &Path, data: &ResearchData) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let (left, right) = root.split_horizontally(750);
 
-    let y_max = data.train_loss.iter().chain(&data.val_loss).fold(0.0f64, |a, &b| a.max(b)) * 1.05;
-    let y_min = data.train_loss.iter().chain(&data.val_loss).fold(f64::MAX, |a, &b| a.min(b)).min(0.0);
+    let y_max = data
+        .train_loss
+        .iter()
+        .chain(&data.val_loss)
+        .fold(0.0f64, |a, &b| a.max(b))
+        * 1.05;
+    let y_min = data
+        .train_loss
+        .iter()
+        .chain(&data.val_loss)
+        .fold(f64::MAX, |a, &b| a.min(b))
+        .min(0.0);
     let mut loss = ChartBuilder::on(&left)
         .caption("Training vs Validation Loss", (FONT, 26))
         .margin(20)
@@ -66,16 +90,33 @@ pub fn draw(path: &Path, data: &ResearchData) -> Result<()> {
         .light_line_style(WHITE)
         .draw()
         .map_err(err)?;
-    let points = |ys: &[f64]| data.epochs.iter().copied().zip(ys.iter().copied()).collect::<Vec<_>>();
-    loss.draw_series(LineSeries::new(points(&data.train_loss), TRAIN_BLUE.stroke_width(2)))
-        .map_err(err)?
-        .label("Train")
-        .legend(|(x, y)| Circle::new((x + 10, y), 4, TRAIN_BLUE.filled()));
-    loss.draw_series(points(&data.train_loss).into_iter().map(|p| Circle::new(p, 4, TRAIN_BLUE.filled()))).map_err(err)?;
-    loss.draw_series(LineSeries::new(points(&data.val_loss), VAL_RED.stroke_width(2)))
-        .map_err(err)?
-        .label("Val")
-        .legend(|(x, y)| Rectangle::new([(x + 6, y - 4), (x + 14, y + 4)], VAL_RED.filled()));
+    let points = |ys: &[f64]| {
+        data.epochs
+            .iter()
+            .copied()
+            .zip(ys.iter().copied())
+            .collect::<Vec<_>>()
+    };
+    loss.draw_series(LineSeries::new(
+        points(&data.train_loss),
+        TRAIN_BLUE.stroke_width(2),
+    ))
+    .map_err(err)?
+    .label("Train")
+    .legend(|(x, y)| Circle::new((x + 10, y), 4, TRAIN_BLUE.filled()));
+    loss.draw_series(
+        points(&data.train_loss)
+            .into_iter()
+            .map(|p| Circle::new(p, 4, TRAIN_BLUE.filled())),
+    )
+    .map_err(err)?;
+    loss.draw_series(LineSeries::new(
+        points(&data.val_loss),
+        VAL_RED.stroke_width(2),
+    ))
+    .map_err(err)?
+    .label("Val")
+    .legend(|(x, y)| Rectangle::new([(x + 6, y - 4), (x + 14, y + 4)], VAL_RED.filled()));
     loss.draw_series(points(&data.val_loss).into_iter().map(|(x, y)| {
         EmptyElement::at((x, y)) + Rectangle::new([(-4, -4), (4, 4)], VAL_RED.filled())
     }))
@@ -103,14 +144,28 @@ pub fn draw(path: &Path, data: &ResearchData) -> Result<()> {
         .light_line_style(WHITE)
         .label_style((FONT, 16))
         .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => data.models.get(*i as usize).map(|s| s.to_string()).unwrap_or_default(),
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => data
+                .models
+                .get(*i as usize)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
             SegmentValue::Last => String::new(),
         })
         .draw()
         .map_err(err)?;
     bars.draw_series(data.accuracy.iter().enumerate().map(|(i, &v)| {
-        let color = if i + 1 == data.accuracy.len() { OURS_RED } else { BAR_GRAY };
-        let mut bar = Rectangle::new([(SegmentValue::Exact(i as i32), 70.0), (SegmentValue::Exact(i as i32 + 1), v)], color.filled());
+        let color = if i + 1 == data.accuracy.len() {
+            OURS_RED
+        } else {
+            BAR_GRAY
+        };
+        let mut bar = Rectangle::new(
+            [
+                (SegmentValue::Exact(i as i32), 70.0),
+                (SegmentValue::Exact(i as i32 + 1), v),
+            ],
+            color.filled(),
+        );
         bar.set_margin(0, 0, 20, 20);
         bar
     }))
@@ -152,7 +207,13 @@ mod tests {
         let img = image::open(&path).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (1500, 600));
         let has = |c: [u8; 3]| img.pixels().any(|p| p.0 == c);
-        assert!(has([0, 0, 255]) && has([255, 0, 0]), "both loss curves are drawn");
-        assert!(has([0xe7, 0x4c, 0x3c]) && has([0xaa, 0xaa, 0xaa]), "the bars are drawn");
+        assert!(
+            has([0, 0, 255]) && has([255, 0, 0]),
+            "both loss curves are drawn"
+        );
+        assert!(
+            has([0xe7, 0x4c, 0x3c]) && has([0xaa, 0xaa, 0xaa]),
+            "the bars are drawn"
+        );
     }
 }

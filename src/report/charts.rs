@@ -51,7 +51,11 @@ pub struct ThroughputBar {
 
 /// The notebook's three panels: generation speed, prompt processing speed, total time per test.
 pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Result<()> {
-    anyhow::ensure!(!bars.is_empty(), "no results to chart for {}", path.display());
+    anyhow::ensure!(
+        !bars.is_empty(),
+        "no results to chart for {}",
+        path.display()
+    );
     register_font();
     let err = plot_err(path);
     let root = BitMapBackend::new(path, (1500, 120 + 60 * bars.len() as u32)).into_drawing_area();
@@ -82,9 +86,10 @@ pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Re
             .x_desc(unit)
             .label_style((FONT, 14))
             .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                    bars.get(*i as usize).map(|b| b.label.clone()).unwrap_or_default()
-                }
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => bars
+                    .get(*i as usize)
+                    .map(|b| b.label.clone())
+                    .unwrap_or_default(),
                 SegmentValue::Last => String::new(),
             })
             .draw()
@@ -93,7 +98,10 @@ pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Re
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
                 let color = if b.has_image { IMAGE_COLOR } else { TEXT_COLOR };
                 let mut bar = Rectangle::new(
-                    [(0.0, SegmentValue::Exact(i as i32)), (value(b), SegmentValue::Exact(i as i32 + 1))],
+                    [
+                        (0.0, SegmentValue::Exact(i as i32)),
+                        (value(b), SegmentValue::Exact(i as i32 + 1)),
+                    ],
                     color.mix(0.85).filled(),
                 );
                 bar.set_margin(8, 8, 0, 0);
@@ -116,7 +124,11 @@ pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Re
 
 /// An axis number without a useless ".0" (20 rather than 20.0; 0.5 stays).
 pub(crate) fn trim_number(v: f64) -> String {
-    if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") }
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
 }
 
 /// The number a chart draws for one item.
@@ -142,22 +154,27 @@ pub struct SweepSeries {
 }
 
 fn x_range(series: &[SweepSeries]) -> (f64, f64) {
-    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.prompt_tokens as f64));
+    let xs = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.prompt_tokens as f64));
     let (lo, hi) = xs.fold((f64::MAX, 0.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
     (lo.max(1.0) / 1.5, hi * 1.5)
 }
 
 /// Two panels against prompt length (log scale): prompt processing tok/s and generation tok/s.
 pub fn speed_vs_prompt_length(path: &Path, title: &str, series: &[SweepSeries]) -> Result<()> {
-    let panels: [Panel; 2] =
-        [("Prompt processing (tokens/s)", |p| p.prompt_tps), ("Generation (tokens/s)", |p| p.gen_tps)];
+    let panels: [Panel; 2] = [
+        ("Prompt processing (tokens/s)", |p| p.prompt_tps),
+        ("Generation (tokens/s)", |p| p.gen_tps),
+    ];
     line_panels(path, title, series, &panels, "tokens/s")
 }
 
 /// Peak memory (GiB) against prompt length (log scale).
 pub fn memory_vs_prompt_length(path: &Path, title: &str, series: &[SweepSeries]) -> Result<()> {
-    let panels: [Panel; 1] =
-        [("Peak memory (GiB)", |p| p.peak_memory_bytes as f64 / (1u64 << 30) as f64)];
+    let panels: [Panel; 1] = [("Peak memory (GiB)", |p| {
+        p.peak_memory_bytes as f64 / (1u64 << 30) as f64
+    })];
     line_panels(path, title, series, &panels, "GiB")
 }
 
@@ -168,7 +185,11 @@ fn line_panels(
     panels: &[Panel],
     unit: &str,
 ) -> Result<()> {
-    anyhow::ensure!(series.iter().any(|s| !s.points.is_empty()), "no sweep points to chart for {}", path.display());
+    anyhow::ensure!(
+        series.iter().any(|s| !s.points.is_empty()),
+        "no sweep points to chart for {}",
+        path.display()
+    );
     register_font();
     let err = plot_err(path);
     let root = BitMapBackend::new(path, (700 * panels.len() as u32, 520)).into_drawing_area();
@@ -178,17 +199,28 @@ fn line_panels(
     let (x_lo, x_hi) = x_range(series);
     // Ticks at the measured prompt lengths: a log axis alone labels only powers of ten, which
     // leaves a sweep of 16 and 32 tokens without a single number under it.
-    let mut lengths: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.prompt_tokens as f64)).collect();
+    let mut lengths: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.prompt_tokens as f64))
+        .collect();
     lengths.sort_by(f64::total_cmp);
     lengths.dedup();
     for (area, (caption, value)) in areas.iter().zip(panels) {
-        let y_max = series.iter().flat_map(|s| s.points.iter().map(value)).fold(0.0, f64::max).max(1e-9) * 1.15;
+        let y_max = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(value))
+            .fold(0.0, f64::max)
+            .max(1e-9)
+            * 1.15;
         let mut chart = ChartBuilder::on(area)
             .caption(*caption, (FONT, 20))
             .margin(14)
             .x_label_area_size(45)
             .y_label_area_size(70)
-            .build_cartesian_2d((x_lo..x_hi).log_scale().with_key_points(lengths.clone()), 0.0..y_max)
+            .build_cartesian_2d(
+                (x_lo..x_hi).log_scale().with_key_points(lengths.clone()),
+                0.0..y_max,
+            )
             .map_err(&err)?;
         chart
             .configure_mesh()
@@ -203,14 +235,22 @@ fn line_panels(
             .map_err(&err)?;
         for (k, s) in series.iter().enumerate() {
             let color = SERIES_COLORS[k % SERIES_COLORS.len()];
-            let mut points: Vec<(f64, f64)> = s.points.iter().map(|p| (p.prompt_tokens as f64, value(p))).collect();
+            let mut points: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .map(|p| (p.prompt_tokens as f64, value(p)))
+                .collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
                 .map_err(&err)?
                 .label(s.name.clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
-            chart.draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled()))).map_err(&err)?;
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3))
+                });
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled())))
+                .map_err(&err)?;
         }
         if series.len() > 1 {
             chart
@@ -230,7 +270,8 @@ fn line_panels(
 /// Draws every chart the results support into `dir`: prompt-length sweeps as speed and memory
 /// charts (one series per file), prompt tables as the notebook's three panels (one PNG per file).
 pub fn chart_results(files: &[ResultsFile], dir: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| anyhow!("cannot create chart directory {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow!("cannot create chart directory {}: {e}", dir.display()))?;
     let mut written = Vec::new();
     let sweeps: Vec<SweepSeries> = files
         .iter()
@@ -250,14 +291,25 @@ pub fn chart_results(files: &[ResultsFile], dir: &Path) -> Result<Vec<PathBuf>> 
         })
         .collect();
     if !sweeps.is_empty() {
-        let what = describe(files.iter().filter(|f| f.kind == ResultKind::PromptLengthSweep));
+        let what = describe(
+            files
+                .iter()
+                .filter(|f| f.kind == ResultKind::PromptLengthSweep),
+        );
         let speed = dir.join("speed_vs_prompt_length.png");
-        speed_vs_prompt_length(&speed, &format!("Prompt vs generation speed — {what}"), &sweeps)?;
+        speed_vs_prompt_length(
+            &speed,
+            &format!("Prompt vs generation speed — {what}"),
+            &sweeps,
+        )?;
         let memory = dir.join("memory_vs_prompt_length.png");
         memory_vs_prompt_length(&memory, &format!("Peak memory — {what}"), &sweeps)?;
         written.extend([speed, memory]);
     }
-    for f in files.iter().filter(|f| matches!(f.kind, ResultKind::PromptTable | ResultKind::TaskBench)) {
+    for f in files
+        .iter()
+        .filter(|f| matches!(f.kind, ResultKind::PromptTable | ResultKind::TaskBench))
+    {
         let bars: Vec<ThroughputBar> = f
             .measurements
             .iter()
@@ -269,13 +321,24 @@ pub fn chart_results(files: &[ResultsFile], dir: &Path) -> Result<Vec<PathBuf>> 
                 total_s: m.total_s,
             })
             .collect();
-        let slug: String = f.run.label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let slug: String = f
+            .run
+            .label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
         let path = dir.join(format!("throughput_{slug}.png"));
-        let title = format!("{} — {} ({}) — blue: text only, red: with image", f.run.model, f.run.device, f.run.dtype);
+        let title = format!(
+            "{} — {} ({}) — blue: text only, red: with image",
+            f.run.model, f.run.device, f.run.dtype
+        );
         throughput_panels(&path, &title, &bars)?;
         written.push(path);
     }
-    anyhow::ensure!(!written.is_empty(), "the results files hold nothing to chart");
+    anyhow::ensure!(
+        !written.is_empty(),
+        "the results files hold nothing to chart"
+    );
     Ok(written)
 }
 
@@ -292,7 +355,11 @@ fn describe<'a>(files: impl Iterator<Item = &'a ResultsFile>) -> String {
         }
         seen
     };
-    let (models, dtypes, devices) = (distinct(|f| &f.run.model), distinct(|f| &f.run.dtype), distinct(|f| &f.run.device));
+    let (models, dtypes, devices) = (
+        distinct(|f| &f.run.model),
+        distinct(|f| &f.run.dtype),
+        distinct(|f| &f.run.device),
+    );
     let mut text = format!("{} ({})", models.join(", "), dtypes.join(", "));
     if let [device] = devices.as_slice() {
         text.push_str(&format!(" on {device}"));
@@ -316,8 +383,20 @@ mod tests {
 
     fn bars() -> Vec<ThroughputBar> {
         vec![
-            ThroughputBar { label: "Short text".into(), has_image: false, gen_tps: 18.8, prompt_tps: 38.2, total_s: 1.3 },
-            ThroughputBar { label: "Image + short".into(), has_image: true, gen_tps: 17.3, prompt_tps: 74.4, total_s: 6.4 },
+            ThroughputBar {
+                label: "Short text".into(),
+                has_image: false,
+                gen_tps: 18.8,
+                prompt_tps: 38.2,
+                total_s: 1.3,
+            },
+            ThroughputBar {
+                label: "Image + short".into(),
+                has_image: true,
+                gen_tps: 17.3,
+                prompt_tps: 74.4,
+                total_s: 6.4,
+            },
         ]
     }
 
@@ -328,24 +407,43 @@ mod tests {
         throughput_panels(&path, "test", &bars()).unwrap();
         let img = image::open(&path).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (1500, 240));
-        let has = |c: RGBColor| img.pixels().any(|p| p.0 == [c.0, c.1, c.2] || close(p.0, c));
-        assert!(has(TEXT_COLOR) && has(IMAGE_COLOR), "both bar colours drawn");
+        let has = |c: RGBColor| {
+            img.pixels()
+                .any(|p| p.0 == [c.0, c.1, c.2] || close(p.0, c))
+        };
+        assert!(
+            has(TEXT_COLOR) && has(IMAGE_COLOR),
+            "both bar colours drawn"
+        );
         assert!(colours(&path) > 20, "anti-aliased text and axes present");
     }
 
     fn close(p: [u8; 3], c: RGBColor) -> bool {
         // Bars are drawn at 85% opacity over white.
         let blend = |a: u8| (a as f64 * 0.85 + 255.0 * 0.15).round() as i32;
-        (p[0] as i32 - blend(c.0)).abs() <= 2 && (p[1] as i32 - blend(c.1)).abs() <= 2 && (p[2] as i32 - blend(c.2)).abs() <= 2
+        (p[0] as i32 - blend(c.0)).abs() <= 2
+            && (p[1] as i32 - blend(c.1)).abs() <= 2
+            && (p[2] as i32 - blend(c.2)).abs() <= 2
     }
 
     #[test]
     fn sweep_charts_render_several_series() {
         let dir = tempfile::tempdir().unwrap();
-        let point = |n: usize, f: f64| SweepPoint { prompt_tokens: n, prompt_tps: 100.0 * f, gen_tps: 20.0 * f, peak_memory_bytes: (n as u64) << 20 };
+        let point = |n: usize, f: f64| SweepPoint {
+            prompt_tokens: n,
+            prompt_tps: 100.0 * f,
+            gen_tps: 20.0 * f,
+            peak_memory_bytes: (n as u64) << 20,
+        };
         let series = vec![
-            SweepSeries { name: "vlmbench".into(), points: vec![point(64, 1.0), point(256, 1.1), point(1024, 0.9)] },
-            SweepSeries { name: "mlx-vlm".into(), points: vec![point(64, 0.8), point(256, 0.9), point(1024, 0.7)] },
+            SweepSeries {
+                name: "vlmbench".into(),
+                points: vec![point(64, 1.0), point(256, 1.1), point(1024, 0.9)],
+            },
+            SweepSeries {
+                name: "mlx-vlm".into(),
+                points: vec![point(64, 0.8), point(256, 0.9), point(1024, 0.7)],
+            },
         ];
         let speed = dir.path().join("speed.png");
         let memory = dir.path().join("memory.png");
@@ -359,7 +457,10 @@ mod tests {
     fn empty_input_is_an_error_not_a_blank_chart() {
         let dir = tempfile::tempdir().unwrap();
         assert!(throughput_panels(&dir.path().join("a.png"), "t", &[]).is_err());
-        let empty = [SweepSeries { name: "x".into(), points: vec![] }];
+        let empty = [SweepSeries {
+            name: "x".into(),
+            points: vec![],
+        }];
         assert!(speed_vs_prompt_length(&dir.path().join("b.png"), "t", &empty).is_err());
         assert!(!dir.path().join("a.png").exists());
     }

@@ -44,12 +44,18 @@ pub fn histogram(values: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
     if values.is_empty() {
         return (Vec::new(), Vec::new());
     }
-    let (mut lo, mut hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let (mut lo, mut hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     if lo == hi {
         lo -= 0.5;
         hi += 0.5;
     }
-    let edges: Vec<f64> = (0..=bins).map(|i| lo + (hi - lo) * i as f64 / bins as f64).collect();
+    let edges: Vec<f64> = (0..=bins)
+        .map(|i| lo + (hi - lo) * i as f64 / bins as f64)
+        .collect();
     let mut counts = vec![0usize; bins];
     for &v in values {
         // As numpy: estimate the bin, then fix rounding against the edges; the last bin includes
@@ -81,17 +87,31 @@ pub fn localization_chart(path: &Path, title: &str, c: &LocalizationChart) -> Re
         .y_label_area_size(60)
         .build_cartesian_2d(-0.05..1.05, -0.05..1.05)
         .map_err(|e| err(&e))?;
-    chart.configure_mesh().x_desc("Recall @0.3").y_desc("Precision @0.3").label_style((FONT, 14)).draw().map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("Recall @0.3")
+        .y_desc("Precision @0.3")
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(|e| err(&e))?;
     let gray = RGBColor(0x80, 0x80, 0x80);
     chart
         .draw_series([
-            PathElement::new(vec![(-0.05, c.mean_precision), (1.05, c.mean_precision)], gray.mix(0.8).stroke_width(2)),
-            PathElement::new(vec![(c.mean_recall, -0.05), (c.mean_recall, 1.05)], gray.mix(0.8).stroke_width(2)),
+            PathElement::new(
+                vec![(-0.05, c.mean_precision), (1.05, c.mean_precision)],
+                gray.mix(0.8).stroke_width(2),
+            ),
+            PathElement::new(
+                vec![(c.mean_recall, -0.05), (c.mean_recall, 1.05)],
+                gray.mix(0.8).stroke_width(2),
+            ),
         ])
         .map_err(|e| err(&e))?;
     chart
         .draw_series(c.per_image.iter().map(|&(r, p)| {
-            EmptyElement::at((r, p)) + Circle::new((0, 0), 7, CYAN.mix(0.7).filled()) + Circle::new((0, 0), 7, BLACK.stroke_width(1))
+            EmptyElement::at((r, p))
+                + Circle::new((0, 0), 7, CYAN.mix(0.7).filled())
+                + Circle::new((0, 0), 7, BLACK.stroke_width(1))
         }))
         .map_err(|e| err(&e))?;
     chart
@@ -110,7 +130,10 @@ pub fn localization_chart(path: &Path, title: &str, c: &LocalizationChart) -> Re
         _ => (0.0, 1.0),
     };
     let mut chart = ChartBuilder::on(&panels[1])
-        .caption(format!("IoU of strict matches (n={})", c.strict_tp_ious.len()), (FONT, 20))
+        .caption(
+            format!("IoU of strict matches (n={})", c.strict_tp_ious.len()),
+            (FONT, 20),
+        )
         .margin(14)
         .x_label_area_size(45)
         .y_label_area_size(60)
@@ -125,11 +148,17 @@ pub fn localization_chart(path: &Path, title: &str, c: &LocalizationChart) -> Re
     if !c.strict_tp_ious.is_empty() {
         chart
             .draw_series(counts.iter().enumerate().map(|(i, &n)| {
-                Rectangle::new([(edges[i], 0.0), (edges[i + 1], n as f64)], GREEN.mix(0.85).filled())
+                Rectangle::new(
+                    [(edges[i], 0.0), (edges[i + 1], n as f64)],
+                    GREEN.mix(0.85).filled(),
+                )
             }))
             .map_err(|e| err(&e))?;
         chart
-            .draw_series([PathElement::new(vec![(0.5, 0.0), (0.5, top)], RED.stroke_width(3))])
+            .draw_series([PathElement::new(
+                vec![(0.5, 0.0), (0.5, top)],
+                RED.stroke_width(3),
+            )])
             .map_err(|e| err(&e))?
             .label("IoU=0.5 threshold")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(3)));
@@ -153,9 +182,11 @@ pub fn localization_chart(path: &Path, title: &str, c: &LocalizationChart) -> Re
         .map_err(|e| err(&e))?;
     let name_at = |v: &SegmentValue<i32>| match v {
         // Row 0 at the bottom holds the last class.
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-            c.per_class.get((n - 1 - *i) as usize).map(|r| r.name.clone()).unwrap_or_default()
-        }
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => c
+            .per_class
+            .get((n - 1 - *i) as usize)
+            .map(|r| r.name.clone())
+            .unwrap_or_default(),
         SegmentValue::Last => String::new(),
     };
     chart
@@ -169,8 +200,20 @@ pub fn localization_chart(path: &Path, title: &str, c: &LocalizationChart) -> Re
     let row = |k: usize| n - 1 - k as i32;
     chart
         .draw_series(c.per_class.iter().enumerate().map(|(k, r)| {
-            let color = if r.recall >= 0.5 { GREEN } else if r.recall >= 0.25 { ORANGE } else { RED };
-            let mut bar = Rectangle::new([(0.0, SegmentValue::Exact(row(k))), (r.recall, SegmentValue::Exact(row(k) + 1))], color.filled());
+            let color = if r.recall >= 0.5 {
+                GREEN
+            } else if r.recall >= 0.25 {
+                ORANGE
+            } else {
+                RED
+            };
+            let mut bar = Rectangle::new(
+                [
+                    (0.0, SegmentValue::Exact(row(k))),
+                    (r.recall, SegmentValue::Exact(row(k) + 1)),
+                ],
+                color.filled(),
+            );
             bar.set_margin(5, 5, 0, 0);
             bar
         }))
@@ -206,10 +249,21 @@ mod tests {
     #[test]
     fn draws_a_png_with_and_without_matches() {
         let dir = tempfile::tempdir().unwrap();
-        let classes = vec![ClassRecall { name: "person".into(), matched: 1, total: 3, recall: 1.0 / 3.0 }];
+        let classes = vec![ClassRecall {
+            name: "person".into(),
+            matched: 1,
+            total: 3,
+            recall: 1.0 / 3.0,
+        }];
         for ious in [vec![0.55, 0.7], vec![]] {
             let path = dir.path().join("c.png");
-            let chart = LocalizationChart { per_image: &[(0.5, 0.25), (0.0, 0.0)], mean_precision: 0.125, mean_recall: 0.25, strict_tp_ious: &ious, per_class: &classes };
+            let chart = LocalizationChart {
+                per_image: &[(0.5, 0.25), (0.0, 0.0)],
+                mean_precision: 0.125,
+                mean_recall: 0.25,
+                strict_tp_ious: &ious,
+                per_class: &classes,
+            };
             localization_chart(&path, "Localization quality analysis", &chart).unwrap();
             let img = image::open(&path).unwrap();
             assert_eq!((img.width(), img.height()), (1800, 560));

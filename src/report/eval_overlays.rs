@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 use image::{imageops, Rgb, RgbImage};
 use imageproc::drawing::{draw_text_mut, text_size};
 
-use super::overlay::{class_color, LabeledBox, Overlay, CLASS_PURPLE, FP_RED, NEAR_AMBER, TP_GREEN};
+use super::overlay::{
+    class_color, LabeledBox, Overlay, CLASS_PURPLE, FP_RED, NEAR_AMBER, TP_GREEN,
+};
 use super::FONT_BYTES;
 use crate::eval::detection::Detection;
 use crate::eval::matching::{ImageEval, Status};
@@ -36,7 +38,15 @@ pub fn linspace_indices(n: usize, count: usize) -> Vec<usize> {
         return vec![0];
     }
     let step = (n - 1) as f64 / (count - 1) as f64;
-    (0..count).map(|i| if i == count - 1 { n - 1 } else { (i as f64 * step) as usize }).collect()
+    (0..count)
+        .map(|i| {
+            if i == count - 1 {
+                n - 1
+            } else {
+                (i as f64 * step) as usize
+            }
+        })
+        .collect()
 }
 
 fn status_color(s: Status) -> Rgb<u8> {
@@ -54,7 +64,11 @@ pub fn ground_truth_panel(e: &EvaluatedImage) -> Result<RgbImage> {
     let boxes: Vec<LabeledBox> = e
         .ground_truth
         .iter()
-        .map(|d| LabeledBox { pixels: d.pixels(), label: d.class_name.clone(), color: class_color(&d.class_name) })
+        .map(|d| LabeledBox {
+            pixels: d.pixels(),
+            label: d.class_name.clone(),
+            color: class_color(&d.class_name),
+        })
         .collect();
     o.boxes(&boxes);
     Ok(o.image().clone())
@@ -70,7 +84,11 @@ pub fn prediction_panel(e: &EvaluatedImage) -> Result<RgbImage> {
             .zip(&e.eval.pred_status)
             .zip(&e.eval.pred_display_labels)
             .filter(|((_, s), _)| **s == status)
-            .map(|((d, _), label)| LabeledBox { pixels: d.pixels(), label: label.clone(), color: status_color(status) })
+            .map(|((d, _), label)| LabeledBox {
+                pixels: d.pixels(),
+                label: label.clone(),
+                color: status_color(status),
+            })
             .collect();
         o.boxes(&boxes);
     }
@@ -78,34 +96,67 @@ pub fn prediction_panel(e: &EvaluatedImage) -> Result<RgbImage> {
 }
 
 fn scaled(panel: &RgbImage) -> RgbImage {
-    let w = (u64::from(panel.width()) * u64::from(PANEL_HEIGHT) / u64::from(panel.height().max(1))).max(1) as u32;
+    let w = (u64::from(panel.width()) * u64::from(PANEL_HEIGHT) / u64::from(panel.height().max(1)))
+        .max(1) as u32;
     imageops::resize(panel, w, PANEL_HEIGHT, imageops::FilterType::Triangle)
 }
 
 /// Rows of titled panels under a figure title, saved as PNG.
 fn grid(path: &Path, title: &str, rows: Vec<Vec<(String, RgbImage)>>) -> Result<()> {
     let font = FontRef::try_from_slice(FONT_BYTES).context("the embedded font is unreadable")?;
-    let rows: Vec<Vec<(String, RgbImage)>> = rows.into_iter().map(|r| r.into_iter().map(|(t, p)| (t, scaled(&p))).collect()).collect();
-    let row_width = |r: &Vec<(String, RgbImage)>| r.iter().map(|(_, p)| p.width() + GAP).sum::<u32>() + GAP;
+    let rows: Vec<Vec<(String, RgbImage)>> = rows
+        .into_iter()
+        .map(|r| r.into_iter().map(|(t, p)| (t, scaled(&p))).collect())
+        .collect();
+    let row_width =
+        |r: &Vec<(String, RgbImage)>| r.iter().map(|(_, p)| p.width() + GAP).sum::<u32>() + GAP;
     let big = PxScale::from(22.0);
     let (tw, _) = text_size(big, &font, title);
-    let width = rows.iter().map(row_width).max().unwrap_or(400).max(tw + 2 * GAP);
+    let width = rows
+        .iter()
+        .map(row_width)
+        .max()
+        .unwrap_or(400)
+        .max(tw + 2 * GAP);
     let row_height = TITLE_HEIGHT + PANEL_HEIGHT + GAP;
     let height = 2 * TITLE_HEIGHT + GAP + row_height * rows.len() as u32;
     let mut canvas = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
     let black = Rgb([20, 20, 20]);
-    draw_text_mut(&mut canvas, black, ((width.saturating_sub(tw)) / 2) as i32, 12, big, &font, title);
+    draw_text_mut(
+        &mut canvas,
+        black,
+        ((width.saturating_sub(tw)) / 2) as i32,
+        12,
+        big,
+        &font,
+        title,
+    );
     let small = PxScale::from(16.0);
     for (r, row) in rows.iter().enumerate() {
         let top = 2 * TITLE_HEIGHT + GAP + r as u32 * row_height;
         let mut x = GAP;
         for (caption, panel) in row {
-            draw_text_mut(&mut canvas, black, x as i32, (top + 6) as i32, small, &font, caption);
-            imageops::overlay(&mut canvas, panel, i64::from(x), i64::from(top + TITLE_HEIGHT));
+            draw_text_mut(
+                &mut canvas,
+                black,
+                x as i32,
+                (top + 6) as i32,
+                small,
+                &font,
+                caption,
+            );
+            imageops::overlay(
+                &mut canvas,
+                panel,
+                i64::from(x),
+                i64::from(top + TITLE_HEIGHT),
+            );
             x += panel.width() + GAP;
         }
     }
-    canvas.save_with_format(path, image::ImageFormat::Png).with_context(|| format!("cannot write {}", path.display()))
+    canvas
+        .save_with_format(path, image::ImageFormat::Png)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The "GT vs. Predictions" figure for the images at `indices`.
@@ -114,7 +165,10 @@ pub fn overlay_grid(path: &Path, images: &[EvaluatedImage], indices: &[usize]) -
     for &i in indices {
         let e = &images[i];
         rows.push(vec![
-            (format!("Ground truth ({} objects)", e.eval.n_gt), ground_truth_panel(e)?),
+            (
+                format!("Ground truth ({} objects)", e.eval.n_gt),
+                ground_truth_panel(e)?,
+            ),
             (
                 format!(
                     "Coarse P/R@0.3={:.2}/{:.2} | Strict P/R@0.5={:.2}/{:.2}",
@@ -136,9 +190,18 @@ pub fn best_vs_worst(path: &Path, best: &EvaluatedImage, worst: &EvaluatedImage)
     let mut rows = Vec::new();
     for (e, label) in [(best, "Best"), (worst, "Worst")] {
         rows.push(vec![
-            (format!("{label} (coarse F1={:.2}) - GT: {} objects", e.eval.f1, e.eval.n_gt), ground_truth_panel(e)?),
             (
-                format!("{label} - coarse P/R={:.2}/{:.2} | strict R={:.2}", e.eval.precision, e.eval.recall, e.eval.strict_recall),
+                format!(
+                    "{label} (coarse F1={:.2}) - GT: {} objects",
+                    e.eval.f1, e.eval.n_gt
+                ),
+                ground_truth_panel(e)?,
+            ),
+            (
+                format!(
+                    "{label} - coarse P/R={:.2}/{:.2} | strict R={:.2}",
+                    e.eval.precision, e.eval.recall, e.eval.strict_recall
+                ),
                 prediction_panel(e)?,
             ),
         ]);
@@ -161,12 +224,22 @@ mod tests {
 
     #[test]
     fn prediction_panel_draws_strict_hits_green_over_false_positives() {
-        let img = vlm_models::image_io::RgbImage::from_raw(200, 200, vec![128; 200 * 200 * 3]).unwrap();
-        let d = |xyxy: [f32; 4]| Detection { xyxy, class_id: 0, class_name: "person".into() };
+        let img =
+            vlm_models::image_io::RgbImage::from_raw(200, 200, vec![128; 200 * 200 * 3]).unwrap();
+        let d = |xyxy: [f32; 4]| Detection {
+            xyxy,
+            class_id: 0,
+            class_name: "person".into(),
+        };
         let gt = [d([20.0, 20.0, 180.0, 180.0])];
         let preds = [d([20.0, 20.0, 180.0, 180.0]), d([20.0, 20.0, 180.0, 180.0])];
         let eval = evaluate(&preds, &gt);
-        let e = EvaluatedImage { image: &img, ground_truth: &gt, predictions: &preds, eval: &eval };
+        let e = EvaluatedImage {
+            image: &img,
+            ground_truth: &gt,
+            predictions: &preds,
+            eval: &eval,
+        };
         let panel = prediction_panel(&e).unwrap();
         // The same outline is drawn amber (the duplicate: a near miss) then green (the match): green wins.
         assert_eq!(*panel.get_pixel(20, 100), TP_GREEN);

@@ -21,12 +21,16 @@ struct VqaRow {
 
 /// The notebook's "Sample correct/incorrect predictions" (first `limit` of each), as tables.
 pub fn vqa_examples(records: &[VqaRecord], correct: bool, limit: usize) -> String {
-    let rows = records.iter().filter(|r| (r.accuracy > 0.0) == correct).take(limit).map(|r| VqaRow {
-        sample: r.sample,
-        question: r.question.clone(),
-        prediction: r.prediction.clone(),
-        gt: r.gt_answer.clone(),
-    });
+    let rows = records
+        .iter()
+        .filter(|r| (r.accuracy > 0.0) == correct)
+        .take(limit)
+        .map(|r| VqaRow {
+            sample: r.sample,
+            question: r.question.clone(),
+            prediction: r.prediction.clone(),
+            gt: r.gt_answer.clone(),
+        });
     let mut table = Table::new(rows);
     table.with(Style::markdown());
     table.to_string()
@@ -63,7 +67,10 @@ pub fn coco_images(records: &[CocoRecord]) -> String {
             n_gt: e.n_gt,
             n_pred: e.n_pred,
             coarse: format!("{:.2} / {:.2} / {:.2}", e.precision, e.recall, e.f1),
-            strict: format!("{:.2} / {:.2} / {:.2}", e.strict_precision, e.strict_recall, e.strict_f1),
+            strict: format!(
+                "{:.2} / {:.2} / {:.2}",
+                e.strict_precision, e.strict_recall, e.strict_f1
+            ),
             iou: format!("{:.2}", e.mean_tp_iou),
             statuses: format!("{tp}/{near}/{class}/{fp}"),
         }

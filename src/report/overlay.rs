@@ -9,7 +9,10 @@ use std::path::Path;
 use ab_glyph::{FontRef, PxScale};
 use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
-use imageproc::drawing::{draw_filled_circle_mut, draw_filled_rect_mut, draw_hollow_rect_mut, draw_polygon_mut, draw_text_mut, text_size};
+use imageproc::drawing::{
+    draw_filled_circle_mut, draw_filled_rect_mut, draw_hollow_rect_mut, draw_polygon_mut,
+    draw_text_mut, text_size,
+};
 use imageproc::point::Point;
 use imageproc::rect::Rect;
 
@@ -39,7 +42,9 @@ const PALETTE: [Rgb<u8>; 8] = [
 /// The palette color for `label`: the same label always gets the same color.
 pub fn class_color(label: &str) -> Rgb<u8> {
     // FNV-1a: stable across runs and platforms, unlike the std hasher.
-    let hash = label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     PALETTE[(hash % PALETTE.len() as u64) as usize]
 }
 
@@ -60,8 +65,10 @@ pub struct Overlay {
 impl Overlay {
     /// Starts from a copy of `width` x `height` RGB bytes.
     pub fn new(width: u32, height: u32, rgb: Vec<u8>) -> Result<Self> {
-        let image = RgbImage::from_raw(width, height, rgb).context("overlay: pixel buffer does not match the size")?;
-        let font = FontRef::try_from_slice(FONT_BYTES).context("overlay: the embedded font is unreadable")?;
+        let image = RgbImage::from_raw(width, height, rgb)
+            .context("overlay: pixel buffer does not match the size")?;
+        let font = FontRef::try_from_slice(FONT_BYTES)
+            .context("overlay: the embedded font is unreadable")?;
         Ok(Self { image, font })
     }
 
@@ -91,7 +98,11 @@ impl Overlay {
             for inset in 0..width {
                 let (w, h) = (x1 - x0 - 2 * inset, y1 - y0 - 2 * inset);
                 if w > 0 && h > 0 {
-                    draw_hollow_rect_mut(&mut self.image, Rect::at(x0 + inset, y0 + inset).of_size(w as u32, h as u32), b.color);
+                    draw_hollow_rect_mut(
+                        &mut self.image,
+                        Rect::at(x0 + inset, y0 + inset).of_size(w as u32, h as u32),
+                        b.color,
+                    );
                 }
             }
             if !b.label.is_empty() {
@@ -109,15 +120,32 @@ impl Overlay {
         let (tab_w, tab_h) = (tw as i32 + 2 * pad, th as i32 + 2 * pad);
         let top = if y - tab_h >= 0 { y - tab_h } else { y };
         let left = x.clamp(0, (self.image.width() as i32 - tab_w).max(0));
-        draw_filled_rect_mut(&mut self.image, Rect::at(left, top).of_size(tab_w as u32, tab_h as u32), color);
-        draw_text_mut(&mut self.image, Rgb([255, 255, 255]), left + pad, top + pad, scale, &self.font, text);
+        draw_filled_rect_mut(
+            &mut self.image,
+            Rect::at(left, top).of_size(tab_w as u32, tab_h as u32),
+            color,
+        );
+        draw_text_mut(
+            &mut self.image,
+            Rgb([255, 255, 255]),
+            left + pad,
+            top + pad,
+            scale,
+            &self.font,
+            text,
+        );
     }
 
     /// A caption across the bottom-left corner (e.g. why nothing could be drawn).
     pub fn footer(&mut self, text: &str, color: Rgb<u8>) -> &mut Self {
         let (_, th) = text_size(self.text_scale(), &self.font, text);
         let bottom = self.image.height() as i32;
-        self.caption(0, bottom - (th as i32 / 4).max(2) * 2 - th as i32, text, color);
+        self.caption(
+            0,
+            bottom - (th as i32 / 4).max(2) * 2 - th as i32,
+            text,
+            color,
+        );
         self
     }
 
@@ -149,13 +177,24 @@ impl Overlay {
         }
         let width = self.line_width() as f32;
         for (a, b) in vertices.iter().zip(vertices.iter().cycle().skip(1)) {
-            draw_thick_line(&mut self.image, (a.x as f32, a.y as f32), (b.x as f32, b.y as f32), width, color);
+            draw_thick_line(
+                &mut self.image,
+                (a.x as f32, a.y as f32),
+                (b.x as f32, b.y as f32),
+                width,
+                color,
+            );
         }
         self
     }
 
     /// A marker for each point: a filled dot of `color` ringed in white, with its label.
-    pub fn points(&mut self, pixel_points: &[[f64; 2]], labels: &[String], color: Rgb<u8>) -> &mut Self {
+    pub fn points(
+        &mut self,
+        pixel_points: &[[f64; 2]],
+        labels: &[String],
+        color: Rgb<u8>,
+    ) -> &mut Self {
         let radius = self.line_width() * 3;
         for (i, [x, y]) in pixel_points.iter().enumerate() {
             let center = (x.round() as i32, y.round() as i32);
@@ -170,13 +209,25 @@ impl Overlay {
 
     /// Writes the image as PNG.
     pub fn save_png(&self, path: &Path) -> Result<()> {
-        self.image.save_with_format(path, image::ImageFormat::Png).with_context(|| format!("cannot write overlay {}", path.display()))
+        self.image
+            .save_with_format(path, image::ImageFormat::Png)
+            .with_context(|| format!("cannot write overlay {}", path.display()))
     }
 }
 
 /// A line `width` pixels wide: dots along it (imageproc's lines are one pixel).
-fn draw_thick_line(image: &mut RgbImage, from: (f32, f32), to: (f32, f32), width: f32, color: Rgb<u8>) {
-    let steps = (to.0 - from.0).abs().max((to.1 - from.1).abs()).ceil().max(1.0) as i32;
+fn draw_thick_line(
+    image: &mut RgbImage,
+    from: (f32, f32),
+    to: (f32, f32),
+    width: f32,
+    color: Rgb<u8>,
+) {
+    let steps = (to.0 - from.0)
+        .abs()
+        .max((to.1 - from.1).abs())
+        .ceil()
+        .max(1.0) as i32;
     let radius = (width / 2.0).round().max(1.0) as i32;
     for s in 0..=steps {
         let t = s as f32 / steps as f32;
@@ -196,7 +247,11 @@ mod tests {
     #[test]
     fn a_box_outline_has_the_color_and_its_inside_is_untouched() {
         let mut o = gray(200, 200);
-        let b = LabeledBox { pixels: PixelBox::from_xyxy([50.0, 60.0, 150.0, 160.0]), label: String::new(), color: TP_GREEN };
+        let b = LabeledBox {
+            pixels: PixelBox::from_xyxy([50.0, 60.0, 150.0, 160.0]),
+            label: String::new(),
+            color: TP_GREEN,
+        };
         o.boxes(&[b]);
         assert_eq!(*o.image().get_pixel(50, 100), TP_GREEN);
         assert_eq!(*o.image().get_pixel(149, 100), TP_GREEN);
@@ -206,7 +261,11 @@ mod tests {
     #[test]
     fn a_label_tab_is_drawn_above_the_box_with_white_text() {
         let mut o = gray(300, 300);
-        let b = LabeledBox { pixels: PixelBox::from_xyxy([50.0, 100.0, 250.0, 250.0]), label: "person (TP 0.81)".into(), color: FP_RED };
+        let b = LabeledBox {
+            pixels: PixelBox::from_xyxy([50.0, 100.0, 250.0, 250.0]),
+            label: "person (TP 0.81)".into(),
+            color: FP_RED,
+        };
         o.boxes(&[b]);
         let tab = (0..100).flat_map(|y| (50..250).map(move |x| (x, y)));
         let (mut red, mut white) = (0, 0);
@@ -224,7 +283,13 @@ mod tests {
     #[test]
     fn a_polygon_is_filled_translucently_and_closing_duplicates_do_not_matter() {
         let mut o = gray(100, 100);
-        let square = [[20.0, 20.0], [80.0, 20.0], [80.0, 80.0], [20.0, 80.0], [20.0, 20.0]];
+        let square = [
+            [20.0, 20.0],
+            [80.0, 20.0],
+            [80.0, 80.0],
+            [20.0, 80.0],
+            [20.0, 20.0],
+        ];
         o.polygon(&square, POLYGON_RED, 0.35);
         // 128 * 0.65 + 255 * 0.35 = 172.45; 128 * 0.65 = 83.2
         assert_eq!(*o.image().get_pixel(50, 50), Rgb([172, 83, 83]));
@@ -242,15 +307,26 @@ mod tests {
     #[test]
     fn boxes_and_points_outside_the_image_do_not_panic() {
         let mut o = gray(40, 30);
-        let b = LabeledBox { pixels: PixelBox::from_xyxy([-50.0, -50.0, 500.0, 500.0]), label: "big".into(), color: NEAR_AMBER };
-        o.boxes(&[b]).points(&[[-10.0, 900.0], [20.0, 15.0]], &["far".into(), "in".into()], CLASS_PURPLE);
+        let b = LabeledBox {
+            pixels: PixelBox::from_xyxy([-50.0, -50.0, 500.0, 500.0]),
+            label: "big".into(),
+            color: NEAR_AMBER,
+        };
+        o.boxes(&[b]).points(
+            &[[-10.0, 900.0], [20.0, 15.0]],
+            &["far".into(), "in".into()],
+            CLASS_PURPLE,
+        );
         assert_eq!(*o.image().get_pixel(20, 15), CLASS_PURPLE);
     }
 
     #[test]
     fn class_colors_are_stable_per_label() {
         assert_eq!(class_color("person"), class_color("person"));
-        let distinct: std::collections::HashSet<_> = ["person", "dog", "car", "cup", "tv"].iter().map(|l| class_color(l).0).collect();
+        let distinct: std::collections::HashSet<_> = ["person", "dog", "car", "cup", "tv"]
+            .iter()
+            .map(|l| class_color(l).0)
+            .collect();
         assert!(distinct.len() >= 3);
     }
 }

@@ -22,7 +22,11 @@ pub const SPEED_PANEL_WIDTH: u32 = 600;
 
 /// Width of one test's memory panel: room for every bar of every run.
 pub fn memory_panel_width(test: &TestScaling) -> u32 {
-    let bars: usize = test.points.iter().map(|p| p.peak_memory_per_process.len()).sum();
+    let bars: usize = test
+        .points
+        .iter()
+        .map(|p| p.peak_memory_per_process.len())
+        .sum();
     600.max(100 + 110 * bars as u32)
 }
 
@@ -30,31 +34,51 @@ pub fn memory_panel_width(test: &TestScaling) -> u32 {
 /// numbers of processes.
 pub fn chart_scaling(files: &[BenchFile], dir: &Path) -> Result<Vec<PathBuf>> {
     let tests = scaling(files)?;
-    std::fs::create_dir_all(dir).map_err(|e| anyhow!("cannot create chart directory {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow!("cannot create chart directory {}: {e}", dir.display()))?;
     let what = describe(files);
     let speed = dir.join("scaling.png");
     speed_vs_processes(&speed, &format!("Scaling over processes — {what}"), &tests)?;
     let memory = dir.join("scaling_memory.png");
-    memory_per_process(&memory, &format!("Peak memory per process — {what}"), &tests)?;
+    memory_per_process(
+        &memory,
+        &format!("Peak memory per process — {what}"),
+        &tests,
+    )?;
     Ok(vec![speed, memory])
 }
 
 fn plural(n: usize) -> String {
-    if n == 1 { "1 process".into() } else { format!("{n} processes") }
+    if n == 1 {
+        "1 process".into()
+    } else {
+        format!("{n} processes")
+    }
 }
 
 /// tok/s against process count, one panel per test, with the ideal line and speedup labels.
 pub fn speed_vs_processes(path: &Path, title: &str, tests: &[TestScaling]) -> Result<()> {
-    anyhow::ensure!(!tests.is_empty(), "no scaling figures to chart for {}", path.display());
+    anyhow::ensure!(
+        !tests.is_empty(),
+        "no scaling figures to chart for {}",
+        path.display()
+    );
     register_font();
     let err = plot_err(path);
-    let root = BitMapBackend::new(path, (SPEED_PANEL_WIDTH * tests.len() as u32, PANEL_HEIGHT)).into_drawing_area();
+    let root = BitMapBackend::new(path, (SPEED_PANEL_WIDTH * tests.len() as u32, PANEL_HEIGHT))
+        .into_drawing_area();
     root.fill(&WHITE).map_err(&err)?;
     let root = root.titled(title, (FONT, 22)).map_err(&err)?;
     for (area, test) in root.split_evenly((1, tests.len())).iter().zip(tests) {
         // Integer process counts, one past the largest so its label fits.
         let x_hi = test.points.last().map_or(1, |p| p.processes as i32) + 1;
-        let y_max = test.points.iter().map(|p| p.tps.max(p.ideal_tps)).fold(0.0, f64::max).max(1e-9) * 1.2;
+        let y_max = test
+            .points
+            .iter()
+            .map(|p| p.tps.max(p.ideal_tps))
+            .fold(0.0, f64::max)
+            .max(1e-9)
+            * 1.2;
         let mut chart = ChartBuilder::on(area)
             .caption(format!("{} (tokens/s)", test.test), (FONT, 20))
             .margin(16)
@@ -68,19 +92,38 @@ pub fn speed_vs_processes(path: &Path, title: &str, tests: &[TestScaling]) -> Re
             .y_desc("tokens/s")
             .label_style((FONT, 14))
             .light_line_style(WHITE)
-            .x_label_formatter(&|x| if *x == 0 { String::new() } else { x.to_string() })
+            .x_label_formatter(&|x| {
+                if *x == 0 {
+                    String::new()
+                } else {
+                    x.to_string()
+                }
+            })
             .y_label_formatter(&|y| trim_number(*y))
             .draw()
             .map_err(&err)?;
         let base = plural(test.points[0].processes);
-        let ideal: Vec<(i32, f64)> = test.points.iter().map(|p| (p.processes as i32, p.ideal_tps)).collect();
+        let ideal: Vec<(i32, f64)> = test
+            .points
+            .iter()
+            .map(|p| (p.processes as i32, p.ideal_tps))
+            .collect();
         chart
-            .draw_series(DashedLineSeries::new(ideal, 8, 6, IDEAL_COLOR.stroke_width(2)))
+            .draw_series(DashedLineSeries::new(
+                ideal,
+                8,
+                6,
+                IDEAL_COLOR.stroke_width(2),
+            ))
             .map_err(&err)?
             .label(format!("ideal (linear from {base})"))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 24, y)], IDEAL_COLOR.stroke_width(2)));
         let color = SERIES_COLORS[0];
-        let measured: Vec<(i32, f64)> = test.points.iter().map(|p| (p.processes as i32, p.tps)).collect();
+        let measured: Vec<(i32, f64)> = test
+            .points
+            .iter()
+            .map(|p| (p.processes as i32, p.tps))
+            .collect();
         chart
             .draw_series(LineSeries::new(measured.clone(), color.stroke_width(3)))
             .map_err(&err)?
@@ -90,7 +133,11 @@ pub fn speed_vs_processes(path: &Path, title: &str, tests: &[TestScaling]) -> Re
         // right), the others' on their right (their lines arrive from the left).
         chart
             .draw_series(test.points.iter().enumerate().map(|(k, p)| {
-                let (dx, anchor) = if k == 0 { (-10, HPos::Right) } else { (10, HPos::Left) };
+                let (dx, anchor) = if k == 0 {
+                    (-10, HPos::Right)
+                } else {
+                    (10, HPos::Left)
+                };
                 EmptyElement::at((p.processes as i32, p.tps))
                     + Circle::new((0, 0), 5, color.filled())
                     + Text::new(
@@ -115,7 +162,11 @@ pub fn speed_vs_processes(path: &Path, title: &str, tests: &[TestScaling]) -> Re
 
 /// One bar per process of every run, grouped by run and coloured by process count, one panel per test.
 pub fn memory_per_process(path: &Path, title: &str, tests: &[TestScaling]) -> Result<()> {
-    anyhow::ensure!(!tests.is_empty(), "no scaling figures to chart for {}", path.display());
+    anyhow::ensure!(
+        !tests.is_empty(),
+        "no scaling figures to chart for {}",
+        path.display()
+    );
     register_font();
     let err = plot_err(path);
     let widths: Vec<u32> = tests.iter().map(memory_panel_width).collect();
@@ -133,22 +184,37 @@ pub fn memory_per_process(path: &Path, title: &str, tests: &[TestScaling]) -> Re
             .flat_map(|(k, p)| {
                 let color = SERIES_COLORS[k % SERIES_COLORS.len()];
                 let ranks = p.peak_memory_per_process.len();
-                p.peak_memory_per_process.iter().enumerate().map(move |(rank, &bytes)| {
-                    let label = if ranks == 1 { plural(1) } else { format!("{} · rank {rank}", plural(ranks)) };
-                    (label, bytes as f64 / GIB, color)
-                })
+                p.peak_memory_per_process
+                    .iter()
+                    .enumerate()
+                    .map(move |(rank, &bytes)| {
+                        let label = if ranks == 1 {
+                            plural(1)
+                        } else {
+                            format!("{} · rank {rank}", plural(ranks))
+                        };
+                        (label, bytes as f64 / GIB, color)
+                    })
             })
             .collect();
         let sums: Vec<String> = test
             .points
             .iter()
-            .map(|p| format!("{:.2}", p.peak_memory_per_process.iter().sum::<u64>() as f64 / GIB))
+            .map(|p| {
+                format!(
+                    "{:.2}",
+                    p.peak_memory_per_process.iter().sum::<u64>() as f64 / GIB
+                )
+            })
             .collect();
         let sums = sums.join(", ");
         let n = bars.len() as i32;
         let y_max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(1e-9) * 1.2;
         let mut chart = ChartBuilder::on(&area)
-            .caption(format!("{} (sum over processes: {sums} GiB)", test.test), (FONT, 18))
+            .caption(
+                format!("{} (sum over processes: {sums} GiB)", test.test),
+                (FONT, 18),
+            )
             .margin(16)
             .x_label_area_size(45)
             .y_label_area_size(70)
@@ -162,7 +228,10 @@ pub fn memory_per_process(path: &Path, title: &str, tests: &[TestScaling]) -> Re
             .label_style((FONT, 13))
             .y_label_formatter(&|y| trim_number(*y))
             .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => bars.get(*i as usize).map(|b| b.0.clone()).unwrap_or_default(),
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => bars
+                    .get(*i as usize)
+                    .map(|b| b.0.clone())
+                    .unwrap_or_default(),
                 SegmentValue::Last => String::new(),
             })
             .draw()
@@ -170,7 +239,10 @@ pub fn memory_per_process(path: &Path, title: &str, tests: &[TestScaling]) -> Re
         chart
             .draw_series(bars.iter().enumerate().map(|(i, (_, gib, color))| {
                 let mut bar = Rectangle::new(
-                    [(SegmentValue::Exact(i as i32), 0.0), (SegmentValue::Exact(i as i32 + 1), *gib)],
+                    [
+                        (SegmentValue::Exact(i as i32), 0.0),
+                        (SegmentValue::Exact(i as i32 + 1), *gib),
+                    ],
                     color.mix(0.85).filled(),
                 );
                 bar.set_margin(0, 0, 12, 12);
@@ -182,7 +254,8 @@ pub fn memory_per_process(path: &Path, title: &str, tests: &[TestScaling]) -> Re
                 Text::new(
                     format!("{gib:.2}"),
                     (SegmentValue::CenterOf(i as i32), *gib),
-                    TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom)),
+                    TextStyle::from((FONT, 14).into_font())
+                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
                 )
             }))
             .map_err(&err)?;
@@ -203,7 +276,11 @@ fn describe(files: &[BenchFile]) -> String {
             Some((_, name)) if !name.trim().is_empty() => name.trim(),
             _ => row.device.split(':').next().unwrap_or(&row.device),
         };
-        for (seen, value) in [(&mut models, row.model.as_str()), (&mut dtypes, row.dtype.as_str()), (&mut devices, device)] {
+        for (seen, value) in [
+            (&mut models, row.model.as_str()),
+            (&mut dtypes, row.dtype.as_str()),
+            (&mut devices, device),
+        ] {
             if !value.is_empty() && !seen.contains(&value) {
                 seen.push(value);
             }
@@ -234,7 +311,15 @@ mod tests {
             tps_mean: tps,
             peak_memory_bytes: ranks[0],
             ranks: (ranks.len() > 1).then(|| {
-                ranks.iter().enumerate().map(|(rank, &peak_memory_bytes)| RankFigures { rank, tps_mean: tps, peak_memory_bytes }).collect()
+                ranks
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, &peak_memory_bytes)| RankFigures {
+                        rank,
+                        tps_mean: tps,
+                        peak_memory_bytes,
+                    })
+                    .collect()
             }),
         }
     }
@@ -243,7 +328,10 @@ mod tests {
         vec![
             BenchFile {
                 path: "single.json".into(),
-                rows: vec![row("pp512", "gpu:0 NVIDIA H200", 1664.6, &[24 << 30]), row("tg128", "gpu:0 NVIDIA H200", 61.5, &[18 << 30])],
+                rows: vec![
+                    row("pp512", "gpu:0 NVIDIA H200", 1664.6, &[24 << 30]),
+                    row("tg128", "gpu:0 NVIDIA H200", 61.5, &[18 << 30]),
+                ],
             },
             BenchFile {
                 path: "rank0.json".into(),
@@ -257,8 +345,14 @@ mod tests {
 
     #[test]
     fn the_title_names_model_dtype_and_device_once_without_the_device_index() {
-        assert_eq!(describe(&files()), "gemma-4-31b-random (bfloat16) on NVIDIA H200");
-        let cpu = [BenchFile { path: "c.json".into(), rows: vec![row("pp16", "cpu:0", 1.0, &[1])] }];
+        assert_eq!(
+            describe(&files()),
+            "gemma-4-31b-random (bfloat16) on NVIDIA H200"
+        );
+        let cpu = [BenchFile {
+            path: "c.json".into(),
+            rows: vec![row("pp16", "cpu:0", 1.0, &[1])],
+        }];
         assert_eq!(describe(&cpu), "gemma-4-31b-random (bfloat16) on cpu");
     }
 
@@ -266,17 +360,32 @@ mod tests {
     fn both_charts_are_drawn_one_panel_per_test() {
         let dir = tempfile::tempdir().unwrap();
         let written = chart_scaling(&files(), dir.path()).unwrap();
-        assert_eq!(written, [dir.path().join("scaling.png"), dir.path().join("scaling_memory.png")]);
+        assert_eq!(
+            written,
+            [
+                dir.path().join("scaling.png"),
+                dir.path().join("scaling_memory.png")
+            ]
+        );
         let speed = image::open(&written[0]).unwrap().to_rgb8();
         assert_eq!(speed.dimensions(), (2 * SPEED_PANEL_WIDTH, PANEL_HEIGHT));
         let memory = image::open(&written[1]).unwrap().to_rgb8();
         assert_eq!(memory.dimensions(), (2 * 600, PANEL_HEIGHT));
         // The measured line, the ideal line and the second run's bars are all drawn.
         let near = |a: u8, b: u8| (a as i32 - b as i32).abs() <= 2;
-        let has = |img: &image::RgbImage, c: RGBColor| img.pixels().any(|p| near(p.0[0], c.0) && near(p.0[1], c.1) && near(p.0[2], c.2));
-        assert!(has(&speed, SERIES_COLORS[0]) && has(&speed, IDEAL_COLOR), "measured and ideal lines");
+        let has = |img: &image::RgbImage, c: RGBColor| {
+            img.pixels()
+                .any(|p| near(p.0[0], c.0) && near(p.0[1], c.1) && near(p.0[2], c.2))
+        };
+        assert!(
+            has(&speed, SERIES_COLORS[0]) && has(&speed, IDEAL_COLOR),
+            "measured and ideal lines"
+        );
         let blend = |c: RGBColor| RGBColor(mix(c.0), mix(c.1), mix(c.2));
-        assert!(has(&memory, blend(SERIES_COLORS[0])) && has(&memory, blend(SERIES_COLORS[1])), "bars of both runs");
+        assert!(
+            has(&memory, blend(SERIES_COLORS[0])) && has(&memory, blend(SERIES_COLORS[1])),
+            "bars of both runs"
+        );
     }
 
     /// A channel of a bar drawn at 85% opacity over white.
@@ -286,7 +395,10 @@ mod tests {
 
     #[test]
     fn memory_panels_widen_for_many_ranks() {
-        let eight = BenchFile { path: "tp8.json".into(), rows: vec![row("tg128", "gpu:0 NVIDIA H200", 300.0, &[3 << 30; 8])] };
+        let eight = BenchFile {
+            path: "tp8.json".into(),
+            rows: vec![row("tg128", "gpu:0 NVIDIA H200", 300.0, &[3 << 30; 8])],
+        };
         let tests = scaling(&[files().remove(0), eight]).unwrap();
         assert_eq!(memory_panel_width(&tests[0]), 100 + 110 * 9);
     }

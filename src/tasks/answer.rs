@@ -21,7 +21,14 @@ pub const POLYGON_KEYS: [&str; 3] = ["polygon", "segmentation", "points"];
 /// Keys that may hold a point `[y, x]`.
 pub const POINT_KEYS: [&str; 2] = ["point", "point_2d"];
 /// Keys under which a model may wrap its list of elements in an object.
-const LIST_KEYS: [&str; 6] = ["objects", "detections", "boxes", "points", "results", "items"];
+const LIST_KEYS: [&str; 6] = [
+    "objects",
+    "detections",
+    "boxes",
+    "points",
+    "results",
+    "items",
+];
 
 /// Why an answer could not be read at all.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -77,13 +84,24 @@ pub struct PolygonAnswer {
 pub fn parse_boxes(text: &str) -> Result<Parsed<BoxAnswer>, AnswerError> {
     parse_list(text, &BOX_KEYS, |value| {
         let (label, coords) = match value {
-            Value::Object(map) => (label_of(map), first_present(map, &BOX_KEYS).ok_or("no box key")?),
+            Value::Object(map) => (
+                label_of(map),
+                first_present(map, &BOX_KEYS).ok_or("no box key")?,
+            ),
             // A bare box without a label.
             Value::Array(_) => (None, value),
             _ => return Err("neither an object nor a box".into()),
         };
         let [y_min, x_min, y_max, x_max] = numbers::<4>(coords)?;
-        Ok(BoxAnswer { label, box_2d: GemmaBox { y_min, x_min, y_max, x_max } })
+        Ok(BoxAnswer {
+            label,
+            box_2d: GemmaBox {
+                y_min,
+                x_min,
+                y_max,
+                x_max,
+            },
+        })
     })
 }
 
@@ -91,12 +109,18 @@ pub fn parse_boxes(text: &str) -> Result<Parsed<BoxAnswer>, AnswerError> {
 pub fn parse_points(text: &str) -> Result<Parsed<PointAnswer>, AnswerError> {
     parse_list(text, &POINT_KEYS, |value| {
         let (label, coords) = match value {
-            Value::Object(map) => (label_of(map), first_present(map, &POINT_KEYS).ok_or("no point key")?),
+            Value::Object(map) => (
+                label_of(map),
+                first_present(map, &POINT_KEYS).ok_or("no point key")?,
+            ),
             Value::Array(_) => (None, value),
             _ => return Err("neither an object nor a point".into()),
         };
         let [y, x] = numbers::<2>(coords)?;
-        Ok(PointAnswer { label, point: GemmaPoint { x, y } })
+        Ok(PointAnswer {
+            label,
+            point: GemmaPoint { x, y },
+        })
     })
 }
 
@@ -105,15 +129,27 @@ pub fn parse_polygon(text: &str) -> Result<PolygonAnswer, AnswerError> {
     let found = find_json(text)?;
     let (label, list) = match &found.value {
         Value::Object(map) => {
-            let list = first_present(map, &POLYGON_KEYS)
-                .ok_or_else(|| AnswerError::Shape(format!("no polygon key (one of {})", POLYGON_KEYS.join(", "))))?;
+            let list = first_present(map, &POLYGON_KEYS).ok_or_else(|| {
+                AnswerError::Shape(format!(
+                    "no polygon key (one of {})",
+                    POLYGON_KEYS.join(", ")
+                ))
+            })?;
             (label_of(map), list)
         }
         list @ Value::Array(_) => (None, list),
-        other => return Err(AnswerError::Shape(format!("expected an object or a list, found {}", kind(other)))),
+        other => {
+            return Err(AnswerError::Shape(format!(
+                "expected an object or a list, found {}",
+                kind(other)
+            )))
+        }
     };
     let Value::Array(pairs) = list else {
-        return Err(AnswerError::Shape(format!("the polygon is {}, not a list of [x, y] pairs", kind(list))));
+        return Err(AnswerError::Shape(format!(
+            "the polygon is {}, not a list of [x, y] pairs",
+            kind(list)
+        )));
     };
     let mut points = Vec::with_capacity(pairs.len());
     let mut skipped = Vec::new();
@@ -124,9 +160,17 @@ pub fn parse_polygon(text: &str) -> Result<PolygonAnswer, AnswerError> {
         }
     }
     if points.len() < 3 {
-        return Err(AnswerError::Shape(format!("a polygon needs at least 3 points, the answer has {}", points.len())));
+        return Err(AnswerError::Shape(format!(
+            "a polygon needs at least 3 points, the answer has {}",
+            points.len()
+        )));
     }
-    Ok(PolygonAnswer { label, points, skipped, truncated: found.truncated })
+    Ok(PolygonAnswer {
+        label,
+        points,
+        skipped,
+        truncated: found.truncated,
+    })
 }
 
 /// A polygon vertex: `[x, y]` or `{"x": .., "y": ..}`.
@@ -134,7 +178,10 @@ fn point_xy(value: &Value) -> Result<GemmaPoint, String> {
     if let Value::Object(map) = value {
         let x = map.get("x").ok_or("no x")?;
         let y = map.get("y").ok_or("no y")?;
-        return Ok(GemmaPoint { x: number(x)?, y: number(y)? });
+        return Ok(GemmaPoint {
+            x: number(x)?,
+            y: number(y)?,
+        });
     }
     let [x, y] = numbers::<2>(value)?;
     Ok(GemmaPoint { x, y })
@@ -165,7 +212,12 @@ fn parse_list<T>(
                 )))
             }
         },
-        other => return Err(AnswerError::Shape(format!("expected a list, found {}", kind(other)))),
+        other => {
+            return Err(AnswerError::Shape(format!(
+                "expected a list, found {}",
+                kind(other)
+            )))
+        }
     };
     let mut items = Vec::with_capacity(elements.len());
     let mut skipped = Vec::new();
@@ -175,17 +227,24 @@ fn parse_list<T>(
             Err(reason) => skipped.push(Skipped { index, reason }),
         }
     }
-    Ok(Parsed { items, skipped, truncated: found.truncated })
+    Ok(Parsed {
+        items,
+        skipped,
+        truncated: found.truncated,
+    })
 }
 
 /// The notebook's `det.get('label') or det.get('class') or ...`: the first key whose value is
 /// truthy. Non-string labels (numbers) are kept as their JSON text.
 fn label_of(map: &Map<String, Value>) -> Option<String> {
-    LABEL_KEYS.iter().filter_map(|k| map.get(*k)).find_map(|v| match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
+    LABEL_KEYS
+        .iter()
+        .filter_map(|k| map.get(*k))
+        .find_map(|v| match v {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
 }
 
 /// The first of `keys` present with a truthy value (a non-empty list, a non-empty string...).
@@ -264,13 +323,17 @@ mod tests {
         let parsed = parse_boxes(text).unwrap();
         assert_eq!(parsed.items.len(), 2);
         assert_eq!(parsed.items[0].label.as_deref(), Some("dog"));
-        assert_eq!(parsed.items[0].box_2d.to_box_2d(), [10.0, 20.0, 300.0, 400.5]);
+        assert_eq!(
+            parsed.items[0].box_2d.to_box_2d(),
+            [10.0, 20.0, 300.0, 400.5]
+        );
         assert_eq!(parsed.items[1].label.as_deref(), Some("Cat"));
     }
 
     #[test]
     fn an_empty_label_falls_through_to_the_next_alias_like_the_notebook() {
-        let parsed = parse_boxes(r#"[{"label": "", "class": "cup", "box_2d": [1, 2, 3, 4]}]"#).unwrap();
+        let parsed =
+            parse_boxes(r#"[{"label": "", "class": "cup", "box_2d": [1, 2, 3, 4]}]"#).unwrap();
         assert_eq!(parsed.items[0].label.as_deref(), Some("cup"));
     }
 
@@ -278,7 +341,8 @@ mod tests {
     fn a_single_object_or_a_wrapped_list_is_accepted_where_a_list_was_asked() {
         let single = parse_boxes(r#"{"label": "cup", "box_2d": [1, 2, 3, 4]}"#).unwrap();
         assert_eq!(single.items.len(), 1);
-        let wrapped = parse_boxes(r#"{"objects": [{"label": "cup", "box": [1, 2, 3, 4]}]}"#).unwrap();
+        let wrapped =
+            parse_boxes(r#"{"objects": [{"label": "cup", "box": [1, 2, 3, 4]}]}"#).unwrap();
         assert_eq!(wrapped.items.len(), 1);
     }
 
@@ -295,7 +359,11 @@ mod tests {
         let text = r#"[{"label": "a", "box_2d": [1, 2, 3]}, {"label": "b"}, "c", {"label": "d", "box_2d": [1, "x", 3, 4]}, {"label": "e", "box_2d": [1, 2, 3, 4]}]"#;
         let parsed = parse_boxes(text).unwrap();
         assert_eq!(parsed.items.len(), 1);
-        let reasons: Vec<_> = parsed.skipped.iter().map(|s| (s.index, s.reason.as_str())).collect();
+        let reasons: Vec<_> = parsed
+            .skipped
+            .iter()
+            .map(|s| (s.index, s.reason.as_str()))
+            .collect();
         assert_eq!(
             reasons,
             [
@@ -311,7 +379,10 @@ mod tests {
     fn out_of_range_and_inverted_boxes_are_read_as_written() {
         // Clipping and the degenerate check belong to the conversion to pixels (coords.rs).
         let parsed = parse_boxes(r#"[{"label": "a", "box_2d": [900, 1200, -5, 100]}]"#).unwrap();
-        assert_eq!(parsed.items[0].box_2d.to_box_2d(), [900.0, 1200.0, -5.0, 100.0]);
+        assert_eq!(
+            parsed.items[0].box_2d.to_box_2d(),
+            [900.0, 1200.0, -5.0, 100.0]
+        );
     }
 
     #[test]
@@ -323,17 +394,40 @@ mod tests {
 
     #[test]
     fn answers_without_usable_json_are_typed_errors() {
-        assert!(matches!(parse_boxes("There are no objects."), Err(AnswerError::Json(JsonError::NoJson))));
-        assert!(matches!(parse_boxes(r#"{"answer": "none"}"#), Err(AnswerError::Shape(_))));
-        assert!(matches!(parse_boxes("42 [\"a\" : ]"), Err(AnswerError::Json(JsonError::Malformed(_)))));
-        assert!(matches!(parse_polygon(r#"{"polygon": [[1, 2], [3, 4]]}"#), Err(AnswerError::Shape(_))));
-        assert!(matches!(parse_polygon(r#"{"label": "dog"}"#), Err(AnswerError::Shape(_))));
+        assert!(matches!(
+            parse_boxes("There are no objects."),
+            Err(AnswerError::Json(JsonError::NoJson))
+        ));
+        assert!(matches!(
+            parse_boxes(r#"{"answer": "none"}"#),
+            Err(AnswerError::Shape(_))
+        ));
+        assert!(matches!(
+            parse_boxes("42 [\"a\" : ]"),
+            Err(AnswerError::Json(JsonError::Malformed(_)))
+        ));
+        assert!(matches!(
+            parse_polygon(r#"{"polygon": [[1, 2], [3, 4]]}"#),
+            Err(AnswerError::Shape(_))
+        ));
+        assert!(matches!(
+            parse_polygon(r#"{"label": "dog"}"#),
+            Err(AnswerError::Shape(_))
+        ));
     }
 
     #[test]
     fn polygon_vertices_may_be_objects_and_bad_ones_are_skipped() {
-        let polygon = parse_polygon(r#"{"points": [{"x": 1, "y": 2}, [3, 4], [5], [6, 7]], "label": "cat"}"#).unwrap();
+        let polygon =
+            parse_polygon(r#"{"points": [{"x": 1, "y": 2}, [3, 4], [5], [6, 7]], "label": "cat"}"#)
+                .unwrap();
         assert_eq!(polygon.points.len(), 3);
-        assert_eq!(polygon.skipped, [Skipped { index: 2, reason: "expected 2 numbers, found 1".into() }]);
+        assert_eq!(
+            polygon.skipped,
+            [Skipped {
+                index: 2,
+                reason: "expected 2 numbers, found 1".into()
+            }]
+        );
     }
 }

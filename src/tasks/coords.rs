@@ -46,7 +46,12 @@ pub struct GemmaBox {
 impl GemmaBox {
     /// From the four numbers in the order the model writes them.
     pub fn from_box_2d([y_min, x_min, y_max, x_max]: [f64; 4]) -> Self {
-        Self { y_min, x_min, y_max, x_max }
+        Self {
+            y_min,
+            x_min,
+            y_max,
+            x_max,
+        }
     }
 
     pub fn to_box_2d(self) -> [f64; 4] {
@@ -75,7 +80,12 @@ pub struct PixelBox {
 
 impl PixelBox {
     pub fn from_xyxy([x_min, y_min, x_max, y_max]: [f64; 4]) -> Self {
-        Self { x_min, y_min, x_max, y_max }
+        Self {
+            x_min,
+            y_min,
+            x_max,
+            y_max,
+        }
     }
 
     pub fn xyxy(self) -> [f64; 4] {
@@ -84,12 +94,22 @@ impl PixelBox {
 
     /// From COCO's `[x, y, width, height]`.
     pub fn from_coco_xywh([x, y, width, height]: [f64; 4]) -> Self {
-        Self { x_min: x, y_min: y, x_max: x + width, y_max: y + height }
+        Self {
+            x_min: x,
+            y_min: y,
+            x_max: x + width,
+            y_max: y + height,
+        }
     }
 
     /// COCO's `[x, y, width, height]`.
     pub fn to_coco_xywh(self) -> [f64; 4] {
-        [self.x_min, self.y_min, self.x_max - self.x_min, self.y_max - self.y_min]
+        [
+            self.x_min,
+            self.y_min,
+            self.x_max - self.x_min,
+            self.y_max - self.y_min,
+        ]
     }
 
     /// Gemma's 0..=1000 box for an image of `size` (unclipped, unrounded).
@@ -147,7 +167,11 @@ impl PixelBox {
         let iy = (self.y_max.min(other.y_max) - self.y_min.max(other.y_min)).max(0.0);
         let inter = ix * iy;
         let union = self.area() + other.area() - inter;
-        if union > 0.0 { inter / union } else { 0.0 }
+        if union > 0.0 {
+            inter / union
+        } else {
+            0.0
+        }
     }
 }
 
@@ -180,7 +204,10 @@ pub struct PixelPoint {
 
 impl PixelPoint {
     pub fn to_normalized(self, size: ImageSize) -> NormPoint {
-        NormPoint { x: self.x / size.w(), y: self.y / size.h() }
+        NormPoint {
+            x: self.x / size.w(),
+            y: self.y / size.h(),
+        }
     }
 }
 
@@ -193,7 +220,10 @@ pub struct NormPoint {
 
 impl NormPoint {
     pub fn to_pixels(self, size: ImageSize) -> PixelPoint {
-        PixelPoint { x: self.x * size.w(), y: self.y * size.h() }
+        PixelPoint {
+            x: self.x * size.w(),
+            y: self.y * size.h(),
+        }
     }
 }
 
@@ -207,13 +237,19 @@ pub struct GemmaPoint {
 impl GemmaPoint {
     /// Pixel point in `size`, clipped to the image.
     pub fn to_pixels(self, size: ImageSize) -> PixelPoint {
-        PixelPoint { x: from_gemma(self.x, size.w()), y: from_gemma(self.y, size.h()) }
+        PixelPoint {
+            x: from_gemma(self.x, size.w()),
+            y: from_gemma(self.y, size.h()),
+        }
     }
 }
 
 impl PixelPoint {
     pub fn to_gemma(self, size: ImageSize) -> GemmaPoint {
-        GemmaPoint { x: to_gemma(self.x, size.w()), y: to_gemma(self.y, size.h()) }
+        GemmaPoint {
+            x: to_gemma(self.x, size.w()),
+            y: to_gemma(self.y, size.h()),
+        }
     }
 }
 
@@ -230,7 +266,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const SIZE: ImageSize = ImageSize { width: 640, height: 480 };
+    const SIZE: ImageSize = ImageSize {
+        width: 640,
+        height: 480,
+    };
 
     #[test]
     fn gemma_box_is_y_first_and_scaled_per_axis() {

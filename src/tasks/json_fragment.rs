@@ -77,15 +77,28 @@ const MAX_STARTS: usize = 64;
 pub fn find_json(text: &str) -> Result<FoundJson, JsonError> {
     let cleaned = strip_code_fences(text);
     let mut first_error = None;
-    let starts = cleaned.char_indices().filter(|(_, c)| *c == '[' || *c == '{').map(|(i, _)| i);
+    let starts = cleaned
+        .char_indices()
+        .filter(|(_, c)| *c == '[' || *c == '{')
+        .map(|(i, _)| i);
     for start in starts.take(MAX_STARTS) {
         let candidate = &cleaned[start..];
         let mut stream = serde_json::Deserializer::from_str(candidate).into_iter::<Value>();
         match stream.next() {
-            Some(Ok(value)) => return Ok(FoundJson { value, truncated: false }),
+            Some(Ok(value)) => {
+                return Ok(FoundJson {
+                    value,
+                    truncated: false,
+                })
+            }
             Some(Err(e)) if e.is_eof() => {
-                if let Some(value) = close_truncated(candidate).and_then(|s| serde_json::from_str(&s).ok()) {
-                    return Ok(FoundJson { value, truncated: true });
+                if let Some(value) =
+                    close_truncated(candidate).and_then(|s| serde_json::from_str(&s).ok())
+                {
+                    return Ok(FoundJson {
+                        value,
+                        truncated: true,
+                    });
                 }
                 first_error.get_or_insert_with(|| e.to_string());
             }
@@ -137,7 +150,10 @@ fn close_truncated(text: &str) -> Option<String> {
                 } else if may_cut_in(&stack) {
                     last_cut = Some((i, closers(&stack)));
                 }
-                stack.push(Open { closer: closer(b), holds_scalars: false });
+                stack.push(Open {
+                    closer: closer(b),
+                    holds_scalars: false,
+                });
             }
             b']' | b'}' => {
                 stack.pop();
@@ -168,7 +184,11 @@ fn close_truncated(text: &str) -> Option<String> {
 }
 
 fn closer(open: u8) -> u8 {
-    if open == b'[' { b']' } else { b'}' }
+    if open == b'[' {
+        b']'
+    } else {
+        b'}'
+    }
 }
 
 #[cfg(test)]
@@ -189,12 +209,17 @@ mod tests {
         // The notebook then fails json.loads on that span: an empty result, as in the study.
         assert_eq!(notebook_parse(text, JsonKind::Array), None);
         assert_eq!(notebook_fragment("no json", JsonKind::Object), "no json");
-        assert_eq!(notebook_parse("```json\n{\"a\": 1}\n```", JsonKind::Object), Some(json!({"a": 1})));
+        assert_eq!(
+            notebook_parse("```json\n{\"a\": 1}\n```", JsonKind::Object),
+            Some(json!({"a": 1}))
+        );
     }
 
     #[test]
     fn finds_json_after_prose_and_ignores_trailing_text() {
-        let found = find_json("Sure! The boxes are:\n[{\"label\": \"cat\"}]\nHope this helps [smile].").unwrap();
+        let found =
+            find_json("Sure! The boxes are:\n[{\"label\": \"cat\"}]\nHope this helps [smile].")
+                .unwrap();
         assert_eq!(found.value, json!([{"label": "cat"}]));
         assert!(!found.truncated);
     }
@@ -209,7 +234,10 @@ mod tests {
     fn truncated_array_keeps_complete_elements() {
         let text = r#"[{"label": "dog", "box_2d": [1, 2, 3, 4]}, {"label": "cat", "box_2d": [5, 6"#;
         let found = find_json(text).unwrap();
-        assert_eq!(found.value, json!([{"label": "dog", "box_2d": [1, 2, 3, 4]}]));
+        assert_eq!(
+            found.value,
+            json!([{"label": "dog", "box_2d": [1, 2, 3, 4]}])
+        );
         assert!(found.truncated);
     }
 
@@ -228,23 +256,51 @@ mod tests {
 
     #[test]
     fn no_json_and_malformed_json_are_typed_errors() {
-        assert_eq!(find_json("I cannot see any objects."), Err(JsonError::NoJson));
-        assert!(matches!(find_json("[1, 2,, 3]"), Err(JsonError::Malformed(_))));
-        assert!(matches!(find_json("{\"a\": }"), Err(JsonError::Malformed(_))));
+        assert_eq!(
+            find_json("I cannot see any objects."),
+            Err(JsonError::NoJson)
+        );
+        assert!(matches!(
+            find_json("[1, 2,, 3]"),
+            Err(JsonError::Malformed(_))
+        ));
+        assert!(matches!(
+            find_json("{\"a\": }"),
+            Err(JsonError::Malformed(_))
+        ));
     }
 
     #[test]
     fn an_answer_cut_before_its_first_element_is_an_empty_truncated_list() {
-        assert_eq!(find_json("[").unwrap(), FoundJson { value: json!([]), truncated: true });
-        assert_eq!(find_json("[{\"label\": \"a").unwrap(), FoundJson { value: json!([]), truncated: true });
+        assert_eq!(
+            find_json("[").unwrap(),
+            FoundJson {
+                value: json!([]),
+                truncated: true
+            }
+        );
+        assert_eq!(
+            find_json("[{\"label\": \"a").unwrap(),
+            FoundJson {
+                value: json!([]),
+                truncated: true
+            }
+        );
     }
 
     #[test]
     fn a_detection_cut_inside_its_box_or_label_is_dropped_whole() {
-        let found = find_json(r#"[{"label": "a", "box_2d": [1, 2, 3, 4]}, {"label": "b", "box_2d": [5"#).unwrap();
+        let found =
+            find_json(r#"[{"label": "a", "box_2d": [1, 2, 3, 4]}, {"label": "b", "box_2d": [5"#)
+                .unwrap();
         assert_eq!(found.value, json!([{"label": "a", "box_2d": [1, 2, 3, 4]}]));
-        let found = find_json(r#"{"objects": [{"label": "a", "box_2d": [1, 2, 3, 4]}, {"label": "b", "#).unwrap();
-        assert_eq!(found.value, json!({"objects": [{"label": "a", "box_2d": [1, 2, 3, 4]}]}));
+        let found =
+            find_json(r#"{"objects": [{"label": "a", "box_2d": [1, 2, 3, 4]}, {"label": "b", "#)
+                .unwrap();
+        assert_eq!(
+            found.value,
+            json!({"objects": [{"label": "a", "box_2d": [1, 2, 3, 4]}]})
+        );
         let found = find_json(r#"{"polygon": [[1, 2], [3, 4]], "label": "do"#).unwrap();
         assert_eq!(found.value, json!({"polygon": [[1, 2], [3, 4]]}));
     }

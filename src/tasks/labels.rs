@@ -78,7 +78,10 @@ pub fn normalize_label(label: &str) -> String {
             in_space = false;
         }
     }
-    match COCO_NAME_ALIASES.iter().find(|(alias, _)| *alias == collapsed) {
+    match COCO_NAME_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == collapsed)
+    {
         Some((_, canonical)) => (*canonical).to_string(),
         None => collapsed,
     }

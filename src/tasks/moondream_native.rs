@@ -41,8 +41,8 @@ pub fn moondream_dir(spec: Option<&str>) -> Result<Option<PathBuf>> {
     let Ok(text) = std::fs::read_to_string(&config) else {
         return Ok(None);
     };
-    let json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", config.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", config.display()))?;
     Ok((json.get("model_type").and_then(|v| v.as_str()) == Some(MODEL_TYPE)).then_some(dir))
 }
 
@@ -60,7 +60,8 @@ impl NativeMoondream {
     pub fn load(dir: &Path, tokenizer: Option<&Path>, choice: DtypeChoice) -> Result<Self> {
         let dtype = choice.resolve(&mlx_rs::Device::try_default()?);
         let started = Instant::now();
-        let model = Moondream2::load(dir, dtype).with_context(|| format!("cannot load Moondream2 from {}", dir.display()))?;
+        let model = Moondream2::load(dir, dtype)
+            .with_context(|| format!("cannot load Moondream2 from {}", dir.display()))?;
         let path = match tokenizer {
             Some(path) => path.to_path_buf(),
             None => [dir.join("starmie-v1").join("tokenizer.json"), dir.join("tokenizer.json")]
@@ -77,17 +78,29 @@ impl NativeMoondream {
         };
         let text = &model.config.text;
         let tokenizer = load_starmie(&path, model.config.tokenizer.eos_id, text.vocab_size)
-            .with_context(|| "--tokenizer: Moondream2 needs moondream/starmie-v1's tokenizer.json".to_string())?;
-        Ok(NativeMoondream { model, tokenizer, dtype, load_s: started.elapsed().as_secs_f64() })
+            .with_context(|| {
+                "--tokenizer: Moondream2 needs moondream/starmie-v1's tokenizer.json".to_string()
+            })?;
+        Ok(NativeMoondream {
+            model,
+            tokenizer,
+            dtype,
+            load_s: started.elapsed().as_secs_f64(),
+        })
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.tokenizer.encode(text, false).map_err(|e| anyhow::anyhow!("cannot tokenize {text:?}: {e}"))?;
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| anyhow::anyhow!("cannot tokenize {text:?}: {e}"))?;
         Ok(enc.get_ids().to_vec())
     }
 
     fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer.decode(ids, true).map_err(|e| anyhow::anyhow!("cannot decode the model's tokens: {e}"))
+        self.tokenizer
+            .decode(ids, true)
+            .map_err(|e| anyhow::anyhow!("cannot decode the model's tokens: {e}"))
     }
 
     /// Runs `task` on `image` (encoding it first, as the reference does on every call); `on_piece`
@@ -101,8 +114,9 @@ impl NativeMoondream {
     ) -> Result<(Answered, TaskOutput)> {
         let size = ImageSize::new(image.width(), image.height());
         let started = Instant::now();
-        let pixels = image::RgbImage::from_raw(image.width(), image.height(), image.as_bytes().to_vec())
-            .context("image buffer")?;
+        let pixels =
+            image::RgbImage::from_raw(image.width(), image.height(), image.as_bytes().to_vec())
+                .context("image buffer")?;
         let encoded = self.model.encode_image(&pixels)?;
         let vision_encode_s = started.elapsed().as_secs_f64();
         match task {
@@ -137,7 +151,11 @@ impl NativeMoondream {
                 return;
             }
             match self.decode(&ids) {
-                Ok(text) if text.len() > shown.len() && text.starts_with(&shown) && !text.ends_with('\u{FFFD}') => {
+                Ok(text)
+                    if text.len() > shown.len()
+                        && text.starts_with(&shown)
+                        && !text.ends_with('\u{FFFD}') =>
+                {
                     let piece = text[shown.len()..].to_string();
                     shown = text;
                     if let Err(e) = on_piece(&piece) {
@@ -149,7 +167,10 @@ impl NativeMoondream {
             }
         };
         let generation = match task {
-            Task::Caption { length } => self.model.caption(encoded, native_length(*length), settings, &mut on_token)?,
+            Task::Caption { length } => {
+                self.model
+                    .caption(encoded, native_length(*length), settings, &mut on_token)?
+            }
             Task::Query { question } => {
                 let ids = self.encode(question)?;
                 self.model.query(encoded, &ids, settings, &mut on_token)?
@@ -166,10 +187,19 @@ impl NativeMoondream {
         }
         let stats = text_stats(&generation, vision_encode_s, settings.max_tokens);
         let output = match task {
-            Task::Caption { .. } => TaskOutput::Caption { caption: text.trim().to_string() },
-            _ => TaskOutput::Answer { answer: text.trim().to_string() },
+            Task::Caption { .. } => TaskOutput::Caption {
+                caption: text.trim().to_string(),
+            },
+            _ => TaskOutput::Answer {
+                answer: text.trim().to_string(),
+            },
         };
-        let answered = Answered { prompt: task.name().to_string(), text, token_ids: generation.tokens, stats };
+        let answered = Answered {
+            prompt: task.name().to_string(),
+            text,
+            token_ids: generation.tokens,
+            stats,
+        };
         Ok((answered, output))
     }
 
@@ -184,25 +214,69 @@ impl NativeMoondream {
         vision_encode_s: f64,
     ) -> Result<(Answered, TaskOutput)> {
         let ids = self.encode(&format!(" {object}"))?;
-        let (output, raw, steps, prompt_tokens, prefill, decode) = if matches!(task, Task::Detect { .. }) {
+        let (output, raw, steps, prompt_tokens, prefill, decode) = if matches!(
+            task,
+            Task::Detect { .. }
+        ) {
             let r = self.model.detect(encoded, &ids, MAX_OBJECTS)?;
             let raw = serde_json::json!({"objects": r.items.iter()
                 .map(|b| serde_json::json!({"x_min": b.x_min, "y_min": b.y_min, "x_max": b.x_max, "y_max": b.y_max}))
                 .collect::<Vec<_>>()});
-            let objects = r.items.iter().map(|b| detected_object(b, object, size)).collect();
-            let out = TaskOutput::Objects { objects, skipped: vec![], truncated: false };
-            (out, raw, r.steps, r.prompt_tokens, r.prefill_time, r.decode_time)
+            let objects = r
+                .items
+                .iter()
+                .map(|b| detected_object(b, object, size))
+                .collect();
+            let out = TaskOutput::Objects {
+                objects,
+                skipped: vec![],
+                truncated: false,
+            };
+            (
+                out,
+                raw,
+                r.steps,
+                r.prompt_tokens,
+                r.prefill_time,
+                r.decode_time,
+            )
         } else {
             let r = self.model.point(encoded, &ids, MAX_OBJECTS)?;
             let raw = serde_json::json!({"points": r.items.iter().map(|p| serde_json::json!({"x": p.x, "y": p.y})).collect::<Vec<_>>()});
-            let points = r.items.iter().map(|p| found_point(p, object, size)).collect();
-            let out = TaskOutput::Points { points, skipped: vec![], truncated: false };
-            (out, raw, r.steps, r.prompt_tokens, r.prefill_time, r.decode_time)
+            let points = r
+                .items
+                .iter()
+                .map(|p| found_point(p, object, size))
+                .collect();
+            let out = TaskOutput::Points {
+                points,
+                skipped: vec![],
+                truncated: false,
+            };
+            (
+                out,
+                raw,
+                r.steps,
+                r.prompt_tokens,
+                r.prefill_time,
+                r.decode_time,
+            )
         };
         let t = timings(vision_encode_s, prefill, decode);
         // One "token" per region-head step, the prefill's decision included.
-        let stats = GenerationStats::from_timings(prompt_tokens, steps + 1, t, peak_memory(), FinishReason::Stop);
-        let answered = Answered { prompt: task.name().to_string(), text: raw.to_string(), token_ids: vec![], stats };
+        let stats = GenerationStats::from_timings(
+            prompt_tokens,
+            steps + 1,
+            t,
+            peak_memory(),
+            FinishReason::Stop,
+        );
+        let answered = Answered {
+            prompt: task.name().to_string(),
+            text: raw.to_string(),
+            token_ids: vec![],
+            stats,
+        };
         Ok((answered, output))
     }
 }
@@ -216,7 +290,12 @@ fn native_length(length: CaptionLength) -> moondream2::CaptionLength {
 }
 
 fn detected_object(b: &moondream2::DetectedBox, label: &str, size: ImageSize) -> DetectedObject {
-    let norm = NormBox { x_min: b.x_min, y_min: b.y_min, x_max: b.x_max, y_max: b.y_max };
+    let norm = NormBox {
+        x_min: b.x_min,
+        y_min: b.y_min,
+        x_max: b.x_max,
+        y_max: b.y_max,
+    };
     DetectedObject {
         x_min: b.x_min,
         y_min: b.y_min,
@@ -229,14 +308,23 @@ fn detected_object(b: &moondream2::DetectedBox, label: &str, size: ImageSize) ->
 
 fn found_point(p: &moondream2::DetectedPoint, label: &str, size: ImageSize) -> FoundPoint {
     let px = NormPoint { x: p.x, y: p.y }.to_pixels(size);
-    FoundPoint { x: p.x, y: p.y, label: label.to_string(), pixel: [px.x, px.y] }
+    FoundPoint {
+        x: p.x,
+        y: p.y,
+        label: label.to_string(),
+        pixel: [px.x, px.y],
+    }
 }
 
 /// Statistics of a caption/query: the prompt is the text template (BOS and the 729 image
 /// positions are prefilled with the image, inside `vision_encode_s`).
 fn text_stats(g: &Generation, vision_encode_s: f64, max_tokens: usize) -> GenerationStats {
     let t = timings(vision_encode_s, g.prefill_time, g.decode_time);
-    let finish = if g.tokens.len() >= max_tokens { FinishReason::Length } else { FinishReason::Stop };
+    let finish = if g.tokens.len() >= max_tokens {
+        FinishReason::Length
+    } else {
+        FinishReason::Stop
+    };
     // The stop token counts, as mlx-vlm counts it.
     let generated = g.tokens.len() + (finish == FinishReason::Stop) as usize;
     GenerationStats::from_timings(g.prompt_tokens, generated, t, peak_memory(), finish)
@@ -245,7 +333,11 @@ fn text_stats(g: &Generation, vision_encode_s: f64, max_tokens: usize) -> Genera
 /// Clock readings from the image encoding, prefill and decode durations, in that order.
 fn timings(vision_encode_s: f64, prefill: Duration, decode: Duration) -> Timings {
     let first = vision_encode_s + prefill.as_secs_f64();
-    Timings { vision_encode_s, first_token_s: first, last_token_s: first + decode.as_secs_f64() }
+    Timings {
+        vision_encode_s,
+        first_token_s: first,
+        last_token_s: first + decode.as_secs_f64(),
+    }
 }
 
 fn peak_memory() -> u64 {

@@ -4,7 +4,8 @@
 //! for and is kept next to the answer format it expects.
 
 /// Notebook, "Scene Understanding" (max_tokens 256).
-pub const SCENE: &str = "Describe this image in 2-3 sentences. What is happening and what objects do you see?";
+pub const SCENE: &str =
+    "Describe this image in 2-3 sentences. What is happening and what objects do you see?";
 pub const SCENE_MAX_TOKENS: usize = 256;
 
 /// Notebook, "Chart Analysis" (max_tokens 300), asked about its two-panel training chart.
@@ -38,7 +39,8 @@ Answer:"
 pub const VQA_MAX_TOKENS: usize = 20;
 
 /// Notebook, "COCO localization" (max_tokens 1024).
-pub const COCO_DETECT: &str = "Detect the clearly visible medium-to-large objects in this image and return bounding boxes.
+pub const COCO_DETECT: &str =
+    "Detect the clearly visible medium-to-large objects in this image and return bounding boxes.
 Return ONLY a JSON array — no explanation, no markdown.
 Each element: {\"label\": \"<coco_class>\", \"box_2d\": [y_min, x_min, y_max, x_max]}
 Coordinates are integers in [0, 1000] (normalized to image size).
@@ -47,7 +49,9 @@ Skip tiny distant instances; focus on objects with clear boundaries.";
 pub const COCO_DETECT_MAX_TOKENS: usize = 1024;
 
 /// Caption lengths, as Moondream's `caption(length=...)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CaptionLength {
     Short,

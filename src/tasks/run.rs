@@ -16,12 +16,22 @@ use crate::engine::{generate_text, GenerateOptions, GenerationStats};
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "task", rename_all = "lowercase")]
 pub enum Task {
-    Caption { length: CaptionLength },
-    Query { question: String },
-    Detect { object: String },
-    Point { object: String },
+    Caption {
+        length: CaptionLength,
+    },
+    Query {
+        question: String,
+    },
+    Detect {
+        object: String,
+    },
+    Point {
+        object: String,
+    },
     /// The notebook's prompted polygon segmentation of `object`.
-    Segment { object: String },
+    Segment {
+        object: String,
+    },
     /// The notebook's scene-understanding prompt.
     Scene,
     /// The notebook's chart-analysis prompt.
@@ -110,11 +120,27 @@ pub struct FoundPolygon {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum TaskOutput {
-    Caption { caption: String },
-    Answer { answer: String },
-    Objects { objects: Vec<DetectedObject>, skipped: Vec<Skipped>, truncated: bool },
-    Points { points: Vec<FoundPoint>, skipped: Vec<Skipped>, truncated: bool },
-    Polygon { polygon: FoundPolygon, skipped: Vec<Skipped>, truncated: bool },
+    Caption {
+        caption: String,
+    },
+    Answer {
+        answer: String,
+    },
+    Objects {
+        objects: Vec<DetectedObject>,
+        skipped: Vec<Skipped>,
+        truncated: bool,
+    },
+    Points {
+        points: Vec<FoundPoint>,
+        skipped: Vec<Skipped>,
+        truncated: bool,
+    },
+    Polygon {
+        polygon: FoundPolygon,
+        skipped: Vec<Skipped>,
+        truncated: bool,
+    },
 }
 
 /// The model's answer and its statistics, before reading.
@@ -149,8 +175,12 @@ pub fn ask(
 /// one pixel, or inverted ones, are skipped with the reason (the notebook drops them too).
 pub fn read_answer(task: &Task, text: &str, size: ImageSize) -> Result<TaskOutput, AnswerError> {
     match task {
-        Task::Caption { .. } => Ok(TaskOutput::Caption { caption: text.trim().to_string() }),
-        Task::Query { .. } | Task::Scene | Task::Chart => Ok(TaskOutput::Answer { answer: text.trim().to_string() }),
+        Task::Caption { .. } => Ok(TaskOutput::Caption {
+            caption: text.trim().to_string(),
+        }),
+        Task::Query { .. } | Task::Scene | Task::Chart => Ok(TaskOutput::Answer {
+            answer: text.trim().to_string(),
+        }),
         Task::Detect { object } => {
             let parsed = parse_boxes(text)?;
             let mut skipped = parsed.skipped;
@@ -158,15 +188,37 @@ pub fn read_answer(task: &Task, text: &str, size: ImageSize) -> Result<TaskOutpu
             for (index, item) in parsed.items.into_iter().enumerate() {
                 let px = item.box_2d.to_pixels(size);
                 if px.is_degenerate() {
-                    skipped.push(Skipped { index, reason: format!("degenerate box {:?} (inverted or under 1 px)", item.box_2d.to_box_2d()) });
+                    skipped.push(Skipped {
+                        index,
+                        reason: format!(
+                            "degenerate box {:?} (inverted or under 1 px)",
+                            item.box_2d.to_box_2d()
+                        ),
+                    });
                     continue;
                 }
-                let NormBox { x_min, y_min, x_max, y_max } = px.to_normalized(size);
+                let NormBox {
+                    x_min,
+                    y_min,
+                    x_max,
+                    y_max,
+                } = px.to_normalized(size);
                 let label = item.label.unwrap_or_else(|| object.clone());
-                objects.push(DetectedObject { x_min, y_min, x_max, y_max, label, pixel_box: px.xyxy() });
+                objects.push(DetectedObject {
+                    x_min,
+                    y_min,
+                    x_max,
+                    y_max,
+                    label,
+                    pixel_box: px.xyxy(),
+                });
             }
             skipped.sort_by_key(|s| s.index);
-            Ok(TaskOutput::Objects { objects, skipped, truncated: parsed.truncated })
+            Ok(TaskOutput::Objects {
+                objects,
+                skipped,
+                truncated: parsed.truncated,
+            })
         }
         Task::Point { object } => {
             let parsed = parse_points(text)?;
@@ -176,20 +228,37 @@ pub fn read_answer(task: &Task, text: &str, size: ImageSize) -> Result<TaskOutpu
                 .map(|item| {
                     let px = item.point.to_pixels(size);
                     let NormPoint { x, y } = px.to_normalized(size);
-                    FoundPoint { x, y, label: item.label.unwrap_or_else(|| object.clone()), pixel: [px.x, px.y] }
+                    FoundPoint {
+                        x,
+                        y,
+                        label: item.label.unwrap_or_else(|| object.clone()),
+                        pixel: [px.x, px.y],
+                    }
                 })
                 .collect();
-            Ok(TaskOutput::Points { points, skipped: parsed.skipped, truncated: parsed.truncated })
+            Ok(TaskOutput::Points {
+                points,
+                skipped: parsed.skipped,
+                truncated: parsed.truncated,
+            })
         }
         Task::Segment { object } => {
             let answer = parse_polygon(text)?;
             let pixels: Vec<PixelPoint> = answer.points.iter().map(|p| p.to_pixels(size)).collect();
             let polygon = FoundPolygon {
                 label: answer.label.unwrap_or_else(|| object.clone()),
-                points: pixels.iter().map(|p| p.to_normalized(size)).map(|n| [n.x, n.y]).collect(),
+                points: pixels
+                    .iter()
+                    .map(|p| p.to_normalized(size))
+                    .map(|n| [n.x, n.y])
+                    .collect(),
                 pixel_points: pixels.iter().map(|p| [p.x, p.y]).collect(),
             };
-            Ok(TaskOutput::Polygon { polygon, skipped: answer.skipped, truncated: answer.truncated })
+            Ok(TaskOutput::Polygon {
+                polygon,
+                skipped: answer.skipped,
+                truncated: answer.truncated,
+            })
         }
     }
 }
@@ -198,24 +267,49 @@ pub fn read_answer(task: &Task, text: &str, size: ImageSize) -> Result<TaskOutpu
 mod tests {
     use super::*;
 
-    const SIZE: ImageSize = ImageSize { width: 200, height: 100 };
+    const SIZE: ImageSize = ImageSize {
+        width: 200,
+        height: 100,
+    };
 
     #[test]
     fn detect_gives_normalized_and_pixel_boxes_and_skips_degenerate_ones() {
         let text = r#"[{"label": "dog", "box_2d": [100, 250, 500, 750]}, {"box_2d": [500, 500, 400, 600]}, {"label": "cat", "box_2d": [0, 0, 5, 1]}]"#;
-        let task = Task::Detect { object: "dog".into() };
-        let TaskOutput::Objects { objects, skipped, truncated } = read_answer(&task, text, SIZE).unwrap() else { panic!() };
+        let task = Task::Detect {
+            object: "dog".into(),
+        };
+        let TaskOutput::Objects {
+            objects,
+            skipped,
+            truncated,
+        } = read_answer(&task, text, SIZE).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(objects.len(), 1);
         assert_eq!(objects[0].pixel_box, [50.0, 10.0, 150.0, 50.0]);
-        assert_eq!([objects[0].x_min, objects[0].y_min, objects[0].x_max, objects[0].y_max], [0.25, 0.1, 0.75, 0.5]);
+        assert_eq!(
+            [
+                objects[0].x_min,
+                objects[0].y_min,
+                objects[0].x_max,
+                objects[0].y_max
+            ],
+            [0.25, 0.1, 0.75, 0.5]
+        );
         assert_eq!(skipped.iter().map(|s| s.index).collect::<Vec<_>>(), [1, 2]);
         assert!(!truncated);
     }
 
     #[test]
     fn a_point_without_label_takes_the_asked_object() {
-        let task = Task::Point { object: "face".into() };
-        let TaskOutput::Points { points, .. } = read_answer(&task, "[[500, 250]]", SIZE).unwrap() else { panic!() };
+        let task = Task::Point {
+            object: "face".into(),
+        };
+        let TaskOutput::Points { points, .. } = read_answer(&task, "[[500, 250]]", SIZE).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(points[0].label, "face");
         assert_eq!((points[0].x, points[0].y), (0.25, 0.5));
         assert_eq!(points[0].pixel, [50.0, 50.0]);
@@ -223,10 +317,30 @@ mod tests {
 
     #[test]
     fn moondream_json_shapes() {
-        let caption = read_answer(&Task::Caption { length: CaptionLength::Short }, " A dog. ", SIZE).unwrap();
-        assert_eq!(serde_json::to_value(&caption).unwrap(), serde_json::json!({"caption": "A dog."}));
-        let answer = read_answer(&Task::Query { question: "?".into() }, "two", SIZE).unwrap();
-        assert_eq!(serde_json::to_value(&answer).unwrap(), serde_json::json!({"answer": "two"}));
+        let caption = read_answer(
+            &Task::Caption {
+                length: CaptionLength::Short,
+            },
+            " A dog. ",
+            SIZE,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&caption).unwrap(),
+            serde_json::json!({"caption": "A dog."})
+        );
+        let answer = read_answer(
+            &Task::Query {
+                question: "?".into(),
+            },
+            "two",
+            SIZE,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&answer).unwrap(),
+            serde_json::json!({"answer": "two"})
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::builder::{BinaryBuilder, FixedSizeListBuilder, Float32Builder, Int64Builder, ListBuilder, StringBuilder};
+use arrow_array::builder::{
+    BinaryBuilder, FixedSizeListBuilder, Float32Builder, Int64Builder, ListBuilder, StringBuilder,
+};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, StructArray};
 use arrow_schema::{DataType, Field, Fields, Schema};
 use parquet::arrow::ArrowWriter;
@@ -17,25 +19,104 @@ use parquet::file::properties::WriterProperties;
 use serde_json::{json, Value};
 
 pub const COCO_NAMES: [&str; 80] = [
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
-    "scissors", "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 ];
 
 fn asset(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/images").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/images")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn image_field() -> Field {
     Field::new(
         "image",
-        DataType::Struct(Fields::from(vec![Field::new("bytes", DataType::Binary, true), Field::new("path", DataType::Utf8, true)])),
+        DataType::Struct(Fields::from(vec![
+            Field::new("bytes", DataType::Binary, true),
+            Field::new("path", DataType::Utf8, true),
+        ])),
         true,
     )
 }
@@ -47,8 +128,17 @@ fn image_column(images: &[(&str, Vec<u8>)]) -> ArrayRef {
         bytes.append_value(b);
         paths.append_value(name);
     }
-    let DataType::Struct(fields) = image_field().data_type().clone() else { unreachable!() };
-    Arc::new(StructArray::new(fields, vec![Arc::new(bytes.finish()) as ArrayRef, Arc::new(paths.finish())], None))
+    let DataType::Struct(fields) = image_field().data_type().clone() else {
+        unreachable!()
+    };
+    Arc::new(StructArray::new(
+        fields,
+        vec![
+            Arc::new(bytes.finish()) as ArrayRef,
+            Arc::new(paths.finish()),
+        ],
+        None,
+    ))
 }
 
 /// Writes `batch` as an HF-style shard (snappy, `huggingface` metadata) at `path`.
@@ -60,7 +150,12 @@ fn write_shard(path: &Path, batch: RecordBatch, features: &Value) {
         .set_key_value_metadata(Some(vec![KeyValue::new("huggingface".to_string(), meta)]))
         .set_max_row_group_row_count(Some(7)) // several row groups per shard, so streaming crosses them
         .build();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -68,9 +163,21 @@ fn write_shard(path: &Path, batch: RecordBatch, features: &Value) {
 /// The photos with a hand-written question each (what the image really shows).
 pub fn vqa_row(i: usize) -> (String, String, (&'static str, Vec<u8>)) {
     match i % 3 {
-        0 => ("What animal is this?".into(), "cat".into(), ("chelsea.png", asset("chelsea.png"))),
-        1 => ("What is in the cup?".into(), "coffee".into(), ("coffee.jpg", asset("coffee.jpg"))),
-        _ => ("What is the person wearing?".into(), "spacesuit".into(), ("astronaut.jpg", asset("astronaut.jpg"))),
+        0 => (
+            "What animal is this?".into(),
+            "cat".into(),
+            ("chelsea.png", asset("chelsea.png")),
+        ),
+        1 => (
+            "What is in the cup?".into(),
+            "coffee".into(),
+            ("coffee.jpg", asset("coffee.jpg")),
+        ),
+        _ => (
+            "What is the person wearing?".into(),
+            "spacesuit".into(),
+            ("astronaut.jpg", asset("astronaut.jpg")),
+        ),
     }
 }
 
@@ -89,15 +196,27 @@ pub fn vqa_fixture(dir: &Path) {
     for (shard, rows) in [(0usize, 0..50usize), (1, 50..100)] {
         let rows: Vec<_> = rows.map(|i| (i, vqa_row(i))).collect();
         // Row numbers in the questions let the test see which rows were drawn.
-        let questions: Vec<String> = rows.iter().map(|(i, r)| format!("{} (row {i})", r.0)).collect();
+        let questions: Vec<String> = rows
+            .iter()
+            .map(|(i, r)| format!("{} (row {i})", r.0))
+            .collect();
         let answers: Vec<String> = rows.iter().map(|(_, r)| r.1.clone()).collect();
-        let images: Vec<(&str, Vec<u8>)> = rows.iter().map(|(_, r)| (r.2 .0, r.2 .1.clone())).collect();
+        let images: Vec<(&str, Vec<u8>)> =
+            rows.iter().map(|(_, r)| (r.2 .0, r.2 .1.clone())).collect();
         let batch = RecordBatch::try_new(
             schema.clone(),
-            vec![Arc::new(StringArray::from(answers)), Arc::new(StringArray::from(questions)), image_column(&images)],
+            vec![
+                Arc::new(StringArray::from(answers)),
+                Arc::new(StringArray::from(questions)),
+                image_column(&images),
+            ],
         )
         .unwrap();
-        write_shard(&dir.join(format!("data/validation-0000{shard}-of-00002.parquet")), batch, &features);
+        write_shard(
+            &dir.join(format!("data/validation-0000{shard}-of-00002.parquet")),
+            batch,
+            &features,
+        );
     }
 }
 
@@ -107,9 +226,17 @@ fn coco_objects(photo: &str) -> Vec<([f32; 4], i64)> {
         // One cat only: not selected (the notebook wants two known objects).
         "chelsea.png" => vec![([0.0, 0.0, 410.0, 300.0], 15)],
         // Cup, spoon, the table it stands on.
-        "coffee.jpg" => vec![([172.0, 18.0, 238.0, 290.0], 41), ([325.0, 66.0, 100.0, 260.0], 44), ([0.0, 0.0, 600.0, 400.0], 60)],
+        "coffee.jpg" => vec![
+            ([172.0, 18.0, 238.0, 290.0], 41),
+            ([325.0, 66.0, 100.0, 260.0], 44),
+            ([0.0, 0.0, 600.0, 400.0], 60),
+        ],
         // The astronaut, the shuttle model (an airplane in COCO's terms), and an id outside the 80 classes.
-        "astronaut.jpg" => vec![([18.0, 14.0, 345.0, 498.0], 0), ([352.0, 0.0, 112.0, 290.0], 4), ([278.0, 340.0, 50.0, 30.0], 80)],
+        "astronaut.jpg" => vec![
+            ([18.0, 14.0, 345.0, 498.0], 0),
+            ([352.0, 0.0, 112.0, 290.0], 4),
+            ([278.0, 340.0, 50.0, 30.0], 80),
+        ],
         _ => unreachable!(),
     }
 }
@@ -128,8 +255,15 @@ pub fn coco_fixture(dir: &Path) {
             "area": {"dtype": "float32", "_type": "Value"},
         }, "_type": "Sequence"},
     });
-    let list = |name: &str, item: DataType| Field::new(name, DataType::List(Arc::new(Field::new("item", item, true))), true);
-    let bbox_item = DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), 4);
+    let list = |name: &str, item: DataType| {
+        Field::new(
+            name,
+            DataType::List(Arc::new(Field::new("item", item, true))),
+            true,
+        )
+    };
+    let bbox_item =
+        DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), 4);
     let object_fields = Fields::from(vec![
         list("bbox_id", DataType::Int64),
         list("category", DataType::Int64),
@@ -149,7 +283,10 @@ pub fn coco_fixture(dir: &Path) {
         _ => (512, 512),
     };
     let mut next_id = 1000i64;
-    for (shard, photos) in [(0, vec!["chelsea.png", "coffee.jpg", "astronaut.jpg"]), (1, vec!["chelsea.png", "coffee.jpg"])] {
+    for (shard, photos) in [
+        (0, vec!["chelsea.png", "coffee.jpg", "astronaut.jpg"]),
+        (1, vec!["chelsea.png", "coffee.jpg"]),
+    ] {
         let mut bbox_ids = ListBuilder::new(Int64Builder::new());
         let mut categories = ListBuilder::new(Int64Builder::new());
         let mut boxes = ListBuilder::new(FixedSizeListBuilder::new(Float32Builder::new(), 4));
@@ -172,7 +309,12 @@ pub fn coco_fixture(dir: &Path) {
         }
         let objects = StructArray::new(
             object_fields.clone(),
-            vec![Arc::new(bbox_ids.finish()) as ArrayRef, Arc::new(categories.finish()), Arc::new(boxes.finish()), Arc::new(areas.finish())],
+            vec![
+                Arc::new(bbox_ids.finish()) as ArrayRef,
+                Arc::new(categories.finish()),
+                Arc::new(boxes.finish()),
+                Arc::new(areas.finish()),
+            ],
             None,
         );
         let images: Vec<(&str, Vec<u8>)> = photos.iter().map(|p| (*p, asset(p))).collect();
@@ -181,12 +323,20 @@ pub fn coco_fixture(dir: &Path) {
             vec![
                 Arc::new(Int64Array::from(ids)),
                 image_column(&images),
-                Arc::new(Int64Array::from(photos.iter().map(|p| sizes(p).0).collect::<Vec<i64>>())),
-                Arc::new(Int64Array::from(photos.iter().map(|p| sizes(p).1).collect::<Vec<i64>>())),
+                Arc::new(Int64Array::from(
+                    photos.iter().map(|p| sizes(p).0).collect::<Vec<i64>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    photos.iter().map(|p| sizes(p).1).collect::<Vec<i64>>(),
+                )),
                 Arc::new(objects),
             ],
         )
         .unwrap();
-        write_shard(&dir.join(format!("data/val-0000{shard}-of-00002.parquet")), batch, &features);
+        write_shard(
+            &dir.join(format!("data/val-0000{shard}-of-00002.parquet")),
+            batch,
+            &features,
+        );
     }
 }

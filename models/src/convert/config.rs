@@ -91,7 +91,13 @@ impl Gemma3Params {
         let layers = positive(f, &key("block_count"))?;
         let eps = f
             .get_f64(&key("attention.layer_norm_rms_epsilon"))?
-            .ok_or_else(|| meta_err(f, &key("attention.layer_norm_rms_epsilon"), "missing".into()))?;
+            .ok_or_else(|| {
+                meta_err(
+                    f,
+                    &key("attention.layer_norm_rms_epsilon"),
+                    "missing".into(),
+                )
+            })?;
         let rope_scaling = match f.get_str(&key("rope.scaling.type"))? {
             None | Some("none") => None,
             Some(t) => {
@@ -100,7 +106,11 @@ impl Gemma3Params {
             }
         };
         // llama.cpp: 27B (62 layers) scales queries by 1/sqrt(hidden/heads), the others by 1/sqrt(head_dim).
-        let query_pre_attn_scalar = if layers == 62 { hidden / heads } else { head_dim };
+        let query_pre_attn_scalar = if layers == 62 {
+            hidden / heads
+        } else {
+            head_dim
+        };
         let token_id = |k: &str| f.get_int(&format!("tokenizer.ggml.{k}"));
         Ok(Gemma3Params {
             hidden_size: hidden,

@@ -103,7 +103,10 @@ fn quantization_block(modules: &BTreeMap<String, QuantParams>) -> Option<Value> 
 
 /// Convert the GGUF at `src` into an MLX checkpoint directory `out`.
 pub fn convert_gguf(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<ConvertSummary> {
-    if !matches!(opts.dtype, Dtype::Float32 | Dtype::Bfloat16 | Dtype::Float16) {
+    if !matches!(
+        opts.dtype,
+        Dtype::Float32 | Dtype::Bfloat16 | Dtype::Float16
+    ) {
         return Err(ConvertError::Options(format!(
             "dtype {:?} is not a float dtype (float32, bfloat16, float16)",
             opts.dtype
@@ -118,11 +121,13 @@ pub fn convert_gguf(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Con
             supported: SUPPORTED_ARCHITECTURES,
         });
     }
-    let embd = f.tensor("token_embd.weight").ok_or_else(|| ConvertError::Tensor {
-        path: src.into(),
-        tensor: "token_embd.weight".into(),
-        reason: "missing".into(),
-    })?;
+    let embd = f
+        .tensor("token_embd.weight")
+        .ok_or_else(|| ConvertError::Tensor {
+            path: src.into(),
+            tensor: "token_embd.weight".into(),
+            reason: "missing".into(),
+        })?;
     let vocab_size = embd.shape()[0];
     let params = Gemma3Params::from_gguf(&f, vocab_size, f.tensor("output.weight").is_some())?;
 
@@ -135,7 +140,8 @@ pub fn convert_gguf(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Con
     })?;
     let vocab = tokenizer::check_vocab(&f, &tok, &tok_path)?;
     let mut notes = vec![];
-    let tok_config = tokenizer::tokenizer_config(&f, &tok_dir.join("tokenizer_config.json"), &mut notes)?;
+    let tok_config =
+        tokenizer::tokenizer_config(&f, &tok_dir.join("tokenizer_config.json"), &mut notes)?;
     let end_of_turn = tok
         .token_to_id("<end_of_turn>")
         .map(i64::from)
@@ -152,11 +158,16 @@ pub fn convert_gguf(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Con
             tensor: t.name.clone(),
             arch: "gemma3",
         })?;
-        if m.layer.is_some_and(|l| l as u64 >= params.num_hidden_layers) {
+        if m.layer
+            .is_some_and(|l| l as u64 >= params.num_hidden_layers)
+        {
             return Err(ConvertError::Tensor {
                 path: src.into(),
                 tensor: t.name.clone(),
-                reason: format!("layer index beyond block_count {}", params.num_hidden_layers),
+                reason: format!(
+                    "layer index beyond block_count {}",
+                    params.num_hidden_layers
+                ),
             });
         }
         let want = names::expected_shape(&m, &params);
@@ -164,13 +175,21 @@ pub fn convert_gguf(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Con
             return Err(ConvertError::Tensor {
                 path: src.into(),
                 tensor: t.name.clone(),
-                reason: format!("shape {:?} (GGML dims {:?}), expected {want:?}", t.shape(), t.dims),
+                reason: format!(
+                    "shape {:?} (GGML dims {:?}), expected {want:?}",
+                    t.shape(),
+                    t.dims
+                ),
             });
         }
         mapped.push((t, m, want));
     }
-    let have: std::collections::HashSet<&str> = mapped.iter().map(|(t, _, _)| t.name.as_str()).collect();
-    let mut required = vec!["token_embd.weight".to_string(), "output_norm.weight".to_string()];
+    let have: std::collections::HashSet<&str> =
+        mapped.iter().map(|(t, _, _)| t.name.as_str()).collect();
+    let mut required = vec![
+        "token_embd.weight".to_string(),
+        "output_norm.weight".to_string(),
+    ];
     for l in 0..params.num_hidden_layers {
         for leaf in [
             "attn_norm",
@@ -217,16 +236,22 @@ pub fn convert_gguf(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Con
 
     let weights_path = out.join("model.safetensors");
     let meta = HashMap::from([("format".to_string(), "mlx".to_string())]);
-    Array::save_safetensors(arrays.iter().map(|(k, a)| (k.as_str(), a)), &meta, &weights_path).map_err(|e| {
-        ConvertError::Save {
-            path: weights_path.clone(),
-            reason: e.to_string(),
-        }
+    Array::save_safetensors(
+        arrays.iter().map(|(k, a)| (k.as_str(), a)),
+        &meta,
+        &weights_path,
+    )
+    .map_err(|e| ConvertError::Save {
+        path: weights_path.clone(),
+        reason: e.to_string(),
     })?;
     drop(arrays);
 
     let mut cfg = params.config_json(&stop_ids);
-    cfg.insert("torch_dtype".into(), json!(crate::dtype::dtype_name(opts.dtype)));
+    cfg.insert(
+        "torch_dtype".into(),
+        json!(crate::dtype::dtype_name(opts.dtype)),
+    );
     if let Some(q) = quantization_block(&quantized) {
         cfg.insert("quantization".into(), q.clone());
         cfg.insert("quantization_config".into(), q);

@@ -62,7 +62,10 @@ fn lossless_import_dequantizes_to_the_ggml_values() {
         let want = f.dequantize(t).unwrap();
         let got: Vec<f32> = match w.get(&format!("{}.scales", m.module)) {
             Some(scales) => {
-                let bits = q.get(&m.module).map_or(default_bits, |e| e["bits"].as_i64().unwrap()) as i32;
+                let bits = q
+                    .get(&m.module)
+                    .map_or(default_bits, |e| e["bits"].as_i64().unwrap())
+                    as i32;
                 let wq = &w[&format!("{}.weight", m.module)];
                 let b = &w[&format!("{}.biases", m.module)];
                 exact += 1;
@@ -71,7 +74,9 @@ fn lossless_import_dequantizes_to_the_ggml_values() {
                     .as_slice::<f32>()
                     .to_vec()
             }
-            None => w[&format!("{}.weight", m.module)].as_slice::<f32>().to_vec(),
+            None => w[&format!("{}.weight", m.module)]
+                .as_slice::<f32>()
+                .to_vec(),
         };
         let want: Vec<f32> = if m.role == names::Role::Norm {
             want.iter().map(|x| x - 1.0).collect()
@@ -81,7 +86,12 @@ fn lossless_import_dequantizes_to_the_ggml_values() {
         assert_eq!(got, want, "{}", t.name);
         // Q6_K and F16 have no group-32 affine form: dense.
         let dense = matches!(t.ggml_type, GgmlType::Q6K | GgmlType::F16 | GgmlType::F32);
-        assert_eq!(w.contains_key(&format!("{}.scales", m.module)), !dense, "{}", t.name);
+        assert_eq!(
+            w.contains_key(&format!("{}.scales", m.module)),
+            !dense,
+            "{}",
+            t.name
+        );
     }
     assert!(exact > 30);
     let gen = read_json(&out.join("generation_config.json"));
@@ -121,7 +131,10 @@ fn requantized_and_dense_checkpoints() {
     let e = &w["model.embed_tokens.weight"];
     assert_eq!(
         (e.dtype(), e.shape()),
-        (Dtype::Uint32, &[TINY_VOCAB as i32, TINY_HIDDEN as i32 / 8][..])
+        (
+            Dtype::Uint32,
+            &[TINY_VOCAB as i32, TINY_HIDDEN as i32 / 8][..]
+        )
     );
     assert_eq!(w["model.embed_tokens.scales"].dtype(), Dtype::Bfloat16);
     assert_eq!(w["model.norm.weight"].dtype(), Dtype::Bfloat16);
@@ -153,7 +166,10 @@ fn requantized_and_dense_checkpoints() {
         // times a code <= 15 and of the bias.
         let (s, b) = (scales[i / 64].abs(), biases[i / 64].abs());
         let bound = s + (15.0 * s + b) / 256.0 + 1e-6;
-        assert!((g - x).abs() <= bound, "value {i}: {g} vs {x} (scale {s}, bias {b})");
+        assert!(
+            (g - x).abs() <= bound,
+            "value {i}: {g} vs {x} (scale {s}, bias {b})"
+        );
     }
 
     let out = dir.path().join("dense");
@@ -162,7 +178,10 @@ fn requantized_and_dense_checkpoints() {
     assert!(cfg.get("quantization").is_none());
     let w = Array::load_safetensors(out.join("model.safetensors")).unwrap();
     assert!(w.keys().all(|k| k.ends_with(".weight")));
-    assert_eq!(w["model.layers.0.mlp.up_proj.weight"].as_slice::<f32>(), &want[..]);
+    assert_eq!(
+        w["model.layers.0.mlp.up_proj.weight"].as_slice::<f32>(),
+        &want[..]
+    );
 }
 
 fn err(gguf: &Path, out: &Path) -> String {
@@ -172,9 +191,16 @@ fn err(gguf: &Path, out: &Path) -> String {
 }
 
 /// The tiny GGUF with its metadata and tensors edited.
-fn edited(dir: &Path, edit: impl Fn(&mut Vec<(String, MetaValue)>, &mut Vec<RawTensor>)) -> PathBuf {
+fn edited(
+    dir: &Path,
+    edit: impl Fn(&mut Vec<(String, MetaValue)>, &mut Vec<RawTensor>),
+) -> PathBuf {
     let f = GgufFile::open(dir.join("tiny-gemma3.gguf")).unwrap();
-    let mut meta: Vec<(String, MetaValue)> = f.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut meta: Vec<(String, MetaValue)> = f
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let mut tensors: Vec<RawTensor> = f
         .tensors
         .iter()
@@ -198,37 +224,51 @@ fn errors_name_the_file_and_what_is_wrong() {
             .filter(|(k, _)| k == "general.architecture")
             .for_each(|(_, v)| *v = MetaValue::String("llama".into()))
     });
-    assert!(err(&p, &out).contains("edited.gguf: general.architecture `llama` is not supported (supported: gemma3)"));
+    assert!(err(&p, &out).contains(
+        "edited.gguf: general.architecture `llama` is not supported (supported: gemma3)"
+    ));
 
-    let p = edited(d, |m, _| m.retain(|(k, _)| k != "gemma3.attention.sliding_window"));
+    let p = edited(d, |m, _| {
+        m.retain(|(k, _)| k != "gemma3.attention.sliding_window")
+    });
     assert!(
         err(&p, &out).contains("edited.gguf: metadata `gemma3.attention.sliding_window`: missing"),
         "{}",
         err(&p, &out)
     );
 
-    let p = edited(d, |_, t| t.push(RawTensor::f32("rope_freqs.weight", &[32], &[1.0; 32])));
+    let p = edited(d, |_, t| {
+        t.push(RawTensor::f32("rope_freqs.weight", &[32], &[1.0; 32]))
+    });
     assert!(err(&p, &out).contains("tensor `rope_freqs.weight` has no gemma3 counterpart"));
 
     let p = edited(d, |_, t| t.retain(|t| t.name != "blk.3.ffn_up.weight"));
     assert!(err(&p, &out).contains("tensor `blk.3.ffn_up.weight`: missing"));
 
     let p = edited(d, |_, t| {
-        let i = t.iter().position(|t| t.name == "blk.0.attn_q_norm.weight").unwrap();
+        let i = t
+            .iter()
+            .position(|t| t.name == "blk.0.attn_q_norm.weight")
+            .unwrap();
         t[i] = RawTensor::f32("blk.0.attn_q_norm.weight", &[32], &[1.0; 32]);
     });
-    assert!(err(&p, &out).contains("tensor `blk.0.attn_q_norm.weight`: shape [32] (GGML dims [32]), expected [64]"));
+    assert!(err(&p, &out)
+        .contains("tensor `blk.0.attn_q_norm.weight`: shape [32] (GGML dims [32]), expected [64]"));
 
     // A vocabulary that disagrees with tokenizer.json (beyond space spelling).
     let p = edited(d, |m, _| {
-        let (_, v) = m.iter_mut().find(|(k, _)| k == "tokenizer.ggml.tokens").unwrap();
+        let (_, v) = m
+            .iter_mut()
+            .find(|(k, _)| k == "tokenizer.ggml.tokens")
+            .unwrap();
         if let MetaValue::Array(a) = v {
             a[300] = MetaValue::String("zzz".into());
         }
     });
     let e = err(&p, &out);
     assert!(
-        e.contains("tokenizer.json: does not match the vocabulary of") && e.contains("id 300: GGUF \"zzz\""),
+        e.contains("tokenizer.json: does not match the vocabulary of")
+            && e.contains("id 300: GGUF \"zzz\""),
         "{e}"
     );
 
@@ -236,12 +276,15 @@ fn errors_name_the_file_and_what_is_wrong() {
     let lone = tempfile::tempdir().unwrap();
     let moved = lone.path().join("m.gguf");
     std::fs::copy(&gguf, &moved).unwrap();
-    assert!(err(&moved, &out).contains("tokenizer.json: not found next to the GGUF: pass --tokenizer DIR"));
+    assert!(err(&moved, &out)
+        .contains("tokenizer.json: not found next to the GGUF: pass --tokenizer DIR"));
 
     // A non-empty output directory is left alone unless overwriting.
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("keep.txt"), "x").unwrap();
-    assert!(err(&gguf, &out).contains("out: exists and is not empty (pass --force to write into it)"));
+    assert!(
+        err(&gguf, &out).contains("out: exists and is not empty (pass --force to write into it)")
+    );
     convert_gguf(
         &gguf,
         &out,

@@ -24,7 +24,11 @@ const SPM_SPACE: char = '\u{2581}';
 
 /// Compare a loaded tokenizer with the GGUF's `tokenizer.ggml.tokens`. Any id that differs other
 /// than by the space spelling is an error naming the first such ids.
-pub fn check_vocab(gguf: &GgufFile, tok: &tokenizers::Tokenizer, tok_path: &Path) -> Result<VocabCheck> {
+pub fn check_vocab(
+    gguf: &GgufFile,
+    tok: &tokenizers::Tokenizer,
+    tok_path: &Path,
+) -> Result<VocabCheck> {
     let tokens = gguf
         .require("tokenizer.ggml.tokens")?
         .as_array()
@@ -36,7 +40,10 @@ pub fn check_vocab(gguf: &GgufFile, tok: &tokenizers::Tokenizer, tok_path: &Path
     if size < tokens.len() {
         return Err(ConvertError::Tokenizer {
             path: tok_path.into(),
-            reason: format!("has {size} tokens but the GGUF vocabulary has {}", tokens.len()),
+            reason: format!(
+                "has {size} tokens but the GGUF vocabulary has {}",
+                tokens.len()
+            ),
         });
     }
     let mut space_spelling = 0;
@@ -77,7 +84,10 @@ pub fn check_vocab(gguf: &GgufFile, tok: &tokenizers::Tokenizer, tok_path: &Path
 /// A GGUF token id's piece, for naming special tokens in tokenizer_config.json.
 pub fn piece(gguf: &GgufFile, id: Option<i64>) -> Option<String> {
     let tokens = gguf.metadata.get("tokenizer.ggml.tokens")?.as_array()?;
-    tokens.get(usize::try_from(id?).ok()?)?.as_str().map(str::to_owned)
+    tokens
+        .get(usize::try_from(id?).ok()?)?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Locate `tokenizer.json` + `tokenizer_config.json`: in `dir` when given, else next to the GGUF.
@@ -103,7 +113,11 @@ pub fn find_dir(dir: Option<&Path>, gguf: &Path) -> Result<PathBuf> {
 /// The tokenizer_config.json to write: the supplied one with the special tokens the GGUF names,
 /// its `add_bos_token`, and its chat template, or none when the GGUF has none (a base model: the
 /// instruction template of a shared tokenizer package would make prompts it was not trained on).
-pub fn tokenizer_config(gguf: &GgufFile, supplied: &Path, notes: &mut Vec<String>) -> Result<Value> {
+pub fn tokenizer_config(
+    gguf: &GgufFile,
+    supplied: &Path,
+    notes: &mut Vec<String>,
+) -> Result<Value> {
     let text = std::fs::read_to_string(supplied).map_err(io(supplied))?;
     let mut v: Value = serde_json::from_str(&text).map_err(|e| ConvertError::Tokenizer {
         path: supplied.into(),

@@ -39,7 +39,11 @@ fn tensor_err(f: &GgufFile, t: &TensorInfo, reason: String) -> ConvertError {
 }
 
 fn cast(a: Array, dtype: Dtype) -> Result<Array> {
-    Ok(if a.dtype() == dtype { a } else { a.as_dtype(dtype)? })
+    Ok(if a.dtype() == dtype {
+        a
+    } else {
+        a.as_dtype(dtype)?
+    })
 }
 
 /// Norm statistics: how many stored values, and how many are bf16-exact before and after the
@@ -67,7 +71,8 @@ pub fn convert(
 ) -> Result<Converted> {
     let dims: Vec<i32> = shape.iter().map(|&d| d as i32).collect();
     let wname = format!("{}.weight", m.module);
-    let dense = |values: Vec<f32>| -> Result<Array> { cast(Array::from_slice(&values, &dims), dtype) };
+    let dense =
+        |values: Vec<f32>| -> Result<Array> { cast(Array::from_slice(&values, &dims), dtype) };
     if m.role == Role::Norm {
         let mut w = f.dequantize(t)?;
         for x in w.iter_mut() {
@@ -83,7 +88,11 @@ pub fn convert(
         });
     }
     if shape.len() != 2 {
-        return Err(tensor_err(f, t, format!("expected a matrix, found shape {shape:?}")));
+        return Err(tensor_err(
+            f,
+            t,
+            format!("expected a matrix, found shape {shape:?}"),
+        ));
     }
     let (rows, cols) = (shape[0] as usize, shape[1] as usize);
     match mode {
@@ -102,7 +111,10 @@ pub fn convert(
             };
             Ok(Converted {
                 arrays: vec![
-                    (wname, Array::from_slice(&packed, &[rows as i32, words as i32])),
+                    (
+                        wname,
+                        Array::from_slice(&packed, &[rows as i32, words as i32]),
+                    ),
                     (
                         format!("{}.scales", m.module),
                         cast(Array::from_slice(&a.scales, &gdims), dtype)?,
@@ -134,7 +146,11 @@ pub fn convert(
         _ => Ok(Converted {
             arrays: vec![(wname, dense(f.dequantize(t)?)?)],
             quant: None,
-            how: format!("{} -> dense {}", t.ggml_type, crate::dtype::dtype_name(dtype)),
+            how: format!(
+                "{} -> dense {}",
+                t.ggml_type,
+                crate::dtype::dtype_name(dtype)
+            ),
         }),
     }
 }

@@ -18,12 +18,18 @@ pub fn free_loopback_ports(n: usize) -> std::io::Result<Vec<u16>> {
     let listeners = (0..n)
         .map(|_| TcpListener::bind(("127.0.0.1", 0)))
         .collect::<std::io::Result<Vec<_>>>()?;
-    listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect()
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
 }
 
 /// MLX's ring hostfile: a JSON list with, per rank, the list of `"ip:port"` it listens on.
 pub fn ring_hostfile_json(ports: &[u16]) -> String {
-    let ranks: Vec<Vec<String>> = ports.iter().map(|p| vec![format!("127.0.0.1:{p}")]).collect();
+    let ranks: Vec<Vec<String>> = ports
+        .iter()
+        .map(|p| vec![format!("127.0.0.1:{p}")])
+        .collect();
     serde_json::to_string(&ranks).expect("strings serialize")
 }
 
@@ -59,10 +65,19 @@ pub enum LaunchError {
         #[source]
         source: std::io::Error,
     },
-    #[error("ranks still running after {timeout:?} were killed{}", describe(outputs))]
-    Timeout { timeout: Duration, outputs: Vec<RankOutput> },
+    #[error(
+        "ranks still running after {timeout:?} were killed{}",
+        describe(outputs)
+    )]
+    Timeout {
+        timeout: Duration,
+        outputs: Vec<RankOutput>,
+    },
     #[error("rank {rank} failed{}", describe(outputs))]
-    Failed { rank: usize, outputs: Vec<RankOutput> },
+    Failed {
+        rank: usize,
+        outputs: Vec<RankOutput>,
+    },
 }
 
 fn describe(outputs: &[RankOutput]) -> String {
@@ -72,7 +87,11 @@ fn describe(outputs: &[RankOutput]) -> String {
             Some(st) => st.to_string(),
             None => "killed".into(),
         };
-        s.push_str(&format!("\n--- rank {} ({status}) stderr:\n{}", o.rank, o.stderr.trim_end()));
+        s.push_str(&format!(
+            "\n--- rank {} ({status}) stderr:\n{}",
+            o.rank,
+            o.stderr.trim_end()
+        ));
     }
     s
 }
@@ -222,7 +241,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hostfile = dir.path().join("hosts.json");
         let out = run_ranks(
-            vec![sh("echo $MLX_RANK $MLX_HOSTFILE"), sh("echo $MLX_RANK $MLX_HOSTFILE")],
+            vec![
+                sh("echo $MLX_RANK $MLX_HOSTFILE"),
+                sh("echo $MLX_RANK $MLX_HOSTFILE"),
+            ],
             &hostfile,
             Duration::from_secs(30),
         )
@@ -238,7 +260,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Rank 1 would wait forever for its peer; rank 0 fails at once.
         let err = run_ranks(
-            vec![sh("echo boom >&2; exit 3"), sh("exec cat /dev/zero > /dev/null")],
+            vec![
+                sh("echo boom >&2; exit 3"),
+                sh("exec cat /dev/zero > /dev/null"),
+            ],
             &dir.path().join("h.json"),
             Duration::from_secs(60),
         )

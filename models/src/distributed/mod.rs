@@ -146,7 +146,12 @@ impl Group {
                 mlx_sys::mlx_distributed_group_size(raw),
             )
         };
-        Ok(Group { raw, backend, rank, size })
+        Ok(Group {
+            raw,
+            backend,
+            rank,
+            size,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -181,11 +186,19 @@ impl Group {
     /// there, and that graph's own collectives would then run after this one on those ranks but
     /// before it on rank 0, a mismatch that deadlocks the ring.
     pub fn broadcast_from_rank0(&self, x: &Array) -> DResult<Array> {
-        let op = |e: mlx_rs::error::Exception| DistributedError::Op { op: "broadcast", reason: e.what().to_string() };
+        let op = |e: mlx_rs::error::Exception| DistributedError::Op {
+            op: "broadcast",
+            reason: e.what().to_string(),
+        };
         let mine = if self.rank == 0 {
             x.clone()
         } else {
-            mlx_rs::ops::select(Array::from_bool(false), x, mlx_rs::ops::zeros_like(x).map_err(op)?).map_err(op)?
+            mlx_rs::ops::select(
+                Array::from_bool(false),
+                x,
+                mlx_rs::ops::zeros_like(x).map_err(op)?,
+            )
+            .map_err(op)?
         };
         self.all_sum(&mine)
     }
@@ -203,7 +216,12 @@ impl Group {
         &self,
         op: &'static str,
         x: &Array,
-        f: unsafe extern "C" fn(*mut mlx_array, mlx_array, mlx_distributed_group, mlx_sys::mlx_stream) -> i32,
+        f: unsafe extern "C" fn(
+            *mut mlx_array,
+            mlx_array,
+            mlx_distributed_group,
+            mlx_sys::mlx_stream,
+        ) -> i32,
     ) -> DResult<Array> {
         let stream = Stream::thread_local_or_default();
         // SAFETY: `res` starts as an empty array handle; on success it owns the result and is
@@ -286,7 +304,10 @@ mod tests {
             assert_eq!(b.name().parse::<Backend>().unwrap(), b);
         }
         let err = "tcp".parse::<Backend>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown distributed backend \"tcp\": expected ring, mpi, nccl or any");
+        assert_eq!(
+            err.to_string(),
+            "unknown distributed backend \"tcp\": expected ring, mpi, nccl or any"
+        );
     }
 
     #[test]
@@ -305,10 +326,17 @@ mod tests {
         }
         let err = Group::init(Backend::Ring).unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("cannot join the MLX distributed group with backend `ring`: "), "{text}");
-        assert!(text.contains("MLX_RANK") && text.contains("MLX_HOSTFILE"), "{text}");
+        assert!(
+            text.starts_with("cannot join the MLX distributed group with backend `ring`: "),
+            "{text}"
+        );
+        assert!(
+            text.contains("MLX_RANK") && text.contains("MLX_HOSTFILE"),
+            "{text}"
+        );
         // mlx-rs's own error reporting is back in place afterwards.
-        let bad = mlx_rs::ops::reshape(Array::from_slice(&[1f32, 2.0, 3.0], &[3]), &[2]).unwrap_err();
+        let bad =
+            mlx_rs::ops::reshape(Array::from_slice(&[1f32, 2.0, 3.0], &[3]), &[2]).unwrap_err();
         assert!(bad.what().contains("reshape"), "{}", bad.what());
     }
 }

@@ -92,7 +92,9 @@ impl TextConfig {
     }
 
     fn validate(&self, path: &Path, prefix: &str) -> Result<()> {
-        let err = |name: &str, reason: String| Err(ModelError::config(path, format!("{prefix}{name}"), reason));
+        let err = |name: &str, reason: String| {
+            Err(ModelError::config(path, format!("{prefix}{name}"), reason))
+        };
         crate::error::require_positive(
             path,
             prefix,
@@ -131,7 +133,10 @@ impl TextConfig {
                 );
             }
             if r.factor <= 0.0 {
-                return err("rope_scaling.factor", format!("must be positive, found {}", r.factor));
+                return err(
+                    "rope_scaling.factor",
+                    format!("must be positive, found {}", r.factor),
+                );
             }
         }
         Ok(())
@@ -203,7 +208,10 @@ mod tests {
 
     #[test]
     fn gemma3_text_with_mlx_lm_defaults() {
-        let c = parse(json!({"model_type": "gemma3_text", "hidden_size": 640, "num_hidden_layers": 18})).unwrap();
+        let c = parse(
+            json!({"model_type": "gemma3_text", "hidden_size": 640, "num_hidden_layers": 18}),
+        )
+        .unwrap();
         assert_eq!(c.text.hidden_size, 640);
         assert_eq!(c.text.intermediate_size, 6912);
         assert_eq!(c.text.query_pre_attn_scalar, 256.0);
@@ -212,9 +220,13 @@ mod tests {
 
     #[test]
     fn gemma3_wraps_text_config_and_overrides_vocab() {
-        let c = parse(json!({"model_type": "gemma3", "text_config": {"hidden_size": 2560}})).unwrap();
+        let c =
+            parse(json!({"model_type": "gemma3", "text_config": {"hidden_size": 2560}})).unwrap();
         assert_eq!(c.text.vocab_size, 262208);
-        assert_eq!((c.text.num_attention_heads, c.text.num_key_value_heads), (8, 4));
+        assert_eq!(
+            (c.text.num_attention_heads, c.text.num_key_value_heads),
+            (8, 4)
+        );
         let c = parse(json!({"model_type": "gemma3", "vocab_size": 1000, "text_config": {"vocab_size": 5, "num_attention_heads": 2, "num_key_value_heads": 1}})).unwrap();
         assert_eq!((c.text.vocab_size, c.text.num_attention_heads), (1000, 2));
     }
@@ -243,7 +255,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("num_key_value_heads`: 3 does not divide"), "{e}");
-        let e = parse(json!({"model_type": "llama"})).unwrap_err().to_string();
+        let e = parse(json!({"model_type": "llama"}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unsupported model_type `llama`"), "{e}");
     }
 }

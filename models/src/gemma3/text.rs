@@ -93,7 +93,10 @@ fn weight_prefix(ckpt: &Checkpoint) -> Result<(&'static str, &'static str)> {
 }
 
 fn norm(ckpt: &Checkpoint, name: &str, dim: i32, eps: f32, dtype: Dtype) -> Result<RmsNorm> {
-    RmsNorm::one_plus(&load_param(ckpt, &format!("{name}.weight"), &[dim], dtype)?, eps)
+    RmsNorm::one_plus(
+        &load_param(ckpt, &format!("{name}.weight"), &[dim], dtype)?,
+        eps,
+    )
 }
 
 impl Gemma3Text {
@@ -110,7 +113,13 @@ impl Gemma3Text {
         let (pre, head) = weight_prefix(ckpt)?;
         let (h, hd, eps) = (cfg.hidden_size, cfg.head_dim, cfg.rms_norm_eps as f32);
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let embed_tokens = Embedding::load(ckpt, &format!("{pre}embed_tokens"), cfg.vocab_size, h, dtype)?;
+        let embed_tokens = Embedding::load(
+            ckpt,
+            &format!("{pre}embed_tokens"),
+            cfg.vocab_size,
+            h,
+            dtype,
+        )?;
         let global_scale = match &cfg.rope_scaling {
             Some(r) if r.rope_type == "linear" => 1.0 / r.factor,
             _ => 1.0,
@@ -146,9 +155,27 @@ impl Gemma3Text {
                     down_proj: lin(&format!("{p}.mlp.down_proj"), cfg.intermediate_size, h)?,
                 },
                 input_layernorm: norm(ckpt, &format!("{p}.input_layernorm"), h, eps, dtype)?,
-                post_attention_layernorm: norm(ckpt, &format!("{p}.post_attention_layernorm"), h, eps, dtype)?,
-                pre_feedforward_layernorm: norm(ckpt, &format!("{p}.pre_feedforward_layernorm"), h, eps, dtype)?,
-                post_feedforward_layernorm: norm(ckpt, &format!("{p}.post_feedforward_layernorm"), h, eps, dtype)?,
+                post_attention_layernorm: norm(
+                    ckpt,
+                    &format!("{p}.post_attention_layernorm"),
+                    h,
+                    eps,
+                    dtype,
+                )?,
+                pre_feedforward_layernorm: norm(
+                    ckpt,
+                    &format!("{p}.pre_feedforward_layernorm"),
+                    h,
+                    eps,
+                    dtype,
+                )?,
+                post_feedforward_layernorm: norm(
+                    ckpt,
+                    &format!("{p}.post_feedforward_layernorm"),
+                    h,
+                    eps,
+                    dtype,
+                )?,
                 global,
             });
         }
@@ -263,7 +290,12 @@ impl Gemma3Text {
 
     /// Runs `ids [B, L]` through the layers, updating `cache`; returns logits `[B, V]` of the last
     /// position (`Logits::Last`), `[B, L, V]` of every position (`Logits::All`), or nothing.
-    fn run(&self, ids: &Array, cache: &mut [LayerCache], logits: Option<Logits>) -> Result<Option<Array>> {
+    fn run(
+        &self,
+        ids: &Array,
+        cache: &mut [LayerCache],
+        logits: Option<Logits>,
+    ) -> Result<Option<Array>> {
         if cache.len() != self.layers.len() {
             return Err(ModelError::Input(format!(
                 "cache has {} entries, the model needs {} (use make_cache)",
@@ -302,13 +334,20 @@ impl Gemma3Text {
     pub fn forward_all(&self, ids: &Array) -> Result<Array> {
         self.check_ids(ids)?;
         let mut cache = self.make_cache();
-        Ok(self.run(ids, &mut cache, Some(Logits::All))?.expect("logits requested"))
+        Ok(self
+            .run(ids, &mut cache, Some(Logits::All))?
+            .expect("logits requested"))
     }
 
     /// Prompt processing as mlx-lm's `generate_step`: all but the last token in chunks of at most
     /// `prefill_step_size` (`None`: one chunk), evaluating the caches after each, then the last
     /// token alone. Returns the logits `[B, V]` of the last prompt position.
-    pub fn prefill(&self, ids: &Array, cache: &mut [LayerCache], prefill_step_size: Option<i32>) -> Result<Array> {
+    pub fn prefill(
+        &self,
+        ids: &Array,
+        cache: &mut [LayerCache],
+        prefill_step_size: Option<i32>,
+    ) -> Result<Array> {
         self.check_ids(ids)?;
         let t = ids.dim(1);
         let step = prefill_step_size.unwrap_or(t.max(1));
@@ -332,7 +371,9 @@ impl Gemma3Text {
     /// One decode step on `token [B, 1]` (a sampled id, possibly not yet evaluated: it is not read
     /// on the host); returns logits `[B, V]`.
     pub fn decode_step(&self, token: &Array, cache: &mut [LayerCache]) -> Result<Array> {
-        Ok(self.run(token, cache, Some(Logits::Last))?.expect("logits requested"))
+        Ok(self
+            .run(token, cache, Some(Logits::Last))?
+            .expect("logits requested"))
     }
 
     /// `ids` must be `[B, L]` integers within the vocabulary (read on the host: an out-of-range
@@ -352,7 +393,11 @@ impl Gemma3Text {
         }
         let host = ids.as_dtype(Dtype::Int64)?;
         let limit = self.cfg.vocab_size as i64;
-        if let Some(bad) = host.as_slice::<i64>().iter().find(|&&x| x < 0 || x >= limit) {
+        if let Some(bad) = host
+            .as_slice::<i64>()
+            .iter()
+            .find(|&&x| x < 0 || x >= limit)
+        {
             return Err(ModelError::Input(format!(
                 "token id {bad} is outside the vocabulary [0, {limit})"
             )));
@@ -368,7 +413,9 @@ fn residual(x: &Array, y: &Array) -> Result<Array> {
         return Ok(x.add(y)?);
     }
     let bound = Array::from_f32(65504.0);
-    let s = x.as_dtype(Dtype::Float32)?.add(y.as_dtype(Dtype::Float32)?)?;
+    let s = x
+        .as_dtype(Dtype::Float32)?
+        .add(y.as_dtype(Dtype::Float32)?)?;
     Ok(clip(&s, (&bound.negative()?, &bound))?.as_dtype(Dtype::Float16)?)
 }
 
@@ -376,7 +423,8 @@ impl Attention {
     fn forward(&self, x: &Array, mask: &Mask, cache: &mut LayerCache) -> Result<Array> {
         let (b, l) = (x.dim(0), x.dim(1));
         let heads = |y: Array, n: i32| -> Result<Array> {
-            Ok(y.reshape(&[b, l, n, self.head_dim])?.transpose_axes(&[0, 2, 1, 3])?)
+            Ok(y.reshape(&[b, l, n, self.head_dim])?
+                .transpose_axes(&[0, 2, 1, 3])?)
         };
         let q = heads(self.q_proj.forward(x)?, self.n_heads)?;
         let k = heads(self.k_proj.forward(x)?, self.n_kv_heads)?;
@@ -395,7 +443,9 @@ impl Attention {
 
 impl Block {
     fn forward(&self, x: &Array, mask: &Mask, cache: &mut LayerCache) -> Result<Array> {
-        let r = self.attn.forward(&self.input_layernorm.forward(x)?, mask, cache)?;
+        let r = self
+            .attn
+            .forward(&self.input_layernorm.forward(x)?, mask, cache)?;
         let h = residual(x, &self.post_attention_layernorm.forward(&r)?)?;
         let m = &self.mlp;
         let y = self.pre_feedforward_layernorm.forward(&h)?;

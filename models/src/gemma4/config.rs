@@ -616,7 +616,11 @@ impl Config {
 }
 
 /// Deserialize `v`, naming the failing field (under `field`) in the error.
-pub(crate) fn deserialize<T: for<'de> Deserialize<'de>>(v: Value, path: &Path, field: &str) -> Result<T> {
+pub(crate) fn deserialize<T: for<'de> Deserialize<'de>>(
+    v: Value,
+    path: &Path,
+    field: &str,
+) -> Result<T> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let inner = e.path().to_string();
         let name = match (field.is_empty(), inner.as_str()) {

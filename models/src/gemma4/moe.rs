@@ -139,8 +139,11 @@ impl Experts {
         // local index, so the gathered matmul stays in bounds); the caller sums over ranks.
         let idx = indices.as_dtype(Dtype::Int32)?;
         let start = Array::from_int(local.start);
-        let mine = idx.ge(&start)?.logical_and(idx.lt(Array::from_int(local.end))?)?;
-        let local_idx = mlx_rs::ops::select(&mine, idx.subtract(&start)?, mlx_rs::ops::zeros_like(&idx)?)?;
+        let mine = idx
+            .ge(&start)?
+            .logical_and(idx.lt(Array::from_int(local.end))?)?;
+        let local_idx =
+            mlx_rs::ops::select(&mine, idx.subtract(&start)?, mlx_rs::ops::zeros_like(&idx)?)?;
         let w = mlx_rs::ops::select(&mine, weights, mlx_rs::ops::zeros_like(weights)?)?;
         self.forward_held(x, &local_idx.as_dtype(Dtype::Uint32)?, &w)
     }

@@ -39,7 +39,13 @@ pub struct TensorParallel<'a> {
 impl<'a> TensorParallel<'a> {
     pub fn new(ckpt: &'a Checkpoint, group: Arc<Group>, dtype: Dtype) -> Self {
         let (rank, size) = (group.rank(), group.size());
-        TensorParallel { group, slicer: TensorSlicer::new(ckpt), dtype, rank, size }
+        TensorParallel {
+            group,
+            slicer: TensorSlicer::new(ckpt),
+            dtype,
+            rank,
+            size,
+        }
     }
 
     pub fn group(&self) -> &Arc<Group> {
@@ -70,7 +76,11 @@ impl<'a> TensorParallel<'a> {
     /// The attention shape this rank computes with (its heads only).
     pub fn local_shape(&self, a: AttentionShape) -> AttentionShape {
         let kv = self.kv_heads(a.n_kv_heads);
-        AttentionShape { n_heads: a.n_heads / self.size, n_kv_heads: kv.end - kv.start, ..a }
+        AttentionShape {
+            n_heads: a.n_heads / self.size,
+            n_kv_heads: kv.end - kv.start,
+            ..a
+        }
     }
 
     fn scaled(r: Range<i32>, by: i32) -> Range<i32> {
@@ -79,28 +89,33 @@ impl<'a> TensorParallel<'a> {
 
     pub fn q_proj(&self, full: &Linear, path: &str, a: &AttentionShape) -> Result<Linear> {
         let rows = Self::scaled(self.part(a.n_heads), a.head_dim);
-        self.slicer.linear(full, path, &Split::Rows(rows), self.dtype)
+        self.slicer
+            .linear(full, path, &Split::Rows(rows), self.dtype)
     }
 
     /// `k_proj` / `v_proj`.
     pub fn kv_proj(&self, full: &Linear, path: &str, a: &AttentionShape) -> Result<Linear> {
         let rows = Self::scaled(self.kv_heads(a.n_kv_heads), a.head_dim);
-        self.slicer.linear(full, path, &Split::Rows(rows), self.dtype)
+        self.slicer
+            .linear(full, path, &Split::Rows(rows), self.dtype)
     }
 
     pub fn o_proj(&self, full: &Linear, path: &str, a: &AttentionShape) -> Result<Linear> {
         let cols = Self::scaled(self.part(a.n_heads), a.head_dim);
-        self.slicer.linear(full, path, &Split::Cols(cols), self.dtype)
+        self.slicer
+            .linear(full, path, &Split::Cols(cols), self.dtype)
     }
 
     /// `gate_proj` / `up_proj` of an MLP `width` units wide.
     pub fn mlp_in(&self, full: &Linear, path: &str, width: i32) -> Result<Linear> {
-        self.slicer.linear(full, path, &Split::Rows(self.part(width)), self.dtype)
+        self.slicer
+            .linear(full, path, &Split::Rows(self.part(width)), self.dtype)
     }
 
     /// `down_proj` of an MLP `width` units wide.
     pub fn mlp_out(&self, full: &Linear, path: &str, width: i32) -> Result<Linear> {
-        self.slicer.linear(full, path, &Split::Cols(self.part(width)), self.dtype)
+        self.slicer
+            .linear(full, path, &Split::Cols(self.part(width)), self.dtype)
     }
 
     /// The experts this rank holds, of `num_experts`.
@@ -109,8 +124,18 @@ impl<'a> TensorParallel<'a> {
     }
 
     /// This rank's whole experts of a bank `[E, out, in]`.
-    pub fn experts(&self, full: &SwitchLinear, path: &str, num_experts: i32) -> Result<SwitchLinear> {
-        self.slicer.switch_linear(full, path, &Split::Experts(self.part(num_experts)), self.dtype)
+    pub fn experts(
+        &self,
+        full: &SwitchLinear,
+        path: &str,
+        num_experts: i32,
+    ) -> Result<SwitchLinear> {
+        self.slicer.switch_linear(
+            full,
+            path,
+            &Split::Experts(self.part(num_experts)),
+            self.dtype,
+        )
     }
 }
 
@@ -118,7 +143,9 @@ impl<'a> TensorParallel<'a> {
 /// expert widths. Quantization-group alignment is checked per tensor while slicing.
 pub fn check_split(cfg: &TextConfig, size: i32, config_path: &Path) -> Result<()> {
     if size < 1 {
-        return Err(ModelError::Input(format!("a tensor-parallel group of {size} ranks")));
+        return Err(ModelError::Input(format!(
+            "a tensor-parallel group of {size} ranks"
+        )));
     }
     let refuse = |field: &str, value: i32, why: &str| {
         Err(ModelError::config(
@@ -128,7 +155,11 @@ pub fn check_split(cfg: &TextConfig, size: i32, config_path: &Path) -> Result<()
         ))
     };
     if cfg.num_attention_heads % size != 0 {
-        return refuse("num_attention_heads", cfg.num_attention_heads, "each rank needs the same number of query heads");
+        return refuse(
+            "num_attention_heads",
+            cfg.num_attention_heads,
+            "each rank needs the same number of query heads",
+        );
     }
     let n = cfg.layer_types().len();
     for i in 0..n {
@@ -139,17 +170,29 @@ pub fn check_split(cfg: &TextConfig, size: i32, config_path: &Path) -> Result<()
             } else {
                 "num_global_key_value_heads"
             };
-            return refuse(field, a.n_kv_heads, "the KV heads must divide, or be a multiple of, the number of ranks");
+            return refuse(
+                field,
+                a.n_kv_heads,
+                "the KV heads must divide, or be a multiple of, the number of ranks",
+            );
         }
         let w = cfg.mlp_width(i);
         if w % size != 0 {
-            return refuse("intermediate_size", w, &format!("layer {i}'s MLP needs an equal share of its {w} units per rank"));
+            return refuse(
+                "intermediate_size",
+                w,
+                &format!("layer {i}'s MLP needs an equal share of its {w} units per rank"),
+            );
         }
     }
     if cfg.enable_moe_block {
         let e = cfg.num_experts.unwrap_or(0);
         if e % size != 0 {
-            return refuse("num_experts", e, "each rank holds an equal number of whole experts");
+            return refuse(
+                "num_experts",
+                e,
+                "each rank holds an equal number of whole experts",
+            );
         }
     }
     Ok(())
@@ -186,13 +229,27 @@ mod tests {
     #[test]
     fn heads_kv_heads_and_widths_that_do_not_divide_are_refused_by_field() {
         let p = Path::new("m/config.json");
-        let e = check_split(&cfg(6, 2, None, 256), 4, p).unwrap_err().to_string();
+        let e = check_split(&cfg(6, 2, None, 256), 4, p)
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "m/config.json: field `num_attention_heads`: 6 cannot be split over 4 tensor-parallel ranks: each rank needs the same number of query heads");
-        let e = check_split(&cfg(12, 3, None, 256), 2, p).unwrap_err().to_string();
-        assert!(e.contains("field `num_key_value_heads`: 3 cannot be split over 2"), "{e}");
-        let e = check_split(&cfg(8, 4, Some(3), 256), 2, p).unwrap_err().to_string();
+        let e = check_split(&cfg(12, 3, None, 256), 2, p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("field `num_key_value_heads`: 3 cannot be split over 2"),
+            "{e}"
+        );
+        let e = check_split(&cfg(8, 4, Some(3), 256), 2, p)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("field `num_global_key_value_heads`: 3"), "{e}");
-        let e = check_split(&cfg(8, 4, None, 300), 8, p).unwrap_err().to_string();
-        assert!(e.contains("field `intermediate_size`: 300 cannot be split over 8"), "{e}");
+        let e = check_split(&cfg(8, 4, None, 300), 8, p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("field `intermediate_size`: 300 cannot be split over 8"),
+            "{e}"
+        );
     }
 }

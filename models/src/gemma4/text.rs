@@ -10,8 +10,7 @@
 
 use mlx_rs::ops::indexing::{Ellipsis, IndexOp};
 use mlx_rs::ops::{
-    concatenate, cumsum, expand_dims, logical_and, logical_not, logical_or, select,
-    zeros_like,
+    concatenate, cumsum, expand_dims, logical_and, logical_not, logical_or, select, zeros_like,
 };
 use mlx_rs::{Array, Dtype};
 
@@ -83,12 +82,20 @@ impl Mlp {
         dtype: Dtype,
         tp: Option<&TensorParallel>,
     ) -> Result<Self> {
-        let (gp, up, dp) = (format!("{p}.gate_proj"), format!("{p}.up_proj"), format!("{p}.down_proj"));
+        let (gp, up, dp) = (
+            format!("{p}.gate_proj"),
+            format!("{p}.up_proj"),
+            format!("{p}.down_proj"),
+        );
         let gate_proj = Linear::load(ckpt, &gp, hidden, inter, dtype)?;
         let up_proj = Linear::load(ckpt, &up, hidden, inter, dtype)?;
         let down_proj = Linear::load(ckpt, &dp, inter, hidden, dtype)?;
         Ok(match tp {
-            None => Mlp { gate_proj, up_proj, down_proj },
+            None => Mlp {
+                gate_proj,
+                up_proj,
+                down_proj,
+            },
             Some(tp) => Mlp {
                 gate_proj: tp.mlp_in(&gate_proj, &gp, inter)?,
                 up_proj: tp.mlp_in(&up_proj, &up, inter)?,
@@ -291,7 +298,11 @@ impl Gemma4Text {
             let q_proj = Linear::load(ckpt, &qp, h, a.n_heads * a.head_dim, dtype)?;
             let o_proj = Linear::load(ckpt, &op, a.n_heads * a.head_dim, h, dtype)?;
             let (shape, q_proj, o_proj) = match tp {
-                Some(tp) => (tp.local_shape(a), tp.q_proj(&q_proj, &qp, &a)?, tp.o_proj(&o_proj, &op, &a)?),
+                Some(tp) => (
+                    tp.local_shape(a),
+                    tp.q_proj(&q_proj, &qp, &a)?,
+                    tp.o_proj(&o_proj, &op, &a)?,
+                ),
                 None => (a, q_proj, o_proj),
             };
             let attn = Attention {

@@ -52,7 +52,8 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 /// Decode `n` values of `ty` (whole blocks) into affine groups. `Err` gives the reason when the
 /// type has no affine form or the byte count is wrong.
 pub fn to_affine(ty: GgmlType, data: &[u8], n: usize) -> Result<AffineGroups, String> {
-    let bits = affine_bits(ty).ok_or_else(|| format!("GGML type {ty} has no lossless MLX affine form"))?;
+    let bits =
+        affine_bits(ty).ok_or_else(|| format!("GGML type {ty} has no lossless MLX affine form"))?;
     let (block, bytes) = ty.block_geometry().expect("affine types have a geometry");
     let (block, bytes) = (block as usize, bytes as usize);
     if n % block != 0 || data.len() != n / block * bytes {

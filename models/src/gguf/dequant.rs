@@ -36,11 +36,16 @@ pub fn dequantize(ty: GgmlType, data: &[u8], n: usize) -> Result<Vec<f32>, Strin
         .ok_or_else(|| format!("no dequantizer for GGML type {ty}"))?;
     let (block, bytes) = (block as usize, bytes as usize);
     if n % block != 0 {
-        return Err(format!("{n} values are not a whole number of {ty} blocks of {block}"));
+        return Err(format!(
+            "{n} values are not a whole number of {ty} blocks of {block}"
+        ));
     }
     let want = n / block * bytes;
     if data.len() != want {
-        return Err(format!("{n} values of {ty} need {want} bytes, got {}", data.len()));
+        return Err(format!(
+            "{n} values of {ty} need {want} bytes, got {}",
+            data.len()
+        ));
     }
     let mut out = vec![0f32; n];
     match ty {

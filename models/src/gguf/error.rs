@@ -43,5 +43,9 @@ pub enum GgufError {
 
     /// A metadata key is missing or has an unexpected type.
     #[error("{path}: metadata `{key}`: {reason}")]
-    Metadata { path: PathBuf, key: String, reason: String },
+    Metadata {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
 }

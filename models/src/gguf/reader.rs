@@ -203,7 +203,9 @@ impl GgufFile {
         }
         let version = c.u32("the version")?;
         if !(2..=3).contains(&version) {
-            return Err(format(format!("version {version} is not supported (2 or 3)")));
+            return Err(format(format!(
+                "version {version} is not supported (2 or 3)"
+            )));
         }
         let n_tensors = c.u64("the tensor count")?;
         let n_kv = c.u64("the metadata count")?;
@@ -241,7 +243,9 @@ impl GgufFile {
             let what = format!("tensor `{name}`");
             let n_dims = c.u32(&what)?;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(format(format!("{what}: {n_dims} dimensions (1..={MAX_DIMS} allowed)")));
+                return Err(format(format!(
+                    "{what}: {n_dims} dimensions (1..={MAX_DIMS} allowed)"
+                )));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -362,7 +366,11 @@ impl GgufFile {
             Some(v) => f(v).map(Some).ok_or_else(|| GgufError::Metadata {
                 path: self.path.clone(),
                 key: key.into(),
-                reason: format!("expected {expected}, found {} {}", v.type_name(), v.summary()),
+                reason: format!(
+                    "expected {expected}, found {} {}",
+                    v.type_name(),
+                    v.summary()
+                ),
             }),
         }
     }
@@ -380,7 +388,8 @@ impl GgufFile {
             source,
         };
         let mut f = File::open(&self.path).map_err(io)?;
-        f.seek(SeekFrom::Start(self.data_start + t.offset)).map_err(io)?;
+        f.seek(SeekFrom::Start(self.data_start + t.offset))
+            .map_err(io)?;
         let mut buf = vec![0u8; n as usize];
         f.read_exact(&mut buf).map_err(io)?;
         Ok(buf)

@@ -215,8 +215,12 @@ fn dequantize_rejects_wrong_sizes_and_unknown_types() {
     assert!(dequantize(GgmlType::Q4K, &[0u8; 144], 255)
         .unwrap_err()
         .contains("whole number"));
-    assert!(dequantize(GgmlType::Q2K, &[0u8; 84], 256).unwrap_err().contains("Q2_K"));
-    assert!(dequantize(GgmlType::Other(99), &[], 0).unwrap_err().contains("#99"));
+    assert!(dequantize(GgmlType::Q2K, &[0u8; 84], 256)
+        .unwrap_err()
+        .contains("Q2_K"));
+    assert!(dequantize(GgmlType::Other(99), &[], 0)
+        .unwrap_err()
+        .contains("#99"));
 }
 
 /// Random blocks of `ty` with finite half scales at the right byte positions.
@@ -265,7 +269,10 @@ fn affine_form_reproduces_ggml_dequantization_bit_for_bit() {
             );
             let got = a.scales[i / 32] * a.codes[i] as f32 + a.biases[i / 32];
             // Equal as numbers; only the sign of a zero may differ ((8 - 8) * -d is -0 in ggml).
-            assert!(got == *w && got.is_finite(), "{ty} value {i}: affine {got} vs ggml {w}");
+            assert!(
+                got == *w && got.is_finite(),
+                "{ty} value {i}: affine {got} vs ggml {w}"
+            );
             if *w != 0.0 {
                 assert_eq!(got.to_bits(), w.to_bits(), "{ty} value {i}");
             }
@@ -281,8 +288,13 @@ fn packed_codes_dequantize_in_mlx() {
     use mlx_rs::Array;
     let mut rng = Rng(42);
     for bits in [2, 3, 4, 5, 6, 8] {
-        let codes: Vec<u8> = (0..2 * 64).map(|_| rng.byte() & ((1u16 << bits) - 1) as u8).collect();
-        let packed: Vec<u32> = codes.chunks(64).flat_map(|row| pack_codes(row, bits)).collect();
+        let codes: Vec<u8> = (0..2 * 64)
+            .map(|_| rng.byte() & ((1u16 << bits) - 1) as u8)
+            .collect();
+        let packed: Vec<u32> = codes
+            .chunks(64)
+            .flat_map(|row| pack_codes(row, bits))
+            .collect();
         let w = Array::from_slice(&packed, &[2, 64 * bits / 32]);
         let scales = Array::from_slice(&[1.0f32, 2.0, 0.5, -1.0], &[2, 2]);
         let biases = Array::from_slice(&[0.0f32, 1.0, -3.0, 0.25], &[2, 2]);
@@ -315,10 +327,16 @@ fn sample_file() -> Vec<u8> {
             ("gemma3.block_count", MetaValue::U32(2)),
             ("gemma3.rope.freq_base", MetaValue::F32(1e6)),
             ("flag", MetaValue::Bool(true)),
-            ("ids", MetaValue::Array(vec![MetaValue::I32(-1), MetaValue::I32(7)])),
+            (
+                "ids",
+                MetaValue::Array(vec![MetaValue::I32(-1), MetaValue::I32(7)]),
+            ),
             (
                 "words",
-                MetaValue::Array(vec![MetaValue::String("a".into()), MetaValue::String("bc".into())]),
+                MetaValue::Array(vec![
+                    MetaValue::String("a".into()),
+                    MetaValue::String("bc".into()),
+                ]),
             ),
         ],
         &[
@@ -339,7 +357,10 @@ fn reads_metadata_and_tensors() {
     assert_eq!(f.get_f64("gemma3.rope.freq_base").unwrap(), Some(1e6));
     assert_eq!(f.metadata["flag"], MetaValue::Bool(true));
     assert_eq!(f.metadata["ids"].as_array().unwrap()[0], MetaValue::I32(-1));
-    assert_eq!(f.metadata["words"].as_array().unwrap()[1].as_str(), Some("bc"));
+    assert_eq!(
+        f.metadata["words"].as_array().unwrap()[1].as_str(),
+        Some("bc")
+    );
     assert_eq!(f.data_start % 32, 0);
     let n = f.tensor("norm.weight").unwrap();
     assert_eq!(f.dequantize(n).unwrap(), [1.0, 2.0, 3.0]);
@@ -381,7 +402,10 @@ fn header_errors_name_the_file_and_what_is_wrong() {
         "{e}"
     );
     let e = open_err(&good[..100]);
-    assert!(e.contains("bad.gguf: truncated: the metadata needs bytes up to"), "{e}");
+    assert!(
+        e.contains("bad.gguf: truncated: the metadata needs bytes up to"),
+        "{e}"
+    );
     let e = open_err(&good[..200]);
     assert!(
         e.contains("bad.gguf: truncated: metadata key #5 needs bytes up to 201"),
@@ -390,7 +414,10 @@ fn header_errors_name_the_file_and_what_is_wrong() {
     // A huge array count is caught before allocating.
     let huge = gguf_bytes(&[("ids", MetaValue::Array(vec![MetaValue::U8(1)]))], &[]);
     let mut huge2 = huge.clone();
-    let pos = huge.windows(8).position(|w| w == 1u64.to_le_bytes()).unwrap();
+    let pos = huge
+        .windows(8)
+        .position(|w| w == 1u64.to_le_bytes())
+        .unwrap();
     let pos = huge[pos + 8..]
         .windows(8)
         .position(|w| w == 1u64.to_le_bytes())
@@ -422,7 +449,10 @@ fn tensor_directory_errors() {
     // Duplicate names.
     let dup = gguf_bytes(
         &[],
-        &[RawTensor::f32("a", &[1], &[1.0]), RawTensor::f32("a", &[1], &[1.0])],
+        &[
+            RawTensor::f32("a", &[1], &[1.0]),
+            RawTensor::f32("a", &[1], &[1.0]),
+        ],
     );
     assert!(open_err(&dup).contains("tensor `a` appears twice"));
     // Bad alignment value.
@@ -444,6 +474,12 @@ fn tensor_directory_errors() {
         ),
     );
     let f = GgufFile::open(&p).unwrap();
-    let e = f.dequantize(f.tensor("iq").unwrap()).unwrap_err().to_string();
-    assert!(e.contains("tensor `iq`: GGML type #99 is not supported"), "{e}");
+    let e = f
+        .dequantize(f.tensor("iq").unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tensor `iq`: GGML type #99 is not supported"),
+        "{e}"
+    );
 }

@@ -67,7 +67,10 @@ fn blocks(ty: GgmlType, n: usize, mag: f32, rng: &mut Rng) -> Vec<u8> {
             }
             GgmlType::Q4K | GgmlType::Q5K => {
                 // Random 6-bit scales and mins average 31.5 each: dmin = d * mid centres q * d * sc - dmin * m.
-                let (d, mid) = (mag * r / 256.0, if ty == GgmlType::Q4K { 7.5 } else { 15.5 });
+                let (d, mid) = (
+                    mag * r / 256.0,
+                    if ty == GgmlType::Q4K { 7.5 } else { 15.5 },
+                );
                 b[0..2].copy_from_slice(&half(d));
                 b[2..4].copy_from_slice(&half(d * mid));
             }
@@ -111,7 +114,12 @@ pub fn write_tiny_gemma3(dir: &Path, seed: u64) -> std::io::Result<PathBuf> {
         let p = |leaf: &str| format!("blk.{l}.{leaf}.weight");
         let lin = |leaf: &str, out: u64, inp: u64, ty: GgmlType, rng: &mut Rng| {
             let mag = 1.0 / (inp as f32).sqrt();
-            RawTensor::blocks(&p(leaf), &[out, inp], ty, blocks(ty, (out * inp) as usize, mag, rng))
+            RawTensor::blocks(
+                &p(leaf),
+                &[out, inp],
+                ty,
+                blocks(ty, (out * inp) as usize, mag, rng),
+            )
         };
         tensors.push(lin(
             "attn_q",
@@ -134,13 +142,36 @@ pub fn write_tiny_gemma3(dir: &Path, seed: u64) -> std::io::Result<PathBuf> {
             alt(l, GgmlType::Q8_0, GgmlType::Q6K),
             &mut rng,
         ));
-        tensors.push(lin("attn_output", h, TINY_HEADS * hd, GgmlType::Q4K, &mut rng));
-        tensors.push(lin("ffn_gate", ffn, h, alt(l, GgmlType::Q5K, GgmlType::F16), &mut rng));
+        tensors.push(lin(
+            "attn_output",
+            h,
+            TINY_HEADS * hd,
+            GgmlType::Q4K,
+            &mut rng,
+        ));
+        tensors.push(lin(
+            "ffn_gate",
+            ffn,
+            h,
+            alt(l, GgmlType::Q5K, GgmlType::F16),
+            &mut rng,
+        ));
         tensors.push(lin("ffn_up", ffn, h, GgmlType::Q5_0, &mut rng));
-        tensors.push(lin("ffn_down", h, ffn, alt(l, GgmlType::Q6K, GgmlType::Q4K), &mut rng));
+        tensors.push(lin(
+            "ffn_down",
+            h,
+            ffn,
+            alt(l, GgmlType::Q6K, GgmlType::Q4K),
+            &mut rng,
+        ));
         tensors.push(norm(p("attn_q_norm"), hd, &mut rng));
         tensors.push(norm(p("attn_k_norm"), hd, &mut rng));
-        for n in ["attn_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm"] {
+        for n in [
+            "attn_norm",
+            "post_attention_norm",
+            "ffn_norm",
+            "post_ffw_norm",
+        ] {
             tensors.push(norm(p(n), h, &mut rng));
         }
     }
@@ -159,7 +190,10 @@ pub fn write_tiny_gemma3(dir: &Path, seed: u64) -> std::io::Result<PathBuf> {
         ("gemma3.attention.head_count_kv", u(TINY_KV_HEADS as u32)),
         ("gemma3.attention.key_length", u(hd as u32)),
         ("gemma3.attention.value_length", u(hd as u32)),
-        ("gemma3.attention.layer_norm_rms_epsilon", MetaValue::F32(1e-6)),
+        (
+            "gemma3.attention.layer_norm_rms_epsilon",
+            MetaValue::F32(1e-6),
+        ),
         ("gemma3.attention.sliding_window", u(TINY_WINDOW as u32)),
         ("gemma3.rope.freq_base", MetaValue::F32(1e6)),
         ("tokenizer.ggml.model", s("llama")),

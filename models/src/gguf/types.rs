@@ -95,7 +95,8 @@ impl GgmlType {
         )
     }
 
-    pub const DEQUANTIZABLE: &'static str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K";
+    pub const DEQUANTIZABLE: &'static str =
+        "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K";
 
     pub fn name(self) -> String {
         match self {

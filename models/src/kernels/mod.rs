@@ -1,20 +1,24 @@
-//! vlmbench's own GPU code paths for the decode hot path, on CUDA only:
-//! - [`qgemv`]: a 4-bit matrix-vector kernel, compiled at run time by MLX's custom CUDA kernel
-//!   API (`mlx_fast_cuda_kernel_*`), for one-row products;
-//! - [`fused`]: the elementwise chains of the GELU gate and the logit soft-cap traced once with
-//!   MLX's `compile`, which fuses each chain into one kernel (as mlx-vlm's compiled functions do).
+//! vlmbench's own code paths for the hot spots MLX's stock kernels leave slow:
+//! - [`qgemv`] (CUDA GPUs): a 4-bit matrix-vector kernel, compiled at run time by MLX's custom
+//!   CUDA kernel API (`mlx_fast_cuda_kernel_*`), for one-row products;
+//! - [`cpu_qmm`] (CPUs): 4-bit matrix products of any row count computed in Rust on the
+//!   evaluated operands (MLX has no custom-kernel API for the CPU);
+//! - [`fused`] (CUDA GPUs): the elementwise chains of the GELU gate and the logit soft-cap traced
+//!   once with MLX's `compile`, which fuses each chain into one kernel (as mlx-vlm's compiled
+//!   functions do).
 //!
 //! Which path runs is a process-wide choice ([`Kernels`]): `VLMBENCH_KERNELS=mlx` keeps MLX's
-//! stock kernels and op-by-op graphs everywhere, `gemv` adds only the GEMV, so each change can
-//! be measured with one binary.
+//! stock kernels and op-by-op graphs everywhere, `gemv` adds only the matrix products, so each
+//! change can be measured with one binary.
 
 pub mod check;
+pub mod cpu_qmm;
 pub mod fused;
 pub mod qgemv;
 
 use std::sync::OnceLock;
 
-use mlx_rs::{Array, Stream};
+use mlx_rs::{Array, Dtype, Stream};
 
 use crate::error::{ModelError, Result};
 
@@ -23,9 +27,10 @@ use crate::error::{ModelError, Result};
 pub enum Kernels {
     /// MLX's stock kernels, op by op (the unoptimized path).
     Mlx,
-    /// vlmbench's GEMV, elementwise chains op by op (to measure each change on its own).
+    /// vlmbench's matrix products (GPU GEMV, CPU 4-bit products), elementwise chains op by op
+    /// (to measure each change on its own).
     Gemv,
-    /// vlmbench's GEMV and fused elementwise chains.
+    /// vlmbench's matrix products and fused elementwise chains.
     Vlmbench,
 }
 
@@ -43,7 +48,9 @@ fn parse_kernels(value: Option<&str>) -> std::result::Result<Kernels, String> {
         None | Some("") | Some("vlmbench") => Ok(Kernels::Vlmbench),
         Some("mlx") => Ok(Kernels::Mlx),
         Some("gemv") => Ok(Kernels::Gemv),
-        Some(other) => Err(format!("VLMBENCH_KERNELS={other:?} is not a kernel choice: use `mlx`, `gemv` or `vlmbench`")),
+        Some(other) => Err(format!(
+            "VLMBENCH_KERNELS={other:?} is not a kernel choice: use `mlx`, `gemv` or `vlmbench`"
+        )),
     }
 }
 
@@ -63,16 +70,77 @@ fn vlmbench_stream(wanted: Kernels) -> Result<Option<Stream>> {
     Ok(qgemv::stream_is_gpu(&stream).then_some(stream))
 }
 
-/// `x @ W^T` by vlmbench's 4-bit GEMV when it applies (see [`vlmbench_stream`]; one activation
-/// row, 4-bit groups of 64); `None` leaves the product to MLX.
-pub fn try_qgemv(x: &Array, w: &Array, scales: &Array, biases: &Array, bits: i32, group_size: i32) -> Result<Option<Array>> {
-    if !qgemv::supports(x, w, scales, bits, group_size) {
+/// `x @ W^T` for a quantized `W` by vlmbench's own kernels when they apply: on a CUDA GPU the
+/// 4-bit GEMV (one activation row, groups of 64, see [`vlmbench_stream`]); on the CPU the 4-bit
+/// products of [`cpu_qmm`] (float32 operands). `None` leaves the product to MLX.
+pub fn try_quantized_matmul(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: &Array,
+    bits: i32,
+    group_size: i32,
+) -> Result<Option<Array>> {
+    if kernels_choice()? < Kernels::Gemv {
         return Ok(None);
     }
-    match vlmbench_stream(Kernels::Gemv)? {
-        Some(stream) => Ok(Some(qgemv::qgemv4(x, w, scales, biases, &stream)?)),
-        None => Ok(None),
+    let stream = Stream::thread_local_or_default();
+    if !qgemv::stream_is_gpu(&stream) {
+        return cpu_quantized_matmul(x, w, scales, biases, bits, group_size);
     }
+    if !cuda_backend() || !qgemv::supports(x, w, scales, bits, group_size) {
+        return Ok(None);
+    }
+    Ok(Some(qgemv::qgemv4(x, w, scales, biases, &stream)?))
+}
+
+/// [`cpu_qmm::qmatmul_t`] on MLX arrays: evaluates `x` (a synchronisation point: the product
+/// runs here, not in MLX's graph) and wraps the result in a new array. `None` when the operands
+/// are not float32 4-bit ones of a 2-D weight, or not laid out row-contiguously.
+pub(crate) fn cpu_quantized_matmul(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: &Array,
+    bits: i32,
+    group_size: i32,
+) -> Result<Option<Array>> {
+    let k = *x.shape().last().unwrap_or(&0);
+    let fits = bits == 4
+        && w.ndim() == 2
+        && w.dtype() == Dtype::Uint32
+        && x.dtype() == Dtype::Float32
+        && scales.dtype() == Dtype::Float32
+        && biases.dtype() == Dtype::Float32
+        && group_size > 0
+        && w.shape()[1] * 8 == k;
+    if !fits {
+        return Ok(None);
+    }
+    let (Ok(xs), Ok(packed), Ok(s), Ok(b)) = (
+        x.try_as_slice::<f32>(),
+        w.try_as_slice::<u32>(),
+        scales.try_as_slice::<f32>(),
+        biases.try_as_slice::<f32>(),
+    ) else {
+        return Ok(None);
+    };
+    let weight = cpu_qmm::Quantized4 {
+        packed,
+        scales: s,
+        biases: b,
+        n: w.shape()[0] as usize,
+        k: k as usize,
+        group_size: group_size as usize,
+    };
+    if !weight.is_consistent() {
+        return Ok(None);
+    }
+    let m = xs.len() / k as usize;
+    let y = cpu_qmm::qmatmul_t(xs, m, &weight);
+    let mut shape = x.shape().to_vec();
+    *shape.last_mut().expect("x has a last axis") = w.shape()[0];
+    Ok(Some(Array::from_slice(&y, &shape)))
 }
 
 /// Whether the fused elementwise chains apply (see [`vlmbench_stream`]).
@@ -91,6 +159,10 @@ mod tests {
         assert_eq!(parse_kernels(Some("mlx")), Ok(Kernels::Mlx));
         assert_eq!(parse_kernels(Some("gemv")), Ok(Kernels::Gemv));
         let err = parse_kernels(Some("cublas")).unwrap_err();
-        assert!(err.contains("VLMBENCH_KERNELS=\"cublas\"") && err.contains("`mlx`, `gemv` or `vlmbench`"), "{err}");
+        assert!(
+            err.contains("VLMBENCH_KERNELS=\"cublas\"")
+                && err.contains("`mlx`, `gemv` or `vlmbench`"),
+            "{err}"
+        );
     }
 }

@@ -37,7 +37,9 @@ fn kernel() -> &'static Kernel {
             let owned: Vec<CString> = list.iter().map(|s| cstr(s)).collect();
             let ptrs: Vec<*const c_char> = owned.iter().map(|s| s.as_ptr()).collect();
             // SAFETY: the strings outlive the call; mlx-c copies them.
-            unsafe { mlx_sys::mlx_vector_string_new_data(ptrs.as_ptr() as *mut *const c_char, ptrs.len()) }
+            unsafe {
+                mlx_sys::mlx_vector_string_new_data(ptrs.as_ptr() as *mut *const c_char, ptrs.len())
+            }
         };
         let inputs = names(&["x", "w", "scales", "biases"]);
         let outputs = names(&["y"]);
@@ -79,7 +81,13 @@ pub fn supports(x: &Array, w: &Array, scales: &Array, bits: i32, group_size: i32
 /// `x @ W^T` for a weight `w` `[N, K/8]` with `scales`/`biases` `[N, K/64]`; `x` has `K`
 /// elements in any leading shape (e.g. `[1, 1, K]`); the result has shape `[.., N]`.
 /// Check [`supports`] first. Runs on `stream`, which must be a CUDA GPU stream.
-pub fn qgemv4(x: &Array, w: &Array, scales: &Array, biases: &Array, stream: &Stream) -> Result<Array, Exception> {
+pub fn qgemv4(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: &Array,
+    stream: &Stream,
+) -> Result<Array, Exception> {
     let k = *x.shape().last().expect("supports() checked the shape");
     let n = w.shape()[0];
     let mut out_shape: Vec<i32> = x.shape().to_vec();
@@ -89,17 +97,37 @@ pub fn qgemv4(x: &Array, w: &Array, scales: &Array, biases: &Array, stream: &Str
     unsafe {
         let config = mlx_sys::mlx_fast_cuda_kernel_config_new();
         let guard = ConfigGuard(config);
-        mlx_sys::mlx_fast_cuda_kernel_config_add_output_arg(config, out_shape.as_ptr(), out_shape.len(), dtype.into());
-        mlx_sys::mlx_fast_cuda_kernel_config_set_grid(config, (n + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK * THREADS_PER_BLOCK, 1, 1);
+        mlx_sys::mlx_fast_cuda_kernel_config_add_output_arg(
+            config,
+            out_shape.as_ptr(),
+            out_shape.len(),
+            dtype.into(),
+        );
+        mlx_sys::mlx_fast_cuda_kernel_config_set_grid(
+            config,
+            (n + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK * THREADS_PER_BLOCK,
+            1,
+            1,
+        );
         mlx_sys::mlx_fast_cuda_kernel_config_set_thread_group(config, THREADS_PER_BLOCK, 1, 1);
         let t = CString::new("T").unwrap();
-        mlx_sys::mlx_fast_cuda_kernel_config_add_template_arg_dtype(config, t.as_ptr(), dtype.into());
+        mlx_sys::mlx_fast_cuda_kernel_config_add_template_arg_dtype(
+            config,
+            t.as_ptr(),
+            dtype.into(),
+        );
         let k_name = CString::new("K").unwrap();
         mlx_sys::mlx_fast_cuda_kernel_config_add_template_arg_int(config, k_name.as_ptr(), k);
         let handles = [x.as_ptr(), w.as_ptr(), scales.as_ptr(), biases.as_ptr()];
         let inputs = mlx_sys::mlx_vector_array_new_data(handles.as_ptr(), handles.len());
         let mut outputs = mlx_sys::mlx_vector_array_new();
-        let status = mlx_sys::mlx_fast_cuda_kernel_apply(&mut outputs, kernel().0, inputs, config, stream.as_ptr());
+        let status = mlx_sys::mlx_fast_cuda_kernel_apply(
+            &mut outputs,
+            kernel().0,
+            inputs,
+            config,
+            stream.as_ptr(),
+        );
         mlx_sys::mlx_vector_array_free(inputs);
         drop(guard);
         if status != 0 {

@@ -197,7 +197,10 @@ impl MoondreamConfig {
                 })
             }
         }
-        let inner = v.get("config").cloned().unwrap_or(Value::Object(Default::default()));
+        let inner = v
+            .get("config")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default()));
         let cfg: MoondreamConfig = serde_path_to_error::deserialize(inner).map_err(|e| {
             ModelError::config(path, format!("config.{}", e.path()), e.inner().to_string())
         })?;
@@ -212,57 +215,141 @@ impl MoondreamConfig {
         require_positive(
             path,
             "config.text.",
-            &[("dim", t.dim), ("ff_dim", t.ff_dim), ("n_layers", t.n_layers), ("vocab_size", t.vocab_size), ("n_heads", t.n_heads), ("n_kv_heads", t.n_kv_heads)],
+            &[
+                ("dim", t.dim),
+                ("ff_dim", t.ff_dim),
+                ("n_layers", t.n_layers),
+                ("vocab_size", t.vocab_size),
+                ("n_heads", t.n_heads),
+                ("n_kv_heads", t.n_kv_heads),
+            ],
         )?;
         require_positive(
             path,
             "config.vision.",
-            &[("enc_dim", v.enc_dim), ("enc_n_heads", v.enc_n_heads), ("enc_ff_dim", v.enc_ff_dim), ("proj_inner_dim", v.proj_inner_dim)],
+            &[
+                ("enc_dim", v.enc_dim),
+                ("enc_n_heads", v.enc_n_heads),
+                ("enc_ff_dim", v.enc_ff_dim),
+                ("proj_inner_dim", v.proj_inner_dim),
+            ],
         )?;
-        require_positive(path, "config.region.", &[("inner_dim", r.inner_dim), ("coord_feat_dim", r.coord_feat_dim), ("size_feat_dim", r.size_feat_dim)])?;
+        require_positive(
+            path,
+            "config.region.",
+            &[
+                ("inner_dim", r.inner_dim),
+                ("coord_feat_dim", r.coord_feat_dim),
+                ("size_feat_dim", r.size_feat_dim),
+            ],
+        )?;
         let bad = |field: &str, reason: String| Err(ModelError::config(path, field, reason));
         if t.group_size.is_some() || r.group_size.is_some() {
-            return bad("config.text.group_size", "torchao int4 checkpoints are not supported; use the bf16 model.safetensors".into());
+            return bad(
+                "config.text.group_size",
+                "torchao int4 checkpoints are not supported; use the bf16 model.safetensors".into(),
+            );
         }
         if t.dim % t.n_heads != 0 || t.dim / t.n_heads != 64 {
-            return bad("config.text.n_heads", format!("head dim must be 64 (the rotary code rotates 32 channels), found {}/{}", t.dim, t.n_heads));
+            return bad(
+                "config.text.n_heads",
+                format!(
+                    "head dim must be 64 (the rotary code rotates 32 channels), found {}/{}",
+                    t.dim, t.n_heads
+                ),
+            );
         }
         if t.n_heads % t.n_kv_heads != 0 {
-            return bad("config.text.n_kv_heads", format!("must divide n_heads {}", t.n_heads));
+            return bad(
+                "config.text.n_kv_heads",
+                format!("must divide n_heads {}", t.n_heads),
+            );
         }
-        if v.crop_size != 378 || v.enc_patch_size != 14 || v.enc_n_layers != 27 || v.in_channels != 3 {
+        if v.crop_size != 378
+            || v.enc_patch_size != 14
+            || v.enc_n_layers != 27
+            || v.in_channels != 3
+        {
             return bad(
                 "config.vision",
                 "crop_size 378, enc_patch_size 14, in_channels 3 and enc_n_layers 27 are fixed (the reference uses enc_n_layers as the 27x27 grid size and 378 px crops)".into(),
             );
         }
         if v.enc_dim % v.enc_n_heads != 0 {
-            return bad("config.vision.enc_n_heads", format!("must divide enc_dim {}", v.enc_dim));
+            return bad(
+                "config.vision.enc_n_heads",
+                format!("must divide enc_dim {}", v.enc_dim),
+            );
         }
         if t.prefix_attn != 730 {
-            return bad("config.text.prefix_attn", format!("must be 730 (BOS + 27x27 image tokens), found {}", t.prefix_attn));
+            return bad(
+                "config.text.prefix_attn",
+                format!(
+                    "must be 730 (BOS + 27x27 image tokens), found {}",
+                    t.prefix_attn
+                ),
+            );
         }
         if v.proj_out_dim != t.dim || r.dim != t.dim {
-            return bad("config.vision.proj_out_dim", format!("proj_out_dim {} and region.dim {} must equal text.dim {}", v.proj_out_dim, r.dim, t.dim));
+            return bad(
+                "config.vision.proj_out_dim",
+                format!(
+                    "proj_out_dim {} and region.dim {} must equal text.dim {}",
+                    v.proj_out_dim, r.dim, t.dim
+                ),
+            );
         }
         if r.coord_out_dim != 1024 || r.size_out_dim != 2048 {
             return bad("config.region", "coord_out_dim 1024 and size_out_dim 2048 are fixed (1024 coordinate bins, 2x1024 log-size bins)".into());
         }
         if r.coord_feat_dim % 2 != 0 || r.size_feat_dim % 2 != 0 {
-            return bad("config.region", "coord_feat_dim and size_feat_dim must be even (cos and sin halves)".into());
+            return bad(
+                "config.region",
+                "coord_feat_dim and size_feat_dim must be even (cos and sin halves)".into(),
+            );
         }
         if v.max_crops <= 0 || v.overlap_margin < 0 || 2 * v.overlap_margin >= 27 {
-            return bad("config.vision.overlap_margin", "max_crops must be positive and 0 <= overlap_margin < 13.5".into());
+            return bad(
+                "config.vision.overlap_margin",
+                "max_crops must be positive and 0 <= overlap_margin < 13.5".into(),
+            );
         }
         let vocab = t.vocab_size as u32;
         let tk = &self.tokenizer;
-        let all_ids = tk.templates.caption.values().flatten()
-            .chain(tk.templates.query.prefix.iter().chain(&tk.templates.query.suffix))
-            .chain(tk.templates.detect.prefix.iter().chain(&tk.templates.detect.suffix))
-            .chain(tk.templates.point.prefix.iter().chain(&tk.templates.point.suffix));
-        for &id in all_ids.chain([tk.bos_id, tk.eos_id, tk.answer_id, tk.coord_id, tk.size_id].iter()) {
+        let all_ids = tk
+            .templates
+            .caption
+            .values()
+            .flatten()
+            .chain(
+                tk.templates
+                    .query
+                    .prefix
+                    .iter()
+                    .chain(&tk.templates.query.suffix),
+            )
+            .chain(
+                tk.templates
+                    .detect
+                    .prefix
+                    .iter()
+                    .chain(&tk.templates.detect.suffix),
+            )
+            .chain(
+                tk.templates
+                    .point
+                    .prefix
+                    .iter()
+                    .chain(&tk.templates.point.suffix),
+            );
+        for &id in
+            all_ids.chain([tk.bos_id, tk.eos_id, tk.answer_id, tk.coord_id, tk.size_id].iter())
+        {
             if id >= vocab {
-                return bad("config.tokenizer.templates", format!("token id {id} is outside the vocabulary ({vocab})"));
+                return bad(
+                    "config.tokenizer.templates",
+                    format!("token id {id} is outside the vocabulary ({vocab})"),
+                );
             }
         }
         Ok(())
@@ -281,12 +368,19 @@ mod tests {
 
     #[test]
     fn published_empty_config_gives_the_reference_defaults() {
-        let c = MoondreamConfig::from_json(&json!({"model_type": "moondream1", "config": {}}), Path::new("c.json")).unwrap();
+        let c = MoondreamConfig::from_json(
+            &json!({"model_type": "moondream1", "config": {}}),
+            Path::new("c.json"),
+        )
+        .unwrap();
         assert_eq!(c.text.dim, 2048);
         assert_eq!(c.text.n_layers, 24);
         assert_eq!(c.vision.enc_ff_dim, 4304);
         assert_eq!(c.region.inner_dim, 8192);
-        assert_eq!(c.tokenizer.templates.caption["normal"], vec![1, 32708, 2, 6382, 3]);
+        assert_eq!(
+            c.tokenizer.templates.caption["normal"],
+            vec![1, 32708, 2, 6382, 3]
+        );
         assert_eq!(c.tokenizer.templates.detect.prefix, vec![1, 7235, 476, 2]);
         assert_eq!(c.tokenizer.templates.point.prefix, vec![1, 2581, 2]);
         assert_eq!(c.tokenizer.templates.query.prefix, vec![1, 15381, 2]);
@@ -294,19 +388,31 @@ mod tests {
 
     #[test]
     fn other_model_types_are_rejected_by_name() {
-        let e = MoondreamConfig::from_json(&json!({"model_type": "gemma4"}), Path::new("c.json")).unwrap_err();
-        assert!(e.to_string().contains("unsupported model_type `gemma4`"), "{e}");
+        let e = MoondreamConfig::from_json(&json!({"model_type": "gemma4"}), Path::new("c.json"))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("unsupported model_type `gemma4`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_grid_other_than_27_is_rejected_with_the_field() {
-        let e = MoondreamConfig::from_json(&json!({"model_type": "moondream1", "config": {"vision": {"enc_n_layers": 4}}}), Path::new("c.json")).unwrap_err();
+        let e = MoondreamConfig::from_json(
+            &json!({"model_type": "moondream1", "config": {"vision": {"enc_n_layers": 4}}}),
+            Path::new("c.json"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("config.vision"), "{e}");
     }
 
     #[test]
     fn unknown_fields_are_named() {
-        let e = MoondreamConfig::from_json(&json!({"model_type": "moondream1", "config": {"text": {"dims": 4}}}), Path::new("c.json")).unwrap_err();
+        let e = MoondreamConfig::from_json(
+            &json!({"model_type": "moondream1", "config": {"text": {"dims": 4}}}),
+            Path::new("c.json"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("dims"), "{e}");
     }
 }

@@ -34,8 +34,12 @@ pub fn select_tiling(height: i64, width: i64, crop_size: i64, max_crops: i64) ->
         let w = ((min_w as f64 * ratio).floor() as i64).max(1);
         return (h as usize, w as usize);
     }
-    let mut h_tiles = (max_crops as f64 * height as f64 / width as f64).sqrt().floor() as i64;
-    let mut w_tiles = (max_crops as f64 * width as f64 / height as f64).sqrt().floor() as i64;
+    let mut h_tiles = (max_crops as f64 * height as f64 / width as f64)
+        .sqrt()
+        .floor() as i64;
+    let mut w_tiles = (max_crops as f64 * width as f64 / height as f64)
+        .sqrt()
+        .floor() as i64;
     h_tiles = h_tiles.max(min_h);
     w_tiles = w_tiles.max(min_w);
     if h_tiles * w_tiles > max_crops {
@@ -66,7 +70,13 @@ impl OverlapCrops {
 }
 
 /// `overlap_crop_image`: RGB pixels `width x height` (HWC, uint8) to the global and local crops.
-pub fn overlap_crops(rgb: &[u8], width: usize, height: usize, overlap_margin: usize, max_crops: usize) -> OverlapCrops {
+pub fn overlap_crops(
+    rgb: &[u8],
+    width: usize,
+    height: usize,
+    overlap_margin: usize,
+    max_crops: usize,
+) -> OverlapCrops {
     let margin_px = PATCH * overlap_margin;
     let total_margin = 2 * margin_px;
     let window = (GRID - 2 * overlap_margin) * PATCH;
@@ -130,7 +140,12 @@ pub fn adaptive_bin(i: usize, out: usize, len: usize) -> (usize, usize) {
 /// f32). Interior edges drop `margin` patches per side. Returns `27 * 27 * dim` pooled values,
 /// rounded to bf16: each bin is summed row by row in float32 and divided by its height and then
 /// its width, as PyTorch's CPU kernel does.
-pub fn stitch_and_pool(local: &[f32], tiling: (usize, usize), dim: usize, margin: usize) -> Vec<bf16> {
+pub fn stitch_and_pool(
+    local: &[f32],
+    tiling: (usize, usize),
+    dim: usize,
+    margin: usize,
+) -> Vec<bf16> {
     let (th, tw) = tiling;
     let inner = GRID - 2 * margin;
     let out_h = inner * th + 2 * margin;
@@ -199,7 +214,9 @@ mod tests {
     #[test]
     fn a_single_tile_pools_to_itself() {
         let dim = 2;
-        let local: Vec<f32> = (0..GRID * GRID * dim).map(|i| bf16::from_f32(i as f32 * 0.25).to_f32()).collect();
+        let local: Vec<f32> = (0..GRID * GRID * dim)
+            .map(|i| bf16::from_f32(i as f32 * 0.25).to_f32())
+            .collect();
         let pooled = stitch_and_pool(&local, (1, 1), dim, 4);
         let back: Vec<f32> = pooled.iter().map(|v| v.to_f32()).collect();
         assert_eq!(back, local);

@@ -18,7 +18,13 @@ pub struct BiasedLinear {
 }
 
 impl BiasedLinear {
-    pub fn load(ckpt: &Checkpoint, path: &str, in_dim: i32, out_dim: i32, dtype: Dtype) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        path: &str,
+        in_dim: i32,
+        out_dim: i32,
+        dtype: Dtype,
+    ) -> Result<Self> {
         Ok(BiasedLinear {
             linear: Linear::load(ckpt, path, in_dim, out_dim, dtype)?,
             bias: ckpt.float_tensor(&format!("{path}.bias"), &[out_dim], dtype)?,
@@ -89,7 +95,14 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn load(ckpt: &Checkpoint, path: &str, in_dim: i32, inner: i32, out_dim: i32, dtype: Dtype) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        path: &str,
+        in_dim: i32,
+        inner: i32,
+        out_dim: i32,
+        dtype: Dtype,
+    ) -> Result<Self> {
         Ok(Mlp {
             fc1: BiasedLinear::load(ckpt, &format!("{path}.fc1"), in_dim, inner, dtype)?,
             fc2: BiasedLinear::load(ckpt, &format!("{path}.fc2"), inner, out_dim, dtype)?,
@@ -125,7 +138,9 @@ pub fn attention(q: &Array, k: &Array, v: &Array, mask: Option<&Array>) -> Resul
     let f = |a: &Array| a.as_dtype(Dtype::Float32);
     let (q, k, v) = (f(q)?, f(k)?, f(v)?);
     let scale = Array::from_f32(1.0 / (q.dim(3) as f32).sqrt());
-    let mut s = q.matmul(k.transpose_axes(&[0, 1, 3, 2])?)?.multiply(&scale)?;
+    let mut s = q
+        .matmul(k.transpose_axes(&[0, 1, 3, 2])?)?
+        .multiply(&scale)?;
     if let Some(m) = mask {
         s = select(m, &s, Array::from_f32(f32::NEG_INFINITY))?;
     }
@@ -143,18 +158,26 @@ pub fn attention(q: &Array, k: &Array, v: &Array, mask: Option<&Array>) -> Resul
             None => block_max,
         };
         let p = exp(sb.subtract(&new_max)?)?;
-        let pv = p.as_dtype(Dtype::Bfloat16)?.as_dtype(Dtype::Float32)?.matmul(v.index((.., .., b0..b1, ..)))?;
+        let pv = p
+            .as_dtype(Dtype::Bfloat16)?
+            .as_dtype(Dtype::Float32)?
+            .matmul(v.index((.., .., b0..b1, ..)))?;
         let psum = p.sum_axis(-1, true)?;
         (total, acc) = match (&run_max, total, acc) {
             (Some(m), Some(t), Some(a)) => {
                 let corr = exp(m.subtract(&new_max)?)?;
-                (Some(t.multiply(&corr)?.add(&psum)?), Some(a.multiply(&corr)?.add(&pv)?))
+                (
+                    Some(t.multiply(&corr)?.add(&psum)?),
+                    Some(a.multiply(&corr)?.add(&pv)?),
+                )
             }
             _ => (Some(psum), Some(pv)),
         };
         run_max = Some(new_max);
         b0 = b1;
     }
-    let out = acc.expect("at least one key").divide(total.expect("at least one key"))?;
+    let out = acc
+        .expect("at least one key")
+        .divide(total.expect("at least one key"))?;
     Ok(out.as_dtype(dt)?)
 }

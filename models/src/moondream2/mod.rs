@@ -166,7 +166,14 @@ pub fn expected_tensor_names(cfg: &MoondreamConfig) -> Vec<String> {
     }
     v.push("model.region.coord_features".into());
     v.push("model.region.size_features".into());
-    for m in ["coord_encoder", "coord_decoder.fc1", "coord_decoder.fc2", "size_encoder", "size_decoder.fc1", "size_decoder.fc2"] {
+    for m in [
+        "coord_encoder",
+        "coord_decoder.fc1",
+        "coord_decoder.fc2",
+        "size_encoder",
+        "size_decoder.fc1",
+        "size_decoder.fc2",
+    ] {
         wb(&mut v, format!("model.region.{m}"));
     }
     v
@@ -183,9 +190,11 @@ fn check_layout(ckpt: &Checkpoint, cfg: &MoondreamConfig) -> Result<()> {
             continue;
         }
         let quantized_part = ["weight", "scales", "biases"].iter().any(|suffix| {
-            name.strip_suffix(suffix).and_then(|s| s.strip_suffix('.')).is_some_and(|stem| {
-                stem == "model.text.wte" || expected.contains(&format!("{stem}.weight"))
-            })
+            name.strip_suffix(suffix)
+                .and_then(|s| s.strip_suffix('.'))
+                .is_some_and(|stem| {
+                    stem == "model.text.wte" || expected.contains(&format!("{stem}.weight"))
+                })
         });
         if quantized_part {
             continue;
@@ -221,7 +230,13 @@ impl Moondream2 {
             text,
             region,
         };
-        let arrays: Vec<&Array> = model.vision.arrays().into_iter().chain(model.text.arrays()).chain(model.region.arrays()).collect();
+        let arrays: Vec<&Array> = model
+            .vision
+            .arrays()
+            .into_iter()
+            .chain(model.text.arrays())
+            .chain(model.region.arrays())
+            .collect();
         mlx_rs::transforms::eval(arrays)?;
         Ok(model)
     }
@@ -233,17 +248,25 @@ impl Moondream2 {
             return Err(ModelError::Input("image has zero width or height".into()));
         }
         let v = &self.config.vision;
-        let crops = overlap_crops(image.as_raw(), w, h, v.overlap_margin as usize, v.max_crops as usize);
+        let crops = overlap_crops(
+            image.as_raw(),
+            w,
+            h,
+            v.overlap_margin as usize,
+            v.max_crops as usize,
+        );
         let table = normalization_table();
         let normalized: Vec<bf16> = crops.pixels.iter().map(|&b| table[b as usize]).collect();
-        let x = Array::from_slice(&normalized, &[crops.n as i32, CROP as i32, CROP as i32, 3]).as_dtype(self.dtype)?;
+        let x = Array::from_slice(&normalized, &[crops.n as i32, CROP as i32, CROP as i32, 3])
+            .as_dtype(self.dtype)?;
         let enc = self.vision.encode(&x)?;
         use mlx_rs::ops::indexing::IndexOp;
         let global = enc.index(0);
         let dim = v.enc_dim as usize;
         let local = host_values(&enc.index(1..))?;
         let pooled = stitch_and_pool(&local, crops.tiling, dim, v.overlap_margin as usize);
-        let pooled = Array::from_slice(&pooled, &[(GRID * GRID) as i32, dim as i32]).as_dtype(self.dtype)?;
+        let pooled =
+            Array::from_slice(&pooled, &[(GRID * GRID) as i32, dim as i32]).as_dtype(self.dtype)?;
         let projected = self.vision.project(&global, &pooled)?;
         projected.eval()?;
         Ok(ImageFeatures {
@@ -271,7 +294,11 @@ impl Moondream2 {
         let t0 = Instant::now();
         let n = (GRID * GRID) as i32;
         if projected.shape() != [n, self.config.text.dim] {
-            return Err(ModelError::Input(format!("image embeddings must be [{n}, {}], found {:?}", self.config.text.dim, projected.shape())));
+            return Err(ModelError::Input(format!(
+                "image embeddings must be [{n}, {}], found {:?}",
+                self.config.text.dim,
+                projected.shape()
+            )));
         }
         let bos = self.text.embed(&[self.config.tokenizer.bos_id])?;
         let img = projected.as_dtype(self.dtype)?.reshape(&[1, n, -1])?;
@@ -281,7 +308,10 @@ impl Moondream2 {
         hidden.eval()?;
         let mut kv = Vec::with_capacity(caches.len());
         for c in &caches {
-            kv.push(c.state().ok_or_else(|| ModelError::Input("image prefill left an empty cache".into()))?);
+            kv.push(
+                c.state()
+                    .ok_or_else(|| ModelError::Input("image prefill left an empty cache".into()))?,
+            );
         }
         mlx_rs::transforms::eval(kv.iter().flat_map(|(k, v)| [k, v]))?;
         Ok(EncodedImage {
@@ -322,19 +352,37 @@ impl Moondream2 {
     }
 
     /// `caption(image, length)`: token ids, each passed to `on_token` as it is chosen.
-    pub fn caption(&self, img: &EncodedImage, length: CaptionLength, settings: &TextSettings, on_token: &mut dyn FnMut(u32)) -> Result<Generation> {
+    pub fn caption(
+        &self,
+        img: &EncodedImage,
+        length: CaptionLength,
+        settings: &TextSettings,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generation> {
         let prompt = caption_prompt(&self.config, length)?;
         self.generate_answer(img, &prompt, settings, on_token)
     }
 
     /// `query(image, question)` with the question already tokenized (no leading space added).
-    pub fn query(&self, img: &EncodedImage, question_ids: &[u32], settings: &TextSettings, on_token: &mut dyn FnMut(u32)) -> Result<Generation> {
+    pub fn query(
+        &self,
+        img: &EncodedImage,
+        question_ids: &[u32],
+        settings: &TextSettings,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generation> {
         let prompt = query_prompt(&self.config, question_ids);
         self.generate_answer(img, &prompt, settings, on_token)
     }
 
     /// `_generate_answer`: prefill, then decode until eos or `max_tokens`.
-    pub fn generate_answer(&self, img: &EncodedImage, prompt: &[u32], settings: &TextSettings, on_token: &mut dyn FnMut(u32)) -> Result<Generation> {
+    pub fn generate_answer(
+        &self,
+        img: &EncodedImage,
+        prompt: &[u32],
+        settings: &TextSettings,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generation> {
         let tk = &self.config.tokenizer;
         let mut sampler = Sampler::new(settings)?;
         let mut caches = self.caches_for(img)?;
@@ -369,7 +417,12 @@ impl Moondream2 {
     }
 
     /// `detect(image, object)` with `object_ids` = the tokenization of `" " + object`.
-    pub fn detect(&self, img: &EncodedImage, object_ids: &[u32], max_objects: usize) -> Result<Regions<DetectedBox>> {
+    pub fn detect(
+        &self,
+        img: &EncodedImage,
+        object_ids: &[u32],
+        max_objects: usize,
+    ) -> Result<Regions<DetectedBox>> {
         let prompt = region_prompt(&self.config.tokenizer.templates.detect, object_ids);
         self.generate_points(img, &prompt, true, max_objects, |x, y, size| {
             let (w, h) = size.expect("detect decodes sizes");
@@ -383,13 +436,28 @@ impl Moondream2 {
     }
 
     /// `point(image, object)` with `object_ids` = the tokenization of `" " + object`.
-    pub fn point(&self, img: &EncodedImage, object_ids: &[u32], max_objects: usize) -> Result<Regions<DetectedPoint>> {
+    pub fn point(
+        &self,
+        img: &EncodedImage,
+        object_ids: &[u32],
+        max_objects: usize,
+    ) -> Result<Regions<DetectedPoint>> {
         let prompt = region_prompt(&self.config.tokenizer.templates.point, object_ids);
-        self.generate_points(img, &prompt, false, max_objects, |x, y, _| DetectedPoint { x: x as f64, y: y as f64 })
+        self.generate_points(img, &prompt, false, max_objects, |x, y, _| DetectedPoint {
+            x: x as f64,
+            y: y as f64,
+        })
     }
 
     /// `_generate_points`: x, y (and size) per object from the hidden state before `post_ln`.
-    fn generate_points<T>(&self, img: &EncodedImage, prompt: &[u32], include_size: bool, max_objects: usize, make: impl Fn(f32, f32, Option<(f32, f32)>) -> T) -> Result<Regions<T>> {
+    fn generate_points<T>(
+        &self,
+        img: &EncodedImage,
+        prompt: &[u32],
+        include_size: bool,
+        max_objects: usize,
+        make: impl Fn(f32, f32, Option<(f32, f32)>) -> T,
+    ) -> Result<Regions<T>> {
         use mlx_rs::ops::indexing::IndexOp;
         let eos = self.config.tokenizer.eos_id;
         let mut caches = self.caches_for(img)?;
@@ -446,7 +514,12 @@ impl Moondream2 {
 
 /// How far the continue/stop decision was from flipping: |best non-eos logit - eos logit|.
 fn continue_gap(logits: &[f32], eos: u32) -> f32 {
-    let best_other = logits.iter().enumerate().filter(|(i, _)| *i != eos as usize).map(|(_, &v)| v).fold(f32::NEG_INFINITY, f32::max);
+    let best_other = logits
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != eos as usize)
+        .map(|(_, &v)| v)
+        .fold(f32::NEG_INFINITY, f32::max);
     (best_other - logits[eos as usize]).abs()
 }
 
@@ -457,7 +530,12 @@ pub fn caption_prompt(cfg: &MoondreamConfig, length: CaptionLength) -> Result<Ve
         .caption
         .get(length.name())
         .cloned()
-        .ok_or_else(|| ModelError::Input(format!("model does not support caption length `{}`", length.name())))
+        .ok_or_else(|| {
+            ModelError::Input(format!(
+                "model does not support caption length `{}`",
+                length.name()
+            ))
+        })
 }
 
 /// `prefix + question + suffix + suffix`: the reference's `query` appends the answer marker twice.
@@ -486,13 +564,25 @@ mod tests {
     fn full_size_layout_has_592_tensors() {
         let names = expected_tensor_names(&MoondreamConfig::default());
         assert_eq!(names.len(), 592);
-        assert_eq!(names.iter().filter(|n| n.starts_with("model.region.")).count(), 14);
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.starts_with("model.region."))
+                .count(),
+            14
+        );
     }
 
     #[test]
     fn query_prompt_doubles_the_answer_marker() {
         let cfg = MoondreamConfig::default();
-        assert_eq!(query_prompt(&cfg, &[100, 101]), vec![1, 15381, 2, 100, 101, 3, 3]);
-        assert_eq!(region_prompt(&cfg.tokenizer.templates.detect, &[9]), vec![1, 7235, 476, 2, 9, 3]);
+        assert_eq!(
+            query_prompt(&cfg, &[100, 101]),
+            vec![1, 15381, 2, 100, 101, 3, 3]
+        );
+        assert_eq!(
+            region_prompt(&cfg.tokenizer.templates.detect, &[9]),
+            vec![1, 7235, 476, 2, 9, 3]
+        );
     }
 }

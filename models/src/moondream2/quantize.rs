@@ -18,9 +18,13 @@ use crate::error::{ModelError, Result};
 
 /// Whether the weight `name` is quantized in our 4-bit variant.
 pub fn is_quantized_weight(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(".weight") else { return false };
+    let Some(stem) = name.strip_suffix(".weight") else {
+        return false;
+    };
     let text_linear = stem.starts_with("model.text.")
-        && [".attn.qkv", ".attn.proj", ".mlp.fc1", ".mlp.fc2", "lm_head"].iter().any(|s| stem.ends_with(s));
+        && [".attn.qkv", ".attn.proj", ".mlp.fc1", ".mlp.fc2", "lm_head"]
+            .iter()
+            .any(|s| stem.ends_with(s));
     let projection = stem.starts_with("model.vision.proj_mlp.");
     text_linear || projection
 }
@@ -31,7 +35,11 @@ pub fn write_quantized(src: &Path, out: &Path, bits: i32, group_size: i32) -> Re
     let ckpt = Checkpoint::open(src)?;
     MoondreamConfig::from_json(ckpt.config_json(), ckpt.config_path())?;
     if ckpt.quantization().is_some() {
-        return Err(ModelError::config(ckpt.config_path(), "quantization", "the checkpoint is already quantized"));
+        return Err(ModelError::config(
+            ckpt.config_path(),
+            "quantization",
+            "the checkpoint is already quantized",
+        ));
     }
     let mut names: Vec<&str> = ckpt.tensor_names().collect();
     names.sort_unstable();
@@ -42,7 +50,9 @@ pub fn write_quantized(src: &Path, out: &Path, bits: i32, group_size: i32) -> Re
         if is_quantized_weight(name) {
             let in_dim = t.dim(1);
             if in_dim % group_size != 0 {
-                return Err(ModelError::Input(format!("{name}: input width {in_dim} is not a multiple of group size {group_size}")));
+                return Err(ModelError::Input(format!(
+                    "{name}: input width {in_dim} is not a multiple of group size {group_size}"
+                )));
             }
             let (w, scales, biases) = quantize(t.as_dtype(Dtype::Bfloat16)?, group_size, bits)?;
             let stem = name.strip_suffix(".weight").expect("checked");
@@ -54,15 +64,28 @@ pub fn write_quantized(src: &Path, out: &Path, bits: i32, group_size: i32) -> Re
             arrays.push((name.to_string(), t.clone()));
         }
     }
-    let io = |e: std::io::Error| ModelError::Io { path: out.to_path_buf(), source: e };
+    let io = |e: std::io::Error| ModelError::Io {
+        path: out.to_path_buf(),
+        source: e,
+    };
     std::fs::create_dir_all(out).map_err(io)?;
     let mut config: Value = ckpt.config_json().clone();
     config["quantization"] = json!({"group_size": group_size, "bits": bits, "mode": "affine"});
-    std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&config).expect("json") + "\n").map_err(io)?;
+    std::fs::write(
+        out.join("config.json"),
+        serde_json::to_string_pretty(&config).expect("json") + "\n",
+    )
+    .map_err(io)?;
     let weights = out.join("model.safetensors");
     let meta = HashMap::from([("format".to_string(), "mlx".to_string())]);
-    Array::save_safetensors(arrays.iter().map(|(k, a)| (k.as_str(), a)), &meta, &weights)
-        .map_err(|e| ModelError::Input(format!("{}: cannot write safetensors: {e}", weights.display())))?;
+    Array::save_safetensors(arrays.iter().map(|(k, a)| (k.as_str(), a)), &meta, &weights).map_err(
+        |e| {
+            ModelError::Input(format!(
+                "{}: cannot write safetensors: {e}",
+                weights.display()
+            ))
+        },
+    )?;
     Ok(count)
 }
 
@@ -79,7 +102,9 @@ mod tests {
         assert!(!is_quantized_weight("model.vision.blocks.0.mlp.fc1.weight"));
         assert!(!is_quantized_weight("model.text.blocks.0.ln.weight"));
         assert!(!is_quantized_weight("model.text.lm_head.bias"));
-        assert!(!is_quantized_weight("model.region.coord_decoder.fc1.weight"));
+        assert!(!is_quantized_weight(
+            "model.region.coord_decoder.fc1.weight"
+        ));
     }
 
     #[test]
@@ -87,11 +112,19 @@ mod tests {
         let (dense_dir, q_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         write_tiny(dense_dir.path(), 11).unwrap();
         // Tiny model: 2 text blocks x 4 linears + lm_head + 2 projection layers.
-        assert_eq!(write_quantized(dense_dir.path(), q_dir.path(), 4, 64).unwrap(), 11);
+        assert_eq!(
+            write_quantized(dense_dir.path(), q_dir.path(), 4, 64).unwrap(),
+            11
+        );
         let dense = Moondream2::load(dense_dir.path(), Dtype::Bfloat16).unwrap();
         let quant = Moondream2::load(q_dir.path(), Dtype::Bfloat16).unwrap();
-        let img = image::RgbImage::from_fn(120, 90, |x, y| image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x ^ y) * 5) as u8]));
-        let (fd, fq) = (dense.image_features(&img).unwrap(), quant.image_features(&img).unwrap());
+        let img = image::RgbImage::from_fn(120, 90, |x, y| {
+            image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x ^ y) * 5) as u8])
+        });
+        let (fd, fq) = (
+            dense.image_features(&img).unwrap(),
+            quant.image_features(&img).unwrap(),
+        );
         let as_f32 = |a: &Array| {
             let a = a.as_dtype(Dtype::Float32).unwrap();
             a.as_slice::<f32>().to_vec()
@@ -103,19 +136,39 @@ mod tests {
         let rel = rms(&diff) / rms(&d);
         assert!(rel > 0.0 && rel < 0.2, "relative RMS difference {rel}");
         let enc = quant.encode_image(&img).unwrap();
-        let cap = quant.caption(&enc, CaptionLength::Short, &TextSettings::greedy(8), &mut |_| {}).unwrap();
+        let cap = quant
+            .caption(
+                &enc,
+                CaptionLength::Short,
+                &TextSettings::greedy(8),
+                &mut |_| {},
+            )
+            .unwrap();
         assert!(cap.tokens.len() <= 8);
         // Running twice gives the same greedy tokens.
-        let again = quant.caption(&enc, CaptionLength::Short, &TextSettings::greedy(8), &mut |_| {}).unwrap();
+        let again = quant
+            .caption(
+                &enc,
+                CaptionLength::Short,
+                &TextSettings::greedy(8),
+                &mut |_| {},
+            )
+            .unwrap();
         assert_eq!(cap.tokens, again.tokens);
     }
 
     #[test]
     fn an_already_quantized_checkpoint_is_refused() {
-        let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b, c) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
         write_tiny(a.path(), 1).unwrap();
         write_quantized(a.path(), b.path(), 4, 64).unwrap();
-        let e = write_quantized(b.path(), c.path(), 4, 64).unwrap_err().to_string();
+        let e = write_quantized(b.path(), c.path(), 4, 64)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("already quantized"), "{e}");
     }
 }

@@ -40,17 +40,54 @@ impl Region {
         let d = cfg.dim;
         Ok(Region {
             dtype,
-            coord_features: ckpt.float_tensor(&format!("{p}.coord_features"), &[1, cfg.coord_feat_dim / 2], dtype)?,
-            size_features: ckpt.float_tensor(&format!("{p}.size_features"), &[2, cfg.size_feat_dim / 2], dtype)?,
-            coord_encoder: BiasedLinear::load(ckpt, &format!("{p}.coord_encoder"), cfg.coord_feat_dim, d, dtype)?,
-            coord_decoder: Mlp::load(ckpt, &format!("{p}.coord_decoder"), d, cfg.inner_dim, cfg.coord_out_dim, dtype)?,
-            size_encoder: BiasedLinear::load(ckpt, &format!("{p}.size_encoder"), cfg.size_feat_dim, d, dtype)?,
-            size_decoder: Mlp::load(ckpt, &format!("{p}.size_decoder"), d, cfg.inner_dim, cfg.size_out_dim, dtype)?,
+            coord_features: ckpt.float_tensor(
+                &format!("{p}.coord_features"),
+                &[1, cfg.coord_feat_dim / 2],
+                dtype,
+            )?,
+            size_features: ckpt.float_tensor(
+                &format!("{p}.size_features"),
+                &[2, cfg.size_feat_dim / 2],
+                dtype,
+            )?,
+            coord_encoder: BiasedLinear::load(
+                ckpt,
+                &format!("{p}.coord_encoder"),
+                cfg.coord_feat_dim,
+                d,
+                dtype,
+            )?,
+            coord_decoder: Mlp::load(
+                ckpt,
+                &format!("{p}.coord_decoder"),
+                d,
+                cfg.inner_dim,
+                cfg.coord_out_dim,
+                dtype,
+            )?,
+            size_encoder: BiasedLinear::load(
+                ckpt,
+                &format!("{p}.size_encoder"),
+                cfg.size_feat_dim,
+                d,
+                dtype,
+            )?,
+            size_decoder: Mlp::load(
+                ckpt,
+                &format!("{p}.size_decoder"),
+                d,
+                cfg.inner_dim,
+                cfg.size_out_dim,
+                dtype,
+            )?,
         })
     }
 
     fn fourier(&self, x: &Array, w: &Array) -> Result<Array> {
-        let scaled = x.as_dtype(Dtype::Float32)?.multiply(Array::from_f32(TWO_PI_F32))?.as_dtype(self.dtype)?;
+        let scaled = x
+            .as_dtype(Dtype::Float32)?
+            .multiply(Array::from_f32(TWO_PI_F32))?
+            .as_dtype(self.dtype)?;
         let f = scaled.matmul(w)?.as_dtype(Dtype::Float32)?;
         let c = cos(&f)?.as_dtype(self.dtype)?;
         let s = sin(&f)?.as_dtype(self.dtype)?;
@@ -61,14 +98,18 @@ impl Region {
     /// does with `coord.to(dtype)`) to a `[1, 1, dim]` input embedding.
     pub fn encode_coordinate(&self, c: f32) -> Result<Array> {
         let x = Array::from_slice(&[c], &[1, 1]).as_dtype(self.dtype)?;
-        let e = self.coord_encoder.forward(&self.fourier(&x, &self.coord_features)?)?;
+        let e = self
+            .coord_encoder
+            .forward(&self.fourier(&x, &self.coord_features)?)?;
         Ok(e.reshape(&[1, 1, -1])?)
     }
 
     /// `encode_size`: `(w, h)` to a `[1, 1, dim]` input embedding.
     pub fn encode_size(&self, w: f32, h: f32) -> Result<Array> {
         let x = Array::from_slice(&[w, h], &[1, 2]).as_dtype(self.dtype)?;
-        let e = self.size_encoder.forward(&self.fourier(&x, &self.size_features)?)?;
+        let e = self
+            .size_encoder
+            .forward(&self.fourier(&x, &self.size_features)?)?;
         Ok(e.reshape(&[1, 1, -1])?)
     }
 
@@ -84,7 +125,10 @@ impl Region {
         let logits = host_values(&self.size_decoder.forward(&last_position(hidden)?)?)?;
         let half = logits.len() / 2;
         let (w, h) = (&logits[..half], &logits[half..]);
-        Ok(((argmax_first(w), top2_gap(w)), (argmax_first(h), top2_gap(h))))
+        Ok((
+            (argmax_first(w), top2_gap(w)),
+            (argmax_first(h), top2_gap(h)),
+        ))
     }
 
     pub(crate) fn arrays(&self) -> Vec<&Array> {

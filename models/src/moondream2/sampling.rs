@@ -50,13 +50,22 @@ pub(crate) struct Sampler {
 impl Sampler {
     pub(crate) fn new(s: &TextSettings) -> Result<Self> {
         if !(s.temperature >= 0.0 && s.temperature.is_finite()) {
-            return Err(ModelError::Input(format!("temperature must be finite and >= 0, found {}", s.temperature)));
+            return Err(ModelError::Input(format!(
+                "temperature must be finite and >= 0, found {}",
+                s.temperature
+            )));
         }
         if !(s.top_p > 0.0 && s.top_p <= 1.0) && s.temperature > 0.0 {
-            return Err(ModelError::Input(format!("top_p must be in (0, 1], found {}", s.top_p)));
+            return Err(ModelError::Input(format!(
+                "top_p must be in (0, 1], found {}",
+                s.top_p
+            )));
         }
         let seed = s.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
         });
         Ok(Sampler {
             temperature: s.temperature,
@@ -99,11 +108,17 @@ impl Sampler {
 /// The reference's `softmax(logits / T)` (bf16) followed by `_apply_top_p`; returns the
 /// renormalised distribution over the vocabulary.
 pub fn top_p_probs(logits: &[f32], temperature: f32, top_p: f32) -> Vec<f32> {
-    let scaled: Vec<f32> = logits.iter().map(|&l| bf16::from_f32(l / temperature).to_f32()).collect();
+    let scaled: Vec<f32> = logits
+        .iter()
+        .map(|&l| bf16::from_f32(l / temperature).to_f32())
+        .collect();
     let max = scaled.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let exps: Vec<f32> = scaled.iter().map(|&l| (l - max).exp()).collect();
     let total: f32 = exps.iter().sum();
-    let probs: Vec<f32> = exps.iter().map(|&e| bf16::from_f32(e / total).to_f32()).collect();
+    let probs: Vec<f32> = exps
+        .iter()
+        .map(|&e| bf16::from_f32(e / total).to_f32())
+        .collect();
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     let mut kept = vec![0f32; probs.len()];
@@ -145,7 +160,11 @@ mod tests {
     fn greedy_is_the_first_argmax_and_sampling_stays_in_the_nucleus() {
         let mut g = Sampler::new(&TextSettings::greedy(8)).unwrap();
         assert_eq!(g.choose(&[0.0, 5.0, 5.0]), 1);
-        let mut s = Sampler::new(&TextSettings { seed: Some(7), ..Default::default() }).unwrap();
+        let mut s = Sampler::new(&TextSettings {
+            seed: Some(7),
+            ..Default::default()
+        })
+        .unwrap();
         // At T 0.5, top-p 0.3 the two leaders are far ahead: every draw is one of them.
         for _ in 0..200 {
             let t = s.choose(&[4.0, 4.0, 0.0, -1.0]);

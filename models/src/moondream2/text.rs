@@ -88,23 +88,42 @@ impl TextModel {
     /// `F.embedding(ids, wte)`: `[1, L, dim]`.
     pub fn embed(&self, ids: &[u32]) -> Result<Array> {
         if let Some(&bad) = ids.iter().find(|&&i| i as i32 >= self.cfg.vocab_size) {
-            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary ({})", self.cfg.vocab_size)));
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.cfg.vocab_size
+            )));
         }
-        let ids = Array::from_slice(&ids.iter().map(|&i| i as i32).collect::<Vec<_>>(), &[1, ids.len() as i32]);
+        let ids = Array::from_slice(
+            &ids.iter().map(|&i| i as i32).collect::<Vec<_>>(),
+            &[1, ids.len() as i32],
+        );
         self.wte.lookup(&ids)
     }
 
     /// The decoder stack over `x: [1, L, dim]` at the caches' offset. `mask: [L, S]` (true =
     /// attend) or none (every query sees every key: the bidirectional image prefix, or one
     /// decode step). Returns the hidden states before `post_ln`.
-    pub fn forward(&self, x: &Array, caches: &mut [KvCache], mask: Option<&Array>) -> Result<Array> {
+    pub fn forward(
+        &self,
+        x: &Array,
+        caches: &mut [KvCache],
+        mask: Option<&Array>,
+    ) -> Result<Array> {
         if caches.len() != self.blocks.len() {
-            return Err(ModelError::Input(format!("{} caches for {} layers", caches.len(), self.blocks.len())));
+            return Err(ModelError::Input(format!(
+                "{} caches for {} layers",
+                caches.len(),
+                self.blocks.len()
+            )));
         }
         let offset = caches[0].offset();
         let l = x.dim(1);
         if offset + l > self.cfg.max_context {
-            return Err(ModelError::Input(format!("context of {} positions exceeds max_context {}", offset + l, self.cfg.max_context)));
+            return Err(ModelError::Input(format!(
+                "context of {} positions exceeds max_context {}",
+                offset + l,
+                self.cfg.max_context
+            )));
         }
         let mut x = x.clone();
         for (b, cache) in self.blocks.iter().zip(caches.iter_mut()) {
@@ -116,13 +135,23 @@ impl TextModel {
         Ok(x)
     }
 
-    fn attn(&self, b: &Block, x: &Array, cache: &mut KvCache, offset: i32, mask: Option<&Array>) -> Result<Array> {
+    fn attn(
+        &self,
+        b: &Block,
+        x: &Array,
+        cache: &mut KvCache,
+        offset: i32,
+        mask: Option<&Array>,
+    ) -> Result<Array> {
         let (l, d) = (x.dim(1), x.dim(2));
         let (nh, nkv) = (self.cfg.n_heads, self.cfg.n_kv_heads);
         let hd = d / nh;
         let qkv = b.qkv.forward(x)?;
         let split = |from: i32, heads: i32| -> Result<Array> {
-            Ok(qkv.index((.., .., from..from + heads * hd)).reshape(&[1, l, heads, hd])?.transpose_axes(&[0, 2, 1, 3])?)
+            Ok(qkv
+                .index((.., .., from..from + heads * hd))
+                .reshape(&[1, l, heads, hd])?
+                .transpose_axes(&[0, 2, 1, 3])?)
         };
         let q = self.rope(&split(0, nh)?, offset)?;
         let k = self.rope(&split(nh * hd, nkv)?, offset)?;
@@ -135,7 +164,8 @@ impl TextModel {
             (k, v)
         };
         let o = attention(&q, &k, &v, mask)?;
-        b.proj.forward(&o.transpose_axes(&[0, 2, 1, 3])?.reshape(&[1, l, d])?)
+        b.proj
+            .forward(&o.transpose_axes(&[0, 2, 1, 3])?.reshape(&[1, l, d])?)
     }
 
     /// `apply_rotary_emb(x, freqs_cis, positions offset.., rot_dim=32, interleave=False)`.
@@ -143,7 +173,9 @@ impl TextModel {
         let l = x.dim(2);
         let half = ROT_DIM / 2;
         let xr = x.index((.., .., .., 0..half)).as_dtype(Dtype::Float32)?;
-        let xi = x.index((.., .., .., half..ROT_DIM)).as_dtype(Dtype::Float32)?;
+        let xi = x
+            .index((.., .., .., half..ROT_DIM))
+            .as_dtype(Dtype::Float32)?;
         let cos = self.cos.index(offset..offset + l);
         let sin = self.sin.index(offset..offset + l);
         let out_r = xr.multiply(&cos)?.subtract(xi.multiply(&sin)?)?;
@@ -152,7 +184,10 @@ impl TextModel {
         let rotated = stack(&[out_r, out_i], -1)?
             .reshape(&[shape[0], shape[1], l, ROT_DIM])?
             .as_dtype(x.dtype())?;
-        Ok(concatenate(&[rotated, x.index((.., .., .., ROT_DIM..))], -1)?)
+        Ok(concatenate(
+            &[rotated, x.index((.., .., .., ROT_DIM..))],
+            -1,
+        )?)
     }
 
     /// `lm_head(post_ln(hidden[:, -1]))`: `[1, vocab]` logits in the compute dtype.
@@ -201,7 +236,10 @@ fn rope_tables(max_context: i32) -> Result<(Array, Array)> {
         }
     }
     let shape = [max_context, half as i32];
-    Ok((Array::from_slice(&cos, &shape), Array::from_slice(&sin, &shape)))
+    Ok((
+        Array::from_slice(&cos, &shape),
+        Array::from_slice(&sin, &shape),
+    ))
 }
 
 #[cfg(test)]

@@ -102,7 +102,10 @@ fn shape_of(name: &str, cfg: &MoondreamConfig) -> Vec<i32> {
 
 /// Write `config.json` and `model.safetensors` of the tiny model into `dir` (created if missing).
 pub fn write_tiny(dir: &Path, seed: u64) -> Result<TinySummary> {
-    let io = |e: std::io::Error| ModelError::Io { path: dir.to_path_buf(), source: e };
+    let io = |e: std::io::Error| ModelError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    };
     std::fs::create_dir_all(dir).map_err(io)?;
     let config = json!({
         "architectures": ["HfMoondream"],
@@ -121,7 +124,8 @@ pub fn write_tiny(dir: &Path, seed: u64) -> Result<TinySummary> {
         // Fourier frequencies and embeddings at unit-ish scale.
         let is_ln = name.contains(".ln") || name.contains("post_ln");
         let a = if is_ln && name.ends_with(".weight") {
-            r.multiply(Array::from_f32(0.1))?.add(Array::from_f32(1.0))?
+            r.multiply(Array::from_f32(0.1))?
+                .add(Array::from_f32(1.0))?
         } else if name.ends_with(".weight") && shape.len() == 2 {
             r.multiply(Array::from_f32(1.0 / (shape[1] as f32).sqrt()))?
         } else if name.ends_with("_features") {
@@ -145,11 +149,20 @@ pub fn write_tiny(dir: &Path, seed: u64) -> Result<TinySummary> {
     std::fs::write(dir.join("config.json"), cfg_text).map_err(io)?;
     let weights = dir.join("model.safetensors");
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    Array::save_safetensors(arrays.iter().map(|(k, a)| (k.as_str(), a)), &meta, &weights)
-        .map_err(|e| ModelError::Input(format!("{}: cannot write safetensors: {e}", weights.display())))?;
+    Array::save_safetensors(arrays.iter().map(|(k, a)| (k.as_str(), a)), &meta, &weights).map_err(
+        |e| {
+            ModelError::Input(format!(
+                "{}: cannot write safetensors: {e}",
+                weights.display()
+            ))
+        },
+    )?;
     let weight_bytes = std::fs::metadata(&weights).map_err(io)?.len();
     super::tokenizer::write_tiny_starmie(&dir.join("tokenizer.json"))?;
-    Ok(TinySummary { tensors: arrays.len(), weight_bytes })
+    Ok(TinySummary {
+        tensors: arrays.len(),
+        weight_bytes,
+    })
 }
 
 #[cfg(test)]
@@ -163,9 +176,18 @@ mod tests {
         let s = write_tiny(dir.path(), 3).unwrap();
         assert_eq!(s.tensors, 372);
         let m = Moondream2::load(dir.path(), Dtype::Bfloat16).unwrap();
-        let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 128]));
+        let img = image::RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 5) as u8, 128])
+        });
         let enc = m.encode_image(&img).unwrap();
-        let cap = m.caption(&enc, CaptionLength::Short, &TextSettings::greedy(4), &mut |_| {}).unwrap();
+        let cap = m
+            .caption(
+                &enc,
+                CaptionLength::Short,
+                &TextSettings::greedy(4),
+                &mut |_| {},
+            )
+            .unwrap();
         assert!(cap.tokens.len() <= 4);
         let det = m.detect(&enc, &[50, 60], 2).unwrap();
         assert!(det.items.len() <= 2);

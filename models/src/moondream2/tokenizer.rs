@@ -22,7 +22,12 @@ pub fn load_starmie(path: &Path, eos_id: u32, vocab_size: i32) -> Result<tokeniz
 }
 
 /// The checks of [`load_starmie`] on an already loaded tokenizer.
-pub fn check_starmie(tok: &tokenizers::Tokenizer, path: &Path, eos_id: u32, vocab_size: i32) -> Result<()> {
+pub fn check_starmie(
+    tok: &tokenizers::Tokenizer,
+    path: &Path,
+    eos_id: u32,
+    vocab_size: i32,
+) -> Result<()> {
     let bad = |reason: String| Err(ModelError::config(path, "tokenizer", reason));
     match tok.token_to_id(END_OF_TEXT) {
         Some(STALE_GPT2_EOS) => bad(format!(
@@ -56,7 +61,8 @@ mod tests {
 
     #[test]
     fn stale_gpt2_tokenizer_is_rejected_by_name() {
-        let e = check_starmie(&word_level(50256), Path::new("tokenizer.json"), 0, 51200).unwrap_err();
+        let e =
+            check_starmie(&word_level(50256), Path::new("tokenizer.json"), 0, 51200).unwrap_err();
         assert!(e.to_string().contains("stale GPT-2"), "{e}");
     }
 
@@ -81,7 +87,9 @@ pub fn write_tiny_starmie(path: &Path) -> Result<()> {
     use tokenizers::pre_tokenizers::byte_level::ByteLevel;
     use tokenizers::AddedToken;
 
-    let build = |e: tokenizers::Error| ModelError::Input(format!("cannot build the tiny starmie tokenizer: {e}"));
+    let build = |e: tokenizers::Error| {
+        ModelError::Input(format!("cannot build the tiny starmie tokenizer: {e}"))
+    };
     let mut vocab: tokenizers::models::bpe::Vocab = ByteLevel::alphabet()
         .into_iter()
         .map(|c| c.to_string())
@@ -91,12 +99,20 @@ pub fn write_tiny_starmie(path: &Path) -> Result<()> {
         .map(|(i, piece)| (piece, i as u32 + 1))
         .collect();
     vocab.insert(END_OF_TEXT.to_string(), 0);
-    let bpe = BPE::builder().vocab_and_merges(vocab, vec![]).build().map_err(build)?;
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, vec![])
+        .build()
+        .map_err(build)?;
     let mut tok = tokenizers::Tokenizer::new(bpe);
     tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
     tok.with_decoder(Some(ByteLevelDecoder::default()));
     tok.add_special_tokens(&[AddedToken::from(END_OF_TEXT, true)]);
-    tok.save(path, true).map_err(|e| ModelError::Input(format!("{}: cannot write the tokenizer: {e}", path.display())))?;
+    tok.save(path, true).map_err(|e| {
+        ModelError::Input(format!(
+            "{}: cannot write the tokenizer: {e}",
+            path.display()
+        ))
+    })?;
     Ok(())
 }
 

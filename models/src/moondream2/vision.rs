@@ -33,7 +33,12 @@ pub struct Vision {
 }
 
 impl Vision {
-    pub fn load(ckpt: &Checkpoint, cfg: &VisionConfig, text_dim: i32, dtype: Dtype) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        cfg: &VisionConfig,
+        text_dim: i32,
+        dtype: Dtype,
+    ) -> Result<Self> {
         let p = "model.vision";
         let d = cfg.enc_dim;
         let patch_dim = cfg.enc_patch_size * cfg.enc_patch_size * cfg.in_channels;
@@ -56,7 +61,14 @@ impl Vision {
             pos_emb: ckpt.float_tensor(&format!("{p}.pos_emb"), &[1, n_patches, d], dtype)?,
             blocks,
             post_ln: LayerNorm::load(ckpt, &format!("{p}.post_ln"), d)?,
-            proj_mlp: Mlp::load(ckpt, &format!("{p}.proj_mlp"), 2 * d, cfg.proj_inner_dim, text_dim, dtype)?,
+            proj_mlp: Mlp::load(
+                ckpt,
+                &format!("{p}.proj_mlp"),
+                2 * d,
+                cfg.proj_inner_dim,
+                text_dim,
+                dtype,
+            )?,
         })
     }
 
@@ -82,10 +94,14 @@ impl Vision {
         let h = self.cfg.enc_n_heads;
         let qkv = b.qkv.forward(x)?;
         let heads = |i: i32| -> Result<Array> {
-            Ok(qkv.index((.., .., i * d..(i + 1) * d)).reshape(&[n, l, h, d / h])?.transpose_axes(&[0, 2, 1, 3])?)
+            Ok(qkv
+                .index((.., .., i * d..(i + 1) * d))
+                .reshape(&[n, l, h, d / h])?
+                .transpose_axes(&[0, 2, 1, 3])?)
         };
         let o = attention(&heads(0)?, &heads(1)?, &heads(2)?, None)?;
-        b.proj.forward(&o.transpose_axes(&[0, 2, 1, 3])?.reshape(&[n, l, d])?)
+        b.proj
+            .forward(&o.transpose_axes(&[0, 2, 1, 3])?.reshape(&[n, l, d])?)
     }
 
     /// `proj_mlp(cat([global, pooled], -1))`: `[729, enc_dim]` twice to `[729, text_dim]`.

@@ -31,7 +31,11 @@ pub enum Preset {
 }
 
 impl Preset {
-    pub const ALL: [Preset; 3] = [Preset::Gemma4_31b, Preset::Gemma4_31bMini, Preset::Gemma4E2b];
+    pub const ALL: [Preset; 3] = [
+        Preset::Gemma4_31b,
+        Preset::Gemma4_31bMini,
+        Preset::Gemma4E2b,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -270,16 +274,42 @@ mod tests {
     #[test]
     fn the_e2b_preset_has_e2bs_published_shapes_and_per_layer_embeddings() {
         let t = Preset::Gemma4E2b.text_config();
-        assert_eq!((t.hidden_size, t.num_hidden_layers, t.intermediate_size), (1536, 35, 6144));
-        assert_eq!((t.num_attention_heads, t.num_key_value_heads, t.num_global_key_value_heads), (8, 1, None));
-        assert_eq!((t.head_dim, t.global_head_dim, t.sliding_window), (256, 512, 512));
-        assert_eq!((t.hidden_size_per_layer_input, t.num_kv_shared_layers), (256, 20));
-        assert!(t.use_double_wide_mlp && !t.attention_k_eq_v && t.use_bidirectional_attention.is_none());
+        assert_eq!(
+            (t.hidden_size, t.num_hidden_layers, t.intermediate_size),
+            (1536, 35, 6144)
+        );
+        assert_eq!(
+            (
+                t.num_attention_heads,
+                t.num_key_value_heads,
+                t.num_global_key_value_heads
+            ),
+            (8, 1, None)
+        );
+        assert_eq!(
+            (t.head_dim, t.global_head_dim, t.sliding_window),
+            (256, 512, 512)
+        );
+        assert_eq!(
+            (t.hidden_size_per_layer_input, t.num_kv_shared_layers),
+            (256, 20)
+        );
+        assert!(
+            t.use_double_wide_mlp && !t.attention_k_eq_v && t.use_bidirectional_attention.is_none()
+        );
         // (4 sliding + 1 full) x 7: full attention on layers 4, 9, ..., 34.
         let full: Vec<usize> = (0..35).filter(|&i| t.is_full(i)).collect();
         assert_eq!(full, (0..7).map(|k| 5 * k + 4).collect::<Vec<_>>());
         let v = Preset::Gemma4E2b.vision_config();
-        assert_eq!((v.hidden_size, v.num_hidden_layers, v.num_attention_heads, v.head_dim), (768, 16, 12, 64));
+        assert_eq!(
+            (
+                v.hidden_size,
+                v.num_hidden_layers,
+                v.num_attention_heads,
+                v.head_dim
+            ),
+            (768, 16, 12, 64)
+        );
         assert!(v.use_clipped_linears && !v.standardize);
         let params = model_params(&t, &v);
         let bytes: u64 = params.iter().map(super::super::sharded::stored_bytes).sum();

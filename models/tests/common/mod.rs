@@ -15,7 +15,11 @@ pub fn reference_python() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("VLMBENCH_REFERENCE_PYTHON") {
         // Set (tools/test.sh always sets it): the parity tests must run, never skip.
         let p = PathBuf::from(p);
-        assert!(p.exists(), "VLMBENCH_REFERENCE_PYTHON={} does not exist", p.display());
+        assert!(
+            p.exists(),
+            "VLMBENCH_REFERENCE_PYTHON={} does not exist",
+            p.display()
+        );
         return Some(p);
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/reference/.venv/bin/python");

@@ -1,0 +1,61 @@
+//! vlmbench's own CPU 4-bit products (models/src/kernels/cpu_qmm.rs) never change what a user
+//! gets: `vlmbench generate` in float32 on the CPU prints the same 64 greedy tokens with them
+//! (the default) as with MLX's stock kernels (`VLMBENCH_KERNELS=mlx`), on each tiny Gemma 4
+//! variant. The prompt's prefill runs the many-row path, every decode step the one-row path.
+
+use std::path::Path;
+use std::process::Command;
+
+const STEPS: usize = 64;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn make_tiny(dir: &Path, variant: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+        .args(["make-tiny", "--variant", variant, dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Greedy token ids of a float32 CPU run with `VLMBENCH_KERNELS=kernels`.
+fn greedy_tokens(model: &Path, kernels: &str) -> Vec<u64> {
+    let steps = STEPS.to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+        .env("VLMBENCH_KERNELS", kernels)
+        .args(["generate", "--model", model.to_str().unwrap()])
+        .args([
+            "--prompt",
+            "Describe the picture in one sentence, then list every object in it.",
+        ])
+        .args(["--max-tokens", &steps, "--ignore-eos", "--temperature", "0"])
+        .args(["--dtype", "float32", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "VLMBENCH_KERNELS={kernels}: {}",
+        text(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    serde_json::from_value(v["token_ids"].clone()).unwrap()
+}
+
+#[test]
+fn own_cpu_products_give_the_stock_greedy_tokens_on_every_tiny_variant() {
+    let tmp = tempfile::tempdir().unwrap();
+    for variant in ["dense", "moe", "ple"] {
+        let model = tmp.path().join(variant);
+        make_tiny(&model, variant);
+        let stock = greedy_tokens(&model, "mlx");
+        let ours = greedy_tokens(&model, "vlmbench");
+        assert_eq!(stock.len(), STEPS, "{variant}: {stock:?}");
+        assert_eq!(
+            ours, stock,
+            "{variant}: greedy tokens differ from MLX's stock kernels"
+        );
+    }
+}
