@@ -7,13 +7,14 @@ pub mod compare;
 pub mod moondream;
 mod output;
 pub mod results;
+pub mod scaling;
 pub mod sweep;
 mod tests_spec;
 
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vlm_models::dtype::dtype_name;
 use vlm_models::image_io::RgbImage;
 use vlm_models::model::{default_prefill_step_size, LoadedModel, Prompt};
@@ -65,7 +66,7 @@ pub struct BenchRow {
 }
 
 /// One rank's share of a tensor-parallel test.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RankFigures {
     pub rank: usize,
     pub tps_mean: f64,

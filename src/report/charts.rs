@@ -19,7 +19,7 @@ static REGISTER: Once = Once::new();
 /// Text-only prompts in blue, prompts with images in red, as in the seed notebook.
 pub const TEXT_COLOR: RGBColor = RGBColor(0x34, 0x98, 0xdb);
 pub const IMAGE_COLOR: RGBColor = RGBColor(0xe7, 0x4c, 0x3c);
-const SERIES_COLORS: [RGBColor; 6] = [
+pub(crate) const SERIES_COLORS: [RGBColor; 6] = [
     RGBColor(0x34, 0x98, 0xdb),
     RGBColor(0xe7, 0x4c, 0x3c),
     RGBColor(0x27, 0xae, 0x60),
@@ -35,7 +35,7 @@ pub(crate) fn register_font() {
     });
 }
 
-fn plot_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
+pub(crate) fn plot_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
     move |e| anyhow!("cannot draw chart {}: {e:?}", path.display())
 }
 
@@ -62,7 +62,7 @@ pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Re
     root.fill(&WHITE).map_err(&err)?;
     let root = root.titled(title, (FONT, 24)).map_err(&err)?;
     let panels = root.split_evenly((1, 3));
-    let specs: [(&str, &str, fn(&ThroughputBar) -> f64, &str); 3] = [
+    let specs: [(&str, &str, Value<ThroughputBar>, &str); 3] = [
         ("Generation speed", "tokens/s", |b| b.gen_tps, ""),
         ("Prompt processing speed", "tokens/s", |b| b.prompt_tps, ""),
         ("Total time", "seconds", |b| b.total_s, " s"),
@@ -123,13 +123,19 @@ pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Re
 }
 
 /// An axis number without a useless ".0" (20 rather than 20.0; 0.5 stays).
-fn trim_number(v: f64) -> String {
+pub(crate) fn trim_number(v: f64) -> String {
     if v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
     }
 }
+
+/// The number a chart draws for one item.
+type Value<T> = fn(&T) -> f64;
+
+/// A line panel of a sweep: its caption and the value drawn against prompt length.
+type Panel<'a> = (&'a str, Value<SweepPoint>);
 
 /// One measured prompt length of a sweep.
 #[derive(Clone, Copy, Debug)]
@@ -157,7 +163,7 @@ fn x_range(series: &[SweepSeries]) -> (f64, f64) {
 
 /// Two panels against prompt length (log scale): prompt processing tok/s and generation tok/s.
 pub fn speed_vs_prompt_length(path: &Path, title: &str, series: &[SweepSeries]) -> Result<()> {
-    let panels: [(&str, fn(&SweepPoint) -> f64); 2] = [
+    let panels: [Panel; 2] = [
         ("Prompt processing (tokens/s)", |p| p.prompt_tps),
         ("Generation (tokens/s)", |p| p.gen_tps),
     ];
@@ -166,7 +172,7 @@ pub fn speed_vs_prompt_length(path: &Path, title: &str, series: &[SweepSeries]) 
 
 /// Peak memory (GiB) against prompt length (log scale).
 pub fn memory_vs_prompt_length(path: &Path, title: &str, series: &[SweepSeries]) -> Result<()> {
-    let panels: [(&str, fn(&SweepPoint) -> f64); 1] = [("Peak memory (GiB)", |p| {
+    let panels: [Panel; 1] = [("Peak memory (GiB)", |p| {
         p.peak_memory_bytes as f64 / (1u64 << 30) as f64
     })];
     line_panels(path, title, series, &panels, "GiB")
@@ -176,7 +182,7 @@ fn line_panels(
     path: &Path,
     title: &str,
     series: &[SweepSeries],
-    panels: &[(&str, fn(&SweepPoint) -> f64)],
+    panels: &[Panel],
     unit: &str,
 ) -> Result<()> {
     anyhow::ensure!(

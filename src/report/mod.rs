@@ -1,17 +1,18 @@
 //! Reporting: tables, charts, overlays and report files. Shared formatting lives here.
 
+pub mod chart_input;
 pub mod charts;
 pub mod eval_charts;
 pub mod eval_overlays;
 pub mod eval_tables;
 pub mod overlay;
+pub mod scaling_charts;
 pub mod tables;
 
 /// DejaVu Sans, embedded so charts and overlays look the same everywhere (licence beside it).
 pub(crate) static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 /// Bytes in the largest binary unit that keeps the number at least 1 (B, KiB, MiB, GiB).
-
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ON a 2-GPU machine, after `source tools/gpu/device-setup.sh env`: the Gemma-4-31B-shaped
 # checkpoint (written here if missing) benched on one GPU and as two tensor-parallel ranks over NCCL
-# (issue #12), `bench -p 512 -n 128 -r 2`, into $OUT/tp31b-{single,rank0,rank1}.{json,err}.
+# (issue #12), `bench -p 512 -n 128 -r 2`, into $OUT/tp31b-{single,rank0,rank1}.{json,err}, then the
+# scaling charts of the two runs ($OUT/scaling.png, $OUT/scaling_memory.png).
 #   tools/gpu/tp-31b.sh VLMBENCH_BINARY
 set -uo pipefail
 bin="${1:?usage: tp-31b.sh VLMBENCH_BINARY}"
@@ -16,3 +17,4 @@ for r in 0 1; do
 done
 wait
 grep -h "t/s" "$OUT"/tp31b-single.err "$OUT"/tp31b-rank0.err
+"$bin" chart "$OUT/tp31b-single.json" "$OUT/tp31b-rank0.json" --out-dir "$OUT" 2> "$OUT/chart.err" || cat "$OUT/chart.err"
