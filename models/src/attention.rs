@@ -14,7 +14,7 @@ pub enum Mask {
     None,
     /// MLX's built-in causal mask (`mask="causal"`), aligned to the last keys.
     Causal,
-    /// An explicit boolean mask `[.., L, S]` (true = attend).
+    /// An explicit mask `[.., L, S]`: boolean (true = attend) or additive (floating).
     Array(Array),
 }
 
@@ -36,9 +36,18 @@ pub fn causal_mask(n: i32, offset: i32, window: Option<i32>) -> Result<Array> {
     Ok(mask)
 }
 
-/// `mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)`.
+/// `mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)` (vlmbench's CPU
+/// attention where it applies, see [`crate::kernels::try_sdpa`]).
 pub fn sdpa(q: &Array, k: &Array, v: &Array, scale: f32, mask: &Mask) -> Result<Array> {
     use mlx_rs::fast::{scaled_dot_product_attention as f, ScaledDotProductAttentionMask as M};
+    let own = match mask {
+        Mask::None => crate::kernels::try_sdpa(q, k, v, scale, None, false)?,
+        Mask::Causal => crate::kernels::try_sdpa(q, k, v, scale, None, true)?,
+        Mask::Array(m) => crate::kernels::try_sdpa(q, k, v, scale, Some(m), false)?,
+    };
+    if let Some(o) = own {
+        return Ok(o);
+    }
     Ok(match mask {
         Mask::None => f(q, k, v, scale, None, None)?,
         Mask::Causal => f(q, k, v, scale, M::Causal, None)?,

@@ -16,6 +16,7 @@ use mlx_rs::{Array, Dtype};
 
 use super::config::VisionConfig;
 use super::processor::ProcessedImage;
+use crate::attention::{sdpa, Mask};
 use crate::checkpoint::Checkpoint;
 use crate::error::{ModelError, Result};
 use crate::nn::{gelu_tanh, rms_norm_no_scale, scalar, RmsNorm};
@@ -484,10 +485,9 @@ impl Gemma4Vision {
                 pad(&k, &widths[..], None, None)?,
                 pad(&v, &widths[..], None, None)?,
             );
-            mlx_rs::fast::scaled_dot_product_attention(&q, &k, &v, 1.0, mask, None)?
-                .index((Ellipsis, ..hd))
+            sdpa(&q, &k, &v, 1.0, &Mask::Array(mask.clone()))?.index((Ellipsis, ..hd))
         } else {
-            mlx_rs::fast::scaled_dot_product_attention(&q, &k, &v, 1.0, mask, None)?
+            sdpa(&q, &k, &v, 1.0, &Mask::Array(mask.clone()))?
         };
         let o = o.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, n, -1])?;
         let o = l.o_proj.forward(&o)?;

@@ -15,12 +15,16 @@
 //! Sums run in float32 in another order than MLX's, so results agree with MLX's to float32
 //! rounding (see the tests), not bit for bit.
 
+use std::borrow::Cow;
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 /// Activation rows up to which the fused (read-once, dequantize-in-registers) path runs.
 pub const FUSED_MAX_ROWS: usize = 8;
-/// Weight rows one task dequantizes and multiplies in the many-rows path.
-const TILE_ROWS: usize = 64;
+/// Floats of dequantized weight one block of the many-rows path holds at most (1 MB: the block
+/// is still in the core's L2 cache when the SGEMM reads it).
+const DEQUANTIZED_FLOATS: usize = 256 << 10;
 
 /// A 4-bit weight `[n, k]` as slices of its packed words `[n, k/8]`, scales and biases
 /// `[n, k/group_size]`.
@@ -90,36 +94,39 @@ pub fn qmatmul_t(x: &[f32], m: usize, w: &Quantized4) -> Vec<f32> {
     if m == 0 || w.n == 0 {
         return Vec::new();
     }
+    let prepared = PreparedRows::new(x, m, w);
+    if m > FUSED_MAX_ROWS {
+        // Each block of weight rows is dequantized in the order of `prepared`'s rows (a
+        // permutation of each row's values, the same for both operands: dot products unchanged).
+        let max_rows = (DEQUANTIZED_FLOATS / w.k).max(1);
+        return blocked_product(prepared.rows(), m, w.k, w.n, max_rows, |rows| {
+            let mut tile = vec![0f32; rows.len() * w.k];
+            for (n, dst) in rows.zip(tile.chunks_exact_mut(w.k)) {
+                prepared.dequantize_row(w, n, dst);
+            }
+            Cow::Owned(tile)
+        });
+    }
     // Computed weight-row-major ([n, m]) so each task owns one contiguous piece; transposed after.
     let mut by_row = vec![0f32; w.n * m];
-    let prepared = PreparedRows::new(x, m, w);
-    if m <= FUSED_MAX_ROWS {
-        let rows_per_task = (w.n / (rayon::current_num_threads() * 8)).clamp(16, 1024);
-        by_row
-            .par_chunks_mut(rows_per_task * m)
-            .enumerate()
-            .for_each(|(t, out)| {
-                let first = t * rows_per_task;
-                fused_rows(w, first..first + out.len() / m, &prepared, out);
-            });
-    } else {
-        // The tile is dequantized in the order of `prepared`'s rows (a permutation of each row's
-        // values, the same for both operands, so the dot products are unchanged).
-        let xs = prepared.rows();
-        by_row
-            .par_chunks_mut(TILE_ROWS * m)
-            .enumerate()
-            .for_each(|(t, out)| {
-                let first = t * TILE_ROWS;
-                let rows = out.len() / m;
-                let mut tile = vec![0f32; rows * w.k];
-                for (r, dst) in tile.chunks_exact_mut(w.k).enumerate() {
-                    prepared.dequantize_row(w, first + r, dst);
-                }
-                tile_product(xs, m, w.k, &tile, out);
-            });
+    let rows_per_task = (w.n / (rayon::current_num_threads() * 8)).clamp(16, 1024);
+    by_row
+        .par_chunks_mut(rows_per_task * m)
+        .enumerate()
+        .for_each(|(t, out)| {
+            let first = t * rows_per_task;
+            fused_rows(w, first..first + out.len() / m, &prepared, out);
+        });
+    if m == 1 {
+        return by_row;
     }
-    row_major(by_row, m, w.n)
+    let mut y = vec![0f32; m * w.n];
+    for (row, values) in by_row.chunks_exact(m).enumerate() {
+        for (i, &v) in values.iter().enumerate() {
+            y[i * w.n + row] = v;
+        }
+    }
+    y
 }
 
 /// `x @ W^T` for `m` rows of `x` (`[m, k]`) and a dense `W` (`[n, k]`), both row-major: the
@@ -132,55 +139,61 @@ pub fn matmul_t(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> 
     if m == 0 || n == 0 {
         return Vec::new();
     }
-    let mut by_row = vec![0f32; n * m];
-    by_row
-        .par_chunks_mut(TILE_ROWS * m)
-        .enumerate()
-        .for_each(|(t, out)| {
-            let first = t * TILE_ROWS * k;
-            tile_product(x, m, k, &w[first..first + out.len() / m * k], out);
-        });
-    row_major(by_row, m, n)
+    blocked_product(x, m, k, n, n, |rows| {
+        Cow::Borrowed(&w[rows.start * k..rows.end * k])
+    })
 }
 
-/// `out[r * m + i] = sum_c x[i, c] * tile[r, c]`: the product of `x` (`[m, k]`) with a tile of
-/// weight rows (`[rows, k]`), stored weight-row-major, by `matrixmultiply`'s SGEMM.
-fn tile_product(x: &[f32], m: usize, k: usize, tile: &[f32], out: &mut [f32]) {
-    let rows = tile.len() / k;
-    debug_assert!(x.len() == m * k && out.len() == rows * m);
-    // C = X (m x k) times tile^T (k x rows), C with row stride 1 and column stride m.
-    // SAFETY: the pointers cover m*k, rows*k and rows*m floats with the given strides.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            rows,
-            1.0,
-            x.as_ptr(),
-            k as isize,
-            1,
-            tile.as_ptr(),
-            1,
-            k as isize,
-            0.0,
-            out.as_mut_ptr(),
-            1,
-            m as isize,
-        );
-    }
-}
-
-/// The `[n, m]` weight-row-major result as the `[m, n]` row-major product.
-fn row_major(by_row: Vec<f32>, m: usize, n: usize) -> Vec<f32> {
-    if m == 1 {
-        return by_row;
-    }
+/// The `[m, n]` row-major product of `x` (`[m, k]`) with the weight whose rows `weight(range)`
+/// gives as a `[range.len(), k]` block: about two blocks per core (each SGEMM call packs `x`
+/// again, so fewer and larger calls), at most `max_rows` rows each, run in parallel, each
+/// writing its own columns of the result in place.
+fn blocked_product<'w>(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    max_rows: usize,
+    weight: impl Fn(Range<usize>) -> Cow<'w, [f32]> + Sync,
+) -> Vec<f32> {
+    /// The result's buffer, shared by the blocks: each writes only its own columns.
+    struct Shared(*mut f32);
+    // SAFETY: the blocks write disjoint columns, and the buffer outlives the parallel loop.
+    unsafe impl Sync for Shared {}
     let mut y = vec![0f32; m * n];
-    for (row, values) in by_row.chunks_exact(m).enumerate() {
-        for (i, &v) in values.iter().enumerate() {
-            y[i * n + row] = v;
+    let out = Shared(y.as_mut_ptr());
+    let per_block = n
+        .div_ceil(rayon::current_num_threads() * 2)
+        .clamp(1, max_rows);
+    let blocks: Vec<Range<usize>> = (0..n)
+        .step_by(per_block)
+        .map(|s| s..(s + per_block).min(n))
+        .collect();
+    blocks.into_par_iter().for_each(|rows| {
+        let tile = weight(rows.clone());
+        let out = &out;
+        // C = X (m x k) times tile^T (k x rows), C at column rows.start of y (row stride n).
+        // SAFETY: the pointers cover m*k and rows*k floats and m rows of n floats with the
+        // strides given; no other block writes columns rows.start..rows.end.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                rows.len(),
+                1.0,
+                x.as_ptr(),
+                k as isize,
+                1,
+                tile.as_ptr(),
+                1,
+                k as isize,
+                0.0,
+                out.0.add(rows.start),
+                n as isize,
+                1,
+            );
         }
-    }
+    });
     y
 }
 

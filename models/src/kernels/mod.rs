@@ -3,6 +3,7 @@
 //!   CUDA kernel API (`mlx_fast_cuda_kernel_*`), for one-row products;
 //! - [`cpu_matmul`] (CPUs): 4-bit matrix products of any row count computed in Rust on the
 //!   evaluated operands (MLX has no custom-kernel API for the CPU);
+//! - [`cpu_attention`] (CPUs): scaled dot-product attention from the same SGEMM;
 //! - [`fused`] (CUDA GPUs): the elementwise chains of the GELU gate and the logit soft-cap traced
 //!   once with MLX's `compile`, which fuses each chain into one kernel (as mlx-vlm's compiled
 //!   functions do).
@@ -12,6 +13,7 @@
 //! change can be measured with one binary.
 
 pub mod check;
+pub mod cpu_attention;
 pub mod cpu_matmul;
 pub mod fused;
 pub mod qgemv;
@@ -117,6 +119,86 @@ pub fn try_dense_matmul(x: &Array, w: &Array) -> Result<Option<Array>> {
     let n = w.shape()[0];
     let y = cpu_matmul::matmul_t(xs, xs.len() / k as usize, ws, n as usize, k as usize);
     Ok(Some(Array::from_slice(&y, &with_last_axis(x, n))))
+}
+
+/// `softmax(scale * q k^T + mask) v` by [`cpu_attention`] when the current stream is a CPU one,
+/// `q`/`k`/`v` are float32 `[B, H, L, D]` and the mask (`causal`, or a boolean or float32 array of
+/// `[L, S]` or `[B|1, H|1, L, S]`) is one it takes; `None` leaves it to MLX's
+/// `scaled_dot_product_attention`.
+pub fn try_sdpa(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    scale: f32,
+    mask: Option<&Array>,
+    causal: bool,
+) -> Result<Option<Array>> {
+    if kernels_choice()? < Kernels::Gemv || qgemv::stream_is_gpu(&Stream::thread_local_or_default())
+    {
+        return Ok(None);
+    }
+    let four_d_f32 = |a: &Array| a.ndim() == 4 && a.dtype() == Dtype::Float32;
+    if !(four_d_f32(q) && four_d_f32(k) && four_d_f32(v)) {
+        return Ok(None);
+    }
+    let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
+    let shape = cpu_attention::Shape {
+        batch: qs[0] as usize,
+        heads: qs[1] as usize,
+        kv_heads: ks[1] as usize,
+        queries: qs[2] as usize,
+        keys: ks[2] as usize,
+        dim: qs[3] as usize,
+        value_dim: vs[3] as usize,
+    };
+    let same_batch =
+        ks[0] == qs[0] && vs[0] == qs[0] && vs[1] == ks[1] && vs[2] == ks[2] && ks[3] == qs[3];
+    if !same_batch || shape.kv_heads == 0 || shape.heads % shape.kv_heads != 0 {
+        return Ok(None);
+    }
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    let mask_array = mask.map(|m| m.contiguous()).transpose()?;
+    let (Ok(qd), Ok(kd), Ok(vd)) = (
+        q.try_as_slice::<f32>(),
+        k.try_as_slice::<f32>(),
+        v.try_as_slice::<f32>(),
+    ) else {
+        return Ok(None);
+    };
+    let broadcast = |m: &Array| match m.shape() {
+        [_, _] => Some((1, 1)),
+        [b, h, _, _] => Some((*b as usize, *h as usize)),
+        _ => None,
+    };
+    let how = match (&mask_array, causal) {
+        (None, false) => cpu_attention::Mask::All,
+        (None, true) => cpu_attention::Mask::Causal,
+        (Some(_), true) => return Ok(None),
+        (Some(m), false) => match (broadcast(m), m.dtype()) {
+            (Some((batch, heads)), Dtype::Bool) => match m.try_as_slice::<bool>() {
+                Ok(values) => cpu_attention::Mask::Bool {
+                    values,
+                    batch,
+                    heads,
+                },
+                Err(_) => return Ok(None),
+            },
+            (Some((batch, heads)), Dtype::Float32) => match m.try_as_slice::<f32>() {
+                Ok(values) => cpu_attention::Mask::Additive {
+                    values,
+                    batch,
+                    heads,
+                },
+                Err(_) => return Ok(None),
+            },
+            _ => return Ok(None),
+        },
+    };
+    if !how.fits(&shape) {
+        return Ok(None);
+    }
+    let out = cpu_attention::attention(qd, kd, vd, shape, scale, how);
+    Ok(Some(Array::from_slice(&out, &[qs[0], qs[1], qs[2], vs[3]])))
 }
 
 /// `x`'s shape with the last axis replaced by `n`.
