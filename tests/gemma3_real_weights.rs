@@ -229,8 +229,10 @@ fn parity(dtype: Dtype, tol: f32, texts: &[&str]) {
 
 #[test]
 fn same_greedy_tokens_as_mlx_lm_float32() {
-    // Same MLX kernels on both sides: measured differences are exactly 0.
-    parity(Dtype::Float32, 1e-4, &PROMPTS);
+    // vlmbench's CPU products (models/src/kernels) sum in another order than MLX's kernels, so
+    // float32 results differ by rounding: measured up to 2.2e-4 on log-probabilities (MLX's
+    // kernels on both sides gave exactly 0). Tokens must still be identical.
+    parity(Dtype::Float32, 5e-4, &PROMPTS);
 }
 
 #[test]

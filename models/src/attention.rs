@@ -37,13 +37,13 @@ pub fn causal_mask(n: i32, offset: i32, window: Option<i32>) -> Result<Array> {
 }
 
 /// `mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)` (vlmbench's CPU
-/// attention where it applies, see [`crate::kernels::try_sdpa`]).
+/// attention where it applies, see [`crate::kernels::cpu::try_sdpa`]).
 pub fn sdpa(q: &Array, k: &Array, v: &Array, scale: f32, mask: &Mask) -> Result<Array> {
     use mlx_rs::fast::{scaled_dot_product_attention as f, ScaledDotProductAttentionMask as M};
     let own = match mask {
-        Mask::None => crate::kernels::try_sdpa(q, k, v, scale, None, false)?,
-        Mask::Causal => crate::kernels::try_sdpa(q, k, v, scale, None, true)?,
-        Mask::Array(m) => crate::kernels::try_sdpa(q, k, v, scale, Some(m), false)?,
+        Mask::None => crate::kernels::cpu::try_sdpa(q, k, v, scale, None, false)?,
+        Mask::Causal => crate::kernels::cpu::try_sdpa(q, k, v, scale, None, true)?,
+        Mask::Array(m) => crate::kernels::cpu::try_sdpa(q, k, v, scale, Some(m), false)?,
     };
     if let Some(o) = own {
         return Ok(o);

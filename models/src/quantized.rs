@@ -112,7 +112,7 @@ impl QuantizedWeight {
 
 /// `x @ W^T` for a dense `W` (vlmbench's CPU product where it applies, see [`crate::kernels`]).
 fn dense_matmul_t(x: &Array, weight: &Array) -> Result<Array> {
-    match crate::kernels::try_dense_matmul(x, weight)? {
+    match crate::kernels::cpu::try_dense_matmul(x, weight)? {
         Some(y) => Ok(y),
         None => Ok(x.matmul(weight.t())?),
     }

@@ -79,7 +79,7 @@ fn ours(x: &Array, w: &[Array; 3], stream: &Stream) -> Result<Array, Exception> 
     if stream_is_gpu(stream) {
         return qgemv4(x, &w[0], &w[1], &w[2], stream);
     }
-    super::cpu_quantized_matmul(x, &w[0], &w[1], &w[2], BITS, GROUP_SIZE)
+    super::cpu::quantized_matmul(x, &w[0], &w[1], &w[2], BITS, GROUP_SIZE)
         .map_err(|e| Exception::custom(e.to_string()))?
         .ok_or_else(|| Exception::custom("the CPU products do not apply to these operands"))
 }
