@@ -2,6 +2,7 @@
 //! gets: `vlmbench generate` in float32 on the CPU prints the same 64 greedy tokens with them
 //! (the default) as with MLX's stock kernels (`VLMBENCH_KERNELS=mlx`), on each tiny Gemma 4
 //! variant. The prompt's prefill runs the many-row path, every decode step the one-row path.
+//! And `vlmbench kernels --device cpu` checks them against MLX per shape.
 
 use std::path::Path;
 use std::process::Command;
@@ -58,4 +59,42 @@ fn own_cpu_products_give_the_stock_greedy_tokens_on_every_tiny_variant() {
             "{variant}: greedy tokens differ from MLX's stock kernels"
         );
     }
+}
+
+#[test]
+fn kernels_command_checks_the_cpu_products_against_mlx_and_refuses_bfloat16_on_the_cpu() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+        .args([
+            "kernels",
+            "--device",
+            "cpu",
+            "--shapes",
+            "256x96,128x200",
+            "--rows",
+            "3",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reports: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reports.len(), 2);
+    for r in &reports {
+        assert_eq!(r["m"], 3);
+        assert_eq!(r["passed"], true, "{r}");
+        let err = r["vlmbench_relative_error"].as_f64().unwrap();
+        assert!(err < 1e-5, "{r}");
+        assert!(
+            r["vlmbench_us"].as_f64().unwrap() > 0.0 && r["mlx_us"].as_f64().unwrap() > 0.0,
+            "{r}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+        .args(["kernels", "--device", "cpu", "--dtype", "bfloat16"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--dtype") && err.contains("float32"), "{err}");
 }

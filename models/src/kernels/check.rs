@@ -15,6 +15,8 @@ use super::qgemv::{qgemv4, stream_is_gpu, supports, BITS, GROUP_SIZE};
 /// Weight bytes touched per timing round, well above the 50 MB L2 of an H100/H200 and the last
 /// level caches of CPUs.
 const BYTES_PER_ROUND: usize = 512 << 20;
+/// Weight copies at most (the smallest decode matrix of Gemma-4-31B needs 93).
+const MAX_COPIES: usize = 1024;
 /// Products per timed evaluation (at least) on a GPU, and timed evaluations per kernel and shape.
 /// (On a CPU one round over the copies is enough: there is no launch gap to amortise.)
 const MIN_GPU_PRODUCTS: usize = 64;
@@ -125,7 +127,8 @@ fn check_shape(
 
     let weight_bytes = wq.nbytes() + scales.nbytes() + biases.nbytes();
     let bytes = weight_bytes + x.nbytes() + (m * n) as usize * x.item_size();
-    let copies = (BYTES_PER_ROUND / weight_bytes).max(1);
+    // At most MAX_COPIES: tiny shapes (tests) would otherwise allocate tens of thousands.
+    let copies = (BYTES_PER_ROUND / weight_bytes).clamp(1, MAX_COPIES);
     // Distinct buffers (x + 0 in the same dtype), so each product streams its weight from memory.
     let copy = |a: &Array| a.add(&ops::zeros_dtype(&[1], a.dtype())?);
     let weights: Vec<[Array; 3]> = (0..copies)
