@@ -88,6 +88,9 @@ fn two(v: &Value) -> String {
     v.as_f64().map_or("—".into(), |f| format!("{f:.2}"))
 }
 
+/// One bar of a summary panel: its label, value and colour.
+type Bar<'a> = (&'a str, f64, RGBColor);
+
 /// The notebook's quantitative summary figure: VQA accuracy, and COCO precision, recall, strict
 /// recall and mean TP IoU. None when neither evaluation ran.
 pub(super) fn summary_chart(ctx: &Context, record: &NotebookRecord) -> Result<Option<String>> {
@@ -114,7 +117,7 @@ pub(super) fn summary_chart(ctx: &Context, record: &NotebookRecord) -> Result<Op
         )
         .map_err(err)?;
     let (left, right) = root.split_horizontally(550);
-    let panels: [(&DrawingArea<_, _>, String, Vec<(&str, f64, RGBColor)>); 2] = [
+    let panels: [(&DrawingArea<_, _>, String, Vec<Bar>); 2] = [
         (
             &left,
             format!(
