@@ -10,7 +10,7 @@ use crate::error::Result;
 
 /// Whether the CPU kernels apply now: the current stream is a CPU one and the process's choice
 /// includes vlmbench's products.
-fn own_cpu_path() -> Result<bool> {
+pub(super) fn own_cpu_path() -> Result<bool> {
     Ok(kernels_choice()? >= Kernels::Gemv
         && !qgemv::stream_is_gpu(&Stream::thread_local_or_default()))
 }

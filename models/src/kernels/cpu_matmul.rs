@@ -199,20 +199,20 @@ fn blocked_product<'w>(
 
 /// The activation rows in the order the fused kernels read them, with each group's sum (the
 /// bias term is `bias * sum(x over the group)`, added once per group).
-struct PreparedRows {
+struct PreparedRows<'x> {
     m: usize,
     /// `[m, k]`: within each 64-value block, value `8 * l + j` moved to `8 * j + l`, so that
     /// shifting 8 packed words by `4 * j` lines their nibbles up with 8 consecutive floats.
     /// Empty when the AVX2 kernel does not run.
     interleaved: Vec<f32>,
     /// The rows as given.
-    plain: Vec<f32>,
+    plain: &'x [f32],
     /// `[m, k / group_size]`.
     group_sums: Vec<f32>,
 }
 
-impl PreparedRows {
-    fn new(x: &[f32], m: usize, w: &Quantized4) -> Self {
+impl<'x> PreparedRows<'x> {
+    fn new(x: &'x [f32], m: usize, w: &Quantized4) -> Self {
         let group_sums = x
             .chunks_exact(w.group_size)
             .map(|g| g.iter().sum())
@@ -233,7 +233,7 @@ impl PreparedRows {
         PreparedRows {
             m,
             interleaved,
-            plain: x.to_vec(),
+            plain: x,
             group_sums,
         }
     }
@@ -241,7 +241,7 @@ impl PreparedRows {
     /// The rows in the order the kernels read them (interleaved when the AVX2 kernels run).
     fn rows(&self) -> &[f32] {
         if self.interleaved.is_empty() {
-            &self.plain
+            self.plain
         } else {
             &self.interleaved
         }

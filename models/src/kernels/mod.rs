@@ -85,17 +85,16 @@ pub fn try_quantized_matmul(
     bits: i32,
     group_size: i32,
 ) -> Result<Option<Array>> {
-    if kernels_choice()? < Kernels::Gemv {
-        return Ok(None);
+    if let Some(stream) = vlmbench_stream(Kernels::Gemv)? {
+        if !qgemv::supports(x, w, scales, bits, group_size) {
+            return Ok(None);
+        }
+        return Ok(Some(qgemv::qgemv4(x, w, scales, biases, &stream)?));
     }
-    let stream = Stream::thread_local_or_default();
-    if !qgemv::stream_is_gpu(&stream) {
+    if cpu::own_cpu_path()? {
         return cpu::quantized_matmul(x, w, scales, biases, bits, group_size);
     }
-    if !cuda_backend() || !qgemv::supports(x, w, scales, bits, group_size) {
-        return Ok(None);
-    }
-    Ok(Some(qgemv::qgemv4(x, w, scales, biases, &stream)?))
+    Ok(None)
 }
 
 /// Whether the fused elementwise chains apply (see [`vlmbench_stream`]).
