@@ -6,8 +6,10 @@ set -euo pipefail
 
 have_libclang() {
   [ -n "${LIBCLANG_PATH:-}" ] && return 0
-  ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' && return 0
-  compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null && return 0
+  # libclang.so or libclang-17.so, not libclang-cpp.so (a different library bindgen cannot use).
+  ldconfig -p 2>/dev/null | grep -Eq 'libclang(-[0-9.]+)?\.so' && return 0
+  compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null && return 0
+  compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null && return 0
   [ "$(uname -s)" = Darwin ] && xcrun --find clang >/dev/null 2>&1 && return 0
   return 1
 }
