@@ -81,6 +81,18 @@ fn main() {
 
     let mlx_c = mlx_c::prepare(&out_dir, &native.join("half.h"));
     let lib_dir = build_mlx_c(&mlx_c, &build_install, &native.join("format_shim.h"));
+    // vlmbench's precompiled-kernel shim (native/precompiled_kernel.cpp): C++ over MLX's own API,
+    // with mlx-c's private handle conversions.
+    cc::Build::new()
+        .cpp(true)
+        .std("c++20")
+        .file(native.join("precompiled_kernel.cpp"))
+        .include(&mlx_c)
+        .include(build_install.root.join("mlx/include"))
+        .flag("-include")
+        .flag(native.join("format_shim.h").to_string_lossy().as_ref())
+        .warnings(false)
+        .compile("vlmbench_precompiled_kernel");
     if target_os != "macos" {
         cc::Build::new()
             .file(native.join("mach_time.c"))

@@ -25,7 +25,7 @@ use crate::checkpoint::Checkpoint;
 use crate::distributed::Group;
 use crate::error::{ModelError, Result};
 use crate::nn::{geglu, rms_norm_no_scale, scalar, softcap, RmsNorm, Rope};
-use crate::quantized::{load_param, Embedding, Linear};
+use crate::quantized::{forward_shared_input, load_param, Embedding, Linear};
 
 /// mlx-vlm's `prefill_step_size` default.
 pub const DEFAULT_PREFILL_STEP_SIZE: i32 = 2048;
@@ -105,8 +105,9 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Array) -> Result<Array> {
-        let g = self.gate_proj.forward(x)?;
-        let u = self.up_proj.forward(x)?;
+        let [g, u]: [Array; 2] = forward_shared_input(&[&self.gate_proj, &self.up_proj], x)?
+            .try_into()
+            .expect("one output per layer");
         self.down_proj.forward(&geglu(&g, &u)?)
     }
 
@@ -1024,29 +1025,37 @@ impl Attention {
     ) -> Result<(Array, (Array, Array, i32))> {
         let (b, l) = (x.dim(0), x.dim(1));
         let a = self.shape;
-        let q = self
-            .q_proj
-            .forward(x)?
+        // Without shared K/V, q, k and v read the same x: one launch where vlmbench's GEMV applies.
+        let mut projected = match (&shared, &self.k_proj) {
+            (None, Some(k_proj)) => {
+                let mut layers = vec![&self.q_proj, k_proj];
+                layers.extend(self.v_proj.as_ref());
+                forward_shared_input(&layers, x)?
+            }
+            _ => vec![self.q_proj.forward(x)?],
+        }
+        .into_iter();
+        let q = projected
+            .next()
+            .expect("q is projected first")
             .reshape(&[b, l, a.n_heads, a.head_dim])?;
         let q = self.q_norm.forward(&q)?;
         let (keys, values, offset) = match shared {
             Some(kv) => kv,
             None => {
-                let (k_proj, k_norm) = match (&self.k_proj, &self.k_norm) {
-                    (Some(p), Some(n)) => (p, n),
-                    _ => {
-                        return Err(ModelError::Input(
-                            "KV-shared layer without shared K/V".into(),
-                        ))
-                    }
+                let (Some(_), Some(k_norm)) = (&self.k_proj, &self.k_norm) else {
+                    return Err(ModelError::Input(
+                        "KV-shared layer without shared K/V".into(),
+                    ));
                 };
                 let cache = cache
                     .ok_or_else(|| ModelError::Input("missing cache for a decoder layer".into()))?;
-                let k = k_proj
-                    .forward(x)?
+                let k = projected
+                    .next()
+                    .expect("k is projected with q")
                     .reshape(&[b, l, a.n_kv_heads, a.head_dim])?;
-                let v = match &self.v_proj {
-                    Some(vp) => vp.forward(x)?.reshape(&[b, l, a.n_kv_heads, a.head_dim])?,
+                let v = match projected.next() {
+                    Some(v) => v.reshape(&[b, l, a.n_kv_heads, a.head_dim])?,
                     None => k.clone(), // k_eq_v: values from the raw K projection
                 };
                 let offset = cache.offset();

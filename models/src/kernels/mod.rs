@@ -1,6 +1,7 @@
 //! vlmbench's own code paths for the hot spots MLX's stock kernels leave slow:
-//! - [`qgemv`] (CUDA GPUs): a 4-bit matrix-vector kernel, compiled at run time by MLX's custom
-//!   CUDA kernel API (`mlx_fast_cuda_kernel_*`), for one-row products;
+//! - [`qgemv`] (CUDA GPUs): a 4-bit matrix-vector kernel for one-row products (one to three
+//!   weights per launch), compiled ahead of time to PTX and launched through MLX's
+//!   `fast::precompiled_cuda_kernel`;
 //! - [`cpu_matmul`] (CPUs): 4-bit and dense float32 matrix products of any row count computed
 //!   in Rust on the evaluated operands (MLX has no custom-kernel API for the CPU);
 //! - [`cpu_attention`] (CPUs): scaled dot-product attention from the same SGEMM ([`cpu`] applies
@@ -34,7 +35,8 @@ pub enum Kernels {
     /// vlmbench's matrix products (GPU GEMV, CPU 4-bit products), elementwise chains op by op
     /// (to measure each change on its own).
     Gemv,
-    /// vlmbench's matrix products and fused elementwise chains.
+    /// vlmbench's matrix products, one launch for the projections that share an input, and
+    /// fused elementwise chains.
     Vlmbench,
 }
 
@@ -95,6 +97,28 @@ pub fn try_quantized_matmul(
         return cpu::quantized_matmul(x, w, scales, biases, bits, group_size);
     }
     Ok(None)
+}
+
+/// `x @ W_m^T` for several 4-bit weights sharing `x` (the q/k/v or gate/up projections) in one
+/// launch of the CUDA GEMV, when the default choice applies and every weight fits it; `None`
+/// leaves the products to one call each.
+pub fn try_quantized_matmul_many(
+    x: &Array,
+    weights: &[qgemv::Weight],
+    bits: i32,
+    group_size: i32,
+) -> Result<Option<Vec<Array>>> {
+    let Some(stream) = vlmbench_stream(Kernels::Vlmbench)? else {
+        return Ok(None);
+    };
+    let fits = (2..=qgemv::MAX_MATRICES).contains(&weights.len())
+        && weights
+            .iter()
+            .all(|w| qgemv::supports(x, w.w, w.scales, bits, group_size));
+    if !fits {
+        return Ok(None);
+    }
+    Ok(Some(qgemv::qgemv4_many(x, weights, &stream)?))
 }
 
 /// Whether the fused elementwise chains apply (see [`vlmbench_stream`]).

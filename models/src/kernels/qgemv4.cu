@@ -1,10 +1,12 @@
-// Body of vlmbench's 4-bit GEMV (one activation row times an MLX affine-quantized weight, group
-// size 64), compiled by MLX's custom CUDA kernel API (mx.fast.cuda_kernel), which writes the
-// signature: inputs `x` [K] (T), `w` [N, K/8] (uint32, 8 nibbles per word, lowest nibble first),
-// `scales` and `biases` [N, K/64] (T); output `y` [N] (T). Template constants: K, T; N is read
-// from the weight's shape, so one compiled kernel serves every output width (MLX 0.32 does not
-// keep custom kernels in its PTX cache: each process compiles the ones it uses).
-// Helpers (to_float, nibble) are in qgemv4_header.cuh.
+// vlmbench's 4-bit GEMV: one activation row times one, two or three MLX affine-quantized weights
+// (group size 64) in one launch. Compiled ahead of time to PTX (qgemv4.ptx, by
+// tools/gpu/build-ptx.py with NVRTC) and handed to MLX's fast::precompiled_cuda_kernel, so a
+// process never runs NVRTC for it and MLX's per-call work is a lookup, not a source rebuild.
+// Standalone on purpose: no includes, so NVRTC needs no CUDA or MLX headers.
+//
+// Operands (MLX passes inputs, then outputs, then scalars): `x` [K] (T); per matrix m, `w_m`
+// [N_m, K/8] (uint32, 8 nibbles per word, lowest nibble first), `scales_m` and `biases_m`
+// [N_m, K/64] (T); outputs `y_m` [N_m] (T); scalars K, N_0 .. N_{M-1}.
 //
 // Why: MLX's stock qmv reads 450-1050 GB/s on an H100 at Gemma-4-31B decode shapes, a third of
 // what the memory delivers, and converts every nibble with an integer-to-float instruction that
@@ -14,80 +16,180 @@
 // - a nibble becomes a float with a mask and a subtraction (2^23 + q has q in its mantissa),
 //   no conversion instruction;
 // - the 32 activations a lane needs per step are read (through the read-only cache) and
-//   converted once for both rows, and so is their sum, which the group bias multiplies.
+//   converted once for both rows, and so is their sum, which the group bias multiplies;
+// - the q/k/v projections (or the gate and up projections) share one launch: decode is bound
+//   by the host dispatching kernels, so one launch instead of three is worth more than any
+//   arithmetic saved.
 //
 // Each 16-byte chunk is half of one quantization group: y = sum_g scale_g * sum(q * x) +
-// bias_g * sum(x), accumulated in float32 like the stock kernel, rounded to T once at the end.
-constexpr int CHUNKS = K / 32;            // 16-byte chunks per row (K % 64 == 0)
-constexpr int STEPS = (CHUNKS + 31) / 32; // chunks per lane
-constexpr int GROUPS = K / 64;
-constexpr int X_VECS = 32 * sizeof(T) / 16;   // 16-byte loads holding one chunk's activations
-constexpr int X_PER_VEC = 16 / sizeof(T);
+// bias_g * sum(x), accumulated in float32 like the stock kernel, rounded to T once at the end
+// (round to nearest even, as a static_cast to __nv_bfloat16 / __half does).
 
-const int N = w_shape[0];
-const int lane = threadIdx.x & 31;
-const int row0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 2;
-if (row0 >= N) {
-  return;
+struct Bf16 {
+  unsigned short bits;
+};
+struct F16 {
+  unsigned short bits;
+};
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(Bf16 v) {
+  return __uint_as_float(static_cast<unsigned int>(v.bits) << 16);
 }
-const bool has_row1 = row0 + 1 < N;
-const int row1 = has_row1 ? row0 + 1 : row0;
-const uint4* w0 = reinterpret_cast<const uint4*>(w) + static_cast<size_t>(row0) * CHUNKS;
-const uint4* w1 = reinterpret_cast<const uint4*>(w) + static_cast<size_t>(row1) * CHUNKS;
-const uint4* xv = reinterpret_cast<const uint4*>(x);
+__device__ __forceinline__ float to_float(F16 v) {
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.bits));
+  return f;
+}
 
-float acc0 = 0.0f;
-float acc1 = 0.0f;
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ Bf16 from_float<Bf16>(float v) {
+  Bf16 r;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r.bits) : "f"(v));
+  return r;
+}
+template <>
+__device__ __forceinline__ F16 from_float<F16>(float v) {
+  F16 r;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r.bits) : "f"(v));
+  return r;
+}
+
+// Nibble `e` (0 = lowest) of `word` as a float: 2^23 + q has q in the low mantissa bits, so a
+// mask, an OR of the exponent and one subtraction replace an integer-to-float conversion.
+__device__ __forceinline__ float nibble(unsigned int word, int e) {
+  return __uint_as_float(0x4B000000u | ((word >> (4 * e)) & 0xFu)) - 8388608.0f;
+}
+
+// Rows `row0` and `row0 + 1` (if below `n`) of one matrix, computed by the calling warp.
+template <typename T>
+__device__ __forceinline__ void two_rows(
+    const T* x,
+    const uint4* w,
+    const T* scales,
+    const T* biases,
+    T* y,
+    int k,
+    int n,
+    int row0) {
+  const int chunks = k / 32; // 16-byte chunks per row (k % 64 == 0)
+  const int steps = (chunks + 31) / 32;
+  const int groups = k / 64;
+  constexpr int X_VECS = 32 * sizeof(T) / 16; // 16-byte loads holding one chunk's activations
+  constexpr int X_PER_VEC = 16 / sizeof(T);
+  const int lane = threadIdx.x & 31;
+  const bool has_row1 = row0 + 1 < n;
+  const int row1 = has_row1 ? row0 + 1 : row0;
+  const uint4* w0 = w + static_cast<size_t>(row0) * chunks;
+  const uint4* w1 = w + static_cast<size_t>(row1) * chunks;
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
+
+  float acc0 = 0.0f;
+  float acc1 = 0.0f;
 #pragma unroll 4
-for (int s = 0; s < STEPS; ++s) {
-  const int c = lane + 32 * s;
-  if (c < CHUNKS) {
-    // Streamed once per token: do not let the weights push the activations out of the caches.
-    const uint4 q0 = __ldcs(w0 + c);
-    const uint4 q1 = __ldcs(w1 + c);
-    float xf[32];
+  for (int s = 0; s < steps; ++s) {
+    const int c = lane + 32 * s;
+    if (c < chunks) {
+      // Streamed once per token: do not let the weights push the activations out of the caches.
+      const uint4 q0 = __ldcs(w0 + c);
+      const uint4 q1 = __ldcs(w1 + c);
+      float xf[32];
 #pragma unroll
-    for (int i = 0; i < X_VECS; ++i) {
-      const uint4 v = __ldg(xv + c * X_VECS + i);
-      const T* p = reinterpret_cast<const T*>(&v);
+      for (int i = 0; i < X_VECS; ++i) {
+        const uint4 v = __ldg(xv + c * X_VECS + i);
+        const T* p = reinterpret_cast<const T*>(&v);
 #pragma unroll
-      for (int e = 0; e < X_PER_VEC; ++e) {
-        xf[i * X_PER_VEC + e] = vlmbench_to_float(p[e]);
+        for (int e = 0; e < X_PER_VEC; ++e) {
+          xf[i * X_PER_VEC + e] = to_float(p[e]);
+        }
       }
-    }
-    float xs = 0.0f;
+      float xs = 0.0f;
 #pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      xs += xf[i];
-    }
-    const uint32_t a[4] = {q0.x, q0.y, q0.z, q0.w};
-    const uint32_t b[4] = {q1.x, q1.y, q1.z, q1.w};
-    float d0 = 0.0f;
-    float d1 = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        d0 += vlmbench_nibble(a[j], e) * xf[j * 8 + e];
-        d1 += vlmbench_nibble(b[j], e) * xf[j * 8 + e];
+      for (int i = 0; i < 32; ++i) {
+        xs += xf[i];
       }
+      const unsigned int a[4] = {q0.x, q0.y, q0.z, q0.w};
+      const unsigned int b[4] = {q1.x, q1.y, q1.z, q1.w};
+      float d0 = 0.0f;
+      float d1 = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          d0 += nibble(a[j], e) * xf[j * 8 + e];
+          d1 += nibble(b[j], e) * xf[j * 8 + e];
+        }
+      }
+      const int g = c >> 1;
+      acc0 += to_float(scales[static_cast<size_t>(row0) * groups + g]) * d0 +
+          to_float(biases[static_cast<size_t>(row0) * groups + g]) * xs;
+      acc1 += to_float(scales[static_cast<size_t>(row1) * groups + g]) * d1 +
+          to_float(biases[static_cast<size_t>(row1) * groups + g]) * xs;
     }
-    const int g = c >> 1;
-    acc0 += vlmbench_to_float(scales[static_cast<size_t>(row0) * GROUPS + g]) * d0 +
-        vlmbench_to_float(biases[static_cast<size_t>(row0) * GROUPS + g]) * xs;
-    acc1 += vlmbench_to_float(scales[static_cast<size_t>(row1) * GROUPS + g]) * d1 +
-        vlmbench_to_float(biases[static_cast<size_t>(row1) * GROUPS + g]) * xs;
+  }
+
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    acc0 += __shfl_xor_sync(0xffffffffu, acc0, offset);
+    acc1 += __shfl_xor_sync(0xffffffffu, acc1, offset);
+  }
+  if (lane == 0) {
+    y[row0] = from_float<T>(acc0);
+    if (has_row1) {
+      y[row1] = from_float<T>(acc1);
+    }
   }
 }
 
-#pragma unroll
-for (int offset = 16; offset > 0; offset >>= 1) {
-  acc0 += __shfl_xor_sync(0xffffffffu, acc0, offset);
-  acc1 += __shfl_xor_sync(0xffffffffu, acc1, offset);
+// The calling warp's index over all matrices' row pairs: matrix 0's pairs first, then matrix 1's.
+__device__ __forceinline__ int warp_index() {
+  return blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
 }
-if (lane == 0) {
-  y[row0] = static_cast<T>(acc0);
-  if (has_row1) {
-    y[row1] = static_cast<T>(acc1);
+
+// One kernel per matrix count; tools/gpu/build-ptx.py instantiates each for bfloat16 (Bf16),
+// float16 (F16) and float32 as its own small PTX module (MLX hashes a module's text per call).
+template <typename T>
+__global__ void qgemv4_1(const T* x, const uint4* w0, const T* s0, const T* b0, T* y0, int k, int n0) {
+  const int pair = warp_index();
+  if (2 * pair < n0) {
+    two_rows(x, w0, s0, b0, y0, k, n0, 2 * pair);
+  }
+}
+
+template <typename T>
+__global__ void qgemv4_2(
+    const T* x,
+    const uint4* w0, const T* s0, const T* b0,
+    const uint4* w1, const T* s1, const T* b1,
+    T* y0, T* y1, int k, int n0, int n1) {
+  int pair = warp_index();
+  const int pairs0 = (n0 + 1) / 2;
+  if (pair < pairs0) {
+    two_rows(x, w0, s0, b0, y0, k, n0, 2 * pair);
+  } else if ((pair -= pairs0) * 2 < n1) {
+    two_rows(x, w1, s1, b1, y1, k, n1, 2 * pair);
+  }
+}
+
+template <typename T>
+__global__ void qgemv4_3(
+    const T* x,
+    const uint4* w0, const T* s0, const T* b0,
+    const uint4* w1, const T* s1, const T* b1,
+    const uint4* w2, const T* s2, const T* b2,
+    T* y0, T* y1, T* y2, int k, int n0, int n1, int n2) {
+  int pair = warp_index();
+  const int pairs0 = (n0 + 1) / 2;
+  const int pairs1 = (n1 + 1) / 2;
+  if (pair < pairs0) {
+    two_rows(x, w0, s0, b0, y0, k, n0, 2 * pair);
+  } else if ((pair -= pairs0) < pairs1) {
+    two_rows(x, w1, s1, b1, y1, k, n1, 2 * pair);
+  } else if ((pair -= pairs1) * 2 < n2) {
+    two_rows(x, w2, s2, b2, y2, k, n2, 2 * pair);
   }
 }

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Runs ON a fresh GPU machine: vlmbench's GEMV as precompiled PTX (issue #10), in one call:
+#   1. cold start: the first `bench -p 512 -n 8` of a new process on the Gemma-4-31B-shaped
+#      checkpoint with nothing cached, then a new process with an empty NVIDIA driver cache but
+#      the MLX PTX cache the first one filled (as if carried to a fresh machine), for each kernel choice;
+#   2. `vlmbench kernels`: error, GB/s and the three-in-one launch against one launch each;
+#   3. greedy tokens over 64 steps on the tiny checkpoints: mlx vs vlmbench in float32 (identical
+#      expected), gemv vs vlmbench in float32 and bfloat16 (identical expected: the one-launch
+#      q/k/v and gate/up products compute each row exactly as one launch per matrix does);
+#   4. decode and prefill of the 31B-shaped checkpoint with VLMBENCH_KERNELS = mlx, gemv, vlmbench,
+#      and mlx-vlm 0.7.10 side by side (same prompt ids, one script).
+#   tools/gpu/precompiled-31b.sh CARRIED_DIR [cold] [checks] [speed]   (default: all three; one
+#   device call has 10 minutes, so cold+checks and speed go in two calls on the same warm machine)
+#   CARRIED_DIR holds vlmbench, whl/ and tools/ from this checkout.
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+h="${1:?usage: precompiled-31b.sh CARRIED_DIR [cold] [checks] [speed]}"; shift
+parts="${*:-cold checks speed}"
+want() { [[ " $parts " == *" $1 "* ]]; }
+source "$h/tools/gpu/device-setup.sh" env || exit 1
+bin="$h/vlmbench"; chmod +x "$bin"
+log="$OUT/log.txt"
+step() { echo "== $(date -u +%T) $*" | tee -a "$log"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$log"
+model=/tmp/gemma-4-31b-random
+summary() {
+  python3 -c "import json,sys; rows=json.load(open(sys.argv[1])); [print(f\"  {r['test']}: {r['tps_mean']:.1f} tok/s, ttft {r.get('ttft_s_mean')}\") for r in rows]" "$1" | tee -a "$log"
+}
+
+if [ ! -f "$model/config.json" ]; then
+  step "make-tiny --preset gemma-4-31b (its own PTX cache and driver cache, thrown away)"
+  MLX_PTX_CACHE_DIR=/tmp/ptx-make CUDA_CACHE_PATH=/tmp/nv-make "$bin" make-tiny --preset gemma-4-31b "$model" >> "$log" 2>&1
+fi
+
+if want cold; then
+step "cold start: first process, nothing cached"
+for kernels in vlmbench mlx; do
+  export MLX_PTX_CACHE_DIR=/tmp/ptx-cold-$kernels CUDA_CACHE_PATH=/tmp/nv-cold-$kernels
+  t0=$(date +%s%N)
+  VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 8 -r 1 --no-warmup -o json > "$OUT/cold-empty-$kernels.json" 2>> "$log"
+  echo "$kernels, empty caches: process wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$log"; summary "$OUT/cold-empty-$kernels.json"
+  # Same PTX cache (as if carried), empty driver cache: what a fresh machine with a shipped cache sees.
+  export CUDA_CACHE_PATH=/tmp/nv-cold-$kernels-2
+  t0=$(date +%s%N)
+  VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 8 -r 1 --no-warmup -o json > "$OUT/cold-carried-$kernels.json" 2>> "$log"
+  echo "$kernels, carried PTX cache ($(ls $MLX_PTX_CACHE_DIR | wc -l) files), empty driver cache: process wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$log"; summary "$OUT/cold-carried-$kernels.json"
+done
+tar -C /tmp/ptx-cold-vlmbench -cJf "$OUT/ptx-cache.tar.xz" . 2>> "$log"
+fi
+export MLX_PTX_CACHE_DIR=/tmp/ptx-cold-vlmbench CUDA_CACHE_PATH=/tmp/nv-cold-vlmbench
+
+if want checks; then
+
+step "kernels: bf16 4-bit GEMV, MLX vs vlmbench"
+"$bin" kernels | tee "$OUT/kernels.md" | tee -a "$log"
+"$bin" kernels --json > "$OUT/kernels.json" 2>> "$log"
+
+step "same greedy tokens over 64 steps (tiny checkpoints)"
+for variant in dense moe ple; do
+  dir=/tmp/tiny-$variant
+  [ -f "$dir/config.json" ] || "$bin" make-tiny "$dir" --variant "$variant" > /dev/null 2>> "$log"
+  for dtype in float32 bfloat16; do
+    for kernels in mlx gemv vlmbench; do
+      VLMBENCH_KERNELS=$kernels "$bin" generate -m "$dir" -p "Describe a quiet harbour at dawn." --max-tokens 64 \
+        --ignore-eos --temperature 0 --dtype $dtype --json > "/tmp/tokens-$kernels.json" 2>> "$log"
+    done
+    python3 - "$variant $dtype" /tmp/tokens-mlx.json /tmp/tokens-gemv.json /tmp/tokens-vlmbench.json <<'PY' | tee -a "$OUT/tokens.txt" | tee -a "$log"
+import json, sys
+def ids(p):
+    try:
+        return json.load(open(p))["token_ids"]
+    except Exception as e:
+        return f"no result ({e})"
+mlx, gemv, ours = (ids(p) for p in sys.argv[2:5])
+def cmp(a, b):
+    if isinstance(a, str) or isinstance(b, str):
+        return f"{a if isinstance(a, str) else b}"
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    return f"identical={a == b} ({len(a)} tokens, first difference at step {first})"
+print(f"{sys.argv[1]}: mlx vs vlmbench {cmp(mlx, ours)}; gemv vs vlmbench {cmp(gemv, ours)}")
+PY
+  done
+done
+
+fi
+
+if want speed; then
+step "31B decode/prefill: pp512 tg128 x3 per kernel choice"
+for kernels in vlmbench gemv mlx; do
+  VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 128 -r 3 -o json > "$OUT/bench-$kernels.json" 2>> "$log"
+  echo "VLMBENCH_KERNELS=$kernels" | tee -a "$log"; summary "$OUT/bench-$kernels.json"
+done
+
+source "$h/tools/gpu/python-setup.sh" "$h/whl" || exit 1
+step "side by side: vlmbench (default) 512,1024 gen 128"
+"$bin" sweep -m "$model" --lengths 512,1024 --gen 128 --dtype bfloat16 --label vlmbench --out "$OUT/sbs-vlmbench.json" 2>&1 | tail -3 | tee -a "$log"
+step "side by side: mlx-vlm 512,1024 gen 128"
+python3 "$h/tools/reference/bench_reference.py" --model "$model" --lengths 512,1024 --gen 128 --dtype bfloat16 --out "$OUT/sbs-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
+"$bin" compare "$OUT/sbs-mlx-vlm.json" "$OUT/sbs-vlmbench.json" > "$OUT/compare.md" 2>> "$log"; cat "$OUT/compare.md" | tee -a "$log"
+fi
+step done
