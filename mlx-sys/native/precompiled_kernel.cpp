@@ -156,7 +156,7 @@ int vlmbench_kernel_apply(
         {block_x, 1, 1},
         0,
         std::nullopt,
-        false,
+        true, // the kernels read flat rows: MLX copies a strided view first (a flag check otherwise)
         mlx_stream_get_(stream));
     for (size_t i = 0; i < n_outputs; ++i) {
       outputs[i] = mlx_array_new_(std::move(result[i]));
