@@ -1075,6 +1075,16 @@ impl Attention {
 }
 
 impl DecoderLayer {
+    /// `(x + post_attention_layernorm(o), pre_feedforward_layernorm(of that))` in one launch, when
+    /// vlmbench's kernels apply and the two norms share their epsilon.
+    fn post_attention_norm_add_pre_norm(&self, o: &Array, x: &Array) -> Result<Option<(Array, Array)>> {
+        let (post, pre) = (&self.post_attention_layernorm, &self.pre_feedforward_layernorm);
+        if post.eps != pre.eps {
+            return Ok(None);
+        }
+        crate::kernels::try_norm_add_norm(o, x, &post.weight, &pre.weight, post.eps)
+    }
+
     /// Tensor parallel: adds up the ranks' partial outputs of a row-parallel projection.
     fn all_sum(&self, partial: Array) -> Result<Array> {
         match &self.tp {
@@ -1093,9 +1103,17 @@ impl DecoderLayer {
     ) -> Result<(Array, (Array, Array, i32))> {
         let h = self.input_layernorm.forward(x)?;
         let (h, kv) = self.attn.forward(&h, mask, cache, shared)?;
-        let h = self.all_sum(h)?;
-        let h = self.post_attention_layernorm.forward(&h)?;
-        let h = x.add(&h)?;
+        let o = self.all_sum(h)?;
+        // Dense layers: the post-attention norm, the residual add and the MLP's input norm in one
+        // launch where vlmbench's kernels apply.
+        let fused = match &self.moe {
+            None => self.post_attention_norm_add_pre_norm(&o, x)?,
+            Some(_) => None,
+        };
+        let (h, fused_mlp_input) = match fused {
+            Some((h, h1)) => (h, Some(h1)),
+            None => (x.add(&self.post_attention_layernorm.forward(&o)?)?, None),
+        };
         let residual = h.clone();
         let m = match &self.moe {
             Some(moe) => {
@@ -1109,10 +1127,21 @@ impl DecoderLayer {
                 h1.add(&h2)?
             }
             None => {
-                let h1 = self.pre_feedforward_layernorm.forward(&h)?;
+                let h1 = match fused_mlp_input {
+                    Some(h1) => h1,
+                    None => self.pre_feedforward_layernorm.forward(&h)?,
+                };
                 self.all_sum(self.mlp.forward(&h1)?)?
             }
         };
+        if self.ple.is_none() || per_layer_input.is_none() {
+            let n = &self.post_feedforward_layernorm;
+            if let Some(h) =
+                crate::kernels::try_norm_add_scale(&m, &residual, &n.weight, &self.layer_scalar, n.eps)?
+            {
+                return Ok((h, kv));
+            }
+        }
         let m = self.post_feedforward_layernorm.forward(&m)?;
         let mut h = residual.add(&m)?;
         if let (Some(p), Some(pli)) = (&self.ple, per_layer_input) {

@@ -19,7 +19,9 @@ pub mod cpu;
 pub mod cpu_attention;
 pub mod cpu_matmul;
 pub mod fused;
+pub mod precompiled;
 pub mod qgemv;
+pub mod residual_norm;
 
 use std::sync::OnceLock;
 
@@ -119,6 +121,39 @@ pub fn try_quantized_matmul_many(
         return Ok(None);
     }
     Ok(Some(qgemv::qgemv4_many(x, weights, &stream)?))
+}
+
+/// `(h, rms_norm(h, w_pre))` with `h = x + rms_norm(o, w_post)` in one launch on a CUDA GPU
+/// (the default choice; see [`residual_norm`]); `None` leaves it to MLX's ops.
+pub fn try_norm_add_norm(
+    o: &Array,
+    x: &Array,
+    w_post: &Array,
+    w_pre: &Array,
+    eps: f32,
+) -> Result<Option<(Array, Array)>> {
+    match vlmbench_stream(Kernels::Vlmbench)? {
+        Some(stream) if residual_norm::supports(o, x, &[w_post, w_pre], None) => Ok(Some(
+            residual_norm::norm_add_norm(o, x, w_post, w_pre, eps, &stream)?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// `(x + rms_norm(o, w_post)) * scale` in one launch on a CUDA GPU (as [`try_norm_add_norm`]).
+pub fn try_norm_add_scale(
+    o: &Array,
+    x: &Array,
+    w_post: &Array,
+    scale: &Array,
+    eps: f32,
+) -> Result<Option<Array>> {
+    match vlmbench_stream(Kernels::Vlmbench)? {
+        Some(stream) if residual_norm::supports(o, x, &[w_post], Some(scale)) => Ok(Some(
+            residual_norm::norm_add_scale(o, x, w_post, scale, eps, &stream)?,
+        )),
+        _ => Ok(None),
+    }
 }
 
 /// Whether the fused elementwise chains apply (see [`vlmbench_stream`]).

@@ -2,7 +2,7 @@
 // (group size 64) in one launch. Compiled ahead of time to PTX (qgemv4.ptx, by
 // tools/gpu/build-ptx.py with NVRTC) and handed to MLX's fast::precompiled_cuda_kernel, so a
 // process never runs NVRTC for it and MLX's per-call work is a lookup, not a source rebuild.
-// Standalone on purpose: no includes, so NVRTC needs no CUDA or MLX headers.
+// Standalone on purpose: no CUDA or MLX headers (only dtypes.cuh), so NVRTC needs none.
 //
 // Operands (MLX passes inputs, then outputs, then scalars): `x` [K] (T); per matrix m, `w_m`
 // [N_m, K/8] (uint32, 8 nibbles per word, lowest nibble first), `scales_m` and `biases_m`
@@ -25,39 +25,7 @@
 // bias_g * sum(x), accumulated in float32 like the stock kernel, rounded to T once at the end
 // (round to nearest even, as a static_cast to __nv_bfloat16 / __half does).
 
-struct Bf16 {
-  unsigned short bits;
-};
-struct F16 {
-  unsigned short bits;
-};
-
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(Bf16 v) {
-  return __uint_as_float(static_cast<unsigned int>(v.bits) << 16);
-}
-__device__ __forceinline__ float to_float(F16 v) {
-  float f;
-  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.bits));
-  return f;
-}
-
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ Bf16 from_float<Bf16>(float v) {
-  Bf16 r;
-  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r.bits) : "f"(v));
-  return r;
-}
-template <>
-__device__ __forceinline__ F16 from_float<F16>(float v) {
-  F16 r;
-  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r.bits) : "f"(v));
-  return r;
-}
+#include "dtypes.cuh"
 
 // Nibble `e` (0 = lowest) of `word` as a float: 2^23 + q has q in the low mantissa bits, so a
 // mask, an OR of the exponent and one subtraction replace an integer-to-float conversion.
