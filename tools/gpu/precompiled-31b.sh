@@ -4,9 +4,10 @@
 #      checkpoint with nothing cached, then a new process with an empty NVIDIA driver cache but
 #      the MLX PTX cache the first one filled (as if carried to a fresh machine), for each kernel choice;
 #   2. `vlmbench kernels`: error, GB/s and the three-in-one launch against one launch each;
-#   3. greedy tokens over 64 steps on the tiny checkpoints: mlx vs vlmbench in float32 (identical
-#      expected), gemv vs vlmbench in float32 and bfloat16 (identical expected: the one-launch
-#      q/k/v and gate/up products compute each row exactly as one launch per matrix does);
+#   3. greedy tokens over 64 steps on the tiny checkpoints, float32 and bfloat16: VLMBENCH_KERNELS
+#      mlx vs vlmbench and gemv vs vlmbench (the default adds the one-launch q/k/v and gate/up
+#      products, which compute each row exactly as one launch per matrix, and the fused residual
+#      norms, whose float32 normalizer sums in another order than MLX's rms_norm);
 #   4. decode and prefill of the 31B-shaped checkpoint with VLMBENCH_KERNELS = mlx, gemv, vlmbench,
 #      and mlx-vlm 0.7.10 side by side (same prompt ids, one script).
 #   tools/gpu/precompiled-31b.sh CARRIED_DIR [cold] [checks] [speed]   (default: all three; one
