@@ -57,7 +57,7 @@ fn safetensors_round_trip_keeps_names_dtypes_shapes_and_values() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weights.safetensors");
     let w = normal(&[3, 5], 2);
-    let (wq, scales, _) = quantize(&normal(&[64, 64], 3), GROUP_SIZE, BITS).unwrap();
+    let (wq, scales, _) = quantize(normal(&[64, 64], 3), GROUP_SIZE, BITS).unwrap();
     let scales_bf16 = scales.as_dtype(Dtype::Bfloat16).unwrap();
     let tensors = [
         ("a.weight", &w),

@@ -453,8 +453,7 @@ fn unknown_tensor_layouts_are_refused_with_one_error() {
         [(
             "vision_encoder.encoder.model.visual.patch_embed.linear.weight",
             &w,
-        )]
-        .into_iter(),
+        )],
         &meta,
         dir.path().join("model.safetensors"),
     )

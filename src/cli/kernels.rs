@@ -94,7 +94,11 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
                 } else {
                     "precompiled PTX passed as text (MLX's PTX cache is not writable: slower launches)"
                 },
-                if reports.iter().all(|r| r.one_launch_identical == Some(true)) { "yes" } else { "NO" }
+                if reports.iter().all(|r| r.one_launch_identical == Some(true)) {
+                    "yes"
+                } else {
+                    "NO"
+                }
             );
         }
     }

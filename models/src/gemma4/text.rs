@@ -1050,10 +1050,12 @@ impl Attention {
                 };
                 let cache = cache
                     .ok_or_else(|| ModelError::Input("missing cache for a decoder layer".into()))?;
-                let k = projected
-                    .next()
-                    .expect("k is projected with q")
-                    .reshape(&[b, l, a.n_kv_heads, a.head_dim])?;
+                let k = projected.next().expect("k is projected with q").reshape(&[
+                    b,
+                    l,
+                    a.n_kv_heads,
+                    a.head_dim,
+                ])?;
                 let v = match projected.next() {
                     Some(v) => v.reshape(&[b, l, a.n_kv_heads, a.head_dim])?,
                     None => k.clone(), // k_eq_v: values from the raw K projection
@@ -1077,8 +1079,15 @@ impl Attention {
 impl DecoderLayer {
     /// `(x + post_attention_layernorm(o), pre_feedforward_layernorm(of that))` in one launch, when
     /// vlmbench's kernels apply and the two norms share their epsilon.
-    fn post_attention_norm_add_pre_norm(&self, o: &Array, x: &Array) -> Result<Option<(Array, Array)>> {
-        let (post, pre) = (&self.post_attention_layernorm, &self.pre_feedforward_layernorm);
+    fn post_attention_norm_add_pre_norm(
+        &self,
+        o: &Array,
+        x: &Array,
+    ) -> Result<Option<(Array, Array)>> {
+        let (post, pre) = (
+            &self.post_attention_layernorm,
+            &self.pre_feedforward_layernorm,
+        );
         if post.eps != pre.eps {
             return Ok(None);
         }
@@ -1136,9 +1145,13 @@ impl DecoderLayer {
         };
         if self.ple.is_none() || per_layer_input.is_none() {
             let n = &self.post_feedforward_layernorm;
-            if let Some(h) =
-                crate::kernels::try_norm_add_scale(&m, &residual, &n.weight, &self.layer_scalar, n.eps)?
-            {
+            if let Some(h) = crate::kernels::try_norm_add_scale(
+                &m,
+                &residual,
+                &n.weight,
+                &self.layer_scalar,
+                n.eps,
+            )? {
                 return Ok((h, kv));
             }
         }

@@ -80,7 +80,10 @@ impl Registry {
     pub fn new(file: &str, ptx: &str) -> Result<Registry, String> {
         let mut kernels = HashMap::new();
         for s in sections(ptx) {
-            kernels.insert((s.variant.to_string(), s.dtype.to_string()), register(file, &s)?);
+            kernels.insert(
+                (s.variant.to_string(), s.dtype.to_string()),
+                register(file, &s)?,
+            );
         }
         Ok(Registry { kernels })
     }
@@ -89,7 +92,9 @@ impl Registry {
         let name = dtype_name(dtype).unwrap_or("?");
         self.kernels
             .get(&(variant.to_string(), name.to_string()))
-            .ok_or_else(|| Exception::custom(format!("no precompiled {variant} kernel for {dtype:?}")))
+            .ok_or_else(|| {
+                Exception::custom(format!("no precompiled {variant} kernel for {dtype:?}"))
+            })
     }
 
     /// Whether MLX loads these kernels from its PTX cache (each launch then hashes a short tag,
@@ -139,7 +144,7 @@ pub struct OutputSpec {
 }
 
 impl Kernel {
-    /// Launches over `grid_x` threads in blocks of `block_x`. Arguments, in the kernel's order:
+    /// Launches over `grid_x` threads in blocks of `block_x` (`threads`). Arguments, in the kernel's order:
     /// the inputs' data (row-contiguous; MLX copies strided views first), the outputs', then the
     /// 32-bit `scalars` (a float goes as its bits). `what` names the operation in errors.
     pub fn launch(
@@ -147,13 +152,15 @@ impl Kernel {
         inputs: &[&Array],
         outputs: &[OutputSpec],
         scalars: &[i32],
-        grid_x: i32,
-        block_x: i32,
+        (grid_x, block_x): (i32, i32),
         stream: &Stream,
         what: impl FnOnce() -> String,
     ) -> Result<Vec<Array>, Exception> {
         let handles: Vec<mlx_sys::mlx_array> = inputs.iter().map(|a| a.as_ptr()).collect();
-        let shapes: Vec<i32> = outputs.iter().flat_map(|o| o.shape.iter().copied()).collect();
+        let shapes: Vec<i32> = outputs
+            .iter()
+            .flat_map(|o| o.shape.iter().copied())
+            .collect();
         let ndims: Vec<usize> = outputs.iter().map(|o| o.shape.len()).collect();
         let dtypes: Vec<mlx_sys::mlx_dtype> = outputs.iter().map(|o| o.dtype.into()).collect();
         let mut results = vec![
@@ -191,7 +198,10 @@ impl Kernel {
             )));
         }
         // SAFETY: each handle is a new array the shim created for us.
-        Ok(results.into_iter().map(|a| unsafe { Array::from_ptr(a) }).collect())
+        Ok(results
+            .into_iter()
+            .map(|a| unsafe { Array::from_ptr(a) })
+            .collect())
     }
 }
 
@@ -218,8 +228,16 @@ pub(crate) mod tests {
                     .iter()
                     .find(|s| s.variant == *variant && s.dtype == dtype)
                     .unwrap_or_else(|| panic!("no {variant} {dtype} module"));
-                assert!(s.ptx.contains(".version") && s.ptx.contains(".target"), "{}", s.symbol);
-                assert!(s.ptx.contains(&format!(".entry {}(", s.symbol)), "{}", s.symbol);
+                assert!(
+                    s.ptx.contains(".version") && s.ptx.contains(".target"),
+                    "{}",
+                    s.symbol
+                );
+                assert!(
+                    s.ptx.contains(&format!(".entry {}(", s.symbol)),
+                    "{}",
+                    s.symbol
+                );
                 assert_eq!(s.ptx.matches(".entry ").count(), 1, "{}", s.symbol);
             }
         }
@@ -232,8 +250,18 @@ pub(crate) mod tests {
         assert_eq!(
             sections(text),
             vec![
-                Section { variant: "1", dtype: "bfloat16", symbol: "a", ptx: ".version 9\nA\n" },
-                Section { variant: "2", dtype: "float32", symbol: "b", ptx: "B\n" },
+                Section {
+                    variant: "1",
+                    dtype: "bfloat16",
+                    symbol: "a",
+                    ptx: ".version 9\nA\n"
+                },
+                Section {
+                    variant: "2",
+                    dtype: "float32",
+                    symbol: "b",
+                    ptx: "B\n"
+                },
             ]
         );
     }

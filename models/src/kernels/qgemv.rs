@@ -72,7 +72,11 @@ pub fn qgemv4(
 
 /// `x @ W_m^T` for up to [`MAX_MATRICES`] weights sharing `x`, in one launch (each weight
 /// checked with [`supports`]); one result per weight, in order.
-pub fn qgemv4_many(x: &Array, weights: &[Weight], stream: &Stream) -> Result<Vec<Array>, Exception> {
+pub fn qgemv4_many(
+    x: &Array,
+    weights: &[Weight],
+    stream: &Stream,
+) -> Result<Vec<Array>, Exception> {
     assert!(
         (1..=MAX_MATRICES).contains(&weights.len()),
         "qgemv4_many takes 1 to {MAX_MATRICES} weights"
@@ -97,10 +101,24 @@ pub fn qgemv4_many(x: &Array, weights: &[Weight], stream: &Stream) -> Result<Vec
     }
     let warps_per_block = THREADS_PER_BLOCK / 32;
     let grid = (warps + warps_per_block - 1) / warps_per_block * THREADS_PER_BLOCK;
-    kernel.launch(&inputs, &outputs, &scalars, grid, THREADS_PER_BLOCK, stream, || {
-        let dims: Vec<String> = weights.iter().map(|w| format!("[{}, {k}]", w.w.shape()[0])).collect();
-        format!("4-bit GEMV of a {:?} [{k}] row by {}", x.dtype(), dims.join(" + "))
-    })
+    kernel.launch(
+        &inputs,
+        &outputs,
+        &scalars,
+        (grid, THREADS_PER_BLOCK),
+        stream,
+        || {
+            let dims: Vec<String> = weights
+                .iter()
+                .map(|w| format!("[{}, {k}]", w.w.shape()[0]))
+                .collect();
+            format!(
+                "4-bit GEMV of a {:?} [{k}] row by {}",
+                x.dtype(),
+                dims.join(" + ")
+            )
+        },
+    )
 }
 
 /// Whether `stream` runs on a GPU.

@@ -30,7 +30,9 @@ pub fn supports(o: &Array, x: &Array, weights: &[&Array], scale: Option<&Array>)
         && dtype_name(dtype).is_some()
         && x.shape() == o.shape()
         && x.dtype() == dtype
-        && weights.iter().all(|w| w.shape() == [k] && w.dtype() == dtype)
+        && weights
+            .iter()
+            .all(|w| w.shape() == [k] && w.dtype() == dtype)
         && scale.is_none_or(|s| s.size() == 1 && s.dtype() == dtype)
 }
 
@@ -52,11 +54,14 @@ fn launch(
         })
         .collect();
     let scalars = [k, eps.to_bits() as i32];
-    registry()?
-        .get(variant, dtype)?
-        .launch(inputs, &specs, &scalars, rows * BLOCK, BLOCK, stream, || {
-            format!("{variant} over {rows} {dtype:?} rows of {k}")
-        })
+    registry()?.get(variant, dtype)?.launch(
+        inputs,
+        &specs,
+        &scalars,
+        (rows * BLOCK, BLOCK),
+        stream,
+        || format!("{variant} over {rows} {dtype:?} rows of {k}"),
+    )
 }
 
 /// `(h, rms_norm(h, w_pre))` with `h = x + rms_norm(o, w_post)`. Check [`supports`] first.

@@ -366,7 +366,7 @@ mod tests {
         let text_bytes: u64 = params
             .iter()
             .filter(|p| p.name.starts_with("language_model."))
-            .map(|p| super::super::sharded::stored_bytes(p))
+            .map(super::super::sharded::stored_bytes)
             .sum();
         // mlx-community's 4-bit 31B: about 17.3 GB of language-model weights.
         assert!(
