@@ -12,7 +12,8 @@
 #      and mlx-vlm 0.7.10 side by side (same prompt ids, one script).
 #   tools/gpu/precompiled-31b.sh CARRIED_DIR [cold] [checks] [speed]   (default: all three; one
 #   device call has 10 minutes, so cold+checks and speed go in two calls on the same warm machine)
-#   CARRIED_DIR holds vlmbench, whl/ and tools/ from this checkout.
+#   CARRIED_DIR holds vlmbench, whl/ and tools/ from this checkout. Shorter runs: COLD_KERNELS=vlmbench,
+#   BENCH_REPS=2, SBS_LENGTHS=512.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 h="${1:?usage: precompiled-31b.sh CARRIED_DIR [cold] [checks] [speed]}"; shift
@@ -87,17 +88,17 @@ done
 fi
 
 if want speed; then
-step "31B decode/prefill: pp512 tg128 x3 per kernel choice"
+step "31B decode/prefill: pp512 tg128 x${BENCH_REPS:-3} per kernel choice"
 for kernels in vlmbench gemv mlx; do
-  VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 128 -r 3 -o json > "$OUT/bench-$kernels.json" 2>> "$log"
+  VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 128 -r "${BENCH_REPS:-3}" -o json > "$OUT/bench-$kernels.json" 2>> "$log"
   echo "VLMBENCH_KERNELS=$kernels" | tee -a "$log"; summary "$OUT/bench-$kernels.json"
 done
 
 source "$h/tools/gpu/python-setup.sh" "$h/whl" || exit 1
 step "side by side: vlmbench (default) 512,1024 gen 128"
-"$bin" sweep -m "$model" --lengths 512,1024 --gen 128 --dtype bfloat16 --label vlmbench --out "$OUT/sbs-vlmbench.json" 2>&1 | tail -3 | tee -a "$log"
+"$bin" sweep -m "$model" --lengths "${SBS_LENGTHS:-512,1024}" --gen 128 --dtype bfloat16 --label vlmbench --out "$OUT/sbs-vlmbench.json" 2>&1 | tail -3 | tee -a "$log"
 step "side by side: mlx-vlm 512,1024 gen 128"
-python3 "$h/tools/reference/bench_reference.py" --model "$model" --lengths 512,1024 --gen 128 --dtype bfloat16 --out "$OUT/sbs-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
+python3 "$h/tools/reference/bench_reference.py" --model "$model" --lengths "${SBS_LENGTHS:-512,1024}" --gen 128 --dtype bfloat16 --out "$OUT/sbs-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
 "$bin" compare "$OUT/sbs-mlx-vlm.json" "$OUT/sbs-vlmbench.json" > "$OUT/compare.md" 2>> "$log"; cat "$OUT/compare.md" | tee -a "$log"
 fi
 step done
