@@ -10,7 +10,7 @@
 #      norms, whose float32 normalizer sums in another order than MLX's rms_norm);
 #   4. decode and prefill of the 31B-shaped checkpoint with VLMBENCH_KERNELS = mlx, gemv, vlmbench,
 #      and mlx-vlm 0.7.10 side by side (same prompt ids, one script).
-#   tools/gpu/precompiled-31b.sh CARRIED_DIR [cold] [checks] [speed]   (default: all three; one
+#   tools/gpu/precompiled-31b.sh CARRIED_DIR [cold] [checks] [speed] [carried]   (default: all three; one
 #   device call has 10 minutes, so cold+checks and speed go in two calls on the same warm machine)
 #   CARRIED_DIR holds vlmbench, whl/ and tools/ from this checkout. Shorter runs: COLD_KERNELS=vlmbench,
 #   BENCH_REPS=2, SBS_LENGTHS=512.
@@ -101,4 +101,15 @@ step "side by side: mlx-vlm 512,1024 gen 128"
 python3 "$h/tools/reference/bench_reference.py" --model "$model" --lengths "${SBS_LENGTHS:-512,1024}" --gen 128 --dtype bfloat16 --out "$OUT/sbs-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
 "$bin" compare "$OUT/sbs-mlx-vlm.json" "$OUT/sbs-vlmbench.json" > "$OUT/compare.md" 2>> "$log"; cat "$OUT/compare.md" | tee -a "$log"
 fi
+# `carried` (instead of `cold`, after the other parts): only the fresh-process measurement, with the
+# PTX cache the earlier parts filled and an empty driver cache (saves the minute of NVRTC).
+if want carried; then
+  step "cold start with the PTX cache of the earlier parts (as if carried), empty driver cache"
+  export CUDA_CACHE_PATH=/tmp/nv-carried
+  t0=$(date +%s%N)
+  "$bin" bench -m "$model" -p 512 -n 8 -r 1 --no-warmup -o json > "$OUT/cold-carried-vlmbench.json" 2>> "$log"
+  echo "vlmbench, carried PTX cache ($(ls $MLX_PTX_CACHE_DIR | wc -l) files), empty driver cache: process wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$log"; summary "$OUT/cold-carried-vlmbench.json"
+  tar -C "$MLX_PTX_CACHE_DIR" -cJf "$OUT/ptx-cache.tar.xz" . 2>> "$log"
+fi
+
 step done
