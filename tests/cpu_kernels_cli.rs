@@ -52,7 +52,7 @@ fn own_cpu_products_give_the_stock_greedy_tokens_on_every_tiny_variant() {
         let model = tmp.path().join(variant);
         make_tiny(&model, variant);
         let stock = greedy_tokens(&model, "mlx");
-        let ours = greedy_tokens(&model, "vlmbench");
+        let ours = greedy_tokens(&model, "gemv");
         assert_eq!(stock.len(), STEPS, "{variant}: {stock:?}");
         assert_eq!(
             ours, stock,

@@ -11,8 +11,8 @@
 //!   functions do).
 //!
 //! Which path runs is a process-wide choice ([`Kernels`]): `VLMBENCH_KERNELS=mlx` keeps MLX's
-//! stock kernels and op-by-op graphs everywhere, `gemv` adds only the matrix products, so each
-//! change can be measured with one binary.
+//! stock kernels and op-by-op graphs everywhere, `gemv` (the default) adds the matrix products,
+//! `vlmbench` the fusions too, so each change can be measured with one binary.
 
 pub mod check;
 pub mod cpu;
@@ -34,15 +34,16 @@ use crate::error::{ModelError, Result};
 pub enum Kernels {
     /// MLX's stock kernels, op by op (the unoptimized path).
     Mlx,
-    /// vlmbench's matrix products (GPU GEMV, CPU 4-bit products), elementwise chains op by op
-    /// (to measure each change on its own).
+    /// vlmbench's matrix products (GPU GEMV, CPU products and attention), the rest op by op:
+    /// the default, the fastest measured (charts/gpu/h100-precompiled).
     Gemv,
-    /// vlmbench's matrix products, one launch for the projections that share an input, and
-    /// fused elementwise chains.
+    /// Opt-in: also the fused elementwise chains, one launch for the projections that share an
+    /// input and the fused residual norms. Fewer launches, yet 5% slower decode on an H100, and
+    /// its float32 tokens part from MLX's at the first step on the tiny PLE checkpoint (open).
     Vlmbench,
 }
 
-/// The process's choice: `VLMBENCH_KERNELS` = `mlx`, `gemv` or `vlmbench` (the default). Read once.
+/// The process's choice: `VLMBENCH_KERNELS` = `mlx`, `gemv` (the default) or `vlmbench`. Read once.
 pub fn kernels_choice() -> Result<Kernels> {
     static CHOICE: OnceLock<std::result::Result<Kernels, String>> = OnceLock::new();
     CHOICE
@@ -53,9 +54,9 @@ pub fn kernels_choice() -> Result<Kernels> {
 
 fn parse_kernels(value: Option<&str>) -> std::result::Result<Kernels, String> {
     match value {
-        None | Some("") | Some("vlmbench") => Ok(Kernels::Vlmbench),
+        None | Some("") | Some("gemv") => Ok(Kernels::Gemv),
         Some("mlx") => Ok(Kernels::Mlx),
-        Some("gemv") => Ok(Kernels::Gemv),
+        Some("vlmbench") => Ok(Kernels::Vlmbench),
         Some(other) => Err(format!(
             "VLMBENCH_KERNELS={other:?} is not a kernel choice: use `mlx`, `gemv` or `vlmbench`"
         )),
@@ -102,7 +103,7 @@ pub fn try_quantized_matmul(
 }
 
 /// `x @ W_m^T` for several 4-bit weights sharing `x` (the q/k/v or gate/up projections) in one
-/// launch of the CUDA GEMV, when the default choice applies and every weight fits it; `None`
+/// launch of the CUDA GEMV (`VLMBENCH_KERNELS=vlmbench`) when every weight fits it; `None`
 /// leaves the products to one call each.
 pub fn try_quantized_matmul_many(
     x: &Array,
@@ -124,7 +125,7 @@ pub fn try_quantized_matmul_many(
 }
 
 /// `(h, rms_norm(h, w_pre))` with `h = x + rms_norm(o, w_post)` in one launch on a CUDA GPU
-/// (the default choice; see [`residual_norm`]); `None` leaves it to MLX's ops.
+/// (`VLMBENCH_KERNELS=vlmbench`; see [`residual_norm`]); `None` leaves it to MLX's ops.
 pub fn try_norm_add_norm(
     o: &Array,
     x: &Array,
@@ -166,8 +167,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kernels_choice_accepts_the_two_names_and_rejects_others_by_name() {
-        assert_eq!(parse_kernels(None), Ok(Kernels::Vlmbench));
+    fn kernels_choice_defaults_to_gemv_accepts_the_three_names_and_rejects_others_by_name() {
+        assert_eq!(parse_kernels(None), Ok(Kernels::Gemv));
         assert_eq!(parse_kernels(Some("vlmbench")), Ok(Kernels::Vlmbench));
         assert_eq!(parse_kernels(Some("mlx")), Ok(Kernels::Mlx));
         assert_eq!(parse_kernels(Some("gemv")), Ok(Kernels::Gemv));
