@@ -118,42 +118,6 @@ fn dense_matmul_t(x: &Array, weight: &Array) -> Result<Array> {
     }
 }
 
-/// `x @ W_i^T` for several layers that read the same `x` (the q/k/v projections, gate and up):
-/// one launch of vlmbench's CUDA GEMV when it applies to all of them, else one product each.
-pub fn forward_shared_input(layers: &[&Linear], x: &Array) -> Result<Vec<Array>> {
-    let quantized: Option<Vec<&QuantizedWeight>> = layers
-        .iter()
-        .map(|l| match l {
-            Linear::Quantized(q) => Some(q),
-            Linear::Dense { .. } => None,
-        })
-        .collect();
-    if let Some(qs) = quantized {
-        let same_format = qs
-            .windows(2)
-            .all(|p| p[0].bits == p[1].bits && p[0].group_size == p[1].group_size);
-        if let (true, Some(first)) = (same_format, qs.first()) {
-            let weights: Vec<crate::kernels::qgemv::Weight> = qs
-                .iter()
-                .map(|q| crate::kernels::qgemv::Weight {
-                    w: &q.weight,
-                    scales: &q.scales,
-                    biases: &q.biases,
-                })
-                .collect();
-            if let Some(ys) = crate::kernels::try_quantized_matmul_many(
-                x,
-                &weights,
-                first.bits,
-                first.group_size,
-            )? {
-                return Ok(ys);
-            }
-        }
-    }
-    layers.iter().map(|l| l.forward(x)).collect()
-}
-
 /// A bias-free linear layer `y = x W^T`, `W: [out, in]`.
 #[derive(Debug, Clone)]
 pub enum Linear {

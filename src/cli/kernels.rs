@@ -85,19 +85,14 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
     } else {
         print!("{}", render(&reports));
         if gpu {
-            let cached = vlm_models::kernels::qgemv::launches_are_cheap()
+            let cheap = vlm_models::kernels::qgemv::launches_are_cheap()
                 .map_err(|e| anyhow::anyhow!("kernels: {}", e.what()))?;
             println!(
-                "GEMV module: {} (three products in one launch identical to one each: {})",
-                if cached {
+                "GEMV module: {}",
+                if cheap {
                     "precompiled PTX, loaded from MLX's PTX cache"
                 } else {
                     "precompiled PTX passed as text (MLX's PTX cache is not writable: slower launches)"
-                },
-                if reports.iter().all(|r| r.one_launch_identical == Some(true)) {
-                    "yes"
-                } else {
-                    "NO"
                 }
             );
         }

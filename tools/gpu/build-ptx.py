@@ -25,8 +25,7 @@ ARCH = "compute_80"
 DTYPES = {"bfloat16": "Bf16", "float16": "F16", "float32": "float"}
 # Source -> (variant as Rust names it, kernel template).
 KERNELS = {
-    "qgemv4.cu": [("1", "qgemv4_1"), ("2", "qgemv4_2"), ("3", "qgemv4_3")],
-    "residual_norm.cu": [("norm_add_norm", "norm_add_norm"), ("norm_add_scale", "norm_add_scale")],
+    "qgemv4.cu": [("qgemv4", "qgemv4")],
 }
 HEADERS = ["dtypes.cuh"]
 

@@ -3,14 +3,13 @@
 #   1. cold start: the first `bench -p 512 -n 8` of a new process on the Gemma-4-31B-shaped
 #      checkpoint with nothing cached, then a new process with an empty NVIDIA driver cache but
 #      the MLX PTX cache the first one filled (as if carried to a fresh machine), for each kernel choice;
-#   2. `vlmbench kernels`: error, GB/s and the three-in-one launch against one launch each;
+#   2. `vlmbench kernels`: error and GB/s per decode shape, and whether MLX's PTX cache is used;
 #   3. greedy tokens over 64 steps on the tiny checkpoints, float32 and bfloat16: VLMBENCH_KERNELS
-#      mlx vs vlmbench and gemv vs vlmbench (the default adds the one-launch q/k/v and gate/up
-#      products, which compute each row exactly as one launch per matrix, and the fused residual
-#      norms, whose float32 normalizer sums in another order than MLX's rms_norm);
+#      mlx vs vlmbench and gemv vs vlmbench (gemv is the default; vlmbench adds the fused GELU gate
+#      and soft-cap);
 #   4. decode and prefill of the 31B-shaped checkpoint with VLMBENCH_KERNELS = mlx, gemv, vlmbench,
 #      and mlx-vlm 0.7.10 side by side (same prompt ids, one script).
-#   tools/gpu/precompiled-31b.sh CARRIED_DIR [cold] [checks] [speed] [carried]   (default: all three; one
+#   tools/gpu/precompiled-31b.sh CARRIED_DIR [cold] [checks] [speed] [carried]   (default: the first three; one
 #   device call has 10 minutes, so cold+checks and speed go in two calls on the same warm machine)
 #   CARRIED_DIR holds vlmbench, whl/ and tools/ from this checkout. Shorter runs: COLD_KERNELS=vlmbench,
 #   BENCH_REPS=2, SBS_LENGTHS=512.

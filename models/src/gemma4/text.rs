@@ -25,7 +25,7 @@ use crate::checkpoint::Checkpoint;
 use crate::distributed::Group;
 use crate::error::{ModelError, Result};
 use crate::nn::{geglu, rms_norm_no_scale, scalar, softcap, RmsNorm, Rope};
-use crate::quantized::{forward_shared_input, load_param, Embedding, Linear};
+use crate::quantized::{load_param, Embedding, Linear};
 
 /// mlx-vlm's `prefill_step_size` default.
 pub const DEFAULT_PREFILL_STEP_SIZE: i32 = 2048;
@@ -105,9 +105,8 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Array) -> Result<Array> {
-        let [g, u]: [Array; 2] = forward_shared_input(&[&self.gate_proj, &self.up_proj], x)?
-            .try_into()
-            .expect("one output per layer");
+        let g = self.gate_proj.forward(x)?;
+        let u = self.up_proj.forward(x)?;
         self.down_proj.forward(&geglu(&g, &u)?)
     }
 
@@ -1025,39 +1024,29 @@ impl Attention {
     ) -> Result<(Array, (Array, Array, i32))> {
         let (b, l) = (x.dim(0), x.dim(1));
         let a = self.shape;
-        // Without shared K/V, q, k and v read the same x: one launch where vlmbench's GEMV applies.
-        let mut projected = match (&shared, &self.k_proj) {
-            (None, Some(k_proj)) => {
-                let mut layers = vec![&self.q_proj, k_proj];
-                layers.extend(self.v_proj.as_ref());
-                forward_shared_input(&layers, x)?
-            }
-            _ => vec![self.q_proj.forward(x)?],
-        }
-        .into_iter();
-        let q = projected
-            .next()
-            .expect("q is projected first")
+        let q = self
+            .q_proj
+            .forward(x)?
             .reshape(&[b, l, a.n_heads, a.head_dim])?;
         let q = self.q_norm.forward(&q)?;
         let (keys, values, offset) = match shared {
             Some(kv) => kv,
             None => {
-                let (Some(_), Some(k_norm)) = (&self.k_proj, &self.k_norm) else {
-                    return Err(ModelError::Input(
-                        "KV-shared layer without shared K/V".into(),
-                    ));
+                let (k_proj, k_norm) = match (&self.k_proj, &self.k_norm) {
+                    (Some(p), Some(n)) => (p, n),
+                    _ => {
+                        return Err(ModelError::Input(
+                            "KV-shared layer without shared K/V".into(),
+                        ))
+                    }
                 };
                 let cache = cache
                     .ok_or_else(|| ModelError::Input("missing cache for a decoder layer".into()))?;
-                let k = projected.next().expect("k is projected with q").reshape(&[
-                    b,
-                    l,
-                    a.n_kv_heads,
-                    a.head_dim,
-                ])?;
-                let v = match projected.next() {
-                    Some(v) => v.reshape(&[b, l, a.n_kv_heads, a.head_dim])?,
+                let k = k_proj
+                    .forward(x)?
+                    .reshape(&[b, l, a.n_kv_heads, a.head_dim])?;
+                let v = match &self.v_proj {
+                    Some(vp) => vp.forward(x)?.reshape(&[b, l, a.n_kv_heads, a.head_dim])?,
                     None => k.clone(), // k_eq_v: values from the raw K projection
                 };
                 let offset = cache.offset();
@@ -1077,23 +1066,6 @@ impl Attention {
 }
 
 impl DecoderLayer {
-    /// `(x + post_attention_layernorm(o), pre_feedforward_layernorm(of that))` in one launch, when
-    /// vlmbench's kernels apply and the two norms share their epsilon.
-    fn post_attention_norm_add_pre_norm(
-        &self,
-        o: &Array,
-        x: &Array,
-    ) -> Result<Option<(Array, Array)>> {
-        let (post, pre) = (
-            &self.post_attention_layernorm,
-            &self.pre_feedforward_layernorm,
-        );
-        if post.eps != pre.eps {
-            return Ok(None);
-        }
-        crate::kernels::try_norm_add_norm(o, x, &post.weight, &pre.weight, post.eps)
-    }
-
     /// Tensor parallel: adds up the ranks' partial outputs of a row-parallel projection.
     fn all_sum(&self, partial: Array) -> Result<Array> {
         match &self.tp {
@@ -1112,17 +1084,9 @@ impl DecoderLayer {
     ) -> Result<(Array, (Array, Array, i32))> {
         let h = self.input_layernorm.forward(x)?;
         let (h, kv) = self.attn.forward(&h, mask, cache, shared)?;
-        let o = self.all_sum(h)?;
-        // Dense layers: the post-attention norm, the residual add and the MLP's input norm in one
-        // launch where vlmbench's kernels apply.
-        let fused = match &self.moe {
-            None => self.post_attention_norm_add_pre_norm(&o, x)?,
-            Some(_) => None,
-        };
-        let (h, fused_mlp_input) = match fused {
-            Some((h, h1)) => (h, Some(h1)),
-            None => (x.add(&self.post_attention_layernorm.forward(&o)?)?, None),
-        };
+        let h = self.all_sum(h)?;
+        let h = self.post_attention_layernorm.forward(&h)?;
+        let h = x.add(&h)?;
         let residual = h.clone();
         let m = match &self.moe {
             Some(moe) => {
@@ -1136,25 +1100,10 @@ impl DecoderLayer {
                 h1.add(&h2)?
             }
             None => {
-                let h1 = match fused_mlp_input {
-                    Some(h1) => h1,
-                    None => self.pre_feedforward_layernorm.forward(&h)?,
-                };
+                let h1 = self.pre_feedforward_layernorm.forward(&h)?;
                 self.all_sum(self.mlp.forward(&h1)?)?
             }
         };
-        if self.ple.is_none() || per_layer_input.is_none() {
-            let n = &self.post_feedforward_layernorm;
-            if let Some(h) = crate::kernels::try_norm_add_scale(
-                &m,
-                &residual,
-                &n.weight,
-                &self.layer_scalar,
-                n.eps,
-            )? {
-                return Ok((h, kv));
-            }
-        }
         let m = self.post_feedforward_layernorm.forward(&m)?;
         let mut h = residual.add(&m)?;
         if let (Some(p), Some(pli)) = (&self.ple, per_layer_input) {

@@ -10,7 +10,7 @@ use mlx_rs::error::Exception;
 use mlx_rs::{ops, random, transforms::eval, Array, Dtype, Stream};
 use serde::Serialize;
 
-use super::qgemv::{qgemv4, qgemv4_many, stream_is_gpu, supports, Weight, BITS, GROUP_SIZE};
+use super::qgemv::{qgemv4, stream_is_gpu, supports, BITS, GROUP_SIZE};
 
 /// Weight bytes touched per timing round, well above the 50 MB L2 of an H100/H200 and the last
 /// level caches of CPUs.
@@ -40,9 +40,6 @@ pub struct GemvShapeReport {
     pub vlmbench_us: f64,
     pub mlx_gb_per_s: f64,
     pub vlmbench_gb_per_s: f64,
-    /// GPU: whether three products in one launch (as for q/k/v) equal the single product bit
-    /// for bit (each row is computed the same way either way). `None` on a CPU.
-    pub one_launch_identical: Option<bool>,
     pub passed: bool,
 }
 
@@ -126,21 +123,6 @@ fn check_shape(
     let mlx_relative_error = rel(&stock, &reference)?;
     let vlmbench_relative_error = rel(&mine, &reference)?;
     let relative_difference = rel(&mine, &stock)?;
-    let one_launch_identical = if stream_is_gpu(stream) {
-        let weight = Weight {
-            w: &wq,
-            scales: &scales,
-            biases: &biases,
-        };
-        let three = qgemv4_many(&x, &[weight; 3], stream)?;
-        let mut same = true;
-        for y in &three {
-            same &= y.eq_values(&mine)?;
-        }
-        Some(same)
-    } else {
-        None
-    };
     drop(w_deq);
 
     let weight_bytes = wq.nbytes() + scales.nbytes() + biases.nbytes();
@@ -175,11 +157,9 @@ fn check_shape(
         vlmbench_us,
         mlx_gb_per_s: gbps(mlx_us),
         vlmbench_gb_per_s: gbps(vlmbench_us),
-        one_launch_identical,
         // The doctor's 4-bit tolerance: bf16/f16 outputs round to 8/11 mantissa bits.
         passed: vlmbench_relative_error.is_finite()
-            && vlmbench_relative_error <= crate::selftest::tolerance(dtype)
-            && one_launch_identical != Some(false),
+            && vlmbench_relative_error <= crate::selftest::tolerance(dtype),
     })
 }
 

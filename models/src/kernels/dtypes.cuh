@@ -1,6 +1,6 @@
 // The element types of vlmbench's precompiled kernels without CUDA's headers (NVRTC compiles
 // them with none): 16-bit floats as their bits, converted with the same PTX instructions
-// cuda_bf16.h / cuda_fp16.h use, so results round exactly as MLX's kernels round them.
+// cuda_bf16.h / cuda_fp16.h use, so results round exactly as a static_cast would.
 #pragma once
 
 struct Bf16 {
@@ -36,32 +36,4 @@ __device__ __forceinline__ F16 from_float<F16>(float v) {
   F16 r;
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r.bits) : "f"(v));
   return r;
-}
-
-
-// a + b rounded once to T, as MLX's elementwise add rounds it (a native correctly rounded add:
-// cuda_bf16.h's __hadd is this fma on sm_80; a float add and a second rounding could differ).
-template <typename T>
-__device__ __forceinline__ T add(T a, T b);
-template <>
-__device__ __forceinline__ float add<float>(float a, float b) { return a + b; }
-template <>
-__device__ __forceinline__ Bf16 add<Bf16>(Bf16 a, Bf16 b) {
-  Bf16 r;
-  asm("{ .reg .b16 one; mov.b16 one, 0x3F80; fma.rn.bf16 %0, %1, one, %2; }"
-      : "=h"(r.bits)
-      : "h"(a.bits), "h"(b.bits));
-  return r;
-}
-template <>
-__device__ __forceinline__ F16 add<F16>(F16 a, F16 b) {
-  F16 r;
-  asm("add.rn.f16 %0, %1, %2;" : "=h"(r.bits) : "h"(a.bits), "h"(b.bits));
-  return r;
-}
-
-// a * b rounded once to T (the float product of two 16-bit floats is exact).
-template <typename T>
-__device__ __forceinline__ T mul(T a, T b) {
-  return from_float<T>(to_float(a) * to_float(b));
 }

@@ -1,7 +1,6 @@
 //! vlmbench's own code paths for the hot spots MLX's stock kernels leave slow:
-//! - [`qgemv`] (CUDA GPUs): a 4-bit matrix-vector kernel for one-row products (one to three
-//!   weights per launch), compiled ahead of time to PTX and launched through MLX's
-//!   `fast::precompiled_cuda_kernel`;
+//! - [`qgemv`] (CUDA GPUs): a 4-bit matrix-vector kernel for one-row products, compiled ahead
+//!   of time to PTX and launched through MLX's `fast::precompiled_cuda_kernel` ([`precompiled`]);
 //! - [`cpu_matmul`] (CPUs): 4-bit and dense float32 matrix products of any row count computed
 //!   in Rust on the evaluated operands (MLX has no custom-kernel API for the CPU);
 //! - [`cpu_attention`] (CPUs): scaled dot-product attention from the same SGEMM ([`cpu`] applies
@@ -21,7 +20,6 @@ pub mod cpu_matmul;
 pub mod fused;
 pub mod precompiled;
 pub mod qgemv;
-pub mod residual_norm;
 
 use std::sync::OnceLock;
 
@@ -37,9 +35,7 @@ pub enum Kernels {
     /// vlmbench's matrix products (GPU GEMV, CPU products and attention), the rest op by op:
     /// the default, the fastest measured (charts/gpu/h100-precompiled).
     Gemv,
-    /// Opt-in: also the fused elementwise chains, one launch for the projections that share an
-    /// input and the fused residual norms. Fewer launches, yet 5% slower decode on an H100, and
-    /// its float32 tokens part from MLX's at the first step on the tiny PLE checkpoint (open).
+    /// Opt-in: also the fused elementwise chains (fewer launches, yet slower decode on an H100).
     Vlmbench,
 }
 
@@ -100,61 +96,6 @@ pub fn try_quantized_matmul(
         return cpu::quantized_matmul(x, w, scales, biases, bits, group_size);
     }
     Ok(None)
-}
-
-/// `x @ W_m^T` for several 4-bit weights sharing `x` (the q/k/v or gate/up projections) in one
-/// launch of the CUDA GEMV (`VLMBENCH_KERNELS=vlmbench`) when every weight fits it; `None`
-/// leaves the products to one call each.
-pub fn try_quantized_matmul_many(
-    x: &Array,
-    weights: &[qgemv::Weight],
-    bits: i32,
-    group_size: i32,
-) -> Result<Option<Vec<Array>>> {
-    let Some(stream) = vlmbench_stream(Kernels::Vlmbench)? else {
-        return Ok(None);
-    };
-    let fits = (2..=qgemv::MAX_MATRICES).contains(&weights.len())
-        && weights
-            .iter()
-            .all(|w| qgemv::supports(x, w.w, w.scales, bits, group_size));
-    if !fits {
-        return Ok(None);
-    }
-    Ok(Some(qgemv::qgemv4_many(x, weights, &stream)?))
-}
-
-/// `(h, rms_norm(h, w_pre))` with `h = x + rms_norm(o, w_post)` in one launch on a CUDA GPU
-/// (`VLMBENCH_KERNELS=vlmbench`; see [`residual_norm`]); `None` leaves it to MLX's ops.
-pub fn try_norm_add_norm(
-    o: &Array,
-    x: &Array,
-    w_post: &Array,
-    w_pre: &Array,
-    eps: f32,
-) -> Result<Option<(Array, Array)>> {
-    match vlmbench_stream(Kernels::Vlmbench)? {
-        Some(stream) if residual_norm::supports(o, x, &[w_post, w_pre], None) => Ok(Some(
-            residual_norm::norm_add_norm(o, x, w_post, w_pre, eps, &stream)?,
-        )),
-        _ => Ok(None),
-    }
-}
-
-/// `(x + rms_norm(o, w_post)) * scale` in one launch on a CUDA GPU (as [`try_norm_add_norm`]).
-pub fn try_norm_add_scale(
-    o: &Array,
-    x: &Array,
-    w_post: &Array,
-    scale: &Array,
-    eps: f32,
-) -> Result<Option<Array>> {
-    match vlmbench_stream(Kernels::Vlmbench)? {
-        Some(stream) if residual_norm::supports(o, x, &[w_post], Some(scale)) => Ok(Some(
-            residual_norm::norm_add_scale(o, x, w_post, scale, eps, &stream)?,
-        )),
-        _ => Ok(None),
-    }
 }
 
 /// Whether the fused elementwise chains apply (see [`vlmbench_stream`]).

@@ -1,5 +1,5 @@
-//! `qgemv4`: one activation row times one, two or three MLX affine 4-bit weights (group size 64)
-//! in one CUDA launch: `qgemv4.cu`, precompiled (see [`super::precompiled`]).
+//! `qgemv4`: one activation row times an MLX affine 4-bit weight (group size 64) on CUDA:
+//! `qgemv4.cu`, precompiled (see [`super::precompiled`]).
 
 use std::sync::OnceLock;
 
@@ -14,8 +14,6 @@ const THREADS_PER_BLOCK: i32 = 128;
 const ROWS_PER_WARP: i32 = 2;
 pub const BITS: i32 = 4;
 pub const GROUP_SIZE: i32 = 64;
-/// The most matrices one launch multiplies (the q, k and v projections).
-pub const MAX_MATRICES: usize = 3;
 
 const PTX: &str = include_str!("qgemv4.ptx");
 
@@ -30,14 +28,6 @@ fn registry() -> Result<&'static Registry, Exception> {
 /// Whether MLX loads the GEMV from its PTX cache (cheap launches): `vlmbench kernels` reports it.
 pub fn launches_are_cheap() -> Result<bool, Exception> {
     Ok(registry()?.launches_are_cheap())
-}
-
-/// One quantized weight of a [`qgemv4_many`] launch: `w` `[N, K/8]`, `scales`/`biases` `[N, K/64]`.
-#[derive(Clone, Copy)]
-pub struct Weight<'a> {
-    pub w: &'a Array,
-    pub scales: &'a Array,
-    pub biases: &'a Array,
 }
 
 /// Whether [`qgemv4`] computes `x @ W^T` for these operands: one row of `K` activations in a
@@ -66,59 +56,26 @@ pub fn qgemv4(
     biases: &Array,
     stream: &Stream,
 ) -> Result<Array, Exception> {
-    let weight = Weight { w, scales, biases };
-    Ok(qgemv4_many(x, &[weight], stream)?.remove(0))
-}
-
-/// `x @ W_m^T` for up to [`MAX_MATRICES`] weights sharing `x`, in one launch (each weight
-/// checked with [`supports`]); one result per weight, in order.
-pub fn qgemv4_many(
-    x: &Array,
-    weights: &[Weight],
-    stream: &Stream,
-) -> Result<Vec<Array>, Exception> {
-    assert!(
-        (1..=MAX_MATRICES).contains(&weights.len()),
-        "qgemv4_many takes 1 to {MAX_MATRICES} weights"
-    );
-    let kernel = registry()?.get(&weights.len().to_string(), x.dtype())?;
     let k = *x.shape().last().expect("supports() checked the shape");
-    let mut inputs = vec![x];
-    let mut outputs = Vec::new();
-    let mut scalars = vec![k];
-    let mut warps = 0;
-    for weight in weights {
-        inputs.extend([weight.w, weight.scales, weight.biases]);
-        let n = weight.w.shape()[0];
-        let mut shape = x.shape().to_vec();
-        *shape.last_mut().expect("x has a last axis") = n;
-        outputs.push(OutputSpec {
-            shape,
-            dtype: x.dtype(),
-        });
-        scalars.push(n);
-        warps += (n + ROWS_PER_WARP - 1) / ROWS_PER_WARP;
-    }
+    let n = w.shape()[0];
+    let mut shape = x.shape().to_vec();
+    *shape.last_mut().expect("x has a last axis") = n;
+    let output = OutputSpec {
+        shape,
+        dtype: x.dtype(),
+    };
+    let warps = (n + ROWS_PER_WARP - 1) / ROWS_PER_WARP;
     let warps_per_block = THREADS_PER_BLOCK / 32;
     let grid = (warps + warps_per_block - 1) / warps_per_block * THREADS_PER_BLOCK;
-    kernel.launch(
-        &inputs,
-        &outputs,
-        &scalars,
+    let mut y = registry()?.get("qgemv4", x.dtype())?.launch(
+        &[x, w, scales, biases],
+        &[output],
+        &[k, n],
         (grid, THREADS_PER_BLOCK),
         stream,
-        || {
-            let dims: Vec<String> = weights
-                .iter()
-                .map(|w| format!("[{}, {k}]", w.w.shape()[0]))
-                .collect();
-            format!(
-                "4-bit GEMV of a {:?} [{k}] row by {}",
-                x.dtype(),
-                dims.join(" + ")
-            )
-        },
-    )
+        || format!("4-bit GEMV of a {:?} [{k}] row by [{n}, {k}]", x.dtype()),
+    )?;
+    Ok(y.remove(0))
 }
 
 /// Whether `stream` runs on a GPU.
@@ -139,11 +96,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_committed_ptx_was_built_from_the_current_source_with_every_matrix_count() {
+    fn the_committed_ptx_was_built_from_the_current_source_for_every_dtype() {
         super::super::precompiled::tests::check_ptx_file(
             PTX,
             &[include_str!("qgemv4.cu"), include_str!("dtypes.cuh")],
-            &["1", "2", "3"],
+            &["qgemv4"],
         );
     }
 }

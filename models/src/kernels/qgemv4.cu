@@ -1,12 +1,12 @@
-// vlmbench's 4-bit GEMV: one activation row times one, two or three MLX affine-quantized weights
-// (group size 64) in one launch. Compiled ahead of time to PTX (qgemv4.ptx, by
-// tools/gpu/build-ptx.py with NVRTC) and handed to MLX's fast::precompiled_cuda_kernel, so a
-// process never runs NVRTC for it and MLX's per-call work is a lookup, not a source rebuild.
+// vlmbench's 4-bit GEMV: one activation row times an MLX affine-quantized weight (group size 64).
+// Compiled ahead of time to PTX (qgemv4.ptx, by tools/gpu/build-ptx.py with NVRTC) and handed to
+// MLX's fast::precompiled_cuda_kernel, so a process never runs NVRTC for it and MLX's per-call
+// work is a lookup, not a source rebuild.
 // Standalone on purpose: no CUDA or MLX headers (only dtypes.cuh), so NVRTC needs none.
 //
-// Operands (MLX passes inputs, then outputs, then scalars): `x` [K] (T); per matrix m, `w_m`
-// [N_m, K/8] (uint32, 8 nibbles per word, lowest nibble first), `scales_m` and `biases_m`
-// [N_m, K/64] (T); outputs `y_m` [N_m] (T); scalars K, N_0 .. N_{M-1}.
+// Operands (MLX passes inputs, then outputs, then scalars): `x` [K] (T), `w` [N, K/8] (uint32,
+// 8 nibbles per word, lowest nibble first), `scales` and `biases` [N, K/64] (T); output `y` [N]
+// (T); scalars K, N.
 //
 // Why: MLX's stock qmv reads 450-1050 GB/s on an H100 at Gemma-4-31B decode shapes, a third of
 // what the memory delivers, and converts every nibble with an integer-to-float instruction that
@@ -16,10 +16,7 @@
 // - a nibble becomes a float with a mask and a subtraction (2^23 + q has q in its mantissa),
 //   no conversion instruction;
 // - the 32 activations a lane needs per step are read (through the read-only cache) and
-//   converted once for both rows, and so is their sum, which the group bias multiplies;
-// - the q/k/v projections (or the gate and up projections) share one launch: decode is bound
-//   by the host dispatching kernels, so one launch instead of three is worth more than any
-//   arithmetic saved.
+//   converted once for both rows, and so is their sum, which the group bias multiplies.
 //
 // Each 16-byte chunk is half of one quantization group: y = sum_g scale_g * sum(q * x) +
 // bias_g * sum(x), accumulated in float32 like the stock kernel, rounded to T once at the end
@@ -113,51 +110,11 @@ __device__ __forceinline__ void two_rows(
   }
 }
 
-// The calling warp's index over all matrices' row pairs: matrix 0's pairs first, then matrix 1's.
-__device__ __forceinline__ int warp_index() {
-  return blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-}
-
-// One kernel per matrix count; tools/gpu/build-ptx.py instantiates each for bfloat16 (Bf16),
-// float16 (F16) and float32 as its own small PTX module (MLX hashes a module's text per call).
+// One warp per pair of rows; a block of 4 warps.
 template <typename T>
-__global__ void qgemv4_1(const T* x, const uint4* w0, const T* s0, const T* b0, T* y0, int k, int n0) {
-  const int pair = warp_index();
-  if (2 * pair < n0) {
-    two_rows(x, w0, s0, b0, y0, k, n0, 2 * pair);
-  }
-}
-
-template <typename T>
-__global__ void qgemv4_2(
-    const T* x,
-    const uint4* w0, const T* s0, const T* b0,
-    const uint4* w1, const T* s1, const T* b1,
-    T* y0, T* y1, int k, int n0, int n1) {
-  int pair = warp_index();
-  const int pairs0 = (n0 + 1) / 2;
-  if (pair < pairs0) {
-    two_rows(x, w0, s0, b0, y0, k, n0, 2 * pair);
-  } else if ((pair -= pairs0) * 2 < n1) {
-    two_rows(x, w1, s1, b1, y1, k, n1, 2 * pair);
-  }
-}
-
-template <typename T>
-__global__ void qgemv4_3(
-    const T* x,
-    const uint4* w0, const T* s0, const T* b0,
-    const uint4* w1, const T* s1, const T* b1,
-    const uint4* w2, const T* s2, const T* b2,
-    T* y0, T* y1, T* y2, int k, int n0, int n1, int n2) {
-  int pair = warp_index();
-  const int pairs0 = (n0 + 1) / 2;
-  const int pairs1 = (n1 + 1) / 2;
-  if (pair < pairs0) {
-    two_rows(x, w0, s0, b0, y0, k, n0, 2 * pair);
-  } else if ((pair -= pairs0) < pairs1) {
-    two_rows(x, w1, s1, b1, y1, k, n1, 2 * pair);
-  } else if ((pair -= pairs1) * 2 < n2) {
-    two_rows(x, w2, s2, b2, y2, k, n2, 2 * pair);
+__global__ void qgemv4(const T* x, const uint4* w, const T* scales, const T* biases, T* y, int k, int n) {
+  const int pair = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (2 * pair < n) {
+    two_rows(x, w, scales, biases, y, k, n, 2 * pair);
   }
 }
