@@ -73,6 +73,7 @@ struct vlmbench_kernel {
 
 extern "C" {
 
+// Registered kernels live for the process (MLX may run them until exit), so there is no free.
 vlmbench_kernel* vlmbench_kernel_new(
     const char* name,
     const char* ptx,
@@ -106,10 +107,6 @@ vlmbench_kernel* vlmbench_kernel_new(
 
 bool vlmbench_kernel_is_cached(const vlmbench_kernel* kernel) {
   return kernel->cached;
-}
-
-void vlmbench_kernel_free(vlmbench_kernel* kernel) {
-  delete kernel;
 }
 
 // Launches `kernel` over `grid_x` threads in blocks of `block_x`: arguments are the inputs' data

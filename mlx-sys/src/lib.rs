@@ -28,7 +28,6 @@ pub mod precompiled {
         ) -> *mut vlmbench_kernel;
         /// Whether MLX loads the kernel from its PTX cache (cheap launches).
         pub fn vlmbench_kernel_is_cached(kernel: *const vlmbench_kernel) -> bool;
-        pub fn vlmbench_kernel_free(kernel: *mut vlmbench_kernel);
         /// Launches `kernel`; writes `n_outputs` arrays to `outputs`; 0 on success.
         pub fn vlmbench_kernel_apply(
             kernel: *const vlmbench_kernel,

@@ -1,20 +1,57 @@
 #!/usr/bin/env bash
-# Runs ON the GPU machine: vlmbench's own CUDA paths (issue #10: 4-bit GEMV kernel, fused GELU gate
-# and soft-cap) against MLX's stock kernels (VLMBENCH_KERNELS=mlx) and against mlx-vlm.
-#   1. `vlmbench kernels`: error and time per 4-bit matrix shape of a Gemma-4-31B decode step.
-#   2. Same greedy tokens: 64 tokens of each tiny checkpoint (dense, moe, ple) in float32 and
-#      bfloat16, VLMBENCH_KERNELS=mlx vs ours.
-#   3. The 31B-shaped checkpoint side by side: vlmbench (ours), vlmbench (VLMBENCH_KERNELS=mlx) and
-#      mlx-vlm 0.7.10, same prompt ids and token counts, one script, one file.
-#   tools/gpu/kernels-31b.sh CARRIED_DIR   (holds vlmbench, whl/, tools/ from this checkout)
+# Runs ON a fresh GPU machine: vlmbench's GEMV as precompiled PTX (issue #10), in one call:
+#   1. cold start: the first `bench -p 512 -n 8` of a new process on the Gemma-4-31B-shaped
+#      checkpoint with nothing cached, then a new process with an empty NVIDIA driver cache but
+#      the MLX PTX cache the first one filled (as if carried to a fresh machine), for each kernel choice;
+#   2. `vlmbench kernels`: error and GB/s per decode shape, and whether MLX's PTX cache is used;
+#   3. greedy tokens over 64 steps on the tiny checkpoints, float32 and bfloat16: VLMBENCH_KERNELS
+#      mlx vs vlmbench and gemv vs vlmbench (gemv is the default; vlmbench adds the fused GELU gate
+#      and soft-cap);
+#   4. decode and prefill of the 31B-shaped checkpoint with VLMBENCH_KERNELS = mlx, gemv, vlmbench,
+#      and mlx-vlm 0.7.10 side by side (same prompt ids, one script).
+#   tools/gpu/kernels-31b.sh CARRIED_DIR [cold] [checks] [speed] [carried]   (default: the first three; one
+#   device call has 10 minutes, so cold+checks and speed go in two calls on the same warm machine)
+#   CARRIED_DIR holds vlmbench, whl/ and tools/ from this checkout. Shorter runs: COLD_KERNELS=vlmbench,
+#   BENCH_REPS=2, SBS_LENGTHS=512.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-h="${1:?usage: kernels-31b.sh CARRIED_DIR}"
+h="${1:?usage: kernels-31b.sh CARRIED_DIR [cold] [checks] [speed]}"; shift
+parts="${*:-cold checks speed}"
+want() { [[ " $parts " == *" $1 "* ]]; }
 source "$h/tools/gpu/device-setup.sh" env || exit 1
 bin="$h/vlmbench"; chmod +x "$bin"
 log="$OUT/log.txt"
 step() { echo "== $(date -u +%T) $*" | tee -a "$log"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$log"
+model=/tmp/gemma-4-31b-random
+summary() {
+  python3 -c "import json,sys; rows=json.load(open(sys.argv[1])); [print(f\"  {r['test']}: {r['tps_mean']:.1f} tok/s, ttft {r.get('ttft_s_mean')}\") for r in rows]" "$1" | tee -a "$log"
+}
+
+if [ ! -f "$model/config.json" ]; then
+  step "make-tiny --preset gemma-4-31b (its own PTX cache and driver cache, thrown away)"
+  MLX_PTX_CACHE_DIR=/tmp/ptx-make CUDA_CACHE_PATH=/tmp/nv-make "$bin" make-tiny --preset gemma-4-31b "$model" >> "$log" 2>&1
+fi
+
+if want cold; then
+step "cold start: first process, nothing cached"
+for kernels in ${COLD_KERNELS:-vlmbench mlx}; do
+  export MLX_PTX_CACHE_DIR=/tmp/ptx-cold-$kernels CUDA_CACHE_PATH=/tmp/nv-cold-$kernels
+  t0=$(date +%s%N)
+  VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 8 -r 1 --no-warmup -o json > "$OUT/cold-empty-$kernels.json" 2>> "$log"
+  echo "$kernels, empty caches: process wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$log"; summary "$OUT/cold-empty-$kernels.json"
+  # Same PTX cache (as if carried), empty driver cache: what a fresh machine with a shipped cache sees.
+  export CUDA_CACHE_PATH=/tmp/nv-cold-$kernels-2
+  t0=$(date +%s%N)
+  VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 8 -r 1 --no-warmup -o json > "$OUT/cold-carried-$kernels.json" 2>> "$log"
+  echo "$kernels, carried PTX cache ($(ls $MLX_PTX_CACHE_DIR | wc -l) files), empty driver cache: process wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$log"; summary "$OUT/cold-carried-$kernels.json"
+done
+tar -C /tmp/ptx-cold-vlmbench -cJf "$OUT/ptx-cache.tar.xz" . 2>> "$log"
+fi
+# The later parts use the cache the first process filled (no second minute of NVRTC).
+export MLX_PTX_CACHE_DIR=/tmp/ptx-cold-vlmbench CUDA_CACHE_PATH=/tmp/nv-cold-vlmbench
+
+if want checks; then
 
 step "kernels: bf16 4-bit GEMV, MLX vs vlmbench"
 "$bin" kernels | tee "$OUT/kernels.md" | tee -a "$log"
@@ -25,38 +62,53 @@ for variant in dense moe ple; do
   dir=/tmp/tiny-$variant
   [ -f "$dir/config.json" ] || "$bin" make-tiny "$dir" --variant "$variant" > /dev/null 2>> "$log"
   for dtype in float32 bfloat16; do
-    for kernels in mlx vlmbench; do
+    for kernels in mlx gemv vlmbench; do
       VLMBENCH_KERNELS=$kernels "$bin" generate -m "$dir" -p "Describe a quiet harbour at dawn." --max-tokens 64 \
         --ignore-eos --temperature 0 --dtype $dtype --json > "/tmp/tokens-$kernels.json" 2>> "$log"
     done
-    python3 - "$variant $dtype" /tmp/tokens-mlx.json /tmp/tokens-vlmbench.json <<'PY' | tee -a "$OUT/tokens.txt" | tee -a "$log"
+    python3 - "$variant $dtype" /tmp/tokens-mlx.json /tmp/tokens-gemv.json /tmp/tokens-vlmbench.json <<'PY' | tee -a "$OUT/tokens.txt" | tee -a "$log"
 import json, sys
-try:
-    a, b = (json.load(open(p))["token_ids"] for p in sys.argv[2:4])
-except Exception as e:
-    print(f"{sys.argv[1]}: no result ({e}); see the log"); sys.exit()
-first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
-print(f"{sys.argv[1]}: {len(a)} vs {len(b)} tokens, identical={a == b}, first difference at step {first}")
+def ids(p):
+    try:
+        return json.load(open(p))["token_ids"]
+    except Exception as e:
+        return f"no result ({e})"
+mlx, gemv, ours = (ids(p) for p in sys.argv[2:5])
+def cmp(a, b):
+    if isinstance(a, str) or isinstance(b, str):
+        return f"{a if isinstance(a, str) else b}"
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    return f"identical={a == b} ({len(a)} tokens, first difference at step {first})"
+print(f"{sys.argv[1]}: mlx vs vlmbench {cmp(mlx, ours)}; gemv vs vlmbench {cmp(gemv, ours)}")
 PY
   done
 done
 
-source "$h/tools/gpu/python-setup.sh" "$h/whl" || exit 1
-model=/tmp/gemma-4-31b-random
-if [ ! -f "$model/config.json" ]; then
-  step "make-tiny --preset gemma-4-31b"
-  "$bin" make-tiny --preset gemma-4-31b "$model" >> "$log" 2>&1
 fi
-step "side by side: vlmbench (own kernels) 512,1024 gen 128"
-"$bin" sweep -m "$model" --lengths 512,1024 --gen 128 --dtype bfloat16 --label vlmbench --out "$OUT/sbs-vlmbench.json" 2>&1 | tail -3 | tee -a "$log"
-step "side by side: vlmbench VLMBENCH_KERNELS=mlx 512,1024 gen 128"
-VLMBENCH_KERNELS=mlx "$bin" sweep -m "$model" --lengths 512,1024 --gen 128 --dtype bfloat16 --label "vlmbench (MLX kernels)" --out "$OUT/sbs-vlmbench-mlx-kernels.json" 2>&1 | tail -3 | tee -a "$log"
-step "side by side: mlx-vlm 512,1024 gen 128"
-python3 "$h/tools/reference/bench_reference.py" --model "$model" --lengths 512,1024 --gen 128 --dtype bfloat16 --out "$OUT/sbs-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
-step "vlmbench bench pp512 tg128 x5, own kernels and VLMBENCH_KERNELS=mlx"
-"$bin" bench -m "$model" -p 512 -n 128 -r 5 -o json > "$OUT/bench-vlmbench.json" 2>> "$log"
-VLMBENCH_KERNELS=mlx "$bin" bench -m "$model" -p 512 -n 128 -r 5 -o json > "$OUT/bench-vlmbench-mlx-kernels.json" 2>> "$log"
-for f in sbs-vlmbench sbs-vlmbench-mlx-kernels; do
-  "$bin" compare "$OUT/sbs-mlx-vlm.json" "$OUT/$f.json" > "$OUT/compare-$f.md" 2>> "$log"; cat "$OUT/compare-$f.md" | tee -a "$log"
+
+if want speed; then
+step "31B decode/prefill: pp512 tg128 x${BENCH_REPS:-3} per kernel choice"
+for kernels in vlmbench gemv mlx; do
+  VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 128 -r "${BENCH_REPS:-3}" -o json > "$OUT/bench-$kernels.json" 2>> "$log"
+  echo "VLMBENCH_KERNELS=$kernels" | tee -a "$log"; summary "$OUT/bench-$kernels.json"
 done
+
+source "$h/tools/gpu/python-setup.sh" "$h/whl" || exit 1
+step "side by side: vlmbench (default) 512,1024 gen 128"
+"$bin" sweep -m "$model" --lengths "${SBS_LENGTHS:-512,1024}" --gen 128 --dtype bfloat16 --label vlmbench --out "$OUT/sbs-vlmbench.json" 2>&1 | tail -3 | tee -a "$log"
+step "side by side: mlx-vlm 512,1024 gen 128"
+python3 "$h/tools/reference/bench_reference.py" --model "$model" --lengths "${SBS_LENGTHS:-512,1024}" --gen 128 --dtype bfloat16 --out "$OUT/sbs-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
+"$bin" compare "$OUT/sbs-mlx-vlm.json" "$OUT/sbs-vlmbench.json" > "$OUT/compare.md" 2>> "$log"; cat "$OUT/compare.md" | tee -a "$log"
+fi
+# `carried` (instead of `cold`, after the other parts): only the fresh-process measurement, with the
+# PTX cache the earlier parts filled and an empty driver cache (saves the minute of NVRTC).
+if want carried; then
+  step "cold start with the PTX cache of the earlier parts (as if carried), empty driver cache"
+  export CUDA_CACHE_PATH=/tmp/nv-carried
+  t0=$(date +%s%N)
+  "$bin" bench -m "$model" -p 512 -n 8 -r 1 --no-warmup -o json > "$OUT/cold-carried-vlmbench.json" 2>> "$log"
+  echo "vlmbench, carried PTX cache ($(ls $MLX_PTX_CACHE_DIR | wc -l) files), empty driver cache: process wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$log"; summary "$OUT/cold-carried-vlmbench.json"
+  tar -C "$MLX_PTX_CACHE_DIR" -cJf "$OUT/ptx-cache.tar.xz" . 2>> "$log"
+fi
+
 step done

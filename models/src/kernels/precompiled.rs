@@ -6,7 +6,6 @@
 //! A PTX file holds one module per instantiation: `//@kernel <variant> <dtype> <entry symbol>`,
 //! then the module's text, after a `// source-sha256 <hex>` line naming the source it came from.
 
-use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
 
 use mlx_rs::error::Exception;
@@ -70,28 +69,28 @@ pub struct Kernel(*mut ffi::vlmbench_kernel);
 unsafe impl Send for Kernel {}
 unsafe impl Sync for Kernel {}
 
-/// Every module of one PTX file, registered, by `(variant, dtype)`.
+/// Every module of one PTX file, registered: `(variant, dtype, kernel)`.
 pub struct Registry {
-    kernels: HashMap<(String, String), Kernel>,
+    kernels: Vec<(&'static str, &'static str, Kernel)>,
 }
 
 impl Registry {
     /// Registers every module of `ptx` (the file `file`, for messages).
-    pub fn new(file: &str, ptx: &str) -> Result<Registry, String> {
-        let mut kernels = HashMap::new();
-        for s in sections(ptx) {
-            kernels.insert(
-                (s.variant.to_string(), s.dtype.to_string()),
-                register(file, &s)?,
-            );
-        }
+    pub fn new(file: &str, ptx: &'static str) -> Result<Registry, String> {
+        let kernels = sections(ptx)
+            .into_iter()
+            .map(|s| Ok((s.variant, s.dtype, register(file, &s)?)))
+            .collect::<Result<_, String>>()?;
         Ok(Registry { kernels })
     }
 
+    /// The `variant` kernel for `dtype` (a few entries: a scan, no allocation per launch).
     pub fn get(&self, variant: &str, dtype: Dtype) -> Result<&Kernel, Exception> {
-        let name = dtype_name(dtype).unwrap_or("?");
+        let name = dtype_name(dtype);
         self.kernels
-            .get(&(variant.to_string(), name.to_string()))
+            .iter()
+            .find(|(v, d, _)| *v == variant && Some(*d) == name)
+            .map(|(_, _, k)| k)
             .ok_or_else(|| {
                 Exception::custom(format!("no precompiled {variant} kernel for {dtype:?}"))
             })
@@ -102,8 +101,8 @@ impl Registry {
     pub fn launches_are_cheap(&self) -> bool {
         // SAFETY: registered kernels live for the process.
         self.kernels
-            .values()
-            .all(|k| unsafe { ffi::vlmbench_kernel_is_cached(k.0) })
+            .iter()
+            .all(|(_, _, k)| unsafe { ffi::vlmbench_kernel_is_cached(k.0) })
     }
 }
 
