@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -82,7 +83,8 @@ vlmbench_kernel* vlmbench_kernel_new(
     size_t err_len) {
   try {
     std::string text(ptx, ptx_len);
-    auto* kernel = new vlmbench_kernel{name, "", false};
+    // Owned until returned: an exception below (a filesystem error) frees it.
+    auto kernel = std::make_unique<vlmbench_kernel>(vlmbench_kernel{name, "", false});
     // The tag names the PTX's content, so a file left by another build is never taken for ours.
     std::string tag = "vlmbench precompiled " + hex(std::hash<std::string>{}(text));
     std::string module = kernel->name + "_" + hex(std::hash<std::string>{}(tag));
@@ -98,7 +100,7 @@ vlmbench_kernel* vlmbench_kernel_new(
     } else {
       kernel->source = std::move(text);
     }
-    return kernel;
+    return kernel.release();
   } catch (const std::exception& e) {
     set_error(err, err_len, e.what());
     return nullptr;

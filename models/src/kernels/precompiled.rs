@@ -143,9 +143,9 @@ pub struct OutputSpec {
 }
 
 impl Kernel {
-    /// Launches over `grid_x` threads in blocks of `block_x` (`threads`). Arguments, in the kernel's order:
+    /// Launches over `grid_x` threads in blocks of `block_x`. Arguments, in the kernel's order:
     /// the inputs' data (row-contiguous; MLX copies strided views first), the outputs', then the
-    /// 32-bit `scalars` (a float goes as its bits). `what` names the operation in errors.
+    /// `int` `scalars`. `what` names the operation in errors.
     pub fn launch(
         &self,
         inputs: &[&Array],
