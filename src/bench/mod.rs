@@ -21,7 +21,7 @@ use vlm_models::model::{default_prefill_step_size, LoadedModel, Prompt};
 use vlm_models::runtime;
 use vlm_models::sampling::Sampler;
 
-use crate::engine::{self, GenerateOptions};
+use crate::engine::{self, GenerateOptions, HostMs};
 
 pub use output::{write_jsonl_row, write_rows, OutputFormat};
 pub use tests_spec::{parse_lengths, BenchTest};
@@ -58,6 +58,10 @@ pub struct BenchRow {
     pub ttft_s_mean: Option<f64>,
     /// Highest MLX peak memory over the repetitions, bytes (weights included).
     pub peak_memory_bytes: u64,
+    /// Mean host time per decode step (tests that decode): building its graph and submitting
+    /// it. Near `1000 / decode tok/s`, the host sets the pace, not the device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_host_ms: Option<HostMs>,
     pub mlx_version: String,
     pub vlmbench_version: &'static str,
     /// Tensor-parallel runs: every rank's figures (rank order), gathered by rank 0 over MLX.
@@ -110,6 +114,7 @@ struct Sample {
     tps: f64,
     ttft_s: Option<f64>,
     peak_memory_bytes: u64,
+    decode_host_ms: Option<HostMs>,
 }
 
 /// Runs every test, calling `on_row` as each finishes (so long runs can write results as they go).
@@ -155,6 +160,7 @@ pub fn run(
         let tps: Vec<f64> = samples.iter().map(|s| s.tps).collect();
         let (mean, sd) = mean_sd(&tps);
         let ttfts: Vec<f64> = samples.iter().filter_map(|s| s.ttft_s).collect();
+        let host: Vec<HostMs> = samples.iter().filter_map(|s| s.decode_host_ms).collect();
         let (n_prompt, n_gen) = match *test {
             BenchTest::Prompt { n } => (n, 0),
             BenchTest::Generate { n } => (1, n),
@@ -184,6 +190,10 @@ pub fn run(
                 .map(|s| s.peak_memory_bytes)
                 .max()
                 .unwrap_or(0),
+            decode_host_ms: (!host.is_empty()).then(|| HostMs {
+                build: host.iter().map(|h| h.build).sum::<f64>() / host.len() as f64,
+                submit: host.iter().map(|h| h.submit).sum::<f64>() / host.len() as f64,
+            }),
             mlx_version: runtime::mlx_version(),
             vlmbench_version: env!("CARGO_PKG_VERSION"),
         };
@@ -213,6 +223,7 @@ fn measure(
                 tps: n as f64 / seconds,
                 ttft_s: None,
                 peak_memory_bytes: peak(),
+                decode_host_ms: None,
             })
         }
         BenchTest::Generate { n } => {
@@ -221,6 +232,7 @@ fn measure(
                 tps: g.decode_tps,
                 ttft_s: Some(g.time_to_first_token_s),
                 peak_memory_bytes: peak(),
+                decode_host_ms: g.decode_host_ms,
             })
         }
         BenchTest::PromptGenerate { prompt, gen } => {
@@ -229,6 +241,7 @@ fn measure(
                 tps: (prompt + gen) as f64 / g.total_s,
                 ttft_s: Some(g.time_to_first_token_s),
                 peak_memory_bytes: peak(),
+                decode_host_ms: g.decode_host_ms,
             })
         }
         BenchTest::Image { gen } => {
@@ -238,6 +251,7 @@ fn measure(
                 tps: prompt.ids.len() as f64 / g.time_to_first_token_s,
                 ttft_s: Some(g.time_to_first_token_s),
                 peak_memory_bytes: peak(),
+                decode_host_ms: g.decode_host_ms,
             })
         }
     }
@@ -357,6 +371,7 @@ pub(crate) fn row_for_tests(test: &str, samples: Vec<f64>) -> BenchRow {
         tps_sd,
         ttft_s_mean: None,
         peak_memory_bytes: 3 << 20,
+        decode_host_ms: None,
         mlx_version: "0.32.2".into(),
         vlmbench_version: "0.1.0",
     }

@@ -192,11 +192,24 @@ pub fn run(
         if results.measurements.iter().any(|m| m.label == label) {
             continue;
         }
+        // A chat prompt's time to first token includes building it (chat template, tokenizing,
+        // image resize and normalization), as mlx-vlm's stream_generate counts its own.
+        let building = std::time::Instant::now();
         let built = match prompt {
             SweepPrompt::Random { .. } => ids_prompt(random_ids),
             SweepPrompt::Chat { text, image, .. } => chat_prompt(text, image)?,
         };
-        let stats = measure(&built, *max_tokens)?;
+        let build_s = match prompt {
+            SweepPrompt::Random { .. } => 0.0,
+            SweepPrompt::Chat { .. } => building.elapsed().as_secs_f64(),
+        };
+        // sweep --image: warm the vision tower's kernels first, as bench_reference.py --image does.
+        if kind == ResultKind::PromptLengthSweep && prompt.has_image() {
+            measure(&built, *max_tokens)?;
+        }
+        let mut stats = measure(&built, *max_tokens)?;
+        stats.time_to_first_token_s += build_s;
+        stats.total_s += build_s;
         let m = Measurement::from_stats(&label, prompt.has_image(), &stats);
         on_point(&m);
         results.measurements.push(m);

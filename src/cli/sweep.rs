@@ -33,6 +33,11 @@ pub struct SweepArgs {
     /// A file with one user prompt per line (through the chat template).
     #[arg(long)]
     pub prompts_file: Option<PathBuf>,
+    /// With --lengths: also measure one prompt with this image ("Describe this image.", --gen
+    /// tokens, EOS ignored), labelled img+tgN: time to first token with an image, side by side
+    /// with tools/reference/bench_reference.py --image.
+    #[arg(long, requires = "lengths", value_name = "PATH")]
+    pub image: Option<PathBuf>,
     /// Tokens to generate per prompt (lengths and prompts-file; EOS ignored).
     #[arg(long, default_value_t = 32)]
     pub gen: usize,
@@ -90,14 +95,22 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         let lengths = parse_lengths(spec)
             .map_err(anyhow::Error::msg)
             .context("--lengths")?;
-        (
-            ResultKind::PromptLengthSweep,
-            lengths
-                .into_iter()
-                .map(|tokens| (SweepPrompt::Random { tokens }, args.gen))
-                .collect(),
-            true,
-        )
+        let mut prompts: Vec<_> = lengths
+            .into_iter()
+            .map(|tokens| (SweepPrompt::Random { tokens }, args.gen))
+            .collect();
+        if let Some(path) = &args.image {
+            let (image, _) = image_or_sample(Some(path), ASTRONAUT)?;
+            prompts.push((
+                SweepPrompt::Chat {
+                    label: format!("img+tg{}", args.gen),
+                    text: crate::bench::IMAGE_QUESTION.into(),
+                    image: Some(image),
+                },
+                args.gen,
+            ));
+        }
+        (ResultKind::PromptLengthSweep, prompts, true)
     };
     let resolved = crate::model_source::load(args.model.as_deref(), args.dtype)?;
     let model = &resolved.model;

@@ -17,7 +17,7 @@ use mlx_rs::Array;
 use vlm_models::model::{Decoder, Prompt};
 use vlm_models::sampling::{log_softmax, Sampler};
 
-pub use stats::{FinishReason, GenerationStats, ReferenceStats, Timings};
+pub use stats::{FinishReason, GenerationStats, HostMs, HostTime, ReferenceStats, Timings};
 pub use text::{generate_text, TextGeneration};
 
 /// What to generate and when to stop.
@@ -107,14 +107,18 @@ pub fn generate_prompt(
 
     let mut token_ids = Vec::with_capacity(options.max_tokens);
     let mut first_token_s = 0.0;
+    let mut host = HostTime::default();
     let finish_reason = loop {
         let current = next;
         // Enqueue the following step before reading this token back, unless we are done anyway.
         let more_wanted = token_ids.len() + 1 < options.max_tokens;
         if more_wanted {
+            let building = Instant::now();
             let logits = decoder.step(&current).context("decode step failed")?;
             next = decoder.agree_on_token(sample(&logits)?)?;
+            let submitting = Instant::now();
             async_eval([&next])?;
+            host.add_step(building, submitting);
         } else {
             next = current.clone();
         }
@@ -137,6 +141,7 @@ pub fn generate_prompt(
         vision_encode_s,
         first_token_s,
         last_token_s,
+        decode_host: host,
     };
     let stats = GenerationStats::from_timings(
         prompt_ids.len(),

@@ -3,6 +3,8 @@
 //! Clock: one monotonic clock read at the start of `generate` (after tokenization), when the first
 //! token's id is on the host, and when the last token's id is on the host.
 
+use std::time::Instant;
+
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -37,6 +39,9 @@ pub struct GenerationStats {
     /// MLX's process-wide peak of allocated memory, in bytes, when generation ended (weights included).
     pub peak_memory_bytes: u64,
     pub finish_reason: FinishReason,
+    /// Host time per decode step, milliseconds (None without decode steps). When building +
+    /// submitting approaches `1000 / decode_tps`, the host, not the device, sets the pace.
+    pub decode_host_ms: Option<HostMs>,
     /// The same run in mlx-vlm's own definitions, for side-by-side comparison.
     pub reference: ReferenceStats,
 }
@@ -59,6 +64,40 @@ pub struct Timings {
     pub vision_encode_s: f64,
     pub first_token_s: f64,
     pub last_token_s: f64,
+    pub decode_host: HostTime,
+}
+
+/// Host time spent on decode steps, summed over the steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HostTime {
+    pub steps: usize,
+    /// Building each step's graph: the model's forward pass and the sampler (no device work).
+    pub build_s: f64,
+    /// `async_eval` of each step: MLX schedules the graph and, on a GPU, encodes its kernels.
+    pub submit_s: f64,
+}
+
+impl HostTime {
+    /// Adds one step that started building at `building` and was submitted at `submitting`.
+    pub fn add_step(&mut self, building: Instant, submitting: Instant) {
+        self.steps += 1;
+        self.build_s += (submitting - building).as_secs_f64();
+        self.submit_s += submitting.elapsed().as_secs_f64();
+    }
+
+    fn per_step_ms(&self) -> Option<HostMs> {
+        (self.steps > 0).then(|| HostMs {
+            build: self.build_s * 1e3 / self.steps as f64,
+            submit: self.submit_s * 1e3 / self.steps as f64,
+        })
+    }
+}
+
+/// [`HostTime`] per decode step, milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct HostMs {
+    pub build: f64,
+    pub submit: f64,
 }
 
 impl GenerationStats {
@@ -82,6 +121,7 @@ impl GenerationStats {
             total_s: t.last_token_s,
             peak_memory_bytes,
             finish_reason,
+            decode_host_ms: t.decode_host.per_step_ms(),
             reference: ReferenceStats {
                 prompt_tps: per_second(prompt_tokens as f64, t.first_token_s),
                 generation_tps: per_second(generation_tokens as f64, decode_s),
@@ -101,6 +141,11 @@ mod tests {
             vision_encode_s: 0.5,
             first_token_s: 1.5,
             last_token_s: 3.5,
+            decode_host: HostTime {
+                steps: 8,
+                build_s: 0.4,
+                submit_s: 0.8,
+            },
         };
         let s = GenerationStats::from_timings(100, 9, t, 2_000_000_000, FinishReason::Length);
         assert_eq!(s.prefill_tps, 100.0); // 100 tokens over 1.5 - 0.5 s
@@ -110,6 +155,8 @@ mod tests {
         assert!((s.reference.prompt_tps - 100.0 / 1.5).abs() < 1e-12);
         assert_eq!(s.reference.generation_tps, 4.5); // mlx-vlm counts the first token too
         assert_eq!(s.reference.peak_memory_gb, 2.0);
+        let host = s.decode_host_ms.unwrap(); // 0.4 s and 0.8 s over 8 steps
+        assert!((host.build - 50.0).abs() < 1e-9 && (host.submit - 100.0).abs() < 1e-9);
     }
 
     #[test]
@@ -118,10 +165,12 @@ mod tests {
             vision_encode_s: 0.0,
             first_token_s: 0.2,
             last_token_s: 0.2,
+            decode_host: HostTime::default(),
         };
         let s = GenerationStats::from_timings(10, 1, t, 0, FinishReason::Stop);
         assert_eq!(s.decode_tps, 0.0);
         assert_eq!(s.reference.generation_tps, 0.0);
         assert_eq!(s.prefill_tps, 50.0);
+        assert_eq!(s.decode_host_ms, None);
     }
 }

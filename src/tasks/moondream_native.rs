@@ -337,6 +337,7 @@ fn timings(vision_encode_s: f64, prefill: Duration, decode: Duration) -> Timings
         vision_encode_s,
         first_token_s: first,
         last_token_s: first + decode.as_secs_f64(),
+        decode_host: Default::default(),
     }
 }
 

@@ -9,10 +9,12 @@
 #      and soft-cap);
 #   4. decode and prefill of the 31B-shaped checkpoint with VLMBENCH_KERNELS = mlx, gemv, vlmbench,
 #      and mlx-vlm 0.7.10 side by side (same prompt ids, one script).
-#   tools/gpu/kernels-31b.sh CARRIED_DIR [cold] [checks] [speed] [carried]   (default: the first three; one
+#   5. (prefill) MLX's quantized_matmul vs dequantize + matmul at prefill shapes; (ncu) a kernel census
+#      of the default decode step.
+#   tools/gpu/kernels-31b.sh CARRIED_DIR [cold] [checks] [speed] [carried] [prefill] [ncu]   (default: the first three; one
 #   device call has 10 minutes, so cold+checks and speed go in two calls on the same warm machine)
 #   CARRIED_DIR holds vlmbench, whl/ and tools/ from this checkout. Shorter runs: COLD_KERNELS=vlmbench,
-#   BENCH_REPS=2, SBS_LENGTHS=512.
+#   BENCH_REPS=2, SBS_LENGTHS=512, BENCH_TIERS="gemv mlx".
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 h="${1:?usage: kernels-31b.sh CARRIED_DIR [cold] [checks] [speed]}"; shift
@@ -25,7 +27,7 @@ step() { echo "== $(date -u +%T) $*" | tee -a "$log"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$log"
 model=/tmp/gemma-4-31b-random
 summary() {
-  python3 -c "import json,sys; rows=json.load(open(sys.argv[1])); [print(f\"  {r['test']}: {r['tps_mean']:.1f} tok/s, ttft {r.get('ttft_s_mean')}\") for r in rows]" "$1" | tee -a "$log"
+  python3 -c "import json,sys; rows=json.load(open(sys.argv[1])); [print(f\"  {r['test']}: {r['tps_mean']:.1f} tok/s, ttft {r.get('ttft_s_mean')}, host ms/step {r.get('decode_host_ms')}\") for r in rows]" "$1" | tee -a "$log"
 }
 
 if [ ! -f "$model/config.json" ]; then
@@ -79,7 +81,7 @@ def cmp(a, b):
         return f"{a if isinstance(a, str) else b}"
     first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
     return f"identical={a == b} ({len(a)} tokens, first difference at step {first})"
-print(f"{sys.argv[1]}: mlx vs vlmbench {cmp(mlx, ours)}; gemv vs vlmbench {cmp(gemv, ours)}")
+print(f"{sys.argv[1]}: gemv vs mlx {cmp(gemv, mlx)}; vlmbench vs mlx {cmp(ours, mlx)}")
 PY
   done
 done
@@ -88,17 +90,33 @@ fi
 
 if want speed; then
 step "31B decode/prefill: pp512 tg128 x${BENCH_REPS:-3} per kernel choice"
-for kernels in vlmbench gemv mlx; do
+for kernels in ${BENCH_TIERS:-gemv mlx vlmbench}; do
   VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 128 -r "${BENCH_REPS:-3}" -o json > "$OUT/bench-$kernels.json" 2>> "$log"
   echo "VLMBENCH_KERNELS=$kernels" | tee -a "$log"; summary "$OUT/bench-$kernels.json"
 done
 
 source "$h/tools/gpu/python-setup.sh" "$h/whl" || exit 1
-step "side by side: vlmbench (default) 512,1024 gen 128"
-"$bin" sweep -m "$model" --lengths "${SBS_LENGTHS:-512,1024}" --gen 128 --dtype bfloat16 --label vlmbench --out "$OUT/sbs-vlmbench.json" 2>&1 | tail -3 | tee -a "$log"
-step "side by side: mlx-vlm 512,1024 gen 128"
-python3 "$h/tools/reference/bench_reference.py" --model "$model" --lengths "${SBS_LENGTHS:-512,1024}" --gen 128 --dtype bfloat16 --out "$OUT/sbs-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
+step "side by side: vlmbench (default kernels) 512,1024 + image, gen 128"
+img="$h/tools/astronaut.jpg"
+"$bin" sweep -m "$model" --lengths "${SBS_LENGTHS:-512,1024}" --image "$img" --gen 128 --dtype bfloat16 --label vlmbench --out "$OUT/sbs-vlmbench.json" 2>&1 | tail -4 | tee -a "$log"
+step "side by side: mlx-vlm 512,1024 + image, gen 128"
+python3 "$h/tools/reference/bench_reference.py" --model "$model" --lengths "${SBS_LENGTHS:-512,1024}" --image "$img" --gen 128 --dtype bfloat16 --out "$OUT/sbs-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
 "$bin" compare "$OUT/sbs-mlx-vlm.json" "$OUT/sbs-vlmbench.json" > "$OUT/compare.md" 2>> "$log"; cat "$OUT/compare.md" | tee -a "$log"
+fi
+# `prefill`: MLX's quantized_matmul against dequantize + bfloat16 matmul at prefill shapes.
+if want prefill; then
+  source "$h/tools/gpu/python-setup.sh" "$h/whl" || exit 1
+  step "prefill products: quantized_matmul vs dequantize + matmul"
+  python3 "$h/tools/gpu/prefill_matmul.py" --lengths 512,2048 --json "$OUT/prefill-matmul.json" 2>&1 | tee -a "$log"
+fi
+# `ncu`: Nsight Compute census of 2000 decode kernels of the default kernel choice.
+if want ncu; then
+  step "ncu: 2000 decode kernels, default kernel choice"
+  timeout 200 /usr/local/cuda/bin/ncu --csv --page raw --metrics gpu__time_duration.sum,dram__bytes_read.sum \
+    --launch-skip 8000 --launch-count 2000 "$bin" bench -m "$model" -p 0 -n 16 -r 1 --no-warmup \
+    > /tmp/ncu-gemv.csv 2> /tmp/ncu.err; echo "rc $?" | tee -a "$log"; tail -3 /tmp/ncu.err | tee -a "$log"
+  python3 "$h/tools/gpu/ncu_decode_summary.py" /tmp/ncu-gemv.csv | tee -a "$log"
+  xz -9 -c /tmp/ncu-gemv.csv > "$OUT/ncu-gemv.csv.xz"
 fi
 # `carried` (instead of `cold`, after the other parts): only the fresh-process measurement, with the
 # PTX cache the earlier parts filled and an empty driver cache (saves the minute of NVRTC).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarises Nsight Compute CSV records of a decode stretch (tools/gpu/profile-31b.sh writes them:
 `ncu --csv --page raw --metrics gpu__time_duration.sum,dram__bytes_read.sum`): kernels per decoder
-layer, GPU time per layer split into 4-bit GEMV (qmv) and everything else, achieved DRAM read
+layer, GPU time per layer split into 4-bit products (MLX's qmv/qmm, vlmbench's qgemv4) and everything else, achieved DRAM read
 bandwidth of the GEMVs, and the most frequent non-GEMV kernels.
 
 Layers are counted by the MLP projections (the three ~65 MB qmv reads per layer of the 31B shapes).
@@ -28,13 +28,18 @@ def kernels(path):
              float(d[b].replace(",", "")) * BYTES[units[b]]) for d in data]
 
 
+def is_product(name):
+    """A 4-bit matrix product: MLX's qmv / qmm kernels or vlmbench's qgemv4."""
+    return any(p in name for p in ("qmv", "qmm", "qgemv"))
+
+
 def summary(path):
     ks = kernels(path)
     layers = sum(1 for _, _, b in ks if 60e6 < b < 70e6) / 3
     if not layers:
         return f"{path}: no decoder-layer MLP GEMVs found"
-    q = [x for x in ks if "qmv" in x[0]]
-    other = [x for x in ks if "qmv" not in x[0]]
+    q = [x for x in ks if is_product(x[0])]
+    other = [x for x in ks if not is_product(x[0])]
     qt, qb = sum(x[1] for x in q), sum(x[2] for x in q)
     ot = sum(x[1] for x in other)
     lines = [f"{path}: {len(ks)} kernels = {layers:.1f} decoder layers -> {len(ks) / layers:.1f} kernels per layer",
@@ -45,7 +50,11 @@ def summary(path):
     if head:
         lines.append(f"  LM head GEMV: {head[0][2] / 1e6:.0f} MB in {head[0][1] / 1e3:.0f} us = {head[0][2] / head[0][1]:.0f} GB/s")
     counts = collections.Counter(x[0].replace("mlx::", "")[:40] for x in other)
-    lines.append("  other kernels per layer: " + ", ".join(f"{n} {c / layers:.1f}" for n, c in counts.most_common(12)))
+    times = collections.Counter()
+    for name, t, _ in other:
+        times[name.replace("mlx::", "")[:40]] += t
+    lines.append("  other kernels per layer (launches, us): " + ", ".join(
+        f"{n} {counts[n] / layers:.1f} {t / layers / 1e3:.1f}" for n, t in times.most_common(14)))
     return "\n".join(lines)
 
 

@@ -65,6 +65,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--label", default="mlx-vlm")
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--image", type=Path,
+                    help="also measure 'Describe this image.' with this image (label img+tgN), as vlmbench sweep --image")
     a = ap.parse_args()
     lengths = [int(x) for x in a.lengths.split(",") if x.strip()]
 
@@ -82,14 +84,20 @@ def main():
     vocab = (config.get("text_config") or config)["vocab_size"]
     prompts = PromptIds(a.seed, vocab, special)
 
-    def run_one(ids):
+    def run_one(ids=None, image=None):
         n_seen = [0]
         mx.reset_peak_memory()
         t0 = time.perf_counter()
         t_first = t_last = None
         last = None
-        for last in stream_generate(model, processor, "", input_ids=mx.array([ids], dtype=mx.int32),
-                                    max_tokens=a.gen, temperature=0.0, stopping_criteria=lambda token: False):
+        if image is None:
+            inputs = dict(prompt="", input_ids=mx.array([ids], dtype=mx.int32))
+        else:  # the chat template, tokenizing and image processing count, as in vlmbench's point
+            from mlx_vlm.prompt_utils import apply_chat_template
+            prompt = apply_chat_template(processor, model.config, "Describe this image.", num_images=1)
+            inputs = dict(prompt=prompt, image=[str(image)])
+        for last in stream_generate(model, processor, max_tokens=a.gen, temperature=0.0,
+                                    stopping_criteria=lambda token: False, **inputs):
             now = time.perf_counter() - t0
             # The stream ends with one more result that carries no new token; time token yields only.
             if last.generation_tokens > (0 if t_first is None else n_seen[0]):
@@ -103,13 +111,18 @@ def main():
     first_call_ttft = run_one(prompts.__class__(a.seed + 1, vocab, special).next(lengths[0]))[0]
     print(f"first call (warm-up, pp{lengths[0]}): first token after {first_call_ttft:.2f} s", flush=True)
     measurements = []
-    for length in lengths:
-        ids = prompts.next(length)
-        t_first, t_last, n, last, peak = run_one(ids)
+    points = [(f"pp{n}", prompts.next(n), None) for n in lengths]
+    if a.image:
+        points.append((f"img+tg{a.gen}", None, a.image))
+    for label, ids, image in points:
+        if image is not None:
+            run_one(image=image)  # warm-up of the vision tower's kernels, as vlmbench's sweep does
+        t_first, t_last, n, last, peak = run_one(ids, image)
+        length = len(ids) if ids is not None else int(last.prompt_tokens)
         decode_s = t_last - t_first
         m = {
-            "label": f"pp{length}",
-            "has_image": False,
+            "label": label,
+            "has_image": image is not None,
             "prompt_tokens": length,
             "gen_tokens": n,
             "prefill_tps": length / t_first,
@@ -122,7 +135,7 @@ def main():
             "reference_generation_tps": float(last.generation_tps),
         }
         measurements.append(m)
-        print(f"pp{length}: {m['prefill_tps']:.1f} tok/s prefill, {m['decode_tps']:.1f} tok/s decode", flush=True)
+        print(f"{label}: {m['prefill_tps']:.1f} tok/s prefill, {m['decode_tps']:.1f} tok/s decode", flush=True)
     device = mx.default_device()
     result = {
         "kind": "prompt_length_sweep",

@@ -87,6 +87,10 @@ pub fn try_quantized_matmul(
     group_size: i32,
 ) -> Result<Option<Array>> {
     if let Some(stream) = vlmbench_stream(Kernels::Gemv)? {
+        if prefill_dequantizes() && x.size() as i32 / x.shape().last().copied().unwrap_or(1) >= 64 {
+            let dense = mlx_rs::ops::dequantize(w, scales, biases, group_size, bits)?;
+            return Ok(Some(x.matmul(dense.t())?));
+        }
         if !qgemv::supports(x, w, scales, bits, group_size) {
             return Ok(None);
         }
@@ -96,6 +100,12 @@ pub fn try_quantized_matmul(
         return cpu::quantized_matmul(x, w, scales, biases, bits, group_size);
     }
     Ok(None)
+}
+
+/// Experiment: prefill products dequantize the weight and multiply in its float dtype.
+fn prefill_dequantizes() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("VLMBENCH_PREFILL_DEQUANT").is_ok_and(|v| v == "1"))
 }
 
 /// Whether the fused elementwise chains apply (see [`vlmbench_stream`]).
