@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
-# Runs ON a fresh GPU machine: vlmbench's GEMV as precompiled PTX (issue #10), in one call:
-#   1. cold start: the first `bench -p 512 -n 8` of a new process on the Gemma-4-31B-shaped
-#      checkpoint with nothing cached, then a new process with an empty NVIDIA driver cache but
-#      the MLX PTX cache the first one filled (as if carried to a fresh machine), for each kernel choice;
-#   2. `vlmbench kernels`: error and GB/s per decode shape, and whether MLX's PTX cache is used;
-#   3. greedy tokens over 64 steps on the tiny checkpoints, float32 and bfloat16: VLMBENCH_KERNELS
-#      mlx vs vlmbench and gemv vs vlmbench (gemv is the default; vlmbench adds the fused GELU gate
-#      and soft-cap);
-#   4. decode and prefill of the 31B-shaped checkpoint with VLMBENCH_KERNELS = mlx, gemv, vlmbench,
-#      and mlx-vlm 0.7.10 side by side (same prompt ids, one script).
-#   5. (prefill) MLX's quantized_matmul vs dequantize + matmul at prefill shapes; (ncu) a kernel census
-#      of the default decode step.
-#   tools/gpu/kernels-31b.sh CARRIED_DIR [cold] [checks] [speed] [carried] [prefill] [ncu]   (default: the first three; one
-#   device call has 10 minutes, so cold+checks and speed go in two calls on the same warm machine)
-#   CARRIED_DIR holds vlmbench, whl/ and tools/ from this checkout. Shorter runs: COLD_KERNELS=vlmbench,
-#   BENCH_REPS=2, SBS_LENGTHS=512, BENCH_TIERS="gemv mlx".
+# Runs ON a fresh GPU machine (after the stash call): vlmbench's kernels on the Gemma-4-31B-shaped
+# checkpoint (issue #10). Parts run in the order given:
+#   cold     the first `bench -p 512 -n 8` of a new process with nothing cached, then a new process
+#            with an empty NVIDIA driver cache but the MLX PTX cache the first filled, per kernel choice;
+#   kernels  `vlmbench kernels`: error and GB/s per decode shape, and whether MLX's PTX cache is used;
+#   tokens   greedy tokens over 64 steps on the tiny checkpoints, gemv and vlmbench against mlx
+#            (TOKEN_DTYPES, default "float32 bfloat16"; TOKEN_TIERS, default "gemv vlmbench");
+#   speed    pp512/tg128 per kernel choice (BENCH_TIERS, default "gemv mlx vlmbench"; BENCH_REPS),
+#            decode host time per step included;
+#   sbs      vlmbench (default kernels) and mlx-vlm 0.7.10 in one script: same checkpoint, same
+#            prompt ids (SBS_LENGTHS, default 512,1024) and one image prompt;
+#   prefill  MLX's quantized_matmul vs dequantize + matmul at prefill shapes, and prefill of the
+#            checkpoint with VLMBENCH_PREFILL_DEQUANT=1 against the default;
+#   ncu      Nsight Compute census of 2000 decode kernels of the default kernel choice;
+#   carried  a fresh process with the PTX cache the earlier parts filled and an empty driver cache.
+#   tools/gpu/kernels-31b.sh CARRIED_DIR [part...]   (default: kernels tokens speed sbs)
+# CARRIED_DIR holds vlmbench, whl/, tools/ (with astronaut.jpg) from this checkout. One device call
+# has 10 minutes; the tokens part alone took 4.5 minutes with both dtypes and three tiers.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-h="${1:?usage: kernels-31b.sh CARRIED_DIR [cold] [checks] [speed]}"; shift
-parts="${*:-cold checks speed}"
-want() { [[ " $parts " == *" $1 "* ]]; }
+h="${1:?usage: kernels-31b.sh CARRIED_DIR [part...]}"; shift
+parts="${*:-kernels tokens speed sbs}"
 source "$h/tools/gpu/device-setup.sh" env || exit 1
 bin="$h/vlmbench"; chmod +x "$bin"
 log="$OUT/log.txt"
@@ -29,104 +30,119 @@ model=/tmp/gemma-4-31b-random
 summary() {
   python3 -c "import json,sys; rows=json.load(open(sys.argv[1])); [print(f\"  {r['test']}: {r['tps_mean']:.1f} tok/s, ttft {r.get('ttft_s_mean')}, host ms/step {r.get('decode_host_ms')}\") for r in rows]" "$1" | tee -a "$log"
 }
+python_ready=
+python_env() { [ -n "$python_ready" ] || { source "$h/tools/gpu/python-setup.sh" "$h/whl" && python_ready=1; }; }
 
 if [ ! -f "$model/config.json" ]; then
   step "make-tiny --preset gemma-4-31b (its own PTX cache and driver cache, thrown away)"
   MLX_PTX_CACHE_DIR=/tmp/ptx-make CUDA_CACHE_PATH=/tmp/nv-make "$bin" make-tiny --preset gemma-4-31b "$model" >> "$log" 2>&1
 fi
+# Every part after `cold` shares one PTX cache (no second minute of NVRTC).
+shared_caches() { export MLX_PTX_CACHE_DIR=/tmp/ptx-cold-vlmbench CUDA_CACHE_PATH=/tmp/nv-cold-vlmbench; }
+shared_caches
 
-if want cold; then
-step "cold start: first process, nothing cached"
-for kernels in ${COLD_KERNELS:-vlmbench mlx}; do
-  export MLX_PTX_CACHE_DIR=/tmp/ptx-cold-$kernels CUDA_CACHE_PATH=/tmp/nv-cold-$kernels
-  t0=$(date +%s%N)
-  VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 8 -r 1 --no-warmup -o json > "$OUT/cold-empty-$kernels.json" 2>> "$log"
-  echo "$kernels, empty caches: process wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$log"; summary "$OUT/cold-empty-$kernels.json"
-  # Same PTX cache (as if carried), empty driver cache: what a fresh machine with a shipped cache sees.
-  export CUDA_CACHE_PATH=/tmp/nv-cold-$kernels-2
-  t0=$(date +%s%N)
-  VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 8 -r 1 --no-warmup -o json > "$OUT/cold-carried-$kernels.json" 2>> "$log"
-  echo "$kernels, carried PTX cache ($(ls $MLX_PTX_CACHE_DIR | wc -l) files), empty driver cache: process wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$log"; summary "$OUT/cold-carried-$kernels.json"
-done
-tar -C /tmp/ptx-cold-vlmbench -cJf "$OUT/ptx-cache.tar.xz" . 2>> "$log"
-fi
-# The later parts use the cache the first process filled (no second minute of NVRTC).
-export MLX_PTX_CACHE_DIR=/tmp/ptx-cold-vlmbench CUDA_CACHE_PATH=/tmp/nv-cold-vlmbench
+part_cold() {
+  step "cold start: first process, nothing cached"
+  for kernels in ${COLD_KERNELS:-gemv mlx}; do
+    export MLX_PTX_CACHE_DIR=/tmp/ptx-cold-$kernels CUDA_CACHE_PATH=/tmp/nv-cold-$kernels
+    rm -rf "$MLX_PTX_CACHE_DIR"
+    local t0=$(date +%s%N)
+    VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 8 -r 1 --no-warmup -o json > "$OUT/cold-empty-$kernels.json" 2>> "$log"
+    echo "$kernels, empty caches: process wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$log"; summary "$OUT/cold-empty-$kernels.json"
+    # Same PTX cache (as if carried), empty driver cache: what a fresh machine with a shipped cache sees.
+    export CUDA_CACHE_PATH=/tmp/nv-cold-$kernels-2
+    t0=$(date +%s%N)
+    VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 8 -r 1 --no-warmup -o json > "$OUT/cold-carried-$kernels.json" 2>> "$log"
+    echo "$kernels, carried PTX cache ($(ls $MLX_PTX_CACHE_DIR | wc -l) files), empty driver cache: process wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$log"; summary "$OUT/cold-carried-$kernels.json"
+  done
+  [ ! -d /tmp/ptx-cold-gemv ] || cp -rn /tmp/ptx-cold-gemv/. /tmp/ptx-cold-vlmbench/
+  shared_caches
+}
 
-if want checks; then
+part_kernels() {
+  step "kernels: bf16 4-bit GEMV, MLX vs vlmbench"
+  "$bin" kernels | tee "$OUT/kernels.md" | tee -a "$log"
+  "$bin" kernels --json > "$OUT/kernels.json" 2>> "$log"
+}
 
-step "kernels: bf16 4-bit GEMV, MLX vs vlmbench"
-"$bin" kernels | tee "$OUT/kernels.md" | tee -a "$log"
-"$bin" kernels --json > "$OUT/kernels.json" 2>> "$log"
-
-step "same greedy tokens over 64 steps (tiny checkpoints)"
-for variant in dense moe ple; do
-  dir=/tmp/tiny-$variant
-  [ -f "$dir/config.json" ] || "$bin" make-tiny "$dir" --variant "$variant" > /dev/null 2>> "$log"
-  for dtype in float32 bfloat16; do
-    for kernels in mlx gemv vlmbench; do
-      VLMBENCH_KERNELS=$kernels "$bin" generate -m "$dir" -p "Describe a quiet harbour at dawn." --max-tokens 64 \
-        --ignore-eos --temperature 0 --dtype $dtype --json > "/tmp/tokens-$kernels.json" 2>> "$log"
-    done
-    python3 - "$variant $dtype" /tmp/tokens-mlx.json /tmp/tokens-gemv.json /tmp/tokens-vlmbench.json <<'PY' | tee -a "$OUT/tokens.txt" | tee -a "$log"
+part_tokens() {
+  step "same greedy tokens over 64 steps (tiny checkpoints), against VLMBENCH_KERNELS=mlx"
+  local variant dtype kernels
+  for variant in dense moe ple; do
+    local dir=/tmp/tiny-$variant
+    [ -f "$dir/config.json" ] || "$bin" make-tiny "$dir" --variant "$variant" > /dev/null 2>> "$log"
+    for dtype in ${TOKEN_DTYPES:-float32 bfloat16}; do
+      for kernels in mlx ${TOKEN_TIERS:-gemv vlmbench}; do
+        VLMBENCH_KERNELS=$kernels "$bin" generate -m "$dir" -p "Describe a quiet harbour at dawn." --max-tokens 64 \
+          --ignore-eos --temperature 0 --dtype $dtype --json > "/tmp/tokens-$kernels.json" 2>> "$log"
+      done
+      python3 - "$variant $dtype" ${TOKEN_TIERS:-gemv vlmbench} <<'PY' | tee -a "$log"
 import json, sys
-def ids(p):
+def ids(tier):
     try:
-        return json.load(open(p))["token_ids"]
+        return json.load(open(f"/tmp/tokens-{tier}.json"))["token_ids"]
     except Exception as e:
         return f"no result ({e})"
-mlx, gemv, ours = (ids(p) for p in sys.argv[2:5])
+base = ids("mlx")
 def cmp(a, b):
     if isinstance(a, str) or isinstance(b, str):
         return f"{a if isinstance(a, str) else b}"
     first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
     return f"identical={a == b} ({len(a)} tokens, first difference at step {first})"
-print(f"{sys.argv[1]}: gemv vs mlx {cmp(gemv, mlx)}; vlmbench vs mlx {cmp(ours, mlx)}")
+print(f"{sys.argv[1]}: " + "; ".join(f"{t} vs mlx {cmp(ids(t), base)}" for t in sys.argv[2:]))
 PY
+    done
   done
-done
+}
 
-fi
+part_speed() {
+  step "31B decode/prefill: pp512 tg128 x${BENCH_REPS:-3} per kernel choice"
+  local kernels
+  for kernels in ${BENCH_TIERS:-gemv mlx vlmbench}; do
+    VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 128 -r "${BENCH_REPS:-3}" -o json > "$OUT/bench-$kernels.json" 2>> "$log"
+    echo "VLMBENCH_KERNELS=$kernels" | tee -a "$log"; summary "$OUT/bench-$kernels.json"
+  done
+}
 
-if want speed; then
-step "31B decode/prefill: pp512 tg128 x${BENCH_REPS:-3} per kernel choice"
-for kernels in ${BENCH_TIERS:-gemv mlx vlmbench}; do
-  VLMBENCH_KERNELS=$kernels "$bin" bench -m "$model" -p 512 -n 128 -r "${BENCH_REPS:-3}" -o json > "$OUT/bench-$kernels.json" 2>> "$log"
-  echo "VLMBENCH_KERNELS=$kernels" | tee -a "$log"; summary "$OUT/bench-$kernels.json"
-done
+part_sbs() {
+  python_env || return 1
+  local img="$h/tools/astronaut.jpg" lengths="${SBS_LENGTHS:-512,1024}"
+  step "side by side: vlmbench (default kernels) $lengths + image, gen 128"
+  "$bin" sweep -m "$model" --lengths "$lengths" --image "$img" --gen 128 --dtype bfloat16 --label vlmbench --out "$OUT/sbs-vlmbench.json" 2>&1 | tail -4 | tee -a "$log"
+  step "side by side: mlx-vlm $lengths + image, gen 128"
+  python3 "$h/tools/reference/bench_reference.py" --model "$model" --lengths "$lengths" --image "$img" --gen 128 --dtype bfloat16 --out "$OUT/sbs-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
+  "$bin" compare "$OUT/sbs-mlx-vlm.json" "$OUT/sbs-vlmbench.json" > "$OUT/compare.md" 2>> "$log"; cat "$OUT/compare.md" | tee -a "$log"
+}
 
-source "$h/tools/gpu/python-setup.sh" "$h/whl" || exit 1
-step "side by side: vlmbench (default kernels) 512,1024 + image, gen 128"
-img="$h/tools/astronaut.jpg"
-"$bin" sweep -m "$model" --lengths "${SBS_LENGTHS:-512,1024}" --image "$img" --gen 128 --dtype bfloat16 --label vlmbench --out "$OUT/sbs-vlmbench.json" 2>&1 | tail -4 | tee -a "$log"
-step "side by side: mlx-vlm 512,1024 + image, gen 128"
-python3 "$h/tools/reference/bench_reference.py" --model "$model" --lengths "${SBS_LENGTHS:-512,1024}" --image "$img" --gen 128 --dtype bfloat16 --out "$OUT/sbs-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
-"$bin" compare "$OUT/sbs-mlx-vlm.json" "$OUT/sbs-vlmbench.json" > "$OUT/compare.md" 2>> "$log"; cat "$OUT/compare.md" | tee -a "$log"
-fi
-# `prefill`: MLX's quantized_matmul against dequantize + bfloat16 matmul at prefill shapes.
-if want prefill; then
-  source "$h/tools/gpu/python-setup.sh" "$h/whl" || exit 1
+part_prefill() {
+  step "prefill of the checkpoint: default vs VLMBENCH_PREFILL_DEQUANT=1 (dequantize + matmul)"
+  "$bin" bench -m "$model" -p 512,2048 -n 0 -r 2 -o json > "$OUT/prefill-default.json" 2>> "$log"; summary "$OUT/prefill-default.json"
+  VLMBENCH_PREFILL_DEQUANT=1 "$bin" bench -m "$model" -p 512,2048 -n 0 -r 2 -o json > "$OUT/prefill-dequant.json" 2>> "$log"; summary "$OUT/prefill-dequant.json"
+  python_env || return 1
   step "prefill products: quantized_matmul vs dequantize + matmul"
   python3 "$h/tools/gpu/prefill_matmul.py" --lengths 512,2048 --json "$OUT/prefill-matmul.json" 2>&1 | tee -a "$log"
-fi
-# `ncu`: Nsight Compute census of 2000 decode kernels of the default kernel choice.
-if want ncu; then
+}
+
+part_ncu() {
   step "ncu: 2000 decode kernels, default kernel choice"
-  timeout 200 /usr/local/cuda/bin/ncu --csv --page raw --metrics gpu__time_duration.sum,dram__bytes_read.sum \
+  timeout "${NCU_TIMEOUT:-200}" /usr/local/cuda/bin/ncu --csv --page raw --metrics gpu__time_duration.sum,dram__bytes_read.sum \
     --launch-skip 8000 --launch-count 2000 "$bin" bench -m "$model" -p 0 -n 16 -r 1 --no-warmup \
-    > /tmp/ncu-gemv.csv 2> /tmp/ncu.err; echo "rc $?" | tee -a "$log"; tail -3 /tmp/ncu.err | tee -a "$log"
-  python3 "$h/tools/gpu/ncu_decode_summary.py" /tmp/ncu-gemv.csv | tee -a "$log"
-  xz -9 -c /tmp/ncu-gemv.csv > "$OUT/ncu-gemv.csv.xz"
-fi
-# `carried` (instead of `cold`, after the other parts): only the fresh-process measurement, with the
-# PTX cache the earlier parts filled and an empty driver cache (saves the minute of NVRTC).
-if want carried; then
+    > "$OUT/ncu-gemv.csv" 2> /tmp/ncu.err; echo "rc $?" | tee -a "$log"; tail -3 /tmp/ncu.err | tee -a "$log"
+  python3 "$h/tools/gpu/ncu_decode_summary.py" "$OUT/ncu-gemv.csv" | tee -a "$log"
+}
+
+part_carried() {
   step "cold start with the PTX cache of the earlier parts (as if carried), empty driver cache"
   export CUDA_CACHE_PATH=/tmp/nv-carried
-  t0=$(date +%s%N)
+  local t0=$(date +%s%N)
   "$bin" bench -m "$model" -p 512 -n 8 -r 1 --no-warmup -o json > "$OUT/cold-carried-vlmbench.json" 2>> "$log"
   echo "vlmbench, carried PTX cache ($(ls $MLX_PTX_CACHE_DIR | wc -l) files), empty driver cache: process wall $(( ($(date +%s%N) - t0) / 1000000 )) ms" | tee -a "$log"; summary "$OUT/cold-carried-vlmbench.json"
   tar -C "$MLX_PTX_CACHE_DIR" -cJf "$OUT/ptx-cache.tar.xz" . 2>> "$log"
-fi
+  shared_caches
+}
 
+for part in $parts; do
+  declare -F "part_$part" > /dev/null || { echo "unknown part: $part" | tee -a "$log"; continue; }
+  "part_$part"
+done
 step done
