@@ -1,6 +1,7 @@
 //! vlmbench's own code paths for the hot spots MLX's stock kernels leave slow:
 //! - [`qgemv`] (CUDA GPUs): a 4-bit matrix-vector kernel for one-row products, compiled ahead
 //!   of time to PTX and launched through MLX's `fast::precompiled_cuda_kernel` ([`precompiled`]);
+//!   prompt-sized 4-bit products dequantize the weight and multiply densely ([`DEQUANTIZE_MIN_ROWS`]);
 //! - [`cpu_matmul`] (CPUs): 4-bit and dense float32 matrix products of any row count computed
 //!   in Rust on the evaluated operands (MLX has no custom-kernel API for the CPU);
 //! - [`cpu_attention`] (CPUs): scaled dot-product attention from the same SGEMM ([`cpu`] applies
@@ -76,7 +77,8 @@ fn vlmbench_stream(wanted: Kernels) -> Result<Option<Stream>> {
 }
 
 /// `x @ W^T` for a quantized `W` by vlmbench's own kernels when they apply: on a CUDA GPU the
-/// 4-bit GEMV (one activation row, groups of 64, see [`vlmbench_stream`]); on the CPU the 4-bit
+/// 4-bit GEMV (one activation row, groups of 64, see [`vlmbench_stream`]) or, for prompts of
+/// [`DEQUANTIZE_MIN_ROWS`] tokens or more, a dequantized bfloat16 product; on the CPU the 4-bit
 /// products of [`cpu_matmul`] (float32 operands). `None` leaves the product to MLX.
 pub fn try_quantized_matmul(
     x: &Array,
@@ -87,7 +89,7 @@ pub fn try_quantized_matmul(
     group_size: i32,
 ) -> Result<Option<Array>> {
     if let Some(stream) = vlmbench_stream(Kernels::Gemv)? {
-        if prefill_dequantizes() && x.size() as i32 / x.shape().last().copied().unwrap_or(1) >= 64 {
+        if rows(x) >= dequantize_min_rows()? {
             let dense = mlx_rs::ops::dequantize(w, scales, biases, group_size, bits)?;
             return Ok(Some(x.matmul(dense.t())?));
         }
@@ -102,10 +104,30 @@ pub fn try_quantized_matmul(
     Ok(None)
 }
 
-/// Experiment: prefill products dequantize the weight and multiply in its float dtype.
-fn prefill_dequantizes() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("VLMBENCH_PREFILL_DEQUANT").is_ok_and(|v| v == "1"))
+/// Rows of activations (all axes but the last) in a product `x @ W^T`.
+fn rows(x: &Array) -> i32 {
+    x.shape()[..x.ndim().saturating_sub(1)].iter().product()
+}
+
+/// From this many activation rows (prompt tokens) on, a 4-bit product on a CUDA GPU dequantizes
+/// the weight and multiplies in its float dtype (cuBLAS) instead of MLX's quantized GEMM: on an
+/// H100 with MLX 0.32.2 that GEMM ran at 120-150 TFLOP/s at the 31B prefill shapes, the
+/// bfloat16 product at 110-540 with the dequantization included (charts/gpu/h100-prefill),
+/// and prefill of the 31B-shaped checkpoint went from 1664 to 2986 tok/s at 512 tokens. The
+/// transient dense weight is one matrix at a time (at most 231 MB for the 31B MLP).
+/// `VLMBENCH_DEQUANTIZE_MIN_ROWS` overrides the threshold (for measuring it).
+pub const DEQUANTIZE_MIN_ROWS: i32 = 256;
+
+fn dequantize_min_rows() -> Result<i32> {
+    static MIN: OnceLock<std::result::Result<i32, String>> = OnceLock::new();
+    MIN.get_or_init(|| match std::env::var("VLMBENCH_DEQUANTIZE_MIN_ROWS") {
+        Err(_) => Ok(DEQUANTIZE_MIN_ROWS),
+        Ok(v) => v.parse::<i32>().ok().filter(|&n| n > 0).ok_or_else(|| {
+            format!("VLMBENCH_DEQUANTIZE_MIN_ROWS={v:?} is not a positive row count")
+        }),
+    })
+    .clone()
+    .map_err(ModelError::Input)
 }
 
 /// Whether the fused elementwise chains apply (see [`vlmbench_stream`]).
