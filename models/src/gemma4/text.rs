@@ -865,6 +865,7 @@ impl Gemma4Text {
         };
         let mut kvs: Vec<Option<(Array, Array, i32)>> = vec![None; self.layers.len()];
         let mut trimmed_prefix = 0;
+        let mut pacer = crate::kernels::PrefillPacer::new(l)?;
         for idx in 0..n_layers {
             let layer = &self.layers[idx];
             if keep > 0 && keep < h.dim(1) && idx == self.first_kv_shared {
@@ -904,6 +905,7 @@ impl Gemma4Text {
             let (out, kv) = layer.forward(&h, &mask, c, pli.as_ref(), shared)?;
             h = out;
             kvs[idx] = Some(kv);
+            pacer.layer_done(&h)?;
         }
         let Some(mode) = logits else {
             return Ok(None);

@@ -1,7 +1,8 @@
 //! vlmbench's own code paths for the hot spots MLX's stock kernels leave slow:
 //! - [`qgemv`] (CUDA GPUs): a 4-bit matrix-vector kernel for one-row products, compiled ahead
 //!   of time to PTX and launched through MLX's `fast::precompiled_cuda_kernel` ([`precompiled`]);
-//!   prompt-sized 4-bit products dequantize the weight and multiply densely ([`DEQUANTIZE_MIN_ROWS`]);
+//!   opt-in: prompt-sized 4-bit products dequantize the weight and multiply densely
+//!   (`VLMBENCH_DEQUANTIZE_MIN_ROWS`);
 //! - [`cpu_matmul`] (CPUs): 4-bit and dense float32 matrix products of any row count computed
 //!   in Rust on the evaluated operands (MLX has no custom-kernel API for the CPU);
 //! - [`cpu_attention`] (CPUs): scaled dot-product attention from the same SGEMM ([`cpu`] applies
@@ -77,8 +78,8 @@ fn vlmbench_stream(wanted: Kernels) -> Result<Option<Stream>> {
 }
 
 /// `x @ W^T` for a quantized `W` by vlmbench's own kernels when they apply: on a CUDA GPU the
-/// 4-bit GEMV (one activation row, groups of 64, see [`vlmbench_stream`]) or, for prompts of
-/// [`DEQUANTIZE_MIN_ROWS`] tokens or more, a dequantized bfloat16 product; on the CPU the 4-bit
+/// 4-bit GEMV (one activation row, groups of 64, see [`vlmbench_stream`]) or, opted in for long
+/// prompts, a dequantized product ([`dequantize_min_rows`]); on the CPU the 4-bit
 /// products of [`cpu_matmul`] (float32 operands). `None` leaves the product to MLX.
 pub fn try_quantized_matmul(
     x: &Array,
@@ -89,7 +90,7 @@ pub fn try_quantized_matmul(
     group_size: i32,
 ) -> Result<Option<Array>> {
     if let Some(stream) = vlmbench_stream(Kernels::Gemv)? {
-        if rows(x) >= dequantize_min_rows()? {
+        if dequantizes(rows(x))? {
             let dense = mlx_rs::ops::dequantize(w, scales, biases, group_size, bits)?;
             return Ok(Some(x.matmul(dense.t())?));
         }
@@ -109,25 +110,76 @@ fn rows(x: &Array) -> i32 {
     x.shape()[..x.ndim().saturating_sub(1)].iter().product()
 }
 
-/// From this many activation rows (prompt tokens) on, a 4-bit product on a CUDA GPU dequantizes
-/// the weight and multiplies in its float dtype (cuBLAS) instead of MLX's quantized GEMM: on an
-/// H100 with MLX 0.32.2 that GEMM ran at 120-150 TFLOP/s at the 31B prefill shapes, the
-/// bfloat16 product at 110-540 with the dequantization included (charts/gpu/h100-prefill),
-/// and prefill of the 31B-shaped checkpoint went from 1664 to 2986 tok/s at 512 tokens. The
-/// transient dense weight is one matrix at a time (at most 231 MB for the 31B MLP).
-/// `VLMBENCH_DEQUANTIZE_MIN_ROWS` overrides the threshold (for measuring it).
-pub const DEQUANTIZE_MIN_ROWS: i32 = 256;
-
-fn dequantize_min_rows() -> Result<i32> {
-    static MIN: OnceLock<std::result::Result<i32, String>> = OnceLock::new();
-    MIN.get_or_init(|| match std::env::var("VLMBENCH_DEQUANTIZE_MIN_ROWS") {
-        Err(_) => Ok(DEQUANTIZE_MIN_ROWS),
-        Ok(v) => v.parse::<i32>().ok().filter(|&n| n > 0).ok_or_else(|| {
-            format!("VLMBENCH_DEQUANTIZE_MIN_ROWS={v:?} is not a positive row count")
-        }),
+/// Opt-in (`VLMBENCH_DEQUANTIZE_MIN_ROWS=N`): from N activation rows (prompt tokens) on, a 4-bit
+/// product on a CUDA GPU dequantizes the weight and multiplies in its float dtype (cuBLAS)
+/// instead of MLX's quantized GEMM. On an H100 with MLX 0.32.2 that GEMM ran at 120-150
+/// TFLOP/s at the 31B prefill shapes, the dequantized product at 110-540 (dequantization
+/// included), and prefill of the 31B-shaped checkpoint went from 1664 to 2986 tok/s at 512
+/// tokens, 1894 to 4135 at 2048; but peak memory rose from 23.9 to 36.0 GB at 512 tokens
+/// (charts/gpu/h100-prefill), which is why it is not the default. With it, [`PrefillPacer`]
+/// bounds the layers in flight (not yet measured on a GPU).
+fn dequantize_min_rows() -> Result<Option<i32>> {
+    static MIN: OnceLock<std::result::Result<Option<i32>, String>> = OnceLock::new();
+    MIN.get_or_init(|| {
+        parse_min_rows(
+            std::env::var("VLMBENCH_DEQUANTIZE_MIN_ROWS")
+                .ok()
+                .as_deref(),
+        )
     })
     .clone()
     .map_err(ModelError::Input)
+}
+
+fn parse_min_rows(value: Option<&str>) -> std::result::Result<Option<i32>, String> {
+    match value {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<i32>()
+            .ok()
+            .filter(|&n| n > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                format!("VLMBENCH_DEQUANTIZE_MIN_ROWS={v:?} is not a positive row count")
+            }),
+    }
+}
+
+/// Whether a product with `rows` activation rows dequantizes (see [`dequantize_min_rows`]).
+fn dequantizes(rows: i32) -> Result<bool> {
+    Ok(dequantize_min_rows()?.is_some_and(|min| rows >= min))
+}
+
+/// Keeps a long prompt's prefill to about two decoder layers in flight on a CUDA GPU when products
+/// dequantize ([`dequantize_min_rows`]). MLX lets the host run up to ten command
+/// graphs ahead of the GPU and frees a graph's temporaries only when it completes; at prefill
+/// sizes that held 5 GB of activations (31B shapes, 512 tokens, MLX's GEMM) and 17 GB with the
+/// dequantized weights, on top of the 18.7 GB of weights (charts/gpu/h100-prefill). Each layer's
+/// output is submitted, then the previous layer's is waited for, so the GPU always has the next
+/// layer queued while the host builds the one after.
+pub struct PrefillPacer {
+    on: bool,
+    previous: Option<Array>,
+}
+
+impl PrefillPacer {
+    /// A pacer for a forward pass over `rows` positions (inactive below the threshold, off a
+    /// CUDA GPU, and with `VLMBENCH_KERNELS=mlx`).
+    pub fn new(rows: i32) -> Result<Self> {
+        let on = dequantizes(rows)? && vlmbench_stream(Kernels::Gemv)?.is_some();
+        Ok(Self { on, previous: None })
+    }
+
+    /// Called with each layer's output, in order.
+    pub fn layer_done(&mut self, h: &Array) -> Result<()> {
+        if self.on {
+            mlx_rs::transforms::async_eval([h])?;
+            if let Some(previous) = self.previous.replace(h.clone()) {
+                mlx_rs::transforms::eval([&previous])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Whether the fused elementwise chains apply (see [`vlmbench_stream`]).
@@ -151,5 +203,18 @@ mod tests {
                 && err.contains("`mlx`, `gemv` or `vlmbench`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn dequantized_prefill_is_off_unless_a_positive_row_count_is_given() {
+        assert_eq!(parse_min_rows(None), Ok(None));
+        assert_eq!(parse_min_rows(Some("256")), Ok(Some(256)));
+        for bad in ["0", "-4", "many", ""] {
+            let err = parse_min_rows(Some(bad)).unwrap_err();
+            assert!(
+                err.contains("VLMBENCH_DEQUANTIZE_MIN_ROWS") && err.contains("positive"),
+                "{err}"
+            );
+        }
     }
 }
