@@ -44,6 +44,13 @@ fn rows_for_prompt_generation_and_image_tests() {
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
     assert_eq!(tests, ["pp16", "tg4", "img+tg4"]);
+    // Rows that decode carry the host time per decode step; prompt-only rows do not.
+    assert!(rows[0].get("decode_host_ms").is_none(), "{}", rows[0]);
+    for row in &rows[1..] {
+        let host = &row["decode_host_ms"];
+        assert!(host["build"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(host["submit"].as_f64().unwrap() >= 0.0, "{row}");
+    }
     let image = &rows[2];
     assert!(
         image["n_prompt"].as_u64().unwrap() > 16,

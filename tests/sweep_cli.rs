@@ -92,6 +92,61 @@ fn notebook_sweep_measures_six_prompts_resumes_and_charts() {
 }
 
 #[test]
+fn length_sweep_with_an_image_adds_one_image_point_after_the_lengths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("tiny");
+    assert!(vlmbench(&["make-tiny", model.to_str().unwrap()])
+        .status
+        .success());
+    let out = tmp.path().join("sweep.json");
+    let photo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/images/astronaut.jpg");
+    let run = vlmbench(&[
+        "sweep",
+        "--model",
+        model.to_str().unwrap(),
+        "--lengths",
+        "8,16",
+        "--image",
+        photo,
+        "--gen",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let saved: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let rows = saved["measurements"].as_array().unwrap();
+    let labels: Vec<&str> = rows.iter().map(|m| m["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["pp8", "pp16", "img+tg3"]);
+    let image = &rows[2];
+    assert_eq!(image["has_image"], true);
+    assert_eq!(image["gen_tokens"], 3, "EOS is ignored: {image}");
+    assert!(image["prompt_tokens"].as_u64().unwrap() > 16, "{image}");
+    // The time to first token holds the vision encoding (and the prompt building before it).
+    assert!(
+        image["time_to_first_token_s"].as_f64().unwrap()
+            > image["vision_encode_s"].as_f64().unwrap(),
+        "{image}"
+    );
+
+    // --image belongs to length sweeps, not to the notebook's prompts.
+    let bad = vlmbench(&[
+        "sweep",
+        "--model",
+        model.to_str().unwrap(),
+        "--notebook",
+        "--image",
+        photo,
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("--image") && text(&bad.stderr).contains("--notebook"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+#[test]
 fn bad_lengths_empty_prompt_files_and_foreign_results_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("x.json");

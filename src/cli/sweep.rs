@@ -33,10 +33,10 @@ pub struct SweepArgs {
     /// A file with one user prompt per line (through the chat template).
     #[arg(long)]
     pub prompts_file: Option<PathBuf>,
-    /// With --lengths: also measure one prompt with this image ("Describe this image.", --gen
+    /// Length sweeps: also measure one prompt with this image ("Describe this image.", --gen
     /// tokens, EOS ignored), labelled img+tgN: time to first token with an image, side by side
     /// with tools/reference/bench_reference.py --image.
-    #[arg(long, requires = "lengths", value_name = "PATH")]
+    #[arg(long, conflicts_with_all = ["notebook", "prompts_file"], value_name = "PATH")]
     pub image: Option<PathBuf>,
     /// Tokens to generate per prompt (lengths and prompts-file; EOS ignored).
     #[arg(long, default_value_t = 32)]
