@@ -59,7 +59,7 @@ pub struct BenchRow {
     /// Highest MLX peak memory over the repetitions, bytes (weights included).
     pub peak_memory_bytes: u64,
     /// Mean host time per decode step (tests that decode): building its graph and submitting
-    /// it. Near `1000 / decode tok/s`, the host sets the pace, not the device.
+    /// it (see [`engine::GenerationStats::decode_host_ms`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decode_host_ms: Option<HostMs>,
     pub mlx_version: String,

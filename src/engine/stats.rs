@@ -39,8 +39,9 @@ pub struct GenerationStats {
     /// MLX's process-wide peak of allocated memory, in bytes, when generation ended (weights included).
     pub peak_memory_bytes: u64,
     pub finish_reason: FinishReason,
-    /// Host time per decode step, milliseconds (None without decode steps). When building +
-    /// submitting approaches `1000 / decode_tps`, the host, not the device, sets the pace.
+    /// Host time per decode step, milliseconds (None without decode steps). Building is the
+    /// host's own work; submitting also waits for the device whenever MLX's host is ten command
+    /// graphs ahead. Building near `1000 / decode_tps` means the host sets the pace.
     pub decode_host_ms: Option<HostMs>,
     /// The same run in mlx-vlm's own definitions, for side-by-side comparison.
     pub reference: ReferenceStats,

@@ -16,6 +16,8 @@ mlx-vlm's own prompt_tps / generation_tps are stored beside them (reference_* fi
 A warm-up generation (same shape as the first point) runs before the measured ones; its time to first
 token is kept as run.first_call_time_to_first_token_s (on a fresh GPU machine: includes kernel JIT).
 Peak memory: mx.reset_peak_memory() before each point, mx.get_peak_memory() after.
+--image PATH adds a point img+tgN ("Describe this image." through the chat template, after one unmeasured run
+of it), as `vlmbench sweep --image`: its clock starts before the prompt is built and the image processed.
 """
 import argparse
 import json
@@ -72,6 +74,7 @@ def main():
 
     import mlx_vlm
     from mlx_vlm import load, stream_generate
+    from mlx_vlm.prompt_utils import apply_chat_template
 
     model, processor = load(str(a.model))
     if a.dtype == "float32":
@@ -93,7 +96,6 @@ def main():
         if image is None:
             inputs = dict(prompt="", input_ids=mx.array([ids], dtype=mx.int32))
         else:  # the chat template, tokenizing and image processing count, as in vlmbench's point
-            from mlx_vlm.prompt_utils import apply_chat_template
             prompt = apply_chat_template(processor, model.config, "Describe this image.", num_images=1)
             inputs = dict(prompt=prompt, image=[str(image)])
         for last in stream_generate(model, processor, max_tokens=a.gen, temperature=0.0,
