@@ -10,7 +10,8 @@ use vlm_models::kernels::check::{check_gemv, GemvShapeReport};
 /// For each K x N shape: a random weight quantized to 4 bits (groups of 64) and --rows activation
 /// rows; both products compared with a float32 product, then timed over weight copies that do
 /// not fit the caches. Prints microseconds and GB/s per kernel. On a CUDA GPU this is the GEMV
-/// (one row); on the CPU the Rust products (float32, any number of rows).
+/// (one row) or, with --rows above 1, the dequantized product that VLMBENCH_DEQUANTIZE_MIN_ROWS
+/// turns on for prompts; on the CPU the Rust products (float32, any number of rows).
 #[derive(Debug, Args)]
 pub struct KernelsArgs {
     /// Shapes as KxN (input features x output features), comma-separated. The default is every
@@ -21,7 +22,7 @@ pub struct KernelsArgs {
     /// Where to run: gpu (CUDA builds) or cpu. Default: gpu when the MLX library is the CUDA one.
     #[arg(long)]
     pub device: Option<String>,
-    /// Activation rows (1 = decode; more = a prefill chunk; GPU: 1 only).
+    /// Activation rows (1 = decode; more = a prefill chunk).
     #[arg(long, default_value_t = 1)]
     pub rows: i32,
     /// Activation dtype: bfloat16, float16 or float32 (CPU: float32). Default: bfloat16 on a GPU,
@@ -48,7 +49,15 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
         Some(other) => bail!("--device {other:?}: use cpu or gpu"),
     };
     let shapes = if args.shapes.is_empty() {
-        (if gpu { GPU_SHAPES } else { CPU_SHAPES })
+        let defaults = match (gpu, args.rows) {
+            (true, 1) => GPU_SHAPES,
+            // A prompt's LM head runs on its last row only.
+            (true, _) => GPU_SHAPES
+                .rsplit_once(',')
+                .map_or(GPU_SHAPES, |(decoder, _)| decoder),
+            (false, _) => CPU_SHAPES,
+        };
+        defaults
             .split(',')
             .map(parse_shape)
             .collect::<Result<Vec<_>>>()?
@@ -65,11 +74,8 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
         Some("float16") => Dtype::Float16,
         Some(other) => bail!("--dtype {other:?}: use bfloat16, float16 or float32"),
     };
-    if args.rows < 1 || (gpu && args.rows != 1) {
-        bail!(
-            "--rows {}: use 1 on a GPU (the GEMV), 1 or more on the CPU",
-            args.rows
-        );
+    if args.rows < 1 {
+        bail!("--rows {}: use 1 (decode) or more (a prompt)", args.rows);
     }
     if !gpu && dtype != Dtype::Float32 {
         bail!(

@@ -91,8 +91,9 @@ pub fn try_quantized_matmul(
 ) -> Result<Option<Array>> {
     if let Some(stream) = vlmbench_stream(Kernels::Gemv)? {
         if dequantizes(rows(x))? {
-            let dense = mlx_rs::ops::dequantize(w, scales, biases, group_size, bits)?;
-            return Ok(Some(x.matmul(dense.t())?));
+            return Ok(Some(dequantized_matmul(
+                x, w, scales, biases, bits, group_size,
+            )?));
         }
         if !qgemv::supports(x, w, scales, bits, group_size) {
             return Ok(None);
@@ -103,6 +104,19 @@ pub fn try_quantized_matmul(
         return cpu::quantized_matmul(x, w, scales, biases, bits, group_size);
     }
     Ok(None)
+}
+
+/// `x @ W^T` with `W` dequantized to the scales' dtype first: a dense product (cuBLAS on a GPU).
+pub fn dequantized_matmul(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: &Array,
+    bits: i32,
+    group_size: i32,
+) -> std::result::Result<Array, mlx_rs::error::Exception> {
+    let dense = mlx_rs::ops::dequantize(w, scales, biases, group_size, bits)?;
+    x.matmul(dense.t())
 }
 
 /// Rows of activations (all axes but the last) in a product `x @ W^T`.
