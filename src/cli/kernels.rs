@@ -10,8 +10,8 @@ use vlm_models::kernels::check::{check_gemv, GemvShapeReport};
 /// For each K x N shape: a random weight quantized to 4 bits (groups of 64) and --rows activation
 /// rows; both products compared with a float32 product, then timed over weight copies that do
 /// not fit the caches. Prints microseconds and GB/s per kernel. On a CUDA GPU this is the GEMV
-/// (one row) or, with --rows above 1, the dequantized product that VLMBENCH_DEQUANTIZE_MIN_ROWS
-/// turns on for prompts; on the CPU the Rust products (float32, any number of rows).
+/// (one row) or, with --rows above 1, the dequantized product that VLMBENCH_PREFILL=dequant
+/// uses for prompts; on the CPU the Rust products (float32, any number of rows).
 #[derive(Debug, Args)]
 pub struct KernelsArgs {
     /// Shapes as KxN (input features x output features), comma-separated. The default is every

@@ -10,8 +10,8 @@
 #            decode host time per step included;
 #   sbs      vlmbench (default kernels) and mlx-vlm 0.7.10 in one script: same checkpoint, same
 #            prompt ids (SBS_LENGTHS, default 512,1024) and one image prompt;
-#   prefill  MLX's quantized_matmul vs dequantize + matmul at prefill shapes, and prefill of the
-#            checkpoint with VLMBENCH_PREFILL_DEQUANT=1 against the default;
+#   prefill  MLX's quantized_matmul vs dequantize + matmul at prefill shapes (also `vlmbench kernels
+#            --rows 512`), and prefill of the checkpoint with each VLMBENCH_PREFILL choice;
 #   ncu      Nsight Compute census of 2000 decode kernels of the default kernel choice;
 #   carried  a fresh process with the PTX cache the earlier parts filled and an empty driver cache.
 #   tools/gpu/kernels-31b.sh CARRIED_DIR [part...]   (default: kernels tokens speed sbs)
@@ -28,7 +28,7 @@ step() { echo "== $(date -u +%T) $*" | tee -a "$log"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$log"
 model=/tmp/gemma-4-31b-random
 summary() {
-  python3 -c "import json,sys; rows=json.load(open(sys.argv[1])); [print(f\"  {r['test']}: {r['tps_mean']:.1f} tok/s, ttft {r.get('ttft_s_mean')}, host ms/step {r.get('decode_host_ms')}\") for r in rows]" "$1" | tee -a "$log"
+  python3 -c "import json,sys; rows=json.load(open(sys.argv[1])); [print(f\"  {r['test']}: {r['tps_mean']:.1f} tok/s, ttft {r.get('ttft_s_mean')}, peak {r['peak_memory_bytes'] / 1e9:.2f} GB, host ms/step {r.get('decode_host_ms')}\") for r in rows]" "$1" | tee -a "$log"
 }
 python_ready=
 python_env() { [ -n "$python_ready" ] || { source "$h/tools/gpu/python-setup.sh" "$h/whl" && python_ready=1; }; }
@@ -115,9 +115,13 @@ part_sbs() {
 }
 
 part_prefill() {
-  step "prefill of the checkpoint: default vs VLMBENCH_PREFILL_DEQUANT=1 (dequantize + matmul)"
-  "$bin" bench -m "$model" -p 512,2048 -n 0 -r 2 -o json > "$OUT/prefill-default.json" 2>> "$log"; summary "$OUT/prefill-default.json"
-  VLMBENCH_PREFILL_DEQUANT=1 "$bin" bench -m "$model" -p 512,2048 -n 0 -r 2 -o json > "$OUT/prefill-dequant.json" 2>> "$log"; summary "$OUT/prefill-dequant.json"
+  local choice
+  for choice in mlx paced dequant; do
+    step "prefill of the checkpoint: VLMBENCH_PREFILL=$choice (peak memory in the JSON)"
+    VLMBENCH_PREFILL=$choice "$bin" bench -m "$model" -p 512,2048 -n 0 -r 2 -o json > "$OUT/prefill-$choice.json" 2>> "$log"; summary "$OUT/prefill-$choice.json"
+  done
+  step "vlmbench kernels --rows 512: dequantized product and MLX's quantized_matmul against float32"
+  "$bin" kernels --rows 512 | tee -a "$log"
   python_env || return 1
   step "prefill products: quantized_matmul vs dequantize + matmul"
   python3 "$h/tools/gpu/prefill_matmul.py" --lengths 512,2048 --json "$OUT/prefill-matmul.json" 2>&1 | tee -a "$log"

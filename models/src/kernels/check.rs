@@ -73,7 +73,7 @@ pub fn check_gemv(
 }
 
 /// vlmbench's product on `stream`'s device: on a GPU the GEMV for one row, the dequantized
-/// product (`VLMBENCH_DEQUANTIZE_MIN_ROWS`) for more.
+/// product (`VLMBENCH_PREFILL=dequant`) for more.
 fn ours(x: &Array, w: &[Array; 3], stream: &Stream) -> Result<Array, Exception> {
     if stream_is_gpu(stream) {
         if x.shape()[0] > 1 {

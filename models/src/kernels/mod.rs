@@ -1,8 +1,8 @@
 //! vlmbench's own code paths for the hot spots MLX's stock kernels leave slow:
 //! - [`qgemv`] (CUDA GPUs): a 4-bit matrix-vector kernel for one-row products, compiled ahead
 //!   of time to PTX and launched through MLX's `fast::precompiled_cuda_kernel` ([`precompiled`]);
-//!   opt-in: prompt-sized 4-bit products dequantize the weight and multiply densely
-//!   (`VLMBENCH_DEQUANTIZE_MIN_ROWS`);
+//!   opt-in (`VLMBENCH_PREFILL`, [`Prefill`]): prompts' 4-bit products dequantize the weight and
+//!   multiply densely, and prompts run a few layers in flight at a time;
 //! - [`cpu_matmul`] (CPUs): 4-bit and dense float32 matrix products of any row count computed
 //!   in Rust on the evaluated operands (MLX has no custom-kernel API for the CPU);
 //! - [`cpu_attention`] (CPUs): scaled dot-product attention from the same SGEMM ([`cpu`] applies
@@ -79,7 +79,7 @@ fn vlmbench_stream(wanted: Kernels) -> Result<Option<Stream>> {
 
 /// `x @ W^T` for a quantized `W` by vlmbench's own kernels when they apply: on a CUDA GPU the
 /// 4-bit GEMV (one activation row, groups of 64, see [`vlmbench_stream`]) or, opted in for long
-/// prompts, a dequantized product ([`dequantize_min_rows`]); on the CPU the 4-bit
+/// prompts, a dequantized product ([`Prefill::Dequant`]); on the CPU the 4-bit
 /// products of [`cpu_matmul`] (float32 operands). `None` leaves the product to MLX.
 pub fn try_quantized_matmul(
     x: &Array,
@@ -90,7 +90,7 @@ pub fn try_quantized_matmul(
     group_size: i32,
 ) -> Result<Option<Array>> {
     if let Some(stream) = vlmbench_stream(Kernels::Gemv)? {
-        if dequantizes(rows(x))? {
+        if prefill_for(rows(x))? == Prefill::Dequant {
             return Ok(Some(dequantized_matmul(
                 x, w, scales, biases, bits, group_size,
             )?));
@@ -124,63 +124,71 @@ fn rows(x: &Array) -> i32 {
     x.shape()[..x.ndim().saturating_sub(1)].iter().product()
 }
 
-/// Opt-in (`VLMBENCH_DEQUANTIZE_MIN_ROWS=N`): from N activation rows (prompt tokens) on, a 4-bit
-/// product on a CUDA GPU dequantizes the weight and multiplies in its float dtype (cuBLAS)
-/// instead of MLX's quantized GEMM. On an H100 with MLX 0.32.2 that GEMM ran at 120-150
-/// TFLOP/s at the 31B prefill shapes, the dequantized product at 110-540 (dequantization
-/// included), and prefill of the 31B-shaped checkpoint went from 1664 to 2986 tok/s at 512
-/// tokens, 1894 to 4135 at 2048; but peak memory rose from 23.9 to 36.0 GB at 512 tokens
-/// (charts/gpu/h100-prefill), which is why it is not the default. With it, [`PrefillPacer`]
-/// bounds the layers in flight (not yet measured on a GPU).
-fn dequantize_min_rows() -> Result<Option<i32>> {
-    static MIN: OnceLock<std::result::Result<Option<i32>, String>> = OnceLock::new();
-    MIN.get_or_init(|| {
-        parse_min_rows(
-            std::env::var("VLMBENCH_DEQUANTIZE_MIN_ROWS")
-                .ok()
-                .as_deref(),
-        )
-    })
-    .clone()
-    .map_err(ModelError::Input)
+/// How a prompt of at least [`PREFILL_MIN_ROWS`] tokens runs its decoder layers
+/// (`VLMBENCH_PREFILL`; shorter prompts always run as `Mlx`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefill {
+    /// The default: MLX's quantized GEMM, every layer's graph submitted at once.
+    Mlx,
+    /// As `Mlx`, with [`PrefillPacer`] keeping about two layers in flight (less memory).
+    Paced,
+    /// Paced, and on a CUDA GPU each 4-bit product dequantizes its weight and multiplies
+    /// densely (cuBLAS). On an H100 with MLX 0.32.2, MLX's GEMM ran at 118-149 TFLOP/s at the
+    /// 31B prefill shapes, the dequantized product at up to 542 (dequantization included), and
+    /// prefill of the 31B-shaped checkpoint went from 1664 to 2986 tok/s at 512 tokens (1894 to
+    /// 4135 at 2048), but, unpaced, peak memory rose from 23.9 to 36.0 GB (charts/gpu/h100-prefill).
+    /// Pacing is not yet measured on a GPU, so this is opt-in.
+    Dequant,
 }
 
-fn parse_min_rows(value: Option<&str>) -> std::result::Result<Option<i32>, String> {
+/// Prompts shorter than this run as [`Prefill::Mlx`] whatever the choice.
+pub const PREFILL_MIN_ROWS: i32 = 256;
+
+/// The process's choice: `VLMBENCH_PREFILL` = `mlx` (the default), `paced` or `dequant`. Read once.
+pub fn prefill_choice() -> Result<Prefill> {
+    static CHOICE: OnceLock<std::result::Result<Prefill, String>> = OnceLock::new();
+    CHOICE
+        .get_or_init(|| parse_prefill(std::env::var("VLMBENCH_PREFILL").ok().as_deref()))
+        .clone()
+        .map_err(ModelError::Input)
+}
+
+fn parse_prefill(value: Option<&str>) -> std::result::Result<Prefill, String> {
     match value {
-        None => Ok(None),
-        Some(v) => v
-            .parse::<i32>()
-            .ok()
-            .filter(|&n| n > 0)
-            .map(Some)
-            .ok_or_else(|| {
-                format!("VLMBENCH_DEQUANTIZE_MIN_ROWS={v:?} is not a positive row count")
-            }),
+        None | Some("") | Some("mlx") => Ok(Prefill::Mlx),
+        Some("paced") => Ok(Prefill::Paced),
+        Some("dequant") => Ok(Prefill::Dequant),
+        Some(other) => Err(format!(
+            "VLMBENCH_PREFILL={other:?} is not a prefill choice: use `mlx`, `paced` or `dequant`"
+        )),
     }
 }
 
-/// Whether a product with `rows` activation rows dequantizes (see [`dequantize_min_rows`]).
-fn dequantizes(rows: i32) -> Result<bool> {
-    Ok(dequantize_min_rows()?.is_some_and(|min| rows >= min))
+/// The prefill choice for a forward pass over `rows` positions.
+fn prefill_for(rows: i32) -> Result<Prefill> {
+    Ok(if rows >= PREFILL_MIN_ROWS {
+        prefill_choice()?
+    } else {
+        Prefill::Mlx
+    })
 }
 
-/// Keeps a long prompt's prefill to about two decoder layers in flight on a CUDA GPU when products
-/// dequantize ([`dequantize_min_rows`]). MLX lets the host run up to ten command
-/// graphs ahead of the GPU and frees a graph's temporaries only when it completes; at prefill
-/// sizes that held 5 GB of activations (31B shapes, 512 tokens, MLX's GEMM) and 17 GB with the
-/// dequantized weights, on top of the 18.7 GB of weights (charts/gpu/h100-prefill). Each layer's
-/// output is submitted, then the previous layer's is waited for, so the GPU always has the next
-/// layer queued while the host builds the one after.
+/// Keeps a prompt's forward pass to about two decoder layers in flight ([`Prefill::Paced`] and
+/// [`Prefill::Dequant`]). MLX lets the host run up to ten command graphs ahead of the device and
+/// frees a graph's temporaries only when it completes; on an H100 at 512 tokens of the 31B
+/// shapes that held 5 GB beyond the 18.7 GB of weights with MLX's GEMM, 17 GB with dequantized
+/// weights (charts/gpu/h100-prefill). Each layer's output is submitted, then the previous
+/// layer's is waited for, so the device always has the next layer queued while the host builds
+/// the one after.
 pub struct PrefillPacer {
     on: bool,
     previous: Option<Array>,
 }
 
 impl PrefillPacer {
-    /// A pacer for a forward pass over `rows` positions (inactive below the threshold, off a
-    /// CUDA GPU, and with `VLMBENCH_KERNELS=mlx`).
+    /// A pacer for a forward pass over `rows` positions.
     pub fn new(rows: i32) -> Result<Self> {
-        let on = dequantizes(rows)? && vlmbench_stream(Kernels::Gemv)?.is_some();
+        let on = prefill_for(rows)? != Prefill::Mlx;
         Ok(Self { on, previous: None })
     }
 
@@ -220,15 +228,16 @@ mod tests {
     }
 
     #[test]
-    fn dequantized_prefill_is_off_unless_a_positive_row_count_is_given() {
-        assert_eq!(parse_min_rows(None), Ok(None));
-        assert_eq!(parse_min_rows(Some("256")), Ok(Some(256)));
-        for bad in ["0", "-4", "many", ""] {
-            let err = parse_min_rows(Some(bad)).unwrap_err();
-            assert!(
-                err.contains("VLMBENCH_DEQUANTIZE_MIN_ROWS") && err.contains("positive"),
-                "{err}"
-            );
-        }
+    fn prefill_choice_defaults_to_mlx_accepts_the_three_names_and_rejects_others_by_name() {
+        assert_eq!(parse_prefill(None), Ok(Prefill::Mlx));
+        assert_eq!(parse_prefill(Some("mlx")), Ok(Prefill::Mlx));
+        assert_eq!(parse_prefill(Some("paced")), Ok(Prefill::Paced));
+        assert_eq!(parse_prefill(Some("dequant")), Ok(Prefill::Dequant));
+        let err = parse_prefill(Some("cublas")).unwrap_err();
+        assert!(
+            err.contains("VLMBENCH_PREFILL=\"cublas\"")
+                && err.contains("`mlx`, `paced` or `dequant`"),
+            "{err}"
+        );
     }
 }
