@@ -51,13 +51,38 @@ pub fn kernels_choice() -> Result<Kernels> {
 }
 
 fn parse_kernels(value: Option<&str>) -> std::result::Result<Kernels, String> {
+    let names = [
+        ("mlx", Kernels::Mlx),
+        ("gemv", Kernels::Gemv),
+        ("vlmbench", Kernels::Vlmbench),
+    ];
+    parse_choice(
+        "VLMBENCH_KERNELS",
+        "a kernel choice",
+        value,
+        Kernels::Gemv,
+        &names,
+    )
+}
+
+/// `value` of the environment variable `var` as one of `names` (unset or empty: `default`).
+fn parse_choice<T: Copy>(
+    var: &str,
+    what: &str,
+    value: Option<&str>,
+    default: T,
+    names: &[(&str, T); 3],
+) -> std::result::Result<T, String> {
     match value {
-        None | Some("") | Some("gemv") => Ok(Kernels::Gemv),
-        Some("mlx") => Ok(Kernels::Mlx),
-        Some("vlmbench") => Ok(Kernels::Vlmbench),
-        Some(other) => Err(format!(
-            "VLMBENCH_KERNELS={other:?} is not a kernel choice: use `mlx`, `gemv` or `vlmbench`"
-        )),
+        None | Some("") => Ok(default),
+        Some(v) => names
+            .iter()
+            .find(|(n, _)| *n == v)
+            .map(|(_, c)| *c)
+            .ok_or_else(|| {
+                let [a, b, c] = names.map(|(n, _)| n);
+                format!("{var}={v:?} is not {what}: use `{a}`, `{b}` or `{c}`")
+            }),
     }
 }
 
@@ -154,14 +179,18 @@ pub fn prefill_choice() -> Result<Prefill> {
 }
 
 fn parse_prefill(value: Option<&str>) -> std::result::Result<Prefill, String> {
-    match value {
-        None | Some("") | Some("mlx") => Ok(Prefill::Mlx),
-        Some("paced") => Ok(Prefill::Paced),
-        Some("dequant") => Ok(Prefill::Dequant),
-        Some(other) => Err(format!(
-            "VLMBENCH_PREFILL={other:?} is not a prefill choice: use `mlx`, `paced` or `dequant`"
-        )),
-    }
+    let names = [
+        ("mlx", Prefill::Mlx),
+        ("paced", Prefill::Paced),
+        ("dequant", Prefill::Dequant),
+    ];
+    parse_choice(
+        "VLMBENCH_PREFILL",
+        "a prefill choice",
+        value,
+        Prefill::Mlx,
+        &names,
+    )
 }
 
 /// The prefill choice for a forward pass over `rows` positions.
