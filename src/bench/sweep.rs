@@ -194,14 +194,13 @@ pub fn run(
         }
         // A chat prompt's time to first token includes building it (chat template, tokenizing,
         // image resize and normalization), as mlx-vlm's stream_generate counts its own.
-        let building = std::time::Instant::now();
-        let built = match prompt {
-            SweepPrompt::Random { .. } => ids_prompt(random_ids),
-            SweepPrompt::Chat { text, image, .. } => chat_prompt(text, image)?,
-        };
-        let build_s = match prompt {
-            SweepPrompt::Random { .. } => 0.0,
-            SweepPrompt::Chat { .. } => building.elapsed().as_secs_f64(),
+        let (built, build_s) = match prompt {
+            SweepPrompt::Random { .. } => (ids_prompt(random_ids), 0.0),
+            SweepPrompt::Chat { text, image, .. } => {
+                let building = std::time::Instant::now();
+                let built = chat_prompt(text, image)?;
+                (built, building.elapsed().as_secs_f64())
+            }
         };
         // sweep --image: warm the vision tower's kernels first, as bench_reference.py --image does.
         if kind == ResultKind::PromptLengthSweep && prompt.has_image() {

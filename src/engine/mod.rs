@@ -17,7 +17,8 @@ use mlx_rs::Array;
 use vlm_models::model::{Decoder, Prompt};
 use vlm_models::sampling::{log_softmax, Sampler};
 
-pub use stats::{FinishReason, GenerationStats, HostMs, HostTime, ReferenceStats, Timings};
+use stats::HostTime;
+pub use stats::{FinishReason, GenerationStats, HostMs, ReferenceStats, Timings};
 pub use text::{generate_text, TextGeneration};
 
 /// What to generate and when to stop.

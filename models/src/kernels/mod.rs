@@ -193,10 +193,12 @@ fn parse_prefill(value: Option<&str>) -> std::result::Result<Prefill, String> {
     )
 }
 
-/// The prefill choice for a forward pass over `rows` positions.
+/// The prefill choice for a forward pass over `rows` positions (read even for short ones, so a
+/// bad `VLMBENCH_PREFILL` is an error whatever the prompt).
 fn prefill_for(rows: i32) -> Result<Prefill> {
+    let choice = prefill_choice()?;
     Ok(if rows >= PREFILL_MIN_ROWS {
-        prefill_choice()?
+        choice
     } else {
         Prefill::Mlx
     })
