@@ -61,6 +61,44 @@ fn paced_prefill_gives_the_default_tokens_on_every_tiny_layout() {
 }
 
 #[test]
+fn paced_prefill_gives_the_default_tokens_after_an_image_on_the_31b_layout() {
+    // The 31B layout at toy widths keeps the real image size: 2520 patches through the paced
+    // vision encoder, then a paced 306-token prompt.
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("mini");
+    let model = model.to_str().unwrap();
+    let made = vlmbench(&["make-tiny", "--preset", "gemma-4-31b-mini", model], None);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let image = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/images/astronaut.jpg");
+    let run = |prefill: Option<&str>| -> Value {
+        let out = vlmbench(
+            &[
+                "generate",
+                "-m",
+                model,
+                "-p",
+                "Describe this image.",
+                "--image",
+                image,
+                "--max-tokens",
+                "12",
+                "--ignore-eos",
+                "--temperature",
+                "0",
+                "--json",
+            ],
+            prefill,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let default = run(None);
+    let paced = run(Some("paced"));
+    assert!(default["prompt_ids"].as_array().unwrap().len() > 256);
+    assert_eq!(default["token_ids"], paced["token_ids"]);
+}
+
+#[test]
 fn an_unknown_prefill_choice_is_one_error_line_naming_the_choices() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("tiny");

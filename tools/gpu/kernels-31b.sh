@@ -6,12 +6,15 @@
 #   kernels  `vlmbench kernels`: error and GB/s per decode shape, and whether MLX's PTX cache is used;
 #   tokens   greedy tokens over 64 steps on the tiny checkpoints, gemv and vlmbench against mlx
 #            (TOKEN_DTYPES, default "float32 bfloat16"; TOKEN_TIERS, default "gemv vlmbench");
+#   prefill_tokens  the same after a 300+ token prompt, per VLMBENCH_PREFILL choice (float32);
 #   speed    pp512/tg128 per kernel choice (BENCH_TIERS, default "gemv mlx vlmbench"; BENCH_REPS),
 #            decode host time per step included;
 #   sbs      vlmbench (default kernels) and mlx-vlm 0.7.10 in one script: same checkpoint, same
-#            prompt ids (SBS_LENGTHS, default 512,1024) and one image prompt;
-#   prefill  MLX's quantized_matmul vs dequantize + matmul at prefill shapes (also `vlmbench kernels
-#            --rows 512`), and prefill of the checkpoint with each VLMBENCH_PREFILL choice;
+#            prompt ids (SBS_LENGTHS, default 512,1024) and one image prompt; vlmbench once per
+#            VLMBENCH_PREFILL choice in SBS_PREFILL (default "mlx");
+#   prefill  prefill of the checkpoint with each VLMBENCH_PREFILL choice (speed, peak memory);
+#   products MLX's quantized_matmul vs dequantize + matmul at prefill shapes, against float32
+#            (`vlmbench kernels --rows 512` and tools/gpu/prefill_matmul.py);
 #   ncu      Nsight Compute census of 2000 decode kernels of the default kernel choice;
 #   carried  a fresh process with the PTX cache the earlier parts filled and an empty driver cache.
 #   tools/gpu/kernels-31b.sh CARRIED_DIR [part...]   (default: kernels tokens speed sbs)
@@ -65,6 +68,25 @@ part_kernels() {
   "$bin" kernels --json > "$OUT/kernels.json" 2>> "$log"
 }
 
+# same_tokens LABEL BASE OTHER...: compares /tmp/tokens-OTHER.json's greedy ids with /tmp/tokens-BASE.json's.
+same_tokens() {
+  python3 - "$@" <<'PY' | tee -a "$log"
+import json, sys
+def ids(tier):
+    try:
+        return json.load(open(f"/tmp/tokens-{tier}.json"))["token_ids"]
+    except Exception as e:
+        return f"no result ({e})"
+base = ids(sys.argv[2])
+def cmp(a, b):
+    if isinstance(a, str) or isinstance(b, str):
+        return f"{a if isinstance(a, str) else b}"
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    return f"identical={a == b} ({len(a)} tokens, first difference at step {first})"
+print(f"{sys.argv[1]}: " + "; ".join(f"{t} vs {sys.argv[2]} {cmp(ids(t), base)}" for t in sys.argv[3:]))
+PY
+}
+
 part_tokens() {
   step "same greedy tokens over 64 steps (tiny checkpoints), against VLMBENCH_KERNELS=mlx"
   local variant dtype kernels
@@ -76,22 +98,25 @@ part_tokens() {
         VLMBENCH_KERNELS=$kernels "$bin" generate -m "$dir" -p "Describe a quiet harbour at dawn." --max-tokens 64 \
           --ignore-eos --temperature 0 --dtype $dtype --json > "/tmp/tokens-$kernels.json" 2>> "$log"
       done
-      python3 - "$variant $dtype" ${TOKEN_TIERS:-gemv vlmbench} <<'PY' | tee -a "$log"
-import json, sys
-def ids(tier):
-    try:
-        return json.load(open(f"/tmp/tokens-{tier}.json"))["token_ids"]
-    except Exception as e:
-        return f"no result ({e})"
-base = ids("mlx")
-def cmp(a, b):
-    if isinstance(a, str) or isinstance(b, str):
-        return f"{a if isinstance(a, str) else b}"
-    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
-    return f"identical={a == b} ({len(a)} tokens, first difference at step {first})"
-print(f"{sys.argv[1]}: " + "; ".join(f"{t} vs mlx {cmp(ids(t), base)}" for t in sys.argv[2:]))
-PY
+      same_tokens "$variant $dtype" mlx ${TOKEN_TIERS:-gemv vlmbench}
     done
+  done
+}
+
+part_prefill_tokens() {
+  step "same greedy tokens over 64 steps after a 300+ token prompt (tiny, float32), VLMBENCH_PREFILL against mlx"
+  local variant choice prompt
+  prompt="$(for i in $(seq 12); do printf 'Describe a quiet harbour at dawn, the boats and the gulls. '; done)"
+  for variant in dense moe ple; do
+    local dir=/tmp/tiny-$variant
+    [ -f "$dir/config.json" ] || "$bin" make-tiny "$dir" --variant "$variant" > /dev/null 2>> "$log"
+    # mlx twice: a difference between two identical runs is the device's, not the choice's.
+    for choice in mlx mlx-again paced dequant; do
+      VLMBENCH_PREFILL=${choice%-again} "$bin" generate -m "$dir" -p "$prompt" --max-tokens 64 --ignore-eos \
+        --temperature 0 --dtype float32 --json > "/tmp/tokens-prefill-$choice.json" 2>> "$log"
+    done
+    python3 -c "import json; print('prompt tokens:', json.load(open('/tmp/tokens-prefill-mlx.json'))['stats']['prompt_tokens'])" 2>&1 | tee -a "$log"
+    same_tokens "$variant float32" prefill-mlx prefill-mlx-again prefill-paced prefill-dequant
   done
 }
 
@@ -106,12 +131,18 @@ part_speed() {
 
 part_sbs() {
   python_env || return 1
-  local img="$h/tools/astronaut.jpg" lengths="${SBS_LENGTHS:-512,1024}"
-  step "side by side: vlmbench (default kernels) $lengths + image, gen 128"
-  "$bin" sweep -m "$model" --lengths "$lengths" --image "$img" --gen 128 --dtype bfloat16 --label vlmbench --out "$OUT/sbs-vlmbench.json" 2>&1 | tail -4 | tee -a "$log"
+  local img="$h/tools/astronaut.jpg" lengths="${SBS_LENGTHS:-512,1024}" choice
+  for choice in ${SBS_PREFILL:-mlx}; do
+    step "side by side: vlmbench (default kernels, VLMBENCH_PREFILL=$choice) $lengths + image, gen 128"
+    VLMBENCH_PREFILL=$choice "$bin" sweep -m "$model" --lengths "$lengths" --image "$img" --gen 128 --dtype bfloat16 \
+      --label "vlmbench-$choice" --out "$OUT/sbs-vlmbench-$choice.json" 2>&1 | tail -4 | tee -a "$log"
+  done
   step "side by side: mlx-vlm $lengths + image, gen 128"
   python3 "$h/tools/reference/bench_reference.py" --model "$model" --lengths "$lengths" --image "$img" --gen 128 --dtype bfloat16 --out "$OUT/sbs-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
-  "$bin" compare "$OUT/sbs-mlx-vlm.json" "$OUT/sbs-vlmbench.json" > "$OUT/compare.md" 2>> "$log"; cat "$OUT/compare.md" | tee -a "$log"
+  for choice in ${SBS_PREFILL:-mlx}; do
+    "$bin" compare "$OUT/sbs-mlx-vlm.json" "$OUT/sbs-vlmbench-$choice.json" > "$OUT/compare-$choice.md" 2>> "$log"
+    cat "$OUT/compare-$choice.md" | tee -a "$log"
+  done
 }
 
 part_prefill() {
@@ -120,6 +151,9 @@ part_prefill() {
     step "prefill of the checkpoint: VLMBENCH_PREFILL=$choice (peak memory in the JSON)"
     VLMBENCH_PREFILL=$choice "$bin" bench -m "$model" -p 512,2048 -n 0 -r 2 -o json > "$OUT/prefill-$choice.json" 2>> "$log"; summary "$OUT/prefill-$choice.json"
   done
+}
+
+part_products() {
   step "vlmbench kernels --rows 512: dequantized product and MLX's quantized_matmul against float32"
   "$bin" kernels --rows 512 | tee -a "$log"
   python_env || return 1

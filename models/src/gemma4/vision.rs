@@ -19,6 +19,7 @@ use super::processor::ProcessedImage;
 use crate::attention::{sdpa, Mask};
 use crate::checkpoint::Checkpoint;
 use crate::error::{ModelError, Result};
+use crate::kernels::PrefillPacer;
 use crate::nn::{gelu_tanh, rms_norm_no_scale, scalar, RmsNorm};
 use crate::quantized::{load_param, Linear};
 
@@ -365,8 +366,10 @@ impl Gemma4Vision {
         // mask of zeros, kept because it is what the reference passes to SDPA.
         let mask = zeros::<f32>(&[b, 1, n, n])?.as_dtype(self.dtype)?;
         let (cos_t, sin_t) = self.rope_tables(&positions)?;
+        let mut pacer = PrefillPacer::new(b * n)?;
         for layer in &self.layers {
             hs = self.layer_forward(layer, &hs, &cos_t, &sin_t, &mask)?;
+            pacer.step(&hs)?;
         }
 
         let mut pooled = if n == output_length {

@@ -25,7 +25,7 @@ pub mod qgemv;
 
 use std::sync::OnceLock;
 
-use mlx_rs::{Array, Stream};
+use mlx_rs::{Array, Dtype, Stream};
 
 use crate::error::{ModelError, Result};
 
@@ -103,8 +103,8 @@ fn vlmbench_stream(wanted: Kernels) -> Result<Option<Stream>> {
 }
 
 /// `x @ W^T` for a quantized `W` by vlmbench's own kernels when they apply: on a CUDA GPU the
-/// 4-bit GEMV (one activation row, groups of 64, see [`vlmbench_stream`]) or, opted in for long
-/// prompts, a dequantized product ([`Prefill::Dequant`]); on the CPU the 4-bit
+/// 4-bit GEMV (one activation row, groups of 64, see [`vlmbench_stream`]) or, for long prompts
+/// with 16-bit scales, a dequantized product ([`Prefill::Dequant`]); on the CPU the 4-bit
 /// products of [`cpu_matmul`] (float32 operands). `None` leaves the product to MLX.
 pub fn try_quantized_matmul(
     x: &Array,
@@ -115,7 +115,8 @@ pub fn try_quantized_matmul(
     group_size: i32,
 ) -> Result<Option<Array>> {
     if let Some(stream) = vlmbench_stream(Kernels::Gemv)? {
-        if prefill_for(rows(x))? == Prefill::Dequant {
+        let half = matches!(scales.dtype(), Dtype::Bfloat16 | Dtype::Float16);
+        if half && prefill_for(rows(x))? == Prefill::Dequant {
             return Ok(Some(dequantized_matmul(
                 x, w, scales, biases, bits, group_size,
             )?));
@@ -153,32 +154,40 @@ fn rows(x: &Array) -> i32 {
 /// (`VLMBENCH_PREFILL`; shorter prompts always run as `Mlx`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prefill {
-    /// The default: MLX's quantized GEMM, every layer's graph submitted at once.
+    /// MLX's quantized GEMM, every layer's graph submitted at once (the default off CUDA).
     Mlx,
-    /// As `Mlx`, with [`PrefillPacer`] keeping about two layers in flight (less memory).
+    /// As `Mlx`, with [`PrefillPacer`] keeping about two steps in flight (less memory).
     Paced,
-    /// Paced, and on a CUDA GPU each 4-bit product dequantizes its weight and multiplies
-    /// densely (cuBLAS). On an H100 with MLX 0.32.2, MLX's GEMM ran at 118-149 TFLOP/s at the
-    /// 31B prefill shapes, the dequantized product at up to 542 (dequantization included), and
-    /// prefill of the 31B-shaped checkpoint went from 1664 to 2986 tok/s at 512 tokens (1894 to
-    /// 4135 at 2048), but, unpaced, peak memory rose from 23.9 to 36.0 GB (charts/gpu/h100-prefill).
-    /// Pacing is not yet measured on a GPU, so this is opt-in.
+    /// Paced, and on a CUDA GPU each 4-bit product with 16-bit scales dequantizes its weight and
+    /// multiplies densely (cuBLAS); the default on CUDA. On an H100 with MLX 0.32.2, MLX's GEMM
+    /// ran at 118-149 TFLOP/s at the 31B prefill shapes, the dequantized product at up to 542
+    /// (dequantization included), and prefill of the 31B-shaped checkpoint doubled
+    /// (charts/gpu/h100-paced). float32 products stay MLX's: cuBLAS would run them as TF32,
+    /// less precise than asked for.
     Dequant,
 }
 
 /// Prompts shorter than this run as [`Prefill::Mlx`] whatever the choice.
 pub const PREFILL_MIN_ROWS: i32 = 256;
 
-/// The process's choice: `VLMBENCH_PREFILL` = `mlx` (the default), `paced` or `dequant`. Read once.
+/// The process's choice: `VLMBENCH_PREFILL` = `mlx`, `paced` or `dequant` (the default on a
+/// CUDA build, `mlx` elsewhere). Read once.
 pub fn prefill_choice() -> Result<Prefill> {
     static CHOICE: OnceLock<std::result::Result<Prefill, String>> = OnceLock::new();
     CHOICE
-        .get_or_init(|| parse_prefill(std::env::var("VLMBENCH_PREFILL").ok().as_deref()))
+        .get_or_init(|| {
+            let default = if cuda_backend() {
+                Prefill::Dequant
+            } else {
+                Prefill::Mlx
+            };
+            parse_prefill(std::env::var("VLMBENCH_PREFILL").ok().as_deref(), default)
+        })
         .clone()
         .map_err(ModelError::Input)
 }
 
-fn parse_prefill(value: Option<&str>) -> std::result::Result<Prefill, String> {
+fn parse_prefill(value: Option<&str>, default: Prefill) -> std::result::Result<Prefill, String> {
     let names = [
         ("mlx", Prefill::Mlx),
         ("paced", Prefill::Paced),
@@ -188,7 +197,7 @@ fn parse_prefill(value: Option<&str>) -> std::result::Result<Prefill, String> {
         "VLMBENCH_PREFILL",
         "a prefill choice",
         value,
-        Prefill::Mlx,
+        default,
         &names,
     )
 }
@@ -204,13 +213,14 @@ fn prefill_for(rows: i32) -> Result<Prefill> {
     })
 }
 
-/// Keeps a prompt's forward pass to about two decoder layers in flight ([`Prefill::Paced`] and
-/// [`Prefill::Dequant`]). MLX lets the host run up to ten command graphs ahead of the device and
-/// frees a graph's temporaries only when it completes; on an H100 at 512 tokens of the 31B
-/// shapes that held 5 GB beyond the 18.7 GB of weights with MLX's GEMM, 17 GB with dequantized
-/// weights (charts/gpu/h100-prefill). Each layer's output is submitted, then the previous
-/// layer's is waited for, so the device always has the next layer queued while the host builds
-/// the one after.
+/// Keeps a long forward pass to about two steps in flight ([`Prefill::Paced`] and
+/// [`Prefill::Dequant`]); a step is a decoder layer's attention block or one of its
+/// feed-forward products, or one vision encoder layer. MLX lets the host run up to ten command
+/// graphs ahead of the device and frees a graph's temporaries only when it completes; on an H100
+/// at 512 tokens of the 31B shapes that held 5 GB beyond the 18.7 GB of weights with MLX's GEMM,
+/// 17 GB with dequantized weights (charts/gpu/h100-prefill). Each step's output is submitted,
+/// then the previous step's is waited for, so the device always has the next step queued while
+/// the host builds the one after.
 pub struct PrefillPacer {
     on: bool,
     previous: Option<Array>,
@@ -223,8 +233,8 @@ impl PrefillPacer {
         Ok(Self { on, previous: None })
     }
 
-    /// Called with each layer's output, in order.
-    pub fn layer_done(&mut self, h: &Array) -> Result<()> {
+    /// Called with each step's output, in order.
+    pub fn step(&mut self, h: &Array) -> Result<()> {
         if self.on {
             mlx_rs::transforms::async_eval([h])?;
             if let Some(previous) = self.previous.replace(h.clone()) {
@@ -259,12 +269,19 @@ mod tests {
     }
 
     #[test]
-    fn prefill_choice_defaults_to_mlx_accepts_the_three_names_and_rejects_others_by_name() {
-        assert_eq!(parse_prefill(None), Ok(Prefill::Mlx));
-        assert_eq!(parse_prefill(Some("mlx")), Ok(Prefill::Mlx));
-        assert_eq!(parse_prefill(Some("paced")), Ok(Prefill::Paced));
-        assert_eq!(parse_prefill(Some("dequant")), Ok(Prefill::Dequant));
-        let err = parse_prefill(Some("cublas")).unwrap_err();
+    fn prefill_choice_takes_the_default_when_unset_accepts_the_three_names_and_rejects_others() {
+        for default in [Prefill::Mlx, Prefill::Dequant] {
+            assert_eq!(parse_prefill(None, default), Ok(default));
+            assert_eq!(parse_prefill(Some(""), default), Ok(default));
+        }
+        let d = Prefill::Dequant;
+        assert_eq!(parse_prefill(Some("mlx"), d), Ok(Prefill::Mlx));
+        assert_eq!(parse_prefill(Some("paced"), d), Ok(Prefill::Paced));
+        assert_eq!(
+            parse_prefill(Some("dequant"), Prefill::Mlx),
+            Ok(Prefill::Dequant)
+        );
+        let err = parse_prefill(Some("cublas"), d).unwrap_err();
         assert!(
             err.contains("VLMBENCH_PREFILL=\"cublas\"")
                 && err.contains("`mlx`, `paced` or `dequant`"),
