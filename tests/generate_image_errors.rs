@@ -2,10 +2,13 @@
 //! problem, exit status 1, no panic. Images are read before the model, so no checkpoint is needed.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
-fn generate_with_image(image: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+#[allow(dead_code)] // each test crate uses part of the shared support
+mod common;
+
+fn generate_with_image(image: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
         .args([
             "generate",
             "--model",
@@ -16,26 +19,17 @@ fn generate_with_image(image: &Path) -> (i32, String) {
         ])
         .arg(image)
         .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .unwrap()
 }
 
 fn assert_one_line_error(image: &Path, want: &str) {
-    let (code, stderr) = generate_with_image(image);
-    assert_eq!(code, 1, "exit status for {}: {stderr}", image.display());
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
+    let line = common::cli::only_an_error_line(&generate_with_image(image));
     let name = image.file_name().unwrap().to_string_lossy();
     assert!(
-        lines[0].contains(name.as_ref()),
-        "the file is not named: {stderr}"
+        line.contains(name.as_ref()),
+        "the file is not named: {line}"
     );
-    assert!(lines[0].contains(want), "expected {want:?} in: {stderr}");
+    assert!(line.contains(want), "expected {want:?} in: {line}");
 }
 
 #[test]

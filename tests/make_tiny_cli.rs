@@ -3,6 +3,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[allow(dead_code)] // each test crate uses part of the shared support
+mod common;
+
 fn vlmbench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vlmbench"))
         .args(args)
@@ -42,16 +45,11 @@ fn writes_reports_and_refuses_to_overwrite_without_force() {
 
     // A second run into the same folder: one error line naming the folder, nothing touched.
     let again = vlmbench(&["make-tiny", path(&out), "--variant", "dense"]);
-    assert_eq!(again.status.code(), Some(1));
-    let stderr = text(&again.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let line = common::cli::only_an_error_line(&again);
     assert!(
-        stderr.starts_with("error: ")
-            && stderr.contains("is not empty")
-            && stderr.contains("--force"),
-        "{stderr}"
+        line.contains("is not empty") && line.contains("--force") && line.contains(path(&out)),
+        "{line}"
     );
-    assert!(stderr.contains(path(&out)), "{stderr}");
     assert!(again.stdout.is_empty());
     assert_eq!(
         std::fs::read(out.join("model.safetensors")).unwrap(),

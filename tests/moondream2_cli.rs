@@ -13,6 +13,9 @@ use vlm_models::moondream2::sampling::TextSettings;
 use vlm_models::moondream2::tokenizer::load_starmie;
 use vlm_models::moondream2::{CaptionLength, Moondream2};
 
+#[allow(dead_code)] // each test crate uses part of the shared support
+mod common;
+
 fn vlmbench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vlmbench"))
         .args(args)
@@ -227,15 +230,9 @@ fn a_missing_tokenizer_and_a_prompted_task_are_one_line_errors() {
         "--image",
         image_path.to_str().unwrap(),
     ]);
-    let stderr = text(&caption.stderr);
-    assert_eq!(caption.status.code(), Some(1), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
+    let line = common::cli::the_error_line(&caption);
     assert!(
-        errors[0].contains("has no tokenizer") && errors[0].contains("--tokenizer"),
-        "{stderr}"
+        line.contains("has no tokenizer") && line.contains("--tokenizer"),
+        "{line}"
     );
 }

@@ -5,6 +5,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+#[allow(dead_code)] // each test crate uses part of the shared support
+mod common;
+
 fn vlmbench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vlmbench"))
         .args(args)
@@ -17,15 +20,9 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn assert_one_line_error(out: &Output, want: &[&str]) {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(
-        stderr.lines().filter(|l| l.starts_with("error: ")).count(),
-        1,
-        "{stderr}"
-    );
+    let line = common::cli::the_error_line(out);
     for w in want {
-        assert!(stderr.contains(w), "expected {w:?} in: {stderr}");
+        assert!(line.contains(w), "expected {w:?} in: {line}");
     }
 }
 

@@ -5,6 +5,7 @@
 #     does where the graph is cut change the result?
 #  2. The same checkpoint, prompts of 63-602 tokens: vlmbench's first token (twice) and mlx-vlm's
 #     top 3 (twice, tools/gpu/ple_reference.py), against the CPU's.
+#     Then MLX's fused attention, RoPE and RMS norm, GPU against CPU, at those shapes (tools/gpu/kv_heads_check.py).
 #  3. 31B-shaped checkpoint: decode speed after a 512-token prompt with `mlx` and `dequant`
 #     prefill, alternated (does the prefill choice change the decode rate that follows?);
 #     CHECK_DECODE=0 skips it.
@@ -47,6 +48,8 @@ for n in 1 4 8 12; do
   done
 done
 source "$h/tools/gpu/python-setup.sh" "$h/whl" || exit 1
+step "MLX's fused attention, RoPE and RMS norm on the GPU against the CPU stream (1 and 2 heads)"
+MLX_ENABLE_TF32=0 python3 "$h/tools/gpu/kv_heads_check.py" 2>&1 | grep -v -i warn | tee -a "$log"
 for run in 1 2; do
   MLX_ENABLE_TF32=0 python3 "$h/tools/gpu/ple_reference.py" /tmp/tiny-ple /tmp/ids-{1,4,8,12}-1.json 2>&1 | grep -v -i warn | tee -a "$log"
 done
