@@ -4,6 +4,10 @@
 use mlx_rs::Device;
 use serde::Serialize;
 use vlm_models::dtype::{dtype_name, DtypeChoice};
+use vlm_models::error::ModelError;
+use vlm_models::kernels;
+#[cfg(doc)]
+use vlm_models::kernels::PREFILL_MIN_ROWS;
 use vlm_models::runtime::{self, DeviceInfo, MemoryFigures};
 use vlm_models::selftest::{self, QuantizedMatmulCheck};
 
@@ -18,6 +22,10 @@ pub struct DoctorReport {
     pub default_device: Option<String>,
     pub devices: Vec<DeviceInfo>,
     pub memory: MemoryFigures,
+    /// `VLMBENCH_KERNELS` in effect: who runs the hot-path products.
+    pub kernels: &'static str,
+    /// `VLMBENCH_PREFILL` in effect for prompts of [`PREFILL_MIN_ROWS`]+ tokens.
+    pub prefill: &'static str,
     pub checks: Vec<DeviceCheck>,
     pub passed: bool,
 }
@@ -41,8 +49,8 @@ pub fn device_label(info: &DeviceInfo) -> String {
 }
 
 /// Gathers the report, running the 4-bit check on every available device in the dtype `dtype`
-/// resolves to there.
-pub fn run(dtype: DtypeChoice) -> DoctorReport {
+/// resolves to there. Fails on a bad `VLMBENCH_KERNELS` or `VLMBENCH_PREFILL`.
+pub fn run(dtype: DtypeChoice) -> Result<DoctorReport, ModelError> {
     let devices = runtime::devices();
     let checks: Vec<DeviceCheck> = devices
         .iter()
@@ -65,7 +73,7 @@ pub fn run(dtype: DtypeChoice) -> DoctorReport {
         })
         .collect();
     let passed = !checks.is_empty() && checks.iter().all(DeviceCheck::passed);
-    DoctorReport {
+    Ok(DoctorReport {
         vlmbench_version: env!("CARGO_PKG_VERSION"),
         mlx_version: runtime::mlx_version(),
         backend: runtime::backend(),
@@ -73,7 +81,9 @@ pub fn run(dtype: DtypeChoice) -> DoctorReport {
         default_device: runtime::default_device().map(|d| device_label(&d)),
         devices,
         memory: runtime::memory(),
+        kernels: kernels::kernels_choice()?.name(),
+        prefill: kernels::prefill_choice()?.name(),
         checks,
         passed,
-    }
+    })
 }

@@ -3,6 +3,7 @@ use std::fmt::Write;
 use anyhow::{bail, Result};
 use clap::Args;
 use vlm_models::dtype::DtypeChoice;
+use vlm_models::kernels::PREFILL_MIN_ROWS;
 
 use crate::doctor::{self, device_label, DoctorReport};
 use crate::report::human_bytes;
@@ -19,7 +20,7 @@ pub struct DoctorArgs {
 }
 
 pub fn run(args: &DoctorArgs) -> Result<()> {
-    let report = doctor::run(args.dtype);
+    let report = doctor::run(args.dtype)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -48,6 +49,12 @@ pub fn render(r: &DoctorReport) -> String {
         r.default_device.as_deref().unwrap_or("none")
     );
     let _ = writeln!(s, "memory limit    {}", human_bytes(r.memory.limit as u64));
+    let _ = writeln!(s, "kernels         {} (VLMBENCH_KERNELS)", r.kernels);
+    let _ = writeln!(
+        s,
+        "prefill         {} for prompts of {}+ tokens (VLMBENCH_PREFILL)",
+        r.prefill, PREFILL_MIN_ROWS
+    );
     let _ = writeln!(s, "devices");
     for d in &r.devices {
         let name = d.property("device_name").unwrap_or("");

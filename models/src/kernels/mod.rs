@@ -50,19 +50,35 @@ pub fn kernels_choice() -> Result<Kernels> {
         .map_err(ModelError::Input)
 }
 
+const KERNEL_NAMES: [(&str, Kernels); 3] = [
+    ("mlx", Kernels::Mlx),
+    ("gemv", Kernels::Gemv),
+    ("vlmbench", Kernels::Vlmbench),
+];
+
+impl Kernels {
+    /// The `VLMBENCH_KERNELS` value that selects this choice.
+    pub fn name(self) -> &'static str {
+        name_of(&KERNEL_NAMES, self)
+    }
+}
+
 fn parse_kernels(value: Option<&str>) -> std::result::Result<Kernels, String> {
-    let names = [
-        ("mlx", Kernels::Mlx),
-        ("gemv", Kernels::Gemv),
-        ("vlmbench", Kernels::Vlmbench),
-    ];
     parse_choice(
         "VLMBENCH_KERNELS",
         "a kernel choice",
         value,
         Kernels::Gemv,
-        &names,
+        &KERNEL_NAMES,
     )
+}
+
+fn name_of<T: Copy + PartialEq>(names: &[(&'static str, T); 3], choice: T) -> &'static str {
+    names
+        .iter()
+        .find(|(_, c)| *c == choice)
+        .map(|(n, _)| *n)
+        .unwrap_or("?")
 }
 
 /// `value` of the environment variable `var` as one of `names` (unset or empty: `default`).
@@ -187,18 +203,26 @@ pub fn prefill_choice() -> Result<Prefill> {
         .map_err(ModelError::Input)
 }
 
+const PREFILL_NAMES: [(&str, Prefill); 3] = [
+    ("mlx", Prefill::Mlx),
+    ("paced", Prefill::Paced),
+    ("dequant", Prefill::Dequant),
+];
+
+impl Prefill {
+    /// The `VLMBENCH_PREFILL` value that selects this choice.
+    pub fn name(self) -> &'static str {
+        name_of(&PREFILL_NAMES, self)
+    }
+}
+
 fn parse_prefill(value: Option<&str>, default: Prefill) -> std::result::Result<Prefill, String> {
-    let names = [
-        ("mlx", Prefill::Mlx),
-        ("paced", Prefill::Paced),
-        ("dequant", Prefill::Dequant),
-    ];
     parse_choice(
         "VLMBENCH_PREFILL",
         "a prefill choice",
         value,
         default,
-        &names,
+        &PREFILL_NAMES,
     )
 }
 
@@ -266,6 +290,16 @@ mod tests {
                 && err.contains("`mlx`, `gemv` or `vlmbench`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_choice_is_named_by_the_value_that_selects_it() {
+        for k in [Kernels::Mlx, Kernels::Gemv, Kernels::Vlmbench] {
+            assert_eq!(parse_kernels(Some(k.name())), Ok(k));
+        }
+        for p in [Prefill::Mlx, Prefill::Paced, Prefill::Dequant] {
+            assert_eq!(parse_prefill(Some(p.name()), Prefill::Mlx), Ok(p));
+        }
     }
 
     #[test]

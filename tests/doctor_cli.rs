@@ -1,0 +1,50 @@
+//! `vlmbench doctor` names the kernel and prefill choices in effect, and a bad choice is one
+//! clear error.
+
+use std::process::{Command, Output};
+
+#[allow(dead_code)] // each test crate uses part of the shared support
+mod common;
+
+fn doctor(env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vlmbench"));
+    cmd.args(["doctor", "--json"])
+        .env_remove("VLMBENCH_KERNELS")
+        .env_remove("VLMBENCH_PREFILL")
+        .envs(env.iter().copied());
+    cmd.output().unwrap()
+}
+
+fn report(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn doctor_reports_the_kernel_and_prefill_choices_in_effect() {
+    // GEMV products by default; dequantized prefill by default on CUDA only.
+    let default = report(&doctor(&[]));
+    assert_eq!(default["kernels"], "gemv");
+    let prefill = if default["backend"] == "cuda" {
+        "dequant"
+    } else {
+        "mlx"
+    };
+    assert_eq!(default["prefill"], prefill);
+    let chosen = report(&doctor(&[
+        ("VLMBENCH_KERNELS", "mlx"),
+        ("VLMBENCH_PREFILL", "paced"),
+    ]));
+    assert_eq!(chosen["kernels"], "mlx");
+    assert_eq!(chosen["prefill"], "paced");
+}
+
+#[test]
+fn doctor_with_an_unknown_kernel_choice_is_one_error_line() {
+    let line = common::cli::the_error_line(&doctor(&[("VLMBENCH_KERNELS", "cublas")]));
+    assert!(line.contains("VLMBENCH_KERNELS=\"cublas\""), "{line}");
+}
