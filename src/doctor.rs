@@ -4,8 +4,6 @@
 use mlx_rs::Device;
 use serde::Serialize;
 use vlm_models::dtype::{dtype_name, DtypeChoice};
-use vlm_models::error::ModelError;
-use vlm_models::kernels;
 #[cfg(doc)]
 use vlm_models::kernels::PREFILL_MIN_ROWS;
 use vlm_models::runtime::{self, DeviceInfo, MemoryFigures};
@@ -50,7 +48,8 @@ pub fn device_label(info: &DeviceInfo) -> String {
 
 /// Gathers the report, running the 4-bit check on every available device in the dtype `dtype`
 /// resolves to there. Fails on a bad `VLMBENCH_KERNELS` or `VLMBENCH_PREFILL`.
-pub fn run(dtype: DtypeChoice) -> Result<DoctorReport, ModelError> {
+pub fn run(dtype: DtypeChoice) -> anyhow::Result<DoctorReport> {
+    let (kernels, prefill) = crate::bench::kernel_choices()?;
     let devices = runtime::devices();
     let checks: Vec<DeviceCheck> = devices
         .iter()
@@ -81,8 +80,8 @@ pub fn run(dtype: DtypeChoice) -> Result<DoctorReport, ModelError> {
         default_device: runtime::default_device().map(|d| device_label(&d)),
         devices,
         memory: runtime::memory(),
-        kernels: kernels::kernels_choice()?.name(),
-        prefill: kernels::prefill_choice()?.name(),
+        kernels,
+        prefill,
         checks,
         passed,
     })

@@ -126,6 +126,25 @@ fn length_sweep_with_an_image_adds_one_image_point_after_the_lengths() {
         "{image}"
     );
 
+    // The run records the kernel and prefill choices; a resume under another prefill refuses.
+    assert_eq!(saved["run"]["kernels"], "gemv");
+    let recorded = saved["run"]["prefill"].as_str().unwrap().to_owned();
+    let other = if recorded == "paced" { "mlx" } else { "paced" };
+    let args = [
+        "sweep",
+        "--model",
+        model.to_str().unwrap(),
+        "--lengths",
+        "8,16,32",
+    ];
+    let resumed = Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+        .args(args)
+        .args(["--out", out.to_str().unwrap(), "--resume"])
+        .env("VLMBENCH_PREFILL", other)
+        .output()
+        .unwrap();
+    assert_one_line_error(&resumed, &["--resume", &format!("prefill {recorded}")]);
+
     // --image belongs to length sweeps, not to the notebook's prompts.
     let bad = vlmbench(&[
         "sweep",

@@ -165,6 +165,8 @@ mod tests {
                 dtype: "float32".into(),
                 mlx_version: "0.32.2".into(),
                 vlmbench_version: "0.1.0".into(),
+                kernels: "gemv".into(),
+                prefill: "mlx".into(),
             },
             measurements: times.iter().map(|&(task, t)| m(task, t)).collect(),
         }

@@ -64,6 +64,9 @@ pub struct BenchRow {
     pub decode_host_ms: Option<HostMs>,
     pub mlx_version: String,
     pub vlmbench_version: &'static str,
+    /// `VLMBENCH_KERNELS` and `VLMBENCH_PREFILL` in effect.
+    pub kernels: &'static str,
+    pub prefill: &'static str,
     /// Tensor-parallel runs: every rank's figures (rank order), gathered by rank 0 over MLX.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ranks: Option<Vec<RankFigures>>,
@@ -117,6 +120,30 @@ struct Sample {
     decode_host_ms: Option<HostMs>,
 }
 
+/// The default device as results record it: "gpu:0 NVIDIA H100 80GB HBM3", "cpu:0".
+pub fn device_description() -> String {
+    runtime::default_device()
+        .map(|d| {
+            format!(
+                "{}:{} {}",
+                d.kind,
+                d.index,
+                d.property("device_name").unwrap_or("")
+            )
+            .trim()
+            .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+/// The names of the `VLMBENCH_KERNELS` and `VLMBENCH_PREFILL` choices in effect.
+pub fn kernel_choices() -> Result<(&'static str, &'static str)> {
+    Ok((
+        vlm_models::kernels::kernels_choice()?.name(),
+        vlm_models::kernels::prefill_choice()?.name(),
+    ))
+}
+
 /// Runs every test, calling `on_row` as each finishes (so long runs can write results as they go).
 pub fn run(
     model: &LoadedModel,
@@ -128,16 +155,8 @@ pub fn run(
         !options.tests.is_empty(),
         "no tests to run: give -p/-n lengths or --test"
     );
-    let device = runtime::default_device()
-        .map(|d| {
-            format!(
-                "{}:{} {}",
-                d.kind,
-                d.index,
-                d.property("device_name").unwrap_or("")
-            )
-        })
-        .unwrap_or_default();
+    let device = device_description();
+    let (kernels, prefill) = kernel_choices()?;
     let mut prompts = PromptIds::new(model, options.seed);
     let mut rows = Vec::new();
     for test in &options.tests {
@@ -176,7 +195,7 @@ pub fn run(
                 .unwrap_or_default(),
             model_size_bytes: weights_size(model),
             backend: runtime::backend(),
-            device: device.trim().to_owned(),
+            device: device.clone(),
             dtype: dtype_name(model.dtype),
             test: test.name(),
             n_prompt,
@@ -196,6 +215,8 @@ pub fn run(
             }),
             mlx_version: runtime::mlx_version(),
             vlmbench_version: env!("CARGO_PKG_VERSION"),
+            kernels,
+            prefill,
         };
         on_row(&row)?;
         rows.push(row);
@@ -374,6 +395,8 @@ pub(crate) fn row_for_tests(test: &str, samples: Vec<f64>) -> BenchRow {
         decode_host_ms: None,
         mlx_version: "0.32.2".into(),
         vlmbench_version: "0.1.0",
+        kernels: "gemv",
+        prefill: "mlx",
     }
 }
 

@@ -64,7 +64,7 @@ fn md_row(r: &BenchRow) -> MdRow {
     }
 }
 
-const CSV_HEADER: &str = "model,model_size_bytes,backend,device,dtype,test,n_prompt,n_gen,tps_mean,tps_sd,ttft_s_mean,peak_memory_bytes,mlx_version";
+const CSV_HEADER: &str = "model,model_size_bytes,backend,device,dtype,test,n_prompt,n_gen,tps_mean,tps_sd,ttft_s_mean,peak_memory_bytes,mlx_version,kernels,prefill";
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
@@ -76,7 +76,7 @@ fn csv_field(s: &str) -> String {
 
 fn csv_line(r: &BenchRow) -> String {
     format!(
-        "{},{},{},{},{},{},{},{},{:.4},{:.4},{},{},{}",
+        "{},{},{},{},{},{},{},{},{:.4},{:.4},{},{},{},{},{}",
         csv_field(&r.model),
         r.model_size_bytes,
         r.backend,
@@ -89,7 +89,9 @@ fn csv_line(r: &BenchRow) -> String {
         r.tps_sd,
         r.ttft_s_mean.map(|t| format!("{t:.4}")).unwrap_or_default(),
         r.peak_memory_bytes,
-        r.mlx_version
+        r.mlx_version,
+        r.kernels,
+        r.prefill
     )
 }
 
@@ -162,6 +164,7 @@ mod tests {
             "{}",
             lines[1]
         );
+        assert!(lines[1].ends_with(",0.32.2,gemv,mlx"), "{}", lines[1]);
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub struct RunInfo {
     pub dtype: String,
     pub mlx_version: String,
     pub vlmbench_version: String,
+    /// `VLMBENCH_KERNELS` and `VLMBENCH_PREFILL` in effect (empty in files written before they
+    /// were recorded).
+    #[serde(default)]
+    pub kernels: String,
+    #[serde(default)]
+    pub prefill: String,
 }
 
 /// One generation's figures (one prompt of a sweep or of the notebook table).
@@ -114,6 +120,8 @@ mod tests {
                 dtype: "float32".into(),
                 mlx_version: "0.32.2".into(),
                 vlmbench_version: "0.1.0".into(),
+                kernels: "gemv".into(),
+                prefill: "mlx".into(),
             },
             measurements: vec![],
         }

@@ -71,29 +71,23 @@ pub struct SweepOptions {
     pub ignore_eos: bool,
 }
 
-pub fn run_info(model: &LoadedModel, label: Option<&str>) -> RunInfo {
+pub fn run_info(model: &LoadedModel, label: Option<&str>) -> Result<RunInfo> {
     run_info_for(&model.dir, model.dtype, label)
 }
 
 /// [`run_info`] for a model given by its checkpoint directory and compute dtype.
-pub fn run_info_for(dir: &std::path::Path, dtype: mlx_rs::Dtype, label: Option<&str>) -> RunInfo {
+pub fn run_info_for(
+    dir: &std::path::Path,
+    dtype: mlx_rs::Dtype,
+    label: Option<&str>,
+) -> Result<RunInfo> {
+    let (kernels, prefill) = super::kernel_choices()?;
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let device = runtime::default_device()
-        .map(|d| {
-            format!(
-                "{}:{} {}",
-                d.kind,
-                d.index,
-                d.property("device_name").unwrap_or("")
-            )
-            .trim()
-            .to_owned()
-        })
-        .unwrap_or_default();
-    RunInfo {
+    let device = super::device_description();
+    Ok(RunInfo {
         label: label
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{name} ({})", runtime::backend())),
@@ -103,7 +97,14 @@ pub fn run_info_for(dir: &std::path::Path, dtype: mlx_rs::Dtype, label: Option<&
         dtype: dtype_name(dtype).to_owned(),
         mlx_version: runtime::mlx_version(),
         vlmbench_version: env!("CARGO_PKG_VERSION").to_owned(),
-    }
+        kernels: kernels.to_owned(),
+        prefill: prefill.to_owned(),
+    })
+}
+
+/// A recorded kernel or prefill choice matches, or was not recorded (older files).
+fn same_choice(recorded: &str, now: &str) -> bool {
+    recorded.is_empty() || recorded == now
 }
 
 fn ids_prompt(ids: Vec<u32>) -> Prompt {
@@ -127,18 +128,22 @@ pub fn run(
         !prompts.is_empty(),
         "the sweep is empty: give at least one prompt length or prompt"
     );
-    let run = run_info(model, options.label.as_deref());
+    let run = run_info(model, options.label.as_deref())?;
     let mut results = if resume && out.exists() {
         let previous = ResultsFile::load(out)?;
         anyhow::ensure!(
             previous.kind == kind
                 && previous.run.model == run.model
-                && previous.run.dtype == run.dtype,
-            "--resume: {} holds a different run ({:?}, model {}, {}): use another --out",
+                && previous.run.dtype == run.dtype
+                && same_choice(&previous.run.kernels, &run.kernels)
+                && same_choice(&previous.run.prefill, &run.prefill),
+            "--resume: {} holds a different run ({:?}, model {}, {}, kernels {}, prefill {}): use another --out",
             out.display(),
             previous.kind,
             previous.run.model,
-            previous.run.dtype
+            previous.run.dtype,
+            previous.run.kernels,
+            previous.run.prefill
         );
         previous
     } else {

@@ -82,14 +82,14 @@ pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
                 },
             );
             (
-                run_info_for(dir, model.dtype, label),
+                run_info_for(dir, model.dtype, label)?,
                 args.model.clone().unwrap_or_default(),
                 model.load_s,
                 answer,
             )
         }
         Loaded::Prompted(resolved, sampler) => {
-            let info = run_info(&resolved.model, label);
+            let info = run_info(&resolved.model, label)?;
             (
                 info,
                 resolved.spec.clone(),

@@ -120,7 +120,7 @@ pub fn run(options: &NotebookOptions, mut progress: impl FnMut(&str)) -> Result<
             model: resolved.spec.clone(),
             random_weights: resolved.random_weights,
             quick: options.quick,
-            run: run_info(model, None),
+            run: run_info(model, None)?,
             sections: Default::default(),
         }
     };
