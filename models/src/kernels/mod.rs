@@ -176,7 +176,7 @@ pub enum Prefill {
     Paced,
     /// Paced, and on a CUDA GPU each 4-bit product with 16-bit scales dequantizes its weight and
     /// multiplies densely (cuBLAS); the default on CUDA. On an H100 with MLX 0.32.2, MLX's GEMM
-    /// ran at 118-149 TFLOP/s at the 31B prefill shapes, the dequantized product at up to 542
+    /// ran at 109-150 TFLOP/s at the 31B prefill shapes, the dequantized product at up to 542
     /// (dequantization included), and prefill of the 31B-shaped checkpoint doubled
     /// (charts/gpu/h100-paced). float32 products stay MLX's: cuBLAS would run them as TF32,
     /// less precise than asked for.
