@@ -27,6 +27,20 @@ pub struct RunInfo {
     pub prefill: String,
 }
 
+impl RunInfo {
+    /// One line naming where and how the run was measured, for comparison headers.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{}: {}, {} on {} ({}), MLX {}",
+            self.label, self.model, self.dtype, self.device, self.backend, self.mlx_version
+        );
+        if !self.kernels.is_empty() {
+            s += &format!(", kernels {}, prefill {}", self.kernels, self.prefill);
+        }
+        s
+    }
+}
+
 /// One generation's figures (one prompt of a sweep or of the notebook table).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Measurement {
@@ -125,6 +139,22 @@ mod tests {
             },
             measurements: vec![],
         }
+    }
+
+    #[test]
+    fn a_run_describes_itself_with_its_kernel_choices_when_recorded() {
+        let mut run = sample().run;
+        assert_eq!(
+            run.describe(),
+            "tiny cpu: tiny, float32 on cpu:0 (cpu), MLX 0.32.2, kernels gemv, prefill mlx"
+        );
+        // Files from mlx-vlm's side and from before the choices were recorded have none.
+        run.kernels.clear();
+        run.prefill.clear();
+        assert_eq!(
+            run.describe(),
+            "tiny cpu: tiny, float32 on cpu:0 (cpu), MLX 0.32.2"
+        );
     }
 
     #[test]

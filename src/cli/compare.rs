@@ -19,6 +19,9 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     let a = ResultsFile::load(&args.a)?;
     let b = ResultsFile::load(&args.b)?;
     let (rows, total) = compare::compare(&a, &b)?;
+    println!("A = {}", a.run.describe());
+    println!("B = {}", b.run.describe());
+    println!();
     println!("{}", compare::render(&a, &b, &rows, &total));
     println!();
     println!("{}", compare::render_figures(&a, &b));

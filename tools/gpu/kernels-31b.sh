@@ -11,7 +11,7 @@
 #            decode host time per step included;
 #   sbs      vlmbench (default kernels) and mlx-vlm 0.7.10 in one script: same checkpoint, same
 #            prompt ids (SBS_LENGTHS, default 512,1024) and one image prompt; vlmbench once per
-#            VLMBENCH_PREFILL choice in SBS_PREFILL (default "mlx");
+#            VLMBENCH_PREFILL choice in SBS_PREFILL (default "default": the variable unset);
 #   prefill  prefill of the checkpoint with each VLMBENCH_PREFILL choice (speed, peak memory);
 #   products MLX's quantized_matmul vs dequantize + matmul at prefill shapes, against float32
 #            (`vlmbench kernels --rows 512` and tools/gpu/prefill_matmul.py);
@@ -132,14 +132,16 @@ part_speed() {
 part_sbs() {
   python_env || return 1
   local img="$h/tools/astronaut.jpg" lengths="${SBS_LENGTHS:-512,1024}" choice
-  for choice in ${SBS_PREFILL:-mlx}; do
-    step "side by side: vlmbench (default kernels, VLMBENCH_PREFILL=$choice) $lengths + image, gen 128"
-    VLMBENCH_PREFILL=$choice "$bin" sweep -m "$model" --lengths "$lengths" --image "$img" --gen 128 --dtype bfloat16 \
+  for choice in ${SBS_PREFILL:-default}; do
+    step "side by side: vlmbench (default kernels, prefill: $choice) $lengths + image, gen 128"
+    local setting=(VLMBENCH_PREFILL="$choice")
+    [ "$choice" != default ] || setting=(-u VLMBENCH_PREFILL)
+    env "${setting[@]}" "$bin" sweep -m "$model" --lengths "$lengths" --image "$img" --gen 128 --dtype bfloat16 \
       --label "vlmbench-$choice" --out "$OUT/sbs-vlmbench-$choice.json" 2>&1 | tail -4 | tee -a "$log"
   done
   step "side by side: mlx-vlm $lengths + image, gen 128"
   python3 "$h/tools/reference/bench_reference.py" --model "$model" --lengths "$lengths" --image "$img" --gen 128 --dtype bfloat16 --out "$OUT/sbs-mlx-vlm.json" 2>&1 | grep -v -i warn | tee -a "$log"
-  for choice in ${SBS_PREFILL:-mlx}; do
+  for choice in ${SBS_PREFILL:-default}; do
     "$bin" compare "$OUT/sbs-mlx-vlm.json" "$OUT/sbs-vlmbench-$choice.json" > "$OUT/compare-$choice.md" 2>> "$log"
     cat "$OUT/compare-$choice.md" | tee -a "$log"
   done
