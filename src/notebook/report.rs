@@ -57,13 +57,21 @@ pub fn render(record: &NotebookRecord) -> String {
     let _ = writeln!(md, "# Gemma 4 notebook, reproduced by vlmbench\n");
     let _ = writeln!(
         md,
-        "Model `{}` on {} ({}, {}), MLX {}, vlmbench {}.{}\n",
+        "Model `{}` on {} ({}, {}), MLX {}, vlmbench {}{}.{}\n",
         record.model,
         record.run.device,
         record.run.backend,
         record.run.dtype,
         record.run.mlx_version,
         record.run.vlmbench_version,
+        if record.run.kernels.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (kernels {}, prefill {})",
+                record.run.kernels, record.run.prefill
+            )
+        },
         if record.quick {
             " **Quick mode**: token limits and sample counts cut down; figures only check the pipeline."
         } else {
