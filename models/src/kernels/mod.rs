@@ -132,7 +132,9 @@ pub fn try_quantized_matmul(
 ) -> Result<Option<Array>> {
     if let Some(stream) = vlmbench_stream(Kernels::Gemv)? {
         let half = matches!(scales.dtype(), Dtype::Bfloat16 | Dtype::Float16);
-        if half && prefill_for(rows(x))? == Prefill::Dequant {
+        // Only inside a paced forward pass: unpaced, the dequantized weights of every layer in
+        // flight would pile up (36 GB instead of 24 for the 31B shapes).
+        if half && PrefillPacer::pacing() && prefill_for(rows(x))? == Prefill::Dequant {
             return Ok(Some(dequantized_matmul(
                 x, w, scales, biases, bits, group_size,
             )?));
@@ -174,8 +176,9 @@ pub enum Prefill {
     Mlx,
     /// As `Mlx`, with [`PrefillPacer`] keeping about two steps in flight (less memory).
     Paced,
-    /// Paced, and on a CUDA GPU each 4-bit product with 16-bit scales dequantizes its weight and
-    /// multiplies densely (cuBLAS); the default on CUDA. On an H100 with MLX 0.32.2, MLX's GEMM
+    /// Paced, and on a CUDA GPU each 4-bit product with 16-bit scales in a paced forward pass
+    /// (Gemma 4's; other models keep MLX's GEMM) dequantizes its weight and multiplies densely
+    /// (cuBLAS); the default on CUDA. On an H100 with MLX 0.32.2, MLX's GEMM
     /// ran at 109-150 TFLOP/s at the 31B prefill shapes, the dequantized product at up to 542
     /// (dequantization included), and prefill of the 31B-shaped checkpoint doubled
     /// (charts/gpu/h100-paced). float32 products stay MLX's: cuBLAS would run them as TF32,
@@ -250,11 +253,28 @@ pub struct PrefillPacer {
     previous: Option<Array>,
 }
 
+thread_local! {
+    /// How many pacers that are on this thread holds (models without one never dequantize).
+    static PACERS_ON: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl PrefillPacer {
     /// A pacer for a forward pass over `rows` positions.
     pub fn new(rows: i32) -> Result<Self> {
         let on = prefill_for(rows)? != Prefill::Mlx;
-        Ok(Self { on, previous: None })
+        Ok(Self::with(on))
+    }
+
+    fn with(on: bool) -> Self {
+        if on {
+            PACERS_ON.with(|n| n.set(n.get() + 1));
+        }
+        Self { on, previous: None }
+    }
+
+    /// Whether this thread is inside a paced forward pass.
+    fn pacing() -> bool {
+        PACERS_ON.with(|n| n.get() > 0)
     }
 
     /// Called with each step's output, in order.
@@ -266,6 +286,14 @@ impl PrefillPacer {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for PrefillPacer {
+    fn drop(&mut self) {
+        if self.on {
+            PACERS_ON.with(|n| n.set(n.get() - 1));
+        }
     }
 }
 
@@ -290,6 +318,20 @@ mod tests {
                 && err.contains("`mlx`, `gemv` or `vlmbench`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn pacing_lasts_while_a_pacer_that_is_on_lives() {
+        assert!(!PrefillPacer::pacing());
+        let off = PrefillPacer::with(false);
+        assert!(!PrefillPacer::pacing());
+        let outer = PrefillPacer::with(true);
+        let inner = PrefillPacer::with(true);
+        drop(inner);
+        assert!(PrefillPacer::pacing());
+        drop(outer);
+        drop(off);
+        assert!(!PrefillPacer::pacing());
     }
 
     #[test]
