@@ -4,8 +4,6 @@
 use mlx_rs::Device;
 use serde::Serialize;
 use vlm_models::dtype::{dtype_name, DtypeChoice};
-#[cfg(doc)]
-use vlm_models::kernels::PREFILL_MIN_ROWS;
 use vlm_models::runtime::{self, DeviceInfo, MemoryFigures};
 use vlm_models::selftest::{self, QuantizedMatmulCheck};
 
@@ -22,7 +20,8 @@ pub struct DoctorReport {
     pub memory: MemoryFigures,
     /// `VLMBENCH_KERNELS` in effect: who runs the hot-path products.
     pub kernels: &'static str,
-    /// `VLMBENCH_PREFILL` in effect for prompts of [`PREFILL_MIN_ROWS`]+ tokens.
+    /// `VLMBENCH_PREFILL` in effect for prompts of
+    /// [`PREFILL_MIN_ROWS`](vlm_models::kernels::PREFILL_MIN_ROWS)+ tokens.
     pub prefill: &'static str,
     pub checks: Vec<DeviceCheck>,
     pub passed: bool,

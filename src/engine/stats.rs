@@ -94,7 +94,7 @@ impl HostTime {
     }
 }
 
-/// [`HostTime`] per decode step, milliseconds.
+/// Host time per decode step, milliseconds: building its graph and submitting it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct HostMs {
     pub build: f64,

@@ -119,7 +119,7 @@ fn vlmbench_stream(wanted: Kernels) -> Result<Option<Stream>> {
 }
 
 /// `x @ W^T` for a quantized `W` by vlmbench's own kernels when they apply: on a CUDA GPU the
-/// 4-bit GEMV (one activation row, groups of 64, see [`vlmbench_stream`]) or, for long prompts
+/// 4-bit GEMV (one activation row, groups of 64, see `vlmbench_stream`) or, for long prompts
 /// with 16-bit scales, a dequantized product ([`Prefill::Dequant`]); on the CPU the 4-bit
 /// products of [`cpu_matmul`] (float32 operands). `None` leaves the product to MLX.
 pub fn try_quantized_matmul(
@@ -133,8 +133,9 @@ pub fn try_quantized_matmul(
     if let Some(stream) = vlmbench_stream(Kernels::Gemv)? {
         let half = matches!(scales.dtype(), Dtype::Bfloat16 | Dtype::Float16);
         // Only inside a paced forward pass: unpaced, the dequantized weights of every layer in
-        // flight would pile up (36 GB instead of 24 for the 31B shapes).
-        if half && PrefillPacer::pacing() && prefill_for(rows(x))? == Prefill::Dequant {
+        // flight would pile up (36 GB instead of 24 for the 31B shapes). The choice is read
+        // first, so a bad VLMBENCH_PREFILL is an error for models without a pacer too.
+        if half && prefill_for(rows(x))? == Prefill::Dequant && PrefillPacer::pacing() {
             return Ok(Some(dequantized_matmul(
                 x, w, scales, biases, bits, group_size,
             )?));
@@ -297,7 +298,7 @@ impl Drop for PrefillPacer {
     }
 }
 
-/// Whether the fused elementwise chains apply (see [`vlmbench_stream`]).
+/// Whether the fused elementwise chains apply (see `vlmbench_stream`).
 pub fn fuse_elementwise() -> Result<bool> {
     Ok(vlmbench_stream(Kernels::Vlmbench)?.is_some())
 }
