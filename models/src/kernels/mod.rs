@@ -1,8 +1,10 @@
 //! vlmbench's own code paths for the hot spots MLX's stock kernels leave slow:
 //! - [`qgemv`] (CUDA GPUs): a 4-bit matrix-vector kernel for one-row products, compiled ahead
 //!   of time to PTX and launched through MLX's `fast::precompiled_cuda_kernel` ([`precompiled`]);
-//!   opt-in (`VLMBENCH_PREFILL`, [`Prefill`]): prompts' 4-bit products dequantize the weight and
-//!   multiply densely, and prompts run a few layers in flight at a time;
+//!   by default on CUDA (`VLMBENCH_PREFILL`, [`Prefill`]) prompts' 4-bit products dequantize the
+//!   weight and multiply densely, and prompts run a few layers in flight at a time;
+//! - [`short_inner`] (CUDA GPUs): products MLX's quantized GEMM gets wrong (under 128 inputs)
+//!   padded to a size it gets right;
 //! - [`cpu_matmul`] (CPUs): 4-bit and dense float32 matrix products of any row count computed
 //!   in Rust on the evaluated operands (MLX has no custom-kernel API for the CPU);
 //! - [`cpu_attention`] (CPUs): scaled dot-product attention from the same SGEMM ([`cpu`] applies
@@ -22,6 +24,7 @@ pub mod cpu_matmul;
 pub mod fused;
 pub mod precompiled;
 pub mod qgemv;
+pub mod short_inner;
 
 use std::sync::OnceLock;
 
@@ -121,7 +124,8 @@ fn vlmbench_stream(wanted: Kernels) -> Result<Option<Stream>> {
 /// `x @ W^T` for a quantized `W` by vlmbench's own kernels when they apply: on a CUDA GPU the
 /// 4-bit GEMV (one activation row, groups of 64, see `vlmbench_stream`) or, for long prompts
 /// with 16-bit scales, a dequantized product ([`Prefill::Dequant`]); on the CPU the 4-bit
-/// products of [`cpu_matmul`] (float32 operands). `None` leaves the product to MLX.
+/// products of [`cpu_matmul`] (float32 operands). Otherwise MLX's product, padded where its CUDA
+/// GEMM is wrong ([`short_inner`]); `None` leaves the product to MLX as it is.
 pub fn try_quantized_matmul(
     x: &Array,
     w: &Array,
@@ -140,15 +144,16 @@ pub fn try_quantized_matmul(
                 x, w, scales, biases, bits, group_size,
             )?));
         }
-        if !qgemv::supports(x, w, scales, bits, group_size) {
-            return Ok(None);
+        if qgemv::supports(x, w, scales, bits, group_size) {
+            return Ok(Some(qgemv::qgemv4(x, w, scales, biases, &stream)?));
         }
-        return Ok(Some(qgemv::qgemv4(x, w, scales, biases, &stream)?));
-    }
-    if cpu::own_cpu_path()? {
+    } else if cpu::own_cpu_path()? {
         return cpu::quantized_matmul(x, w, scales, biases, bits, group_size);
     }
-    Ok(None)
+    // MLX's product, whatever the kernel choice: padded where its CUDA GEMM would be wrong.
+    Ok(short_inner::padded_if_needed(
+        x, w, scales, biases, bits, group_size,
+    )?)
 }
 
 /// `x @ W^T` with `W` dequantized to the scales' dtype first: a dense product (cuBLAS on a GPU).
