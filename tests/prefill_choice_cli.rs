@@ -94,3 +94,20 @@ fn an_unknown_prefill_choice_is_one_error_line_naming_the_choices() {
         "{line}"
     );
 }
+
+#[test]
+fn an_unknown_prefill_choice_is_an_error_for_moondream_2_too() {
+    // Moondream 2 never paces nor dequantizes, yet a bad value must not pass silently.
+    let tmp = tempfile::tempdir().unwrap();
+    let model = make_tiny(&tmp.path().join("md"), &["--arch", "moondream2"]);
+    let image = tmp.path().join("img.png");
+    image::RgbImage::from_pixel(64, 48, image::Rgb([90, 120, 150]))
+        .save(&image)
+        .unwrap();
+    let out = vlmbench(
+        &["caption", "-m", &model, "--image", image.to_str().unwrap()],
+        Some("fast"),
+    );
+    let line = common::cli::the_error_line(&out);
+    assert!(line.contains("VLMBENCH_PREFILL=\"fast\""), "{line}");
+}

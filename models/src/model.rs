@@ -130,6 +130,7 @@ impl LoadedModel {
         dtype: Dtype,
         group: Option<Arc<Group>>,
     ) -> Result<LoadedModel, LoadError> {
+        crate::kernels::check_choices()?;
         let checkpoint = Checkpoint::open(dir)?;
         let model_type = checkpoint.model_type().unwrap_or("").to_owned();
         let architecture = match (model_type.as_str(), group) {

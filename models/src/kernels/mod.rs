@@ -105,6 +105,14 @@ fn parse_choice<T: Copy>(
     }
 }
 
+/// Reads both choices (`VLMBENCH_KERNELS`, `VLMBENCH_PREFILL`), so a bad value is an error when a
+/// model loads, even for models and devices whose paths never consult it.
+pub fn check_choices() -> Result<()> {
+    kernels_choice()?;
+    prefill_choice()?;
+    Ok(())
+}
+
 /// True when the loaded libmlx is the CUDA one.
 fn cuda_backend() -> bool {
     static CUDA: OnceLock<bool> = OnceLock::new();

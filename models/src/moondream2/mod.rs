@@ -217,6 +217,7 @@ impl Moondream2 {
     /// reference's).
     pub fn load(dir: &Path, dtype: Dtype) -> Result<Self> {
         crate::error::check_compute_dtype(dtype)?;
+        crate::kernels::check_choices()?;
         let ckpt = Checkpoint::open(dir)?;
         let config = MoondreamConfig::from_json(ckpt.config_json(), ckpt.config_path())?;
         check_layout(&ckpt, &config)?;
