@@ -40,7 +40,9 @@ pub enum Kernels {
     /// vlmbench's matrix products (GPU GEMV, CPU products and attention), the rest op by op:
     /// the default, the fastest measured (charts/gpu/h100-precompiled).
     Gemv,
-    /// Opt-in: also the fused elementwise chains (fewer launches, yet slower decode on an H100).
+    /// Opt-in: also the fused elementwise chains: 1.23x `Gemv`'s decode on a slow H100
+    /// (charts/gpu/h100-fused-gelu), but its float32 tokens part from `Mlx`'s at step 62 of 64 on
+    /// the tiny PLE checkpoint (the compiled GELU rounds differently), so not the default.
     Vlmbench,
 }
 
