@@ -9,13 +9,14 @@
 #  4. tools/gpu/ple_bisect.py: the first mlx-vlm module whose GPU output differs from the CPU's,
 #     on the prompts of 63 and 210 tokens (CARRIED_DIR/tools/ids-{1,4}.json: `vlmbench generate
 #     --json` output made on the CPU, carried along).
+#  qmm_models (not in the default list): tools/gpu/qmm_check.py --model-shapes.
 #  5. verify: vlmbench's tokens (64 after 602 prompt tokens, and the first after 63-406) against
 #     the CPU's, with the default kernels and with VLMBENCH_KERNELS=mlx.
 # Parts run in the order given (default: all, in this order); Python runs unbuffered, so a
 # part cut off by the time limit still leaves what it printed.
 #   tools/gpu/ple-diagnose.sh CARRIED_DIR [PART...]
 set -uo pipefail
-h="${1:?usage: ple-diagnose.sh CARRIED_DIR [check|window|qmm|bisect|verify]...}"; shift
+h="${1:?usage: ple-diagnose.sh CARRIED_DIR [check|window|qmm|qmm_models|bisect|verify]...}"; shift
 parts="${*:-check window qmm bisect verify}"
 source "$h/tools/gpu/device-setup.sh" env || exit 1
 source "$h/tools/gpu/python-setup.sh" "$h/whl" || exit 1
@@ -41,6 +42,10 @@ window() {
 qmm() {
   step "MLX quantized_matmul / quantized embedding, GPU against CPU"
   MLX_ENABLE_TF32=0 python3 -u "$h/tools/gpu/qmm_check.py" 2>&1 | grep --line-buffered -v -i warn | tee -a "$log"
+}
+qmm_models() {
+  step "MLX quantized_matmul at Gemma-4-31B shapes, 2-2048 rows, against float32 on the device"
+  MLX_ENABLE_TF32=0 python3 -u "$h/tools/gpu/qmm_check.py" --model-shapes 2>&1 | grep --line-buffered -v -i warn | tee -a "$log"
 }
 bisect() {
   step "mlx-vlm per-module bisect, GPU against CPU"
