@@ -31,6 +31,9 @@ pub struct DoctorReport {
 pub struct DeviceCheck {
     pub device: String,
     pub quantized_matmul: Option<QuantizedMatmulCheck>,
+    /// The same with one group of inputs ([`selftest::ONE_GROUP`]): informational, as vlmbench
+    /// pads such products where MLX gets them wrong; `None` when MLX raised an error.
+    pub one_group: Option<QuantizedMatmulCheck>,
     /// Set when MLX raised an error instead of computing.
     pub error: Option<String>,
 }
@@ -56,17 +59,16 @@ pub fn run(dtype: DtypeChoice) -> anyhow::Result<DoctorReport> {
         .map(|info| {
             let device: Device = info.device();
             let compute = dtype.resolve(&device);
-            match selftest::quantized_matmul_check(&device, compute) {
-                Ok(check) => DeviceCheck {
-                    device: device_label(info),
-                    quantized_matmul: Some(check),
-                    error: None,
-                },
-                Err(e) => DeviceCheck {
-                    device: device_label(info),
-                    quantized_matmul: None,
-                    error: Some(format!("{} ({})", e, dtype_name(compute))),
-                },
+            let check = |shape| selftest::quantized_matmul_check(&device, compute, shape);
+            let (quantized_matmul, error) = match check(selftest::MAIN) {
+                Ok(c) => (Some(c), None),
+                Err(e) => (None, Some(format!("{} ({})", e, dtype_name(compute)))),
+            };
+            DeviceCheck {
+                device: device_label(info),
+                quantized_matmul,
+                one_group: check(selftest::ONE_GROUP).ok(),
+                error,
             }
         })
         .collect();

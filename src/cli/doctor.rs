@@ -96,6 +96,18 @@ pub fn render(r: &DoctorReport) -> String {
             }
             (None, None) => {}
         }
+        if let Some(q) = &c.one_group {
+            let verdict = if q.passed {
+                "PASS"
+            } else {
+                "WRONG in this MLX; vlmbench pads such products to 128 inputs"
+            };
+            let _ = writeln!(
+                s,
+                "  {:<6} {:<9} {} inputs (one group), {} rows: relative error {:.1e}  {verdict}",
+                c.device, q.activation_dtype, q.shape.inputs, q.shape.rows, q.relative_error
+            );
+        }
     }
     let _ = writeln!(
         s,
