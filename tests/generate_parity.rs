@@ -5,6 +5,8 @@
 //! models/tests/gemma4_vision_parity.rs). Checkpoints come from `tools/reference/build_tiny_gemma4.py` (mlx-vlm's own
 //! converter); the reference runs through `tools/reference/gemma4_run.py`.
 //!
+//! Every comparison also checks `--logprobs 5` against mlx-vlm's log-probabilities.
+//!
 //! Needs `VLMBENCH_REFERENCE_PYTHON` (tools/test.sh sets it); without it the tests say so and pass.
 
 use std::path::{Path, PathBuf};
@@ -154,6 +156,8 @@ fn compare_with_images(
         "--temperature",
         "0",
         "--json",
+        "--logprobs",
+        "5",
     ]);
     for p in &image_paths {
         reference.arg("--image").arg(p);
@@ -246,7 +250,48 @@ fn compare_with_images(
         "{case}"
     );
     assert_eq!(ours["text"], reference["text"], "{case}: text");
+    assert_same_logprobs(&ours, &reference, dtype, &case);
     ours
+}
+
+/// `--logprobs 5` against mlx-vlm's top-5 log-probabilities at every step: the sampled token's
+/// value and the five largest values (compared as values, so that tied ids cannot matter), within
+/// 1e-4 in float32 and two bfloat16 steps at the logprobs' size (0.125) in bfloat16.
+fn assert_same_logprobs(ours: &Value, reference: &Value, dtype: &str, case: &str) {
+    let tolerance = if dtype == "float32" { 1e-4 } else { 0.125 };
+    let ours = ours["logprobs"].as_array().expect("logprobs in the JSON");
+    let steps = reference["steps"].as_array().unwrap();
+    assert_eq!(
+        ours.len(),
+        steps.len(),
+        "{case}: one logprobs entry per token"
+    );
+    let floats = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    for (i, (o, r)) in ours.iter().zip(steps).enumerate() {
+        let want = floats(&r["top5_logprobs"]);
+        let top: Vec<f64> = o["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| pair[1].as_f64().unwrap())
+            .collect();
+        let chosen = o["logprob"].as_f64().unwrap();
+        assert!(
+            (chosen - want[0]).abs() <= tolerance
+                && top.len() == want.len()
+                && top
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| (a - b).abs() <= tolerance),
+            "{case}: step {i}: logprob {chosen}, top {top:?}; mlx-vlm's top {want:?}"
+        );
+    }
 }
 
 /// Runs `compare` on a prompt that must end at a stop token, and checks that it did.

@@ -294,6 +294,7 @@ fn generate_exactly(
     let options = GenerateOptions {
         max_tokens: n,
         stop_ids: vec![],
+        top_logprobs: 0,
     };
     let mut decoder = model.decoder(default_prefill_step_size());
     Ok(

@@ -165,6 +165,7 @@ pub fn run(
         let options = GenerateOptions {
             max_tokens,
             stop_ids: stop_ids.clone(),
+            top_logprobs: 0,
         };
         let mut decoder = model.decoder(default_prefill_step_size());
         Ok(

@@ -9,7 +9,7 @@ use vlm_models::dtype::{dtype_name, DtypeChoice};
 use vlm_models::image_io::load_image;
 
 use super::sampling_args::SamplingArgs;
-use crate::engine::{self, GenerateOptions, GenerationStats, TextGeneration};
+use crate::engine::{self, GenerateOptions, GenerationStats, TextGeneration, TokenLogprobs};
 use crate::model_source;
 
 /// Generate text from a prompt, streaming tokens and printing the statistics.
@@ -43,6 +43,12 @@ pub struct GenerateArgs {
     /// Print one JSON object (text, token ids, statistics) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// With --json: each generated token's log-probability and the N (1-20) most likely tokens
+    /// at its step as [id, logprob] pairs, most likely first ("logprobs"; natural log, before
+    /// temperature and top-p/top-k, as mlx-vlm's logprobs).
+    #[arg(long, value_name = "N", requires = "json",
+          value_parser = clap::value_parser!(u16).range(1..=20))]
+    pub logprobs: Option<u16>,
     /// Run as one rank of a tensor-parallel group (MLX distributed: ring, mpi, nccl or any;
     /// default any). Start every rank with the same arguments under MLX's launch conventions
     /// (docs/distributed.md); each holds its share of the decoder, all compute, rank 0 prints.
@@ -62,6 +68,8 @@ struct GenerateReport<'a> {
     images: Vec<ImageReport>,
     text: String,
     token_ids: &'a [u32],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    logprobs: &'a [TokenLogprobs],
     stats: &'a GenerationStats,
     #[serde(skip_serializing_if = "Option::is_none")]
     tensor_parallel: Option<TensorParallelReport>,
@@ -102,7 +110,10 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
 
     let prompt = model.build_prompt(&args.prompt, &images)?;
     let mut sampler = args.sampling.sampler(model)?;
-    let options = GenerateOptions::with_eos(model, args.max_tokens, args.ignore_eos);
+    let options = GenerateOptions {
+        top_logprobs: args.logprobs.map_or(0, usize::from),
+        ..GenerateOptions::with_eos(model, args.max_tokens, args.ignore_eos)
+    };
     let stream = args.stream && !args.json && !quiet;
     let mut out = std::io::stdout().lock();
     let TextGeneration { text, generation } =
@@ -136,6 +147,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
                 .collect(),
             text,
             token_ids: &generation.token_ids,
+            logprobs: &generation.logprobs,
             stats: &generation.stats,
             tensor_parallel: group.as_ref().map(|g| TensorParallelReport {
                 backend: g.backend().name(),

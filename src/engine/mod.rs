@@ -27,6 +27,8 @@ pub struct GenerateOptions {
     pub max_tokens: usize,
     /// Ids that end generation; empty to ignore EOS (exact lengths, for benchmarks).
     pub stop_ids: Vec<u32>,
+    /// Record each token's log-probability and this many most likely alternatives (0: none).
+    pub top_logprobs: usize,
 }
 
 impl GenerateOptions {
@@ -35,6 +37,7 @@ impl GenerateOptions {
         Self {
             max_tokens,
             stop_ids: model.generation.eos_token_ids.clone(),
+            top_logprobs: 0,
         }
     }
 
@@ -48,6 +51,7 @@ impl GenerateOptions {
             Self {
                 max_tokens,
                 stop_ids: vec![],
+                top_logprobs: 0,
             }
         } else {
             Self::until_stop(model, max_tokens)
@@ -60,7 +64,69 @@ impl GenerateOptions {
 pub struct Generation {
     /// Every sampled id, the stop token included when `finish_reason` is `Stop`.
     pub token_ids: Vec<u32>,
+    /// One per token when `top_logprobs` was asked for, else empty.
+    pub logprobs: Vec<TokenLogprobs>,
     pub stats: GenerationStats,
+}
+
+/// A generated token's log-probability (natural log, from the distribution it was sampled from,
+/// before temperature and top-p/top-k, as mlx-vlm's `logprobs`) and the most likely tokens there.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TokenLogprobs {
+    pub id: u32,
+    pub logprob: f32,
+    /// `(id, logprob)`, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// The arrays behind one [`TokenLogprobs`], evaluated with the token they belong to.
+struct PendingLogprobs {
+    chosen: Array,
+    top_ids: Array,
+    top_logprobs: Array,
+}
+
+impl PendingLogprobs {
+    fn new(logprobs: &Array, token: &Array, k: usize) -> Result<Self> {
+        use mlx_rs::ops::indexing::{Ellipsis, IndexOp};
+        let vocab = *logprobs.shape().last().unwrap_or(&0);
+        let k = (k as i32).min(vocab).max(1);
+        // The k largest log-probabilities, in no order (sorted on the host: k is small).
+        let top_ids =
+            mlx_rs::ops::argpartition_axis(logprobs, vocab - k, -1)?.index((Ellipsis, -k..));
+        Ok(Self {
+            chosen: logprobs.take_along_axis(token.reshape(&[1, 1])?, -1)?,
+            top_logprobs: logprobs.take_along_axis(&top_ids, -1)?,
+            top_ids,
+        })
+    }
+
+    fn arrays(&self) -> [&Array; 3] {
+        [&self.chosen, &self.top_ids, &self.top_logprobs]
+    }
+
+    fn read(&self, id: u32) -> Result<TokenLogprobs> {
+        let f32s = |a: &Array| -> Result<Vec<f32>> {
+            Ok(a.as_dtype(mlx_rs::Dtype::Float32)?
+                .as_slice::<f32>()
+                .to_vec())
+        };
+        let ids = self.top_ids.as_dtype(mlx_rs::Dtype::Uint32)?;
+        let mut top: Vec<(u32, f32)> = ids
+            .as_slice::<u32>()
+            .iter()
+            .copied()
+            .zip(f32s(&self.top_logprobs)?)
+            .collect();
+        // Most likely first, equal ones by id. (Which of several equal values at the k-th place
+        // make the list is the partition's choice.)
+        top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(TokenLogprobs {
+            id,
+            logprob: f32s(&self.chosen)?[0],
+            top,
+        })
+    }
 }
 
 /// Generates up to `options.max_tokens` tokens after `prompt_ids`. `on_token` sees each id as soon
@@ -95,30 +161,46 @@ pub fn generate_prompt(
     );
     anyhow::ensure!(options.max_tokens > 0, "max_tokens must be at least 1");
     let start = Instant::now();
-    let mut sample = |logits: &Array| -> Result<Array> {
+    let top_k = options.top_logprobs;
+    // The next token, and the arrays of its log-probabilities when they are asked for.
+    let mut sample = |logits: &Array| -> Result<(Array, Option<PendingLogprobs>)> {
         let logprobs = log_softmax(logits)?;
-        let token = sampler.sample(&logprobs)?;
-        Ok(token.reshape(&[1, 1])?)
+        let token = sampler.sample(&logprobs)?.reshape(&[1, 1])?;
+        let pending = match top_k {
+            0 => None,
+            k => Some(PendingLogprobs::new(&logprobs, &token, k)?),
+        };
+        Ok((token, pending))
+    };
+    let enqueue = |token: &Array, pending: &Option<PendingLogprobs>| {
+        let mut arrays = vec![token];
+        arrays.extend(pending.iter().flat_map(PendingLogprobs::arrays));
+        async_eval(arrays)
     };
 
     let prefill = decoder.prefill_prompt(prompt).context("prefill failed")?;
     let vision_encode_s = prefill.vision_encode_s;
-    let mut next = decoder.agree_on_token(sample(&prefill.logits)?)?;
-    async_eval([&next])?;
+    let (token, mut next_logprobs) = sample(&prefill.logits)?;
+    let mut next = decoder.agree_on_token(token)?;
+    enqueue(&next, &next_logprobs)?;
 
     let mut token_ids = Vec::with_capacity(options.max_tokens);
+    let mut logprobs = Vec::new();
     let mut first_token_s = 0.0;
     let mut host = HostTime::default();
     let finish_reason = loop {
         let current = next;
+        let current_logprobs = next_logprobs.take();
         // Enqueue the following step before reading this token back, unless we are done anyway.
         let more_wanted = token_ids.len() + 1 < options.max_tokens;
         if more_wanted {
             let building = Instant::now();
             let logits = decoder.step(&current).context("decode step failed")?;
-            next = decoder.agree_on_token(sample(&logits)?)?;
+            let (token, pending) = sample(&logits)?;
+            next = decoder.agree_on_token(token)?;
+            next_logprobs = pending;
             let submitting = Instant::now();
-            async_eval([&next])?;
+            enqueue(&next, &next_logprobs)?;
             host.add_step(building, submitting);
         } else {
             next = current.clone();
@@ -128,6 +210,9 @@ pub fn generate_prompt(
             first_token_s = start.elapsed().as_secs_f64();
         }
         token_ids.push(id);
+        if let Some(pending) = &current_logprobs {
+            logprobs.push(pending.read(id)?);
+        }
         on_token(id)?;
         if options.stop_ids.contains(&id) {
             break FinishReason::Stop;
@@ -151,7 +236,11 @@ pub fn generate_prompt(
         peak,
         finish_reason,
     );
-    Ok(Generation { token_ids, stats })
+    Ok(Generation {
+        token_ids,
+        logprobs,
+        stats,
+    })
 }
 
 #[cfg(test)]
@@ -198,6 +287,7 @@ mod tests {
         let options = GenerateOptions {
             max_tokens,
             stop_ids,
+            top_logprobs: 0,
         };
         let g = generate(
             &mut model,
@@ -239,6 +329,42 @@ mod tests {
     }
 
     #[test]
+    fn logprobs_are_those_of_the_sampled_distribution_most_likely_first() {
+        let mut model = Counter {
+            vocab: 16,
+            seen: vec![],
+        };
+        let options = GenerateOptions {
+            max_tokens: 3,
+            stop_ids: vec![],
+            top_logprobs: 3,
+        };
+        let g = generate(&mut model, &[3], &mut Sampler::greedy(), &options, |_| {
+            Ok(())
+        })
+        .unwrap();
+        // Each row: 10 at the next id, 0 at the 15 others.
+        let norm = (10f32.exp() + 15.0).ln();
+        assert_eq!(g.logprobs.len(), 3);
+        for (lp, id) in g.logprobs.iter().zip(&g.token_ids) {
+            assert_eq!(lp.id, *id);
+            assert!((lp.logprob - (10.0 - norm)).abs() < 1e-5, "{lp:?}");
+            assert_eq!(lp.top.len(), 3);
+            assert_eq!(lp.top[0], (*id, lp.logprob));
+            // The runners-up: two of the 15 that tie at -norm (which two is the partition's choice).
+            let (a, b) = (lp.top[1], lp.top[2]);
+            assert!(a.0 != *id && b.0 != *id && a.0 < b.0, "{lp:?}");
+            assert!(
+                (a.1 + norm).abs() < 1e-5 && (b.1 + norm).abs() < 1e-5,
+                "{lp:?}"
+            );
+        }
+        // Off by default: nothing recorded.
+        let (plain, _, _) = run(3, vec![]);
+        assert!(plain.logprobs.is_empty());
+    }
+
+    #[test]
     fn wraps_around_the_vocabulary_like_any_other_id() {
         let mut model = Counter {
             vocab: 16,
@@ -247,6 +373,7 @@ mod tests {
         let options = GenerateOptions {
             max_tokens: 3,
             stop_ids: vec![],
+            top_logprobs: 0,
         };
         let g = generate(&mut model, &[14], &mut Sampler::greedy(), &options, |_| {
             Ok(())
@@ -264,6 +391,7 @@ mod tests {
         let options = GenerateOptions {
             max_tokens: 10,
             stop_ids: vec![],
+            top_logprobs: 0,
         };
         let mut n = 0;
         let err = generate(&mut model, &[1], &mut Sampler::greedy(), &options, |_| {
@@ -328,6 +456,7 @@ mod tests {
         let options = GenerateOptions {
             max_tokens: 2,
             stop_ids: vec![],
+            top_logprobs: 0,
         };
         let g = generate_prompt(
             &mut model,
@@ -371,6 +500,7 @@ mod tests {
         let options = GenerateOptions {
             max_tokens: 1,
             stop_ids: vec![],
+            top_logprobs: 0,
         };
         let err = generate_prompt(
             &mut model,
@@ -395,6 +525,7 @@ mod tests {
         let options = GenerateOptions {
             max_tokens: 1,
             stop_ids: vec![],
+            top_logprobs: 0,
         };
         assert!(generate(
             &mut model,
@@ -407,6 +538,7 @@ mod tests {
         let zero = GenerateOptions {
             max_tokens: 0,
             stop_ids: vec![],
+            top_logprobs: 0,
         };
         assert!(generate(&mut model, &[1], &mut Sampler::greedy(), &zero, |_| Ok(())).is_err());
     }
