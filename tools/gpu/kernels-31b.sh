@@ -72,18 +72,27 @@ part_kernels() {
 same_tokens() {
   python3 - "$@" <<'PY' | tee -a "$log"
 import json, sys
-def ids(tier):
+def run(tier):
     try:
-        return json.load(open(f"/tmp/tokens-{tier}.json"))["token_ids"]
+        return json.load(open(f"/tmp/tokens-{tier}.json"))
     except Exception as e:
         return f"no result ({e})"
-base = ids(sys.argv[2])
+base = run(sys.argv[2])
 def cmp(a, b):
     if isinstance(a, str) or isinstance(b, str):
         return f"{a if isinstance(a, str) else b}"
-    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
-    return f"identical={a == b} ({len(a)} tokens, first difference at step {first})"
-print(f"{sys.argv[1]}: " + "; ".join(f"{t} vs {sys.argv[2]} {cmp(ids(t), base)}" for t in sys.argv[3:]))
+    x, y = a["token_ids"], b["token_ids"]
+    first = next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), None)
+    line = f"identical={x == y} ({len(x)} tokens, first difference at step {first})"
+    # With --logprobs: the largest log-probability difference of the sampled token up to the first
+    # difference (the same distribution's value on both sides).
+    la, lb = a.get("logprobs"), b.get("logprobs")
+    if la and lb:
+        n = len(x) if first is None else first + 1
+        d = max(abs(p["logprob"] - q["logprob"]) for p, q in zip(la[:n], lb[:n]) if p["id"] == q["id"]) if n else 0
+        line += f", max |logprob difference| {d:.2e}"
+    return line
+print(f"{sys.argv[1]}: " + "; ".join(f"{t} vs {sys.argv[2]} {cmp(run(t), base)}" for t in sys.argv[3:]))
 PY
 }
 
@@ -96,7 +105,7 @@ part_tokens() {
     for dtype in ${TOKEN_DTYPES:-float32 bfloat16}; do
       for kernels in mlx ${TOKEN_TIERS:-gemv vlmbench}; do
         VLMBENCH_KERNELS=$kernels "$bin" generate -m "$dir" -p "Describe a quiet harbour at dawn." --max-tokens 64 \
-          --ignore-eos --temperature 0 --dtype $dtype --json > "/tmp/tokens-$kernels.json" 2>> "$log"
+          --ignore-eos --temperature 0 --dtype $dtype --json --logprobs 1 > "/tmp/tokens-$kernels.json" 2>> "$log"
       done
       same_tokens "$variant $dtype" mlx ${TOKEN_TIERS:-gemv vlmbench}
     done
