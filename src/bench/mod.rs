@@ -291,11 +291,7 @@ fn generate_exactly(
     n: usize,
 ) -> Result<engine::GenerationStats> {
     let mut sampler = Sampler::greedy();
-    let options = GenerateOptions {
-        max_tokens: n,
-        stop_ids: vec![],
-        top_logprobs: 0,
-    };
+    let options = GenerateOptions::exactly(n);
     let mut decoder = model.decoder(default_prefill_step_size());
     Ok(
         engine::generate_prompt(decoder.as_mut(), prompt, &mut sampler, &options, |_| Ok(()))?

@@ -41,6 +41,15 @@ impl GenerateOptions {
         }
     }
 
+    /// Exactly `max_tokens`, stop tokens or not (for timing).
+    pub fn exactly(max_tokens: usize) -> Self {
+        Self {
+            max_tokens,
+            stop_ids: vec![],
+            top_logprobs: 0,
+        }
+    }
+
     /// Exactly `max_tokens` unless `ignore_eos` is false, in which case as [`Self::until_stop`].
     pub fn with_eos(
         model: &vlm_models::model::LoadedModel,
@@ -48,11 +57,7 @@ impl GenerateOptions {
         ignore_eos: bool,
     ) -> Self {
         if ignore_eos {
-            Self {
-                max_tokens,
-                stop_ids: vec![],
-                top_logprobs: 0,
-            }
+            Self::exactly(max_tokens)
         } else {
             Self::until_stop(model, max_tokens)
         }
@@ -256,6 +261,13 @@ mod tests {
     }
 
     impl Counter {
+        fn new() -> Self {
+            Self {
+                vocab: 16,
+                seen: vec![],
+            }
+        }
+
         fn logits_after(&self, id: u32) -> Array {
             let mut row = vec![0f32; self.vocab as usize];
             row[((id + 1) % self.vocab as u32) as usize] = 10.0;
@@ -279,10 +291,7 @@ mod tests {
     }
 
     fn run(max_tokens: usize, stop_ids: Vec<u32>) -> (Generation, Vec<u32>, Counter) {
-        let mut model = Counter {
-            vocab: 16,
-            seen: vec![],
-        };
+        let mut model = Counter::new();
         let mut streamed = vec![];
         let options = GenerateOptions {
             max_tokens,
@@ -330,14 +339,10 @@ mod tests {
 
     #[test]
     fn logprobs_are_those_of_the_sampled_distribution_most_likely_first() {
-        let mut model = Counter {
-            vocab: 16,
-            seen: vec![],
-        };
+        let mut model = Counter::new();
         let options = GenerateOptions {
-            max_tokens: 3,
-            stop_ids: vec![],
             top_logprobs: 3,
+            ..GenerateOptions::exactly(3)
         };
         let g = generate(&mut model, &[3], &mut Sampler::greedy(), &options, |_| {
             Ok(())
@@ -366,15 +371,8 @@ mod tests {
 
     #[test]
     fn wraps_around_the_vocabulary_like_any_other_id() {
-        let mut model = Counter {
-            vocab: 16,
-            seen: vec![],
-        };
-        let options = GenerateOptions {
-            max_tokens: 3,
-            stop_ids: vec![],
-            top_logprobs: 0,
-        };
+        let mut model = Counter::new();
+        let options = GenerateOptions::exactly(3);
         let g = generate(&mut model, &[14], &mut Sampler::greedy(), &options, |_| {
             Ok(())
         })
@@ -384,15 +382,8 @@ mod tests {
 
     #[test]
     fn a_callback_error_aborts_generation() {
-        let mut model = Counter {
-            vocab: 16,
-            seen: vec![],
-        };
-        let options = GenerateOptions {
-            max_tokens: 10,
-            stop_ids: vec![],
-            top_logprobs: 0,
-        };
+        let mut model = Counter::new();
+        let options = GenerateOptions::exactly(10);
         let mut n = 0;
         let err = generate(&mut model, &[1], &mut Sampler::greedy(), &options, |_| {
             n += 1;
@@ -447,17 +438,10 @@ mod tests {
             images: vec![image.clone(), image],
         };
         let mut model = Seeing {
-            inner: Counter {
-                vocab: 16,
-                seen: vec![],
-            },
+            inner: Counter::new(),
             images_seen: 0,
         };
-        let options = GenerateOptions {
-            max_tokens: 2,
-            stop_ids: vec![],
-            top_logprobs: 0,
-        };
+        let options = GenerateOptions::exactly(2);
         let g = generate_prompt(
             &mut model,
             &prompt,
@@ -493,15 +477,8 @@ mod tests {
             ids: vec![3],
             images: vec![image],
         };
-        let mut model = Counter {
-            vocab: 16,
-            seen: vec![],
-        };
-        let options = GenerateOptions {
-            max_tokens: 1,
-            stop_ids: vec![],
-            top_logprobs: 0,
-        };
+        let mut model = Counter::new();
+        let options = GenerateOptions::exactly(1);
         let err = generate_prompt(
             &mut model,
             &prompt,
@@ -518,15 +495,8 @@ mod tests {
 
     #[test]
     fn refuses_an_empty_prompt_and_zero_tokens() {
-        let mut model = Counter {
-            vocab: 16,
-            seen: vec![],
-        };
-        let options = GenerateOptions {
-            max_tokens: 1,
-            stop_ids: vec![],
-            top_logprobs: 0,
-        };
+        let mut model = Counter::new();
+        let options = GenerateOptions::exactly(1);
         assert!(generate(
             &mut model,
             &[],
@@ -535,11 +505,7 @@ mod tests {
             |_| Ok(())
         )
         .is_err());
-        let zero = GenerateOptions {
-            max_tokens: 0,
-            stop_ids: vec![],
-            top_logprobs: 0,
-        };
+        let zero = GenerateOptions::exactly(0);
         assert!(generate(&mut model, &[1], &mut Sampler::greedy(), &zero, |_| Ok(())).is_err());
     }
 }
