@@ -1,18 +1,13 @@
 //! `vlmbench bench` on a tiny random checkpoint: llama-bench rows including the image row, in JSON;
 //! bad lengths and images are one-line errors.
 
-use std::process::{Command, Output};
-
 use serde_json::Value;
 
-const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/images/chelsea.png");
+#[allow(dead_code)] // each test crate uses part of the shared support
+mod common;
+use common::cli::vlmbench;
 
-fn vlmbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/images/chelsea.png");
 
 #[test]
 fn rows_for_prompt_generation_and_image_tests() {

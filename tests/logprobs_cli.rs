@@ -2,16 +2,11 @@
 //! log-probability among the N most likely, most likely first. (Values against mlx-vlm's:
 //! tests/generate_parity.rs.)
 
-use std::process::{Command, Output};
-
 use serde_json::Value;
 
-fn vlmbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+#[allow(dead_code)] // each test crate uses part of the shared support
+mod common;
+use common::cli::vlmbench;
 
 #[test]
 fn greedy_tokens_come_with_their_log_probabilities_most_likely_first() {

@@ -1,21 +1,10 @@
 //! `vlmbench make-tiny` as a user runs it: writes, refuses a non-empty folder, `--force`, help.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 #[allow(dead_code)] // each test crate uses part of the shared support
 mod common;
-
-fn vlmbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::cli::{text, vlmbench};
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -5,7 +5,6 @@
 //! tokenizer and a prompted-only task are one-line errors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use mlx_rs::Dtype;
 use serde_json::Value;
@@ -15,17 +14,7 @@ use vlm_models::moondream2::{CaptionLength, Moondream2};
 
 #[allow(dead_code)] // each test crate uses part of the shared support
 mod common;
-
-fn vlmbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::cli::{text, vlmbench};
 
 /// A tiny Moondream2 checkpoint and a small image (one crop: fast in debug builds).
 fn fixture(dir: &Path) -> (PathBuf, PathBuf, image::RgbImage) {

@@ -2,22 +2,13 @@
 //! each timed and saved as it finishes, the streamed row with its latencies; the results feed
 //! `compare` and `chart`.
 
-use std::process::{Command, Output};
-
 use serde_json::Value;
 
+#[allow(dead_code)] // each test crate uses part of the shared support
+mod common;
+use common::cli::{text, vlmbench};
+
 const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/images/astronaut.jpg");
-
-fn vlmbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[test]
 fn runs_the_seed_tasks_in_order_and_saves_results_for_compare_and_chart() {

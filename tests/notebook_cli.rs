@@ -4,22 +4,12 @@
 
 #[allow(dead_code)] // each test crate uses part of the shared support
 mod common;
+use common::cli::{text, vlmbench};
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
-
-fn vlmbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// The report's rendering of a JSON number: three decimals at most, trailing zeros dropped.
 fn shown(v: &Value) -> String {

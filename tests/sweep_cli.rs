@@ -7,17 +7,7 @@ use serde_json::Value;
 
 #[allow(dead_code)] // each test crate uses part of the shared support
 mod common;
-
-fn vlmbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::cli::{text, vlmbench};
 
 fn assert_one_line_error(out: &Output, want: &[&str]) {
     let line = common::cli::the_error_line(out);

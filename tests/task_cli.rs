@@ -4,25 +4,15 @@
 //! Bad flags and files are one-line errors before any model loads.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 #[allow(dead_code)] // each test crate uses part of the shared support
 mod common;
+use common::cli::{text, vlmbench};
 
 const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/images/chelsea.png");
-
-fn vlmbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn tiny_model(dir: &Path) -> PathBuf {
     let model = dir.join("tiny");

@@ -1,6 +1,19 @@
-//! Assertions on `vlmbench` runs that must fail.
+//! Running `vlmbench` from the integration tests, and assertions on runs that must fail.
 
-use std::process::Output;
+use std::process::{Command, Output};
+
+/// `vlmbench ARGS`, waited for, its output captured.
+pub fn vlmbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Output bytes as text (lossy), for messages and parsing.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
 
 /// The one `error: ` line of a run that had to fail: exit status 1, no panic, and exactly one
 /// stderr line starting with `error: ` (notes may come before it).
