@@ -7,11 +7,11 @@
 use std::path::Path;
 use std::process::Command;
 
-const STEPS: usize = 64;
+#[allow(dead_code)] // each test crate uses part of the shared support
+mod common;
+use common::cli::text;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+const STEPS: usize = 64;
 
 fn make_tiny(dir: &Path, variant: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_vlmbench"))

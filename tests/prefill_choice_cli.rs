@@ -8,6 +8,7 @@ use serde_json::Value;
 
 #[allow(dead_code)] // each test crate uses part of the shared support
 mod common;
+use common::cli::text;
 
 fn vlmbench(args: &[&str], prefill: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vlmbench"));
@@ -16,10 +17,6 @@ fn vlmbench(args: &[&str], prefill: Option<&str>) -> Output {
         cmd.env("VLMBENCH_PREFILL", choice);
     }
     cmd.output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// `vlmbench make-tiny` into `dir` with `args`, asserting it worked.

@@ -11,16 +11,13 @@ use vlm_models::distributed::loopback::{run_ranks, write_loopback_hostfile};
 
 #[allow(dead_code)] // each test crate uses part of the shared support
 mod common;
+use common::cli::text;
 
 fn vlmbench() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vlmbench"));
     // No rank variables inherited from whoever runs the tests.
     c.env_remove("MLX_RANK").env_remove("MLX_HOSTFILE");
     c
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 const BENCH: [&str; 13] = [

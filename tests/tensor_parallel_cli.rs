@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use vlm_models::distributed::loopback::{run_ranks, write_loopback_hostfile};
 
+#[allow(dead_code)] // each test crate uses part of the shared support
+mod common;
+use common::cli::text;
+
 const STEPS: usize = 32;
 
 fn vlmbench() -> Command {
@@ -17,10 +21,6 @@ fn vlmbench() -> Command {
     // No rank variables inherited from whoever runs the tests.
     c.env_remove("MLX_RANK").env_remove("MLX_HOSTFILE");
     c
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn make_tiny(dir: &Path) {

@@ -5,6 +5,7 @@
 
 #[allow(dead_code)] // each test crate uses part of the shared support
 mod common;
+use common::cli::text;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -18,10 +19,6 @@ fn vlmbench() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vlmbench"));
     c.env_remove("MLX_RANK").env_remove("MLX_HOSTFILE");
     c
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn notebook_args(model: &Path, vqa: &Path, out: &Path) -> Vec<String> {
