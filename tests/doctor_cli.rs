@@ -26,9 +26,9 @@ fn report(out: &Output) -> serde_json::Value {
 
 #[test]
 fn doctor_reports_the_kernel_and_prefill_choices_in_effect() {
-    // GEMV products by default; dequantized prefill by default on CUDA only.
+    // All of vlmbench's kernels by default; dequantized prefill by default on CUDA only.
     let default = report(&doctor(&[]));
-    assert_eq!(default["kernels"], "gemv");
+    assert_eq!(default["kernels"], "vlmbench");
     let prefill = if default["backend"] == "cuda" {
         "dequant"
     } else {

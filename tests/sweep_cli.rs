@@ -117,7 +117,7 @@ fn length_sweep_with_an_image_adds_one_image_point_after_the_lengths() {
     );
 
     // The run records the kernel and prefill choices; a resume under another prefill refuses.
-    assert_eq!(saved["run"]["kernels"], "gemv");
+    assert_eq!(saved["run"]["kernels"], "vlmbench");
     let recorded = saved["run"]["prefill"].as_str().unwrap().to_owned();
     let other = if recorded == "paced" { "mlx" } else { "paced" };
     let args = [

@@ -18,14 +18,15 @@
 #   ncu      Nsight Compute census of 2000 decode kernels of the default kernel choice;
 #   carried  a fresh process with the PTX cache the earlier parts filled and an empty driver cache.
 #   tools/gpu/kernels-31b.sh CARRIED_DIR [part...]   (default: kernels tokens speed sbs)
-# CARRIED_DIR holds vlmbench, whl/, tools/ (with astronaut.jpg) from this checkout. One device call
+# CARRIED_DIR holds vlmbench, whl/, tools/ (with astronaut.jpg) from this checkout (VLMBENCH_BIN: measure
+# another build instead of CARRIED_DIR/vlmbench, e.g. a kernel experiment). One device call
 # has 10 minutes; the tokens part alone took 4.5 minutes with both dtypes and three tiers.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 h="${1:?usage: kernels-31b.sh CARRIED_DIR [part...]}"; shift
 parts="${*:-kernels tokens speed sbs}"
 source "$h/tools/gpu/device-setup.sh" env || exit 1
-bin="$h/vlmbench"; chmod +x "$bin"
+bin="${VLMBENCH_BIN:-$h/vlmbench}"; chmod +x "$bin"
 log="$OUT/log.txt"
 step() { echo "== $(date -u +%T) $*" | tee -a "$log"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$log"

@@ -14,8 +14,8 @@
 //!   functions do).
 //!
 //! Which path runs is a process-wide choice ([`Kernels`]): `VLMBENCH_KERNELS=mlx` keeps MLX's
-//! stock kernels and op-by-op graphs everywhere, `gemv` (the default) adds the matrix products,
-//! `vlmbench` the fusions too, so each change can be measured with one binary.
+//! stock kernels and op-by-op graphs everywhere, `gemv` adds the matrix products, `vlmbench`
+//! (the default) the fusions too, so each change can be measured with one binary.
 
 pub mod check;
 pub mod cpu;
@@ -37,16 +37,15 @@ use crate::error::{ModelError, Result};
 pub enum Kernels {
     /// MLX's stock kernels, op by op (the unoptimized path).
     Mlx,
-    /// vlmbench's matrix products (GPU GEMV, CPU products and attention), the rest op by op:
-    /// the default, the fastest measured (charts/gpu/h100-precompiled).
+    /// vlmbench's matrix products (GPU GEMV, CPU products and attention), the rest op by op.
     Gemv,
-    /// Opt-in: also the fused elementwise chains: 1.23x `Gemv`'s decode on a slow H100
-    /// (charts/gpu/h100-fused-gelu), but its float32 tokens part from `Mlx`'s at step 62 of 64 on
-    /// the tiny PLE checkpoint (the compiled GELU rounds differently), so not the default.
+    /// The default: `Gemv` plus the GELU gate and the logit soft-cap fused by MLX `compile` on
+    /// CUDA (1.06x `Gemv`'s decode on an H100, 1.23x on a slower one; the same tokens and
+    /// log-probabilities as `Gemv` on the tiny checkpoints: charts/gpu/h100-fused-default).
     Vlmbench,
 }
 
-/// The process's choice: `VLMBENCH_KERNELS` = `mlx`, `gemv` (the default) or `vlmbench`. Read once.
+/// The process's choice: `VLMBENCH_KERNELS` = `mlx`, `gemv` or `vlmbench` (the default). Read once.
 pub fn kernels_choice() -> Result<Kernels> {
     static CHOICE: OnceLock<std::result::Result<Kernels, String>> = OnceLock::new();
     CHOICE
@@ -73,7 +72,7 @@ fn parse_kernels(value: Option<&str>) -> std::result::Result<Kernels, String> {
         "VLMBENCH_KERNELS",
         "a kernel choice",
         value,
-        Kernels::Gemv,
+        Kernels::Vlmbench,
         &KERNEL_NAMES,
     )
 }
@@ -323,8 +322,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kernels_choice_defaults_to_gemv_accepts_the_three_names_and_rejects_others_by_name() {
-        assert_eq!(parse_kernels(None), Ok(Kernels::Gemv));
+    fn kernels_choice_defaults_to_vlmbench_accepts_the_three_names_and_rejects_others_by_name() {
+        assert_eq!(parse_kernels(None), Ok(Kernels::Vlmbench));
         assert_eq!(parse_kernels(Some("vlmbench")), Ok(Kernels::Vlmbench));
         assert_eq!(parse_kernels(Some("mlx")), Ok(Kernels::Mlx));
         assert_eq!(parse_kernels(Some("gemv")), Ok(Kernels::Gemv));
