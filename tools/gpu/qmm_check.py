@@ -24,6 +24,17 @@ import sys
 import mlx.core as mx
 
 
+def against_cpu(run, relative=True):
+    """`run(stream)` on the CPU stream and twice on the default device: the largest |device - CPU|
+    (relative to the largest |CPU| value unless `relative` is false) and |device run 1 - run 2|."""
+    want, first, second = run(mx.cpu), run(mx.default_device()), run(mx.default_device())
+    mx.eval(want, first, second)
+    scale = max(mx.abs(want.astype(mx.float32)).max().item(), 1e-6) if relative else 1.0
+    err = mx.abs((first - want).astype(mx.float32)).max().item() / scale
+    rerun = mx.abs((first - second).astype(mx.float32)).max().item()
+    return err, rerun
+
+
 def case(m, n, k, group, dtype, transpose=True):
     mx.random.seed(m * 7919 + n * 31 + k + group)
     w = mx.random.normal((n, k)) * 0.05
@@ -34,12 +45,7 @@ def case(m, n, k, group, dtype, transpose=True):
     def run(stream):
         return mx.quantized_matmul(x, wq, scales, biases, transpose=transpose, group_size=group, bits=4, stream=stream)
 
-    want, first, second = run(mx.cpu), run(mx.default_device()), run(mx.default_device())
-    mx.eval(want, first, second)
-    scale = max(mx.abs(want.astype(mx.float32)).max().item(), 1e-6)
-    err = mx.abs((first - want).astype(mx.float32)).max().item() / scale
-    rerun = mx.abs((first - second).astype(mx.float32)).max().item()
-    return err, rerun
+    return against_cpu(run)
 
 
 def gather_case(rows, k, group, dtype):
@@ -54,11 +60,7 @@ def gather_case(rows, k, group, dtype):
         with mx.stream(stream):
             return mx.dequantize(wq[ids], scales[ids], biases[ids], group_size=group, bits=4)
 
-    want, first, second = run(mx.cpu), run(mx.default_device()), run(mx.default_device())
-    mx.eval(want, first, second)
-    err = mx.abs((first - want).astype(mx.float32)).max().item()
-    rerun = mx.abs((first - second).astype(mx.float32)).max().item()
-    return err, rerun
+    return against_cpu(run, relative=False)
 
 
 def expert_case(m, k, group, dtype, sorted_indices):
@@ -79,12 +81,7 @@ def expert_case(m, k, group, dtype, sorted_indices):
         return mx.gather_qmm(x, wq, scales, biases, rhs_indices=ids, transpose=True, group_size=group, bits=4,
                              sorted_indices=sorted_indices, stream=stream)
 
-    want, first, second = run(mx.cpu), run(mx.default_device()), run(mx.default_device())
-    mx.eval(want, first, second)
-    scale = max(mx.abs(want.astype(mx.float32)).max().item(), 1e-6)
-    err = mx.abs((first - want).astype(mx.float32)).max().item() / scale
-    rerun = mx.abs((first - second).astype(mx.float32)).max().item()
-    return err, rerun
+    return against_cpu(run)
 
 
 # (K, N) of the 31B decoder's products, as in tools/gpu/prefill_matmul.py.
