@@ -9,7 +9,8 @@ two sliding-layer KV heads one per rank: 32 rows again, and wrong tokens again. 
 rows, inputs, activation rows and dtypes (each new shape costs a kernel build on CUDA, so few);
 each case runs twice on the device.
 
-    python3 qmm_check.py                 # the small shapes, against the CPU stream
+    python3 qmm_check.py                 # the small shapes, against the CPU stream (quantized_matmul,
+                                         # the quantized embedding lookup, gather_qmm for MoE experts)
     python3 qmm_check.py --model-shapes  # Gemma-4-31B's products at 2-2048 rows, bfloat16 operands,
                                          # against the float32 product on the device (run with
                                          # MLX_ENABLE_TF32=0): MLX's GEMM differed by 50-70% at four
