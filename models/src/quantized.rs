@@ -84,14 +84,7 @@ impl QuantizedWeight {
     /// apply: one-row products on a CUDA GPU, float32 4-bit products on the CPU, see
     /// [`crate::kernels`]).
     pub fn matmul_t(&self, x: &Array) -> Result<Array> {
-        if let Some(y) = crate::kernels::try_quantized_matmul(
-            x,
-            &self.weight,
-            &self.scales,
-            &self.biases,
-            self.bits,
-            self.group_size,
-        )? {
+        if let Some(y) = crate::kernels::try_quantized_matmul(x, self.operands())? {
             return Ok(y);
         }
         Ok(quantized_matmul(
@@ -103,6 +96,16 @@ impl QuantizedWeight {
             self.group_size,
             self.bits,
         )?)
+    }
+
+    fn operands(&self) -> crate::kernels::QuantizedOperands<'_> {
+        crate::kernels::QuantizedOperands {
+            w: &self.weight,
+            scales: &self.scales,
+            biases: &self.biases,
+            bits: self.bits,
+            group_size: self.group_size,
+        }
     }
 
     fn arrays(&self) -> [&Array; 3] {

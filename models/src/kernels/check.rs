@@ -11,6 +11,7 @@ use mlx_rs::{ops, random, transforms::eval, Array, Dtype, Stream};
 use serde::Serialize;
 
 use super::qgemv::{qgemv4, stream_is_gpu, supports, BITS, GROUP_SIZE};
+use super::QuantizedOperands;
 
 /// Weight bytes touched per timing round, well above the 50 MB L2 of an H100/H200 and the last
 /// level caches of CPUs.
@@ -75,15 +76,27 @@ pub fn check_gemv(
 /// vlmbench's product on `stream`'s device: on a GPU the GEMV for one row, the dequantized
 /// product (`VLMBENCH_PREFILL=dequant`) for more.
 fn ours(x: &Array, w: &[Array; 3], stream: &Stream) -> Result<Array, Exception> {
+    let q = operands(w);
     if stream_is_gpu(stream) {
         if x.shape()[0] > 1 {
-            return super::dequantized_matmul(x, &w[0], &w[1], &w[2], BITS, GROUP_SIZE);
+            return super::dequantized_matmul(x, q);
         }
-        return qgemv4(x, &w[0], &w[1], &w[2], stream);
+        return qgemv4(x, q, stream);
     }
-    super::cpu::quantized_matmul(x, &w[0], &w[1], &w[2], BITS, GROUP_SIZE)
+    super::cpu::quantized_matmul(x, q)
         .map_err(|e| Exception::custom(e.to_string()))?
         .ok_or_else(|| Exception::custom("the CPU products do not apply to these operands"))
+}
+
+/// `[weight, scales, biases]` as 4-bit operands with groups of 64.
+fn operands(w: &[Array; 3]) -> QuantizedOperands<'_> {
+    QuantizedOperands {
+        w: &w[0],
+        scales: &w[1],
+        biases: &w[2],
+        bits: BITS,
+        group_size: GROUP_SIZE,
+    }
 }
 
 fn check_shape(
@@ -106,7 +119,8 @@ fn check_shape(
     let (scales, biases) = (scales.as_dtype(dtype)?, biases.as_dtype(dtype)?);
     eval([&wq, &scales, &biases, &x])?;
     drop(w);
-    if stream_is_gpu(stream) && m == 1 && !supports(&x, &wq, &scales, BITS, GROUP_SIZE) {
+    let quantized = [wq.clone(), scales.clone(), biases.clone()];
+    if stream_is_gpu(stream) && m == 1 && !supports(&x, operands(&quantized)) {
         return Err(Exception::custom(format!(
             "shape K={k} N={n} in {dtype:?} is not one the custom GEMV supports"
         )));
@@ -115,7 +129,7 @@ fn check_shape(
     let w_deq = ops::dequantize(&wq, &f32(&scales)?, &f32(&biases)?, GROUP_SIZE, BITS)?;
     let reference = ops::matmul(&f32(&x)?, &w_deq.transpose()?)?;
     let stock = ops::quantized_matmul(&x, &wq, &scales, &biases, true, GROUP_SIZE, BITS)?;
-    let mine = ours(&x, &[wq.clone(), scales.clone(), biases.clone()], stream)?;
+    let mine = ours(&x, &quantized, stream)?;
     let scale = max_abs(&reference)?.max(f32::MIN_POSITIVE);
     let rel = |a: &Array, b: &Array| -> Result<f32, Exception> {
         Ok(max_abs(&f32(a)?.subtract(&f32(b)?)?)? / scale)

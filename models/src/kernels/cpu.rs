@@ -5,7 +5,7 @@
 
 use mlx_rs::{Array, Dtype, Stream};
 
-use super::{cpu_attention, cpu_matmul, kernels_choice, qgemv, Kernels};
+use super::{cpu_attention, cpu_matmul, kernels_choice, qgemv, Kernels, QuantizedOperands};
 use crate::error::Result;
 
 /// Whether the CPU kernels apply now: the current stream is a CPU one and the process's choice
@@ -128,14 +128,14 @@ fn with_last_axis(x: &Array, n: i32) -> Vec<i32> {
 /// [`cpu_matmul::qmatmul_t`] on MLX arrays: evaluates `x` (a synchronisation point: the product
 /// runs here, not in MLX's graph) and wraps the result in a new array. `None` when the operands
 /// are not float32 4-bit ones of a 2-D weight, or not laid out row-contiguously.
-pub(crate) fn quantized_matmul(
-    x: &Array,
-    w: &Array,
-    scales: &Array,
-    biases: &Array,
-    bits: i32,
-    group_size: i32,
-) -> Result<Option<Array>> {
+pub(crate) fn quantized_matmul(x: &Array, q: QuantizedOperands) -> Result<Option<Array>> {
+    let QuantizedOperands {
+        w,
+        scales,
+        biases,
+        bits,
+        group_size,
+    } = q;
     let k = *x.shape().last().unwrap_or(&0);
     let fits = bits == 4
         && w.ndim() == 2

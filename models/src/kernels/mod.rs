@@ -130,51 +130,47 @@ fn vlmbench_stream(wanted: Kernels) -> Result<Option<Stream>> {
     Ok(qgemv::stream_is_gpu(&stream).then_some(stream))
 }
 
+/// An MLX affine-quantized weight `W` `[N, K * bits / 32]` (uint32) with its `scales` and
+/// `biases` `[N, K / group_size]`, borrowed: the operands of every quantized product here.
+#[derive(Clone, Copy)]
+pub struct QuantizedOperands<'a> {
+    pub w: &'a Array,
+    pub scales: &'a Array,
+    pub biases: &'a Array,
+    pub bits: i32,
+    pub group_size: i32,
+}
+
 /// `x @ W^T` for a quantized `W` by vlmbench's own kernels when they apply: on a CUDA GPU the
 /// 4-bit GEMV (one activation row, groups of 64, see `vlmbench_stream`) or, for long prompts
 /// with 16-bit scales, a dequantized product ([`Prefill::Dequant`]); on the CPU the 4-bit
 /// products of [`cpu_matmul`] (float32 operands). Otherwise MLX's product, padded where its CUDA
 /// GEMM is wrong ([`short_inner`]); `None` leaves the product to MLX as it is.
-pub fn try_quantized_matmul(
-    x: &Array,
-    w: &Array,
-    scales: &Array,
-    biases: &Array,
-    bits: i32,
-    group_size: i32,
-) -> Result<Option<Array>> {
+pub fn try_quantized_matmul(x: &Array, q: QuantizedOperands) -> Result<Option<Array>> {
     if let Some(stream) = vlmbench_stream(Kernels::Gemv)? {
-        let half = matches!(scales.dtype(), Dtype::Bfloat16 | Dtype::Float16);
+        let half = matches!(q.scales.dtype(), Dtype::Bfloat16 | Dtype::Float16);
         // Only inside a paced forward pass: unpaced, the dequantized weights of every layer in
         // flight would pile up (36 GB instead of 24 for the 31B shapes). The choice is read
         // first, so a bad VLMBENCH_PREFILL is an error for models without a pacer too.
         if half && prefill_for(rows(x))? == Prefill::Dequant && PrefillPacer::pacing() {
-            return Ok(Some(dequantized_matmul(
-                x, w, scales, biases, bits, group_size,
-            )?));
+            return Ok(Some(dequantized_matmul(x, q)?));
         }
-        if qgemv::supports(x, w, scales, bits, group_size) {
-            return Ok(Some(qgemv::qgemv4(x, w, scales, biases, &stream)?));
+        if qgemv::supports(x, q) {
+            return Ok(Some(qgemv::qgemv4(x, q, &stream)?));
         }
     } else if cpu::own_cpu_path()? {
-        return cpu::quantized_matmul(x, w, scales, biases, bits, group_size);
+        return cpu::quantized_matmul(x, q);
     }
     // MLX's product, whatever the kernel choice: padded where its CUDA GEMM would be wrong.
-    Ok(short_inner::padded_if_needed(
-        x, w, scales, biases, bits, group_size,
-    )?)
+    Ok(short_inner::padded_if_needed(x, q)?)
 }
 
 /// `x @ W^T` with `W` dequantized to the scales' dtype first: a dense product (cuBLAS on a GPU).
 pub fn dequantized_matmul(
     x: &Array,
-    w: &Array,
-    scales: &Array,
-    biases: &Array,
-    bits: i32,
-    group_size: i32,
+    q: QuantizedOperands,
 ) -> std::result::Result<Array, mlx_rs::error::Exception> {
-    let dense = mlx_rs::ops::dequantize(w, scales, biases, group_size, bits)?;
+    let dense = mlx_rs::ops::dequantize(q.w, q.scales, q.biases, q.group_size, q.bits)?;
     x.matmul(dense.t())
 }
 

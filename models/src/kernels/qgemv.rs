@@ -7,6 +7,7 @@ use mlx_rs::error::Exception;
 use mlx_rs::{Array, Dtype, Stream};
 
 use super::precompiled::{OutputSpec, Registry};
+use super::QuantizedOperands;
 
 /// Threads per block (4 warps: small blocks keep the k/v projections' few rows spread over
 /// every SM) and output rows per warp, as qgemv4.cu is written.
@@ -32,7 +33,14 @@ pub fn launches_are_cheap() -> Result<bool, Exception> {
 
 /// Whether [`qgemv4`] computes `x @ W^T` for these operands: one row of `K` activations in a
 /// floating dtype shared with the scales, a 4-bit weight with groups of 64, `K % 64 == 0`.
-pub fn supports(x: &Array, w: &Array, scales: &Array, bits: i32, group_size: i32) -> bool {
+pub fn supports(x: &Array, q: QuantizedOperands) -> bool {
+    let QuantizedOperands {
+        w,
+        scales,
+        bits,
+        group_size,
+        ..
+    } = q;
     let k = *x.shape().last().unwrap_or(&0);
     bits == BITS
         && group_size == GROUP_SIZE
@@ -49,15 +57,9 @@ pub fn supports(x: &Array, w: &Array, scales: &Array, bits: i32, group_size: i32
 /// `x @ W^T` for a weight `w` `[N, K/8]` with `scales`/`biases` `[N, K/64]`; `x` has `K`
 /// elements in any leading shape (e.g. `[1, 1, K]`); the result has shape `[.., N]`.
 /// Check [`supports`] first. Runs on `stream`, which must be a CUDA GPU stream.
-pub fn qgemv4(
-    x: &Array,
-    w: &Array,
-    scales: &Array,
-    biases: &Array,
-    stream: &Stream,
-) -> Result<Array, Exception> {
+pub fn qgemv4(x: &Array, q: QuantizedOperands, stream: &Stream) -> Result<Array, Exception> {
     let k = *x.shape().last().expect("supports() checked the shape");
-    let n = w.shape()[0];
+    let n = q.w.shape()[0];
     let mut shape = x.shape().to_vec();
     *shape.last_mut().expect("x has a last axis") = n;
     let output = OutputSpec {
@@ -68,7 +70,7 @@ pub fn qgemv4(
     let warps_per_block = THREADS_PER_BLOCK / 32;
     let grid = (warps + warps_per_block - 1) / warps_per_block * THREADS_PER_BLOCK;
     let mut y = registry()?.get("qgemv4", x.dtype())?.launch(
-        &[x, w, scales, biases],
+        &[x, q.w, q.scales, q.biases],
         &[output],
         &[k, n],
         (grid, THREADS_PER_BLOCK),

@@ -14,7 +14,7 @@
 
 use mlx_rs::{ops, Array, Stream};
 
-use super::{cuda_backend, qgemv, rows};
+use super::{cuda_backend, qgemv, rows, QuantizedOperands};
 
 /// MLX's CUDA GEMM was right from this many inputs on (and below it with groups of 32; padding
 /// those too keeps the rule simple and costs little at these sizes).
@@ -24,34 +24,33 @@ pub const MIN_INNER: i32 = 128;
 /// on a CUDA GPU with fewer than [`MIN_INNER`] inputs and more than one row; `None` otherwise.
 pub fn padded_if_needed(
     x: &Array,
-    w: &Array,
-    scales: &Array,
-    biases: &Array,
-    bits: i32,
-    group_size: i32,
+    q: QuantizedOperands,
 ) -> Result<Option<Array>, mlx_rs::error::Exception> {
     let inner = x.shape().last().copied().unwrap_or(0);
     if !cuda_backend()
         || inner >= MIN_INNER
         || rows(x) <= 1
-        || w.ndim() != 2
+        || q.w.ndim() != 2
         || !qgemv::stream_is_gpu(&Stream::thread_local_or_default())
     {
         return Ok(None);
     }
-    padded_quantized_matmul(x, w, scales, biases, bits, group_size)
+    padded_quantized_matmul(x, q)
 }
 
 /// `x @ W^T` with `x`'s last axis, `w`'s packed columns and the scales' and biases' groups padded
 /// with zeros to [`MIN_INNER`] inputs; `None` when the padding is not whole groups.
 pub fn padded_quantized_matmul(
     x: &Array,
-    w: &Array,
-    scales: &Array,
-    biases: &Array,
-    bits: i32,
-    group_size: i32,
+    q: QuantizedOperands,
 ) -> Result<Option<Array>, mlx_rs::error::Exception> {
+    let QuantizedOperands {
+        w,
+        scales,
+        biases,
+        bits,
+        group_size,
+    } = q;
     let inner = x.shape().last().copied().unwrap_or(0);
     let extra = MIN_INNER - inner;
     if extra <= 0 || group_size <= 0 || extra % group_size != 0 || (extra * bits) % 32 != 0 {
@@ -89,7 +88,14 @@ mod tests {
             let (wq, scales, biases) = ops::quantize(&w, group_size, 4).unwrap();
             let want =
                 ops::quantized_matmul(&x, &wq, &scales, &biases, true, group_size, 4).unwrap();
-            let got = padded_quantized_matmul(&x, &wq, &scales, &biases, 4, group_size)
+            let q = QuantizedOperands {
+                w: &wq,
+                scales: &scales,
+                biases: &biases,
+                bits: 4,
+                group_size,
+            };
+            let got = padded_quantized_matmul(&x, q)
                 .unwrap()
                 .expect("whole groups of padding");
             assert_eq!(got.shape(), want.shape());
@@ -111,8 +117,13 @@ mod tests {
         let x = Array::zeros::<f32>(&[4, MIN_INNER]).unwrap();
         let w = Array::zeros::<u32>(&[8, MIN_INNER / 8]).unwrap();
         let s = Array::zeros::<f32>(&[8, MIN_INNER / 64]).unwrap();
-        assert!(padded_quantized_matmul(&x, &w, &s, &s, 4, 64)
-            .unwrap()
-            .is_none());
+        let q = QuantizedOperands {
+            w: &w,
+            scales: &s,
+            biases: &s,
+            bits: 4,
+            group_size: 64,
+        };
+        assert!(padded_quantized_matmul(&x, q).unwrap().is_none());
     }
 }
