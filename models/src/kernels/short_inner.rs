@@ -44,13 +44,7 @@ pub fn padded_quantized_matmul(
     x: &Array,
     q: QuantizedOperands,
 ) -> Result<Option<Array>, mlx_rs::error::Exception> {
-    let QuantizedOperands {
-        w,
-        scales,
-        biases,
-        bits,
-        group_size,
-    } = q;
+    let (bits, group_size) = (q.bits, q.group_size);
     let inner = x.shape().last().copied().unwrap_or(0);
     let extra = MIN_INNER - inner;
     if extra <= 0 || group_size <= 0 || extra % group_size != 0 || (extra * bits) % 32 != 0 {
@@ -61,11 +55,11 @@ pub fn padded_quantized_matmul(
         widths[a.ndim() - 1] = (0, by);
         ops::pad(a, &widths[..], None, None)
     };
-    let biases = pad_last(biases, extra / group_size)?;
+    let biases = pad_last(q.biases, extra / group_size)?;
     Ok(Some(ops::quantized_matmul(
         pad_last(x, extra)?,
-        pad_last(w, extra * bits / 32)?,
-        pad_last(scales, extra / group_size)?,
+        pad_last(q.w, extra * bits / 32)?,
+        pad_last(q.scales, extra / group_size)?,
         &biases,
         true,
         group_size,
