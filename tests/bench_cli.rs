@@ -5,7 +5,7 @@ use serde_json::Value;
 
 #[allow(dead_code)] // each test crate uses part of the shared support
 mod common;
-use common::cli::vlmbench;
+use common::cli::{text, vlmbench};
 
 const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/images/chelsea.png");
 
@@ -31,11 +31,7 @@ fn rows_for_prompt_generation_and_image_tests() {
         "-o",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
     assert_eq!(tests, ["pp16", "tg4", "img+tg4"]);
@@ -66,7 +62,7 @@ fn rows_for_prompt_generation_and_image_tests() {
 fn bad_lengths_and_images_are_one_line_errors() {
     let out = vlmbench(&["bench", "-p", "12x", "--model", "/nonexistent"]);
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = text(&out.stderr);
     assert!(stderr.starts_with("error: -p"), "{stderr}");
     let out = vlmbench(&[
         "bench",
@@ -76,7 +72,7 @@ fn bad_lengths_and_images_are_one_line_errors() {
         "/nonexistent",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = text(&out.stderr);
     assert!(
         stderr.contains("photo.jpg") && stderr.lines().count() == 1,
         "{stderr}"

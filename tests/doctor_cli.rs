@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 #[allow(dead_code)] // each test crate uses part of the shared support
 mod common;
+use common::cli::text;
 
 fn doctor(env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vlmbench"));
@@ -16,11 +17,7 @@ fn doctor(env: &[(&str, &str)]) -> Output {
 }
 
 fn report(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 #[allow(dead_code)] // each test crate uses part of the shared support
 mod common;
-use common::cli::vlmbench;
+use common::cli::{text, vlmbench};
 
 #[test]
 fn greedy_tokens_come_with_their_log_probabilities_most_likely_first() {
@@ -29,11 +29,7 @@ fn greedy_tokens_come_with_their_log_probabilities_most_likely_first() {
         "--logprobs",
         "4",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let ids = v["token_ids"].as_array().unwrap();
     let logprobs = v["logprobs"].as_array().unwrap();
@@ -57,7 +53,7 @@ fn greedy_tokens_come_with_their_log_probabilities_most_likely_first() {
 fn logprobs_need_json_and_at_most_twenty() {
     for args in [&["--logprobs", "3"][..], &["--json", "--logprobs", "21"]] {
         let out = vlmbench(&[&["generate", "-p", "hi"], args].concat());
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(
             stderr.contains("--logprobs") || stderr.contains("--json"),
