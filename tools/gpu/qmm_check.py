@@ -114,28 +114,33 @@ def main():
         return model_shapes()
     print(f"device {mx.default_device()}; relative max |device - cpu| and |device run 1 - run 2|")
     bad = 0
+    for label, tol, (err, rerun) in itertools.chain(small_cases(), embedding_cases(), expert_cases()):
+        flag = "" if err < tol and rerun == 0 else "  <-- WRONG"
+        bad += bool(flag)
+        print(f"{label}: {err:.2e} {rerun:.2e}{flag}")
+    print(f"{bad} wrong case(s)")
+
+
+def small_cases():
     # (inputs, group size): one group, two groups of 32, and from 96 to 256 inputs.
     inner = ((32, 32), (64, 32), (64, 64), (96, 32), (128, 64), (192, 64), (256, 64))
     for dtype, (k, group), n, m in itertools.product((mx.float32,), inner, (128,), (2, 63)):
-        err, rerun = case(m, n, k, group, dtype)
         # bfloat16 results round to 8 bits; the CPU and the GPU also sum in different orders.
         tol = 1e-3 if dtype == mx.float32 else 5e-2
-        flag = "" if err < tol and rerun == 0 else "  <-- WRONG"
-        bad += bool(flag)
-        print(f"qmm {dtype} group={group} N={n} K={k} M={m}: {err:.2e} {rerun:.2e}{flag}")
+        yield f"qmm {dtype} group={group} N={n} K={k} M={m}", tol, case(m, n, k, group, dtype)
+
+
+def embedding_cases():
     for dtype, group, k, rows in itertools.product((mx.float32,), (64,), (64, 128), (1, 63)):
-        err, rerun = gather_case(rows, k, group, dtype)
-        flag = "" if err < 1e-2 and rerun == 0 else "  <-- WRONG"
-        bad += bool(flag)
-        print(f"embedding {dtype} group={group} K={k} rows={rows}: {err:.2e} {rerun:.2e}{flag}")
+        yield f"embedding {dtype} group={group} K={k} rows={rows}", 1e-2, gather_case(rows, k, group, dtype)
+
+
+def expert_cases():
     # vlmbench pads quantized_matmul's one-group products on CUDA but not gather_qmm's (the tiny MoE's
     # expert down-projections read 64 inputs and its GPU tokens matched the CPU's): checked op by op here.
     for k, m, sorted_indices in itertools.product((64, 128), (1, 63), (False, True)):
-        err, rerun = expert_case(m, k, 64, mx.float32, sorted_indices)
-        flag = "" if err < 1e-3 and rerun == 0 else "  <-- WRONG"
-        bad += bool(flag)
-        print(f"gather_qmm float32 group=64 K={k} rows={m} sorted={sorted_indices}: {err:.2e} {rerun:.2e}{flag}")
-    print(f"{bad} wrong case(s)")
+        yield (f"gather_qmm float32 group=64 K={k} rows={m} sorted={sorted_indices}", 1e-3,
+               expert_case(m, k, 64, mx.float32, sorted_indices))
 
 
 if __name__ == "__main__":
