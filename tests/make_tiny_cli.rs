@@ -180,3 +180,77 @@ fn the_31b_mini_preset_is_sharded_and_loads_and_generates_text_and_image() {
         text(&bad.stderr)
     );
 }
+
+/// `--one-rank-of N` writes the shapes one tensor-parallel rank computes with: the config says
+/// so, vlmbench loads and runs it like any checkpoint, and a split tensor parallelism would refuse
+/// is refused here too, in one line naming the field, before anything is written.
+#[test]
+fn one_rank_of_writes_a_loadable_rank_shaped_preset_and_refuses_an_uneven_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("rank");
+    let run = vlmbench(&[
+        "make-tiny",
+        path(&out),
+        "--preset",
+        "gemma-4-31b-mini",
+        "--one-rank-of",
+        "2",
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let stdout = text(&run.stdout);
+    assert!(
+        stdout.contains("shapes of one of 2 tensor-parallel ranks of gemma-4-31b-mini"),
+        "{stdout}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    let t = &config["text_config"];
+    assert_eq!(
+        [
+            &t["num_attention_heads"],
+            &t["num_key_value_heads"],
+            &t["num_global_key_value_heads"],
+            &t["intermediate_size"],
+            &t["hidden_size"]
+        ],
+        [4, 2, 1, 512, 256]
+    );
+    let gen = vlmbench(&[
+        "generate",
+        "-m",
+        path(&out),
+        "-p",
+        "Hi",
+        "--max-tokens",
+        "3",
+        "--ignore-eos",
+        "--json",
+    ]);
+    assert!(gen.status.success(), "{}", text(&gen.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&gen.stdout).unwrap();
+    assert_eq!(report["token_ids"].as_array().unwrap().len(), 3);
+
+    let uneven = tmp.path().join("uneven");
+    let bad = vlmbench(&[
+        "make-tiny",
+        path(&uneven),
+        "--preset",
+        "gemma-4-31b-mini",
+        "--one-rank-of",
+        "3",
+    ]);
+    let line = common::cli::only_an_error_line(&bad);
+    assert!(
+        line.contains("num_attention_heads = 8 cannot be split over 3"),
+        "{line}"
+    );
+    assert!(!uneven.exists());
+
+    let without_preset = vlmbench(&["make-tiny", path(&uneven), "--one-rank-of", "2"]);
+    assert_eq!(without_preset.status.code(), Some(2));
+    assert!(
+        text(&without_preset.stderr).contains("--preset"),
+        "{}",
+        text(&without_preset.stderr)
+    );
+}

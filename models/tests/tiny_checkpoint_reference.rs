@@ -307,7 +307,8 @@ fn the_sharded_31b_mini_preset_runs_in_mlx_vlm() {
     let Some(py) = reference_python() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let ours = tmp.path().join("mini");
-    let report = write_preset_checkpoint(&ours, Preset::Gemma4_31bMini, 3, |_, _, _| {}).unwrap();
+    let report =
+        write_preset_checkpoint(&ours, Preset::Gemma4_31bMini, None, 3, |_, _, _| {}).unwrap();
     assert!(
         report
             .files

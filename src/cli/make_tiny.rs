@@ -30,6 +30,12 @@ pub struct MakeTinyArgs {
     /// gemma-4-e2b is the small model for CPU runs.
     #[arg(long, value_enum)]
     pub preset: Option<PresetArg>,
+    /// With --preset: write the shapes ONE of N tensor-parallel ranks computes with (query and
+    /// KV heads and MLP units divided by N, embeddings and LM head whole, as `--tensor-parallel`
+    /// splits them). Benched on one GPU, it times a rank's compute without the all-reduces: the
+    /// ceiling of N-way tensor-parallel decode on that GPU.
+    #[arg(long, value_name = "N", requires = "preset", value_parser = clap::value_parser!(u32).range(2..))]
+    pub one_rank_of: Option<u32>,
     /// Seed of MLX's random generator for the weights.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -110,15 +116,22 @@ pub fn run(args: &MakeTinyArgs) -> Result<()> {
         None => write_tiny_checkpoint(&args.out_dir, args.variant.into(), args.seed)?,
         Some(preset) => {
             let start = std::time::Instant::now();
-            write_preset_checkpoint(&args.out_dir, preset.into(), args.seed, |file, i, n| {
-                eprintln!(
-                    "  shard {}/{n}: {} ({}) after {:.1} s",
-                    i + 1,
-                    file.name,
-                    human(file.bytes),
-                    start.elapsed().as_secs_f64()
-                );
-            })?
+            let one_rank_of = args.one_rank_of.map(|n| n as usize);
+            write_preset_checkpoint(
+                &args.out_dir,
+                preset.into(),
+                one_rank_of,
+                args.seed,
+                |file, i, n| {
+                    eprintln!(
+                        "  shard {}/{n}: {} ({}) after {:.1} s",
+                        i + 1,
+                        file.name,
+                        human(file.bytes),
+                        start.elapsed().as_secs_f64()
+                    );
+                },
+            )?
         }
     };
     print!("{}", render(&report));
@@ -166,12 +179,18 @@ pub fn render(r: &TinyReport) -> String {
             r.seed,
             r.dir.display()
         ),
-        Some(preset) => writeln!(
-            s,
-            "wrote a Gemma 4 checkpoint with the shapes of {preset} and random weights (seed {}) to {}",
-            r.seed,
-            r.dir.display()
-        ),
+        Some(preset) => {
+            let shapes = match r.one_rank_of {
+                None => preset.to_string(),
+                Some(n) => format!("one of {n} tensor-parallel ranks of {preset}"),
+            };
+            writeln!(
+                s,
+                "wrote a Gemma 4 checkpoint with the shapes of {shapes} and random weights (seed {}) to {}",
+                r.seed,
+                r.dir.display()
+            )
+        }
     };
     let _ = writeln!(
         s,

@@ -26,7 +26,7 @@ pub use config::{
     ROUTER_BITS,
 };
 pub use inspect::{read_safetensors_header, InspectError, SafetensorsHeader, TensorInfo};
-pub use preset::{Preset, UnknownPreset, FULL_SIZE_SHARD_BYTES};
+pub use preset::{one_rank_of, Preset, UnknownPreset, FULL_SIZE_SHARD_BYTES};
 pub use sharded::{plan_shards, shard_file_name, write_preset_checkpoint};
 pub use side_files::{
     processor_config, processor_config_for, PROCESSOR_CONFIG_FILE, README_FILE, WEIGHTS_FILE,
@@ -66,6 +66,8 @@ pub enum TinyError {
     },
     #[error("cannot save the weights to {path}: {message}")]
     Save { path: PathBuf, message: String },
+    #[error("cannot write one tensor-parallel rank's shapes: {0}")]
+    RankShapes(String),
     #[error("tiny chat template: {0}")]
     Template(String),
     #[error(transparent)]
@@ -86,6 +88,8 @@ pub struct TinyReport {
     pub variant: TinyVariant,
     /// The full-size preset whose shapes were written (None: the tiny `variant`).
     pub preset: Option<Preset>,
+    /// `Some(n)`: the preset's shapes as one of n tensor-parallel ranks computes them.
+    pub one_rank_of: Option<usize>,
     pub seed: u64,
     /// Tensors in `model.safetensors` (a quantized module counts three: weight, scales, biases).
     pub tensor_count: usize,
@@ -168,6 +172,7 @@ pub fn write_tiny_checkpoint(
         dir: dir.to_path_buf(),
         variant,
         preset: None,
+        one_rank_of: None,
         seed,
         tensor_count: built.tensors.len(),
         quantized_modules: built.quantized_modules,

@@ -159,6 +159,58 @@ impl Preset {
     }
 }
 
+/// The text shapes ONE of `ranks` tensor-parallel ranks computes with, split the way
+/// `--tensor-parallel` splits the decoder (`gemma4::tensor_parallel`): query heads and MLP units
+/// divided by `ranks`, KV heads divided too, or one per rank where there are fewer KV heads than
+/// ranks (replicated); embeddings, norms and the tied LM head stay whole, as every rank holds
+/// them. Benched on one GPU it gives a rank's compute time without the all-reduces: the ceiling of
+/// `ranks`-way tensor-parallel decode on that GPU.
+pub fn one_rank_of(text: &TextConfig, ranks: usize) -> Result<TextConfig, String> {
+    let refuse = |field: &str, value: usize, why: &str| {
+        format!("{field} = {value} cannot be split over {ranks} tensor-parallel ranks: {why}")
+    };
+    if ranks == 0 {
+        return Err("a tensor-parallel group of 0 ranks".into());
+    }
+    if text.enable_moe_block {
+        return Err("MoE experts are split whole, not by shape; no preset has them".into());
+    }
+    if text.num_attention_heads % ranks != 0 {
+        return Err(refuse(
+            "num_attention_heads",
+            text.num_attention_heads,
+            "each rank needs the same number of query heads",
+        ));
+    }
+    // down_proj reads a rank's units in whole quantization groups.
+    if text.intermediate_size % (ranks * super::config::GROUP_SIZE as usize) != 0 {
+        return Err(refuse(
+            "intermediate_size",
+            text.intermediate_size,
+            "each rank's share must be whole groups of 64",
+        ));
+    }
+    let kv = |field: &str, n: usize| match (n % ranks, ranks % n) {
+        (0, _) => Ok(n / ranks),
+        (_, 0) => Ok(1),
+        _ => Err(refuse(
+            field,
+            n,
+            "the KV heads must divide, or be a multiple of, the ranks",
+        )),
+    };
+    Ok(TextConfig {
+        num_attention_heads: text.num_attention_heads / ranks,
+        num_key_value_heads: kv("num_key_value_heads", text.num_key_value_heads)?,
+        num_global_key_value_heads: text
+            .num_global_key_value_heads
+            .map(|n| kv("num_global_key_value_heads", n))
+            .transpose()?,
+        intermediate_size: text.intermediate_size / ranks,
+        ..text.clone()
+    })
+}
+
 /// E2B's text model (`gemma4-reference.md` §1.4): the 31B presets' fields do not apply (no
 /// k_eq_v, no global KV heads, no bidirectional image attention; PLE and KV sharing instead).
 fn e2b_text_config() -> TextConfig {
@@ -387,5 +439,88 @@ mod tests {
             "31b".parse::<Preset>().unwrap_err().to_string(),
             "unknown preset \"31b\": expected gemma-4-31b, gemma-4-31b-mini or gemma-4-e2b"
         );
+    }
+
+    /// The shapes one rank computes with are the slices `--tensor-parallel` gives rank 0
+    /// (`gemma4::tensor_parallel`): q/k/v and gate/up keep 1/n of their rows, o_proj and down_proj
+    /// 1/n of their inputs, fewer KV heads than ranks leave one per rank, the embedding is whole.
+    #[test]
+    fn one_rank_of_n_divides_heads_and_mlp_units_the_way_tensor_parallel_splits_them() {
+        let full = Preset::Gemma4_31b.text_config();
+        let vision = Preset::Gemma4_31b.vision_config();
+        let l = "language_model.model.layers";
+        for (ranks, sliding_kv, global_kv) in [(2, 2048, 1024), (4, 1024, 512), (8, 512, 512)] {
+            let t = one_rank_of(&full, ranks).unwrap();
+            let params = model_params(&t, &vision);
+            let shape = |name: String| {
+                params
+                    .iter()
+                    .find(|p| p.name == name)
+                    .unwrap_or_else(|| panic!("no {name}"))
+                    .shape
+                    .clone()
+            };
+            let (q_sliding, q_full, mlp) = (
+                8192 / ranks as i32,
+                16384 / ranks as i32,
+                21504 / ranks as i32,
+            );
+            assert_eq!(
+                shape(format!("{l}.0.self_attn.q_proj.weight")),
+                [q_sliding, 5376]
+            );
+            assert_eq!(
+                shape(format!("{l}.0.self_attn.k_proj.weight")),
+                [sliding_kv, 5376]
+            );
+            assert_eq!(
+                shape(format!("{l}.0.self_attn.o_proj.weight")),
+                [5376, q_sliding]
+            );
+            assert_eq!(
+                shape(format!("{l}.5.self_attn.q_proj.weight")),
+                [q_full, 5376]
+            );
+            assert_eq!(
+                shape(format!("{l}.5.self_attn.k_proj.weight")),
+                [global_kv, 5376]
+            );
+            assert_eq!(
+                shape(format!("{l}.5.self_attn.o_proj.weight")),
+                [5376, q_full]
+            );
+            assert_eq!(shape(format!("{l}.0.mlp.gate_proj.weight")), [mlp, 5376]);
+            assert_eq!(shape(format!("{l}.0.mlp.down_proj.weight")), [5376, mlp]);
+            assert_eq!(
+                shape("language_model.model.embed_tokens.weight".into()),
+                [262_144, 5376]
+            );
+            assert_eq!((t.hidden_size, t.num_hidden_layers), (5376, 60));
+        }
+        // E2B's single KV head is kept whole on each of two ranks.
+        let e2b = one_rank_of(&Preset::Gemma4E2b.text_config(), 2).unwrap();
+        assert_eq!((e2b.num_attention_heads, e2b.num_key_value_heads), (4, 1));
+    }
+
+    #[test]
+    fn one_rank_of_refuses_a_split_that_tensor_parallel_refuses_and_names_the_field() {
+        let mini = Preset::Gemma4_31bMini.text_config();
+        let err = one_rank_of(&mini, 3).unwrap_err();
+        assert!(
+            err.starts_with("num_attention_heads = 8 cannot be split over 3"),
+            "{err}"
+        );
+        let narrow = TextConfig {
+            intermediate_size: 192,
+            ..mini.clone()
+        };
+        let err = one_rank_of(&narrow, 2).unwrap_err();
+        assert!(err.starts_with("intermediate_size = 192"), "{err}");
+        let odd_kv = TextConfig {
+            num_key_value_heads: 3,
+            ..mini
+        };
+        let err = one_rank_of(&odd_kv, 2).unwrap_err();
+        assert!(err.starts_with("num_key_value_heads = 3"), "{err}");
     }
 }

@@ -56,19 +56,28 @@ pub fn shard_file_name(index: usize, count: usize) -> String {
     format!("model-{:05}-of-{:05}.safetensors", index + 1, count)
 }
 
-/// Writes a `preset`-shaped checkpoint with random weights into `dir` (created if missing).
-/// `on_shard` hears about each weights file as soon as it is on disk (for progress output).
+/// Writes a `preset`-shaped checkpoint with random weights into `dir` (created if missing), or,
+/// with `one_rank_of: Some(n)`, the shapes one of n tensor-parallel ranks computes with
+/// ([`super::preset::one_rank_of`]). `on_shard` hears about each weights file as soon as it is on
+/// disk (for progress output).
 pub fn write_preset_checkpoint(
     dir: &Path,
     preset: Preset,
+    one_rank_of: Option<usize>,
     seed: u64,
     mut on_shard: impl FnMut(&WrittenFile, usize, usize),
 ) -> Result<TinyReport, TinyError> {
+    let text = match one_rank_of {
+        None => preset.text_config(),
+        Some(n) => {
+            super::preset::one_rank_of(&preset.text_config(), n).map_err(TinyError::RankShapes)?
+        }
+    };
+    let vision = preset.vision_config();
     std::fs::create_dir_all(dir).map_err(|source| TinyError::CreateDir {
         path: dir.to_path_buf(),
         source,
     })?;
-    let (text, vision) = (preset.text_config(), preset.vision_config());
     let params = model_params(&text, &vision);
     let keys = split_keys(seed, params.len())?;
     let shards = plan_shards(&params, preset.shard_bytes());
@@ -113,7 +122,11 @@ pub fn write_preset_checkpoint(
         super::PROCESSOR_CONFIG_FILE,
         &processor_config_for(&config.vision_config),
     )?;
-    side_files::write_bytes(dir, README_FILE, readme(preset, seed).as_bytes())?;
+    side_files::write_bytes(
+        dir,
+        README_FILE,
+        readme(preset, one_rank_of, seed).as_bytes(),
+    )?;
     write_tiny_tokenizer(dir, config.text_config.vocab_size)?;
 
     for name in [
@@ -133,6 +146,7 @@ pub fn write_preset_checkpoint(
         dir: dir.to_path_buf(),
         variant: TinyVariant::Dense,
         preset: Some(preset),
+        one_rank_of,
         seed,
         tensor_count,
         quantized_modules,
@@ -150,11 +164,18 @@ fn file_entry(dir: &Path, name: &str) -> Result<WrittenFile, TinyError> {
     })
 }
 
-fn readme(preset: Preset, seed: u64) -> String {
+fn readme(preset: Preset, one_rank_of: Option<usize>, seed: u64) -> String {
+    let (shapes, flag) = match one_rank_of {
+        None => (format!("preset {preset}"), String::new()),
+        Some(n) => (
+            format!("one of {n} tensor-parallel ranks of preset {preset}"),
+            format!(" --one-rank-of {n}"),
+        ),
+    };
     format!(
         "---\nlibrary_name: mlx\npipeline_tag: image-text-to-text\ntags:\n- mlx\n---\n\
-         # Random Gemma 4 with the shapes of preset {preset} (seed {seed})\n\n\
-         Written by `vlmbench make-tiny --preset {preset}`. The weights are random and the tokenizer is the\n\
+         # Random Gemma 4 with the shapes of {shapes} (seed {seed})\n\n\
+         Written by `vlmbench make-tiny --preset {preset}{flag}`. The weights are random and the tokenizer is the\n\
          tiny one padded to the full vocabulary: the model runs at full size, but its output means nothing.\n\
          It exists for speed and memory benchmarks. Layout: Gemma 4 in the mlx-community 4-bit format\n\
          (affine, group size 64; vision tower in bf16), in shards with an index.\n"
@@ -189,10 +210,11 @@ mod tests {
     fn the_mini_preset_writes_several_shards_that_the_index_describes_exactly() {
         let dir = tempfile::tempdir().unwrap();
         let mut heard = Vec::new();
-        let report = write_preset_checkpoint(dir.path(), Preset::Gemma4_31bMini, 0, |f, i, n| {
-            heard.push((f.name.clone(), i, n))
-        })
-        .unwrap();
+        let report =
+            write_preset_checkpoint(dir.path(), Preset::Gemma4_31bMini, None, 0, |f, i, n| {
+                heard.push((f.name.clone(), i, n))
+            })
+            .unwrap();
         let shards: Vec<&WrittenFile> = report
             .files
             .iter()
