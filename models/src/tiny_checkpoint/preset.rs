@@ -448,53 +448,29 @@ mod tests {
     fn one_rank_of_n_divides_heads_and_mlp_units_the_way_tensor_parallel_splits_them() {
         let full = Preset::Gemma4_31b.text_config();
         let vision = Preset::Gemma4_31b.vision_config();
-        let l = "language_model.model.layers";
         for (ranks, sliding_kv, global_kv) in [(2, 2048, 1024), (4, 1024, 512), (8, 512, 512)] {
             let t = one_rank_of(&full, ranks).unwrap();
             let params = model_params(&t, &vision);
-            let shape = |name: String| {
-                params
-                    .iter()
-                    .find(|p| p.name == name)
-                    .unwrap_or_else(|| panic!("no {name}"))
-                    .shape
-                    .clone()
-            };
             let (q_sliding, q_full, mlp) = (
                 8192 / ranks as i32,
                 16384 / ranks as i32,
                 21504 / ranks as i32,
             );
-            assert_eq!(
-                shape(format!("{l}.0.self_attn.q_proj.weight")),
-                [q_sliding, 5376]
-            );
-            assert_eq!(
-                shape(format!("{l}.0.self_attn.k_proj.weight")),
-                [sliding_kv, 5376]
-            );
-            assert_eq!(
-                shape(format!("{l}.0.self_attn.o_proj.weight")),
-                [5376, q_sliding]
-            );
-            assert_eq!(
-                shape(format!("{l}.5.self_attn.q_proj.weight")),
-                [q_full, 5376]
-            );
-            assert_eq!(
-                shape(format!("{l}.5.self_attn.k_proj.weight")),
-                [global_kv, 5376]
-            );
-            assert_eq!(
-                shape(format!("{l}.5.self_attn.o_proj.weight")),
-                [5376, q_full]
-            );
-            assert_eq!(shape(format!("{l}.0.mlp.gate_proj.weight")), [mlp, 5376]);
-            assert_eq!(shape(format!("{l}.0.mlp.down_proj.weight")), [5376, mlp]);
-            assert_eq!(
-                shape("language_model.model.embed_tokens.weight".into()),
-                [262_144, 5376]
-            );
+            for (name, want) in [
+                ("layers.0.self_attn.q_proj", [q_sliding, 5376]),
+                ("layers.0.self_attn.k_proj", [sliding_kv, 5376]),
+                ("layers.0.self_attn.o_proj", [5376, q_sliding]),
+                ("layers.5.self_attn.q_proj", [q_full, 5376]),
+                ("layers.5.self_attn.k_proj", [global_kv, 5376]),
+                ("layers.5.self_attn.o_proj", [5376, q_full]),
+                ("layers.0.mlp.gate_proj", [mlp, 5376]),
+                ("layers.0.mlp.down_proj", [5376, mlp]),
+                ("embed_tokens", [262_144, 5376]),
+            ] {
+                let name = format!("language_model.model.{name}.weight");
+                let p = params.iter().find(|p| p.name == name).expect(&name);
+                assert_eq!(p.shape, want, "{name}, one of {ranks}");
+            }
             assert_eq!((t.hidden_size, t.num_hidden_layers), (5376, 60));
         }
         // E2B's single KV head is kept whole on each of two ranks.
