@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
+use common::cli::text;
 use common::dataset_fixtures::{coco_fixture, vqa_fixture, vqa_row};
 use serde_json::{json, Value};
 
@@ -36,7 +37,7 @@ fn run(args: &[&str]) -> Output {
     assert!(
         out.status.success(),
         "vlmbench {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        text(&out.stderr)
     );
     out
 }
@@ -70,8 +71,8 @@ fn eval_vqa_draws_the_notebooks_rows_and_scores_every_answer() {
         "--out",
         s(&out_dir),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
     assert!(stderr.contains("Loaded 4 VQA samples"), "{stderr}");
     assert!(
         stderr.contains("Example: Q='What is in the cup? (row 10)', A='coffee'"),
@@ -152,7 +153,7 @@ fn eval_vqa_draws_the_notebooks_rows_and_scores_every_answer() {
     .output()
     .unwrap();
     assert_eq!(again.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&again.stderr);
+    let err = text(&again.stderr);
     assert!(
         err.trim().lines().count() == 1 && err.contains("--resume"),
         "{err}"
@@ -170,7 +171,7 @@ fn eval_vqa_draws_the_notebooks_rows_and_scores_every_answer() {
         "--resume",
     ]);
     assert!(
-        !String::from_utf8_lossy(&resumed.stderr).contains("built-in tiny"),
+        !text(&resumed.stderr).contains("built-in tiny"),
         "a finished run loaded the model"
     );
     assert_eq!(lines(&out_dir.join("samples.jsonl")), records);
@@ -188,7 +189,7 @@ fn eval_vqa_draws_the_notebooks_rows_and_scores_every_answer() {
     ])
     .output()
     .unwrap();
-    assert!(String::from_utf8_lossy(&other.stderr).contains("different settings"));
+    assert!(text(&other.stderr).contains("different settings"));
 }
 
 #[test]
@@ -210,7 +211,7 @@ fn eval_coco_selects_images_with_two_known_objects_and_scores_them() {
         "--max-tokens",
         "24",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = text(&out.stdout);
     let records = lines(&out_dir.join("samples.jsonl"));
     // Stream rows 1 (coffee), 2 (astronaut), 4 (coffee, second shard); the chelsea rows have one object.
     let rows: Vec<u64> = records
@@ -386,7 +387,7 @@ fn bad_data_gets_one_clear_error_line() {
     ])
     .output()
     .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         err.trim().lines().count() == 1 && err.contains("holds no parquet files for split \"val\""),
@@ -410,7 +411,7 @@ fn bad_data_gets_one_clear_error_line() {
     ])
     .output()
     .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = text(&out.stderr);
     assert!(
         err.trim().lines().count() == 1 && err.contains("is not a readable parquet file"),
         "{err}"
@@ -434,7 +435,7 @@ fn bad_data_gets_one_clear_error_line() {
     ])
     .output()
     .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = text(&out.stderr);
     assert!(
         err.trim().lines().count() == 1
             && (err.contains("no ClassLabel names") || err.contains("has no column")),
@@ -465,7 +466,7 @@ fn fixtures_written_by_hf_datasets_evaluate_exactly_like_ours() {
     assert!(
         written.status.success(),
         "write_eval_fixtures.py failed: {}",
-        String::from_utf8_lossy(&written.stderr)
+        text(&written.stderr)
     );
     vqa_fixture(&tmp.path().join("ours/vqav2-small"));
     coco_fixture(&tmp.path().join("ours/coco"));
@@ -507,11 +508,7 @@ fn hub_datasets_come_from_the_hf_cache_when_offline() {
         .env("HF_HUB_CACHE", &hub)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let rows: Vec<u64> = lines(&out_dir.join("samples.jsonl"))
         .iter()
         .map(|r| r["stream_index"].as_u64().unwrap())
@@ -526,7 +523,7 @@ fn hub_datasets_come_from_the_hf_cache_when_offline() {
         .env("HF_HUB_CACHE", &hub)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = text(&out.stderr);
     assert!(
         err.trim().lines().count() == 1
             && err.contains("detection-datasets/coco is not in the hub cache"),

@@ -16,6 +16,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use common::cli::text;
 use common::dataset_fixtures::COCO_NAMES;
 use serde_json::{json, Value};
 use vlmbench::eval::detection::{ground_truth, parse_predictions, Categories, GtObject};
@@ -288,7 +289,7 @@ fn run_reference(python: &Path, case: &Value) -> Value {
     assert!(
         out.status.success(),
         "coco_metrics_reference.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        text(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("the reference printed bad JSON")
 }

@@ -15,6 +15,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use common::cli::text;
 use common::dataset_fixtures::{coco_fixture, vqa_fixture};
 use serde_json::Value;
 use vlm_models::distributed::loopback::{
@@ -58,7 +59,7 @@ fn single(args: &[String]) -> Output {
     assert!(
         out.status.success(),
         "vlmbench {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        text(&out.stderr)
     );
     out
 }
@@ -178,7 +179,7 @@ fn a_two_rank_vqa_eval_merges_into_the_single_process_files() {
     );
     assert_eq!(
         stdout_without_clock(&ranks[0].stdout, &merged),
-        stdout_without_clock(&String::from_utf8_lossy(&alone.stdout), &one)
+        stdout_without_clock(&text(&alone.stdout), &one)
     );
     assert!(
         ranks[0].stdout.contains("VQA Accuracy:"),
@@ -220,7 +221,7 @@ fn a_two_rank_coco_eval_merges_into_the_single_process_files_and_figures() {
     );
     assert_eq!(
         stdout_without_clock(&ranks[0].stdout, &merged),
-        stdout_without_clock(&String::from_utf8_lossy(&alone.stdout), &one)
+        stdout_without_clock(&text(&alone.stdout), &one)
     );
     assert!(
         ranks[0].stdout.contains("--- COCO Localization (3 images"),
@@ -321,7 +322,7 @@ fn a_process_started_without_a_launcher_gets_one_line() {
     .output()
     .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = text(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains("--distributed: this process cannot join its group")
