@@ -187,15 +187,18 @@ fn the_31b_mini_preset_is_sharded_and_loads_and_generates_text_and_image() {
 #[test]
 fn one_rank_of_writes_a_loadable_rank_shaped_preset_and_refuses_an_uneven_split() {
     let tmp = tempfile::tempdir().unwrap();
+    let one_rank_of = |dir: &Path, n: &str| {
+        vlmbench(&[
+            "make-tiny",
+            path(dir),
+            "--preset",
+            "gemma-4-31b-mini",
+            "--one-rank-of",
+            n,
+        ])
+    };
     let out = tmp.path().join("rank");
-    let run = vlmbench(&[
-        "make-tiny",
-        path(&out),
-        "--preset",
-        "gemma-4-31b-mini",
-        "--one-rank-of",
-        "2",
-    ]);
+    let run = one_rank_of(&out, "2");
     assert!(run.status.success(), "{}", text(&run.stderr));
     let stdout = text(&run.stdout);
     assert!(
@@ -231,14 +234,7 @@ fn one_rank_of_writes_a_loadable_rank_shaped_preset_and_refuses_an_uneven_split(
     assert_eq!(report["token_ids"].as_array().unwrap().len(), 3);
 
     let uneven = tmp.path().join("uneven");
-    let bad = vlmbench(&[
-        "make-tiny",
-        path(&uneven),
-        "--preset",
-        "gemma-4-31b-mini",
-        "--one-rank-of",
-        "3",
-    ]);
+    let bad = one_rank_of(&uneven, "3");
     let line = common::cli::only_an_error_line(&bad);
     assert!(
         line.contains("num_attention_heads = 8 cannot be split over 3"),
