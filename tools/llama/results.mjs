@@ -8,10 +8,14 @@
 //     file (src/bench/results.rs ResultsFile, kind prompt_table), the format `vlmbench compare` and
 //     the throughput panels of `vlmbench chart` read (they do not read bench rows: chart reads them
 //     only as tensor-parallel scaling runs);
-//   - poolRows: several runs' rows of the same tests (alternated rounds) as one row per test.
+//   - poolRows: several runs' rows of the same tests (alternated rounds) as one row per test;
+//   - sweepToRows: tools/reference/bench_reference.py's results (mlx-vlm: one generation of P prompt
+//     tokens + N per file, no repetitions) as rows ppP (its prefill rate) and tgN (its decode rate,
+//     after that P-token prompt rather than a 1-token one), one sample per file.
 //
 // As a command, pools bench-row files (rounds) and writes the pooled rows and/or a results file:
 //   node tools/llama/results.mjs [--label L] [--rows-out POOLED.json] [--out RESULTS.json] ROUNDS.json...
+//   node tools/llama/results.mjs --from-sweep P,N [--label L] [--rows-out R] [--out O] MLX_VLM_ROUNDS.json...
 
 import fs from "node:fs";
 import path from "node:path";
@@ -203,6 +207,37 @@ export function poolRows(rounds) {
   });
 }
 
+/** bench_reference.py results files (one per round) as bench rows ppP and tgN. */
+export function sweepToRows(files, p, n) {
+  const runs = files.map((f) => {
+    try {
+      return JSON.parse(fs.readFileSync(f, "utf8"));
+    } catch (e) {
+      throw new Error(`cannot read ${f}: ${e.code === "ENOENT" ? "no such file" : e.message}`);
+    }
+  });
+  const ms = runs.map((r, i) => {
+    const m = r.measurements?.find((x) => x.label === `pp${p}`);
+    if (!m || m.gen_tokens !== n) throw new Error(`${files[i]} has no point pp${p} with ${n} generated tokens`);
+    return m;
+  });
+  const run = runs[0].run;
+  const peak = Math.max(...ms.map((m) => m.peak_memory_bytes));
+  const row = (test, nPrompt, nGen, samples, ttft) => {
+    const [mean, sd] = meanSd(samples);
+    return {
+      model: run.model, model_size_bytes: 0, backend: run.backend, device: run.device, dtype: run.dtype,
+      test, n_prompt: nPrompt, n_gen: nGen, tps_samples: samples, tps_mean: mean, tps_sd: sd,
+      ttft_s_mean: ttft, peak_memory_bytes: peak, mlx_version: run.mlx_version,
+      vlmbench_version: run.vlmbench_version, kernels: run.kernels ?? "", prefill: run.prefill ?? "",
+    };
+  };
+  return [
+    row(`pp${p}`, p, 0, ms.map((m) => m.prefill_tps), null),
+    row(`tg${n}`, p, n, ms.map((m) => m.decode_tps), meanSd(ms.map((m) => m.time_to_first_token_s))[0]),
+  ];
+}
+
 export function readRows(file) {
   let rows;
   try {
@@ -223,7 +258,7 @@ export function writeJson(file, value) {
 }
 
 function main(argv) {
-  let label, rowsOut, out;
+  let label, rowsOut, out, fromSweep;
   const inputs = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -234,15 +269,20 @@ function main(argv) {
     if (a === "--label") label = value();
     else if (a === "--rows-out") rowsOut = value();
     else if (a === "--out") out = value();
+    else if (a === "--from-sweep") {
+      const m = value().match(/^(\d+),(\d+)$/);
+      if (!m || +m[1] === 0 || +m[2] === 0) throw new Error("--from-sweep takes P,N (the prompt and generation lengths)");
+      fromSweep = [+m[1], +m[2]];
+    }
     else if (a === "-h" || a === "--help") {
-      process.stdout.write("usage: node tools/llama/results.mjs [--label L] [--rows-out POOLED.json] [--out RESULTS.json] ROUNDS.json...\n");
+      process.stdout.write("usage: node tools/llama/results.mjs [--from-sweep P,N] [--label L] [--rows-out POOLED.json] [--out RESULTS.json] ROUNDS.json...\n");
       return;
     } else if (a.startsWith("-")) throw new Error(`unknown option ${a}`);
     else inputs.push(a);
   }
   if (inputs.length === 0) throw new Error("give one or more `vlmbench bench -o json` files");
   if (!rowsOut && !out) throw new Error("give --out RESULTS.json and/or --rows-out POOLED.json");
-  const pooled = poolRows(inputs.map(readRows));
+  const pooled = fromSweep ? sweepToRows(inputs, ...fromSweep) : poolRows(inputs.map(readRows));
   if (rowsOut) writeJson(rowsOut, pooled);
   if (out) writeJson(out, rowsToResults(pooled, label));
 }
