@@ -74,6 +74,7 @@ fi
 VLMBENCH_LLAMA_DIR="$(tools/llama/setup.sh | tail -n 1)"
 export VLMBENCH_LLAMA_DIR
 mkdir -p "$out"
+load_start="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 
 llama_args=(--gguf "$gguf" --model-dir "$model" -p "$p" -n "$n" -r "$r" --seed "$seed" -o json)
 [ -n "$threads" ] && llama_args+=(--threads "$threads")
@@ -114,9 +115,13 @@ fi
   echo "cores: $(nproc)"
   echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null || echo '?')"
   echo "kernel: $(uname -srm)"
-  echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+  echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+  if awk -v c="$(nproc)" -v a="${load_start%% *}" -v b="$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)" 'BEGIN { exit !(a + 0 > c || b + 0 > c) }'; then
+    echo "  WARNING: load above the core count: other work shared the CPU (llama.cpp's threads wait for each other"
+    echo "  at every barrier and slow down far more than vlmbench on a shared CPU): these figures are not comparable"
+  fi
   echo "llama.cpp: $(node -p 'const r = require(process.argv[1])[0]; `${r.vlmbench_version}, ${r.kernels}, ${r.prefill}`' "$(realpath "$out/llama.cpp.json")"), node $(node --version)"
-  echo "vlmbench: $("$bin" --version), MLX $(node -p 'const r = require(process.argv[1])[0]; `${r.mlx_version}, ${r.dtype}, kernels ${r.kernels}, prefill ${r.prefill}`' "$(realpath "$out/vlmbench.json")"), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "vlmbench: $("$bin" --version), MLX $(node -p 'const r = require(process.argv[1])[0]; `${r.mlx_version}, ${r.dtype}, kernels ${r.kernels}, prefill ${r.prefill}`' "$(realpath "$out/vlmbench.json")"), binary of $(date -u -r "$bin" +%Y-%m-%dT%H:%M:%SZ), checkout at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- 2>/dev/null || echo ' with uncommitted changes')"
   if [ "$mlx_vlm" = 1 ]; then echo "mlx-vlm: $(node -p 'const r = require(process.argv[1])[0]; `${r.vlmbench_version}, MLX ${r.mlx_version}`' "$(realpath "$out/mlx-vlm.json")")"; fi
   echo "tests: pp$p, tg$n; $r repetitions after one warm-up, $rounds alternated rounds, seed $seed"
   echo "gguf: $gguf ($(stat -c %s "$gguf") bytes)"
@@ -153,4 +158,5 @@ fi
 } > "$out/compare.md"
 "$bin" chart "${charted[@]}" --out-dir "$out" >&2
 sed -n '/^## All/,/^## Round 1/p' "$out/compare.md" | sed '$d'
+grep -A1 WARNING "$out/machine.txt" >&2 || true
 echo "$out"
