@@ -1,4 +1,6 @@
 //! Finding MLX 0.32.2: `MLX_DIR` if set, else the official wheel fetched once with pip into a cache.
+//! The wheel is chosen from the Rust target (not from what the Python running pip would pick), and
+//! pip is told its platform tag.
 //!
 //! Everything here returns `Result<_, String>`, the string being the one line the build prints;
 //! the environment is read by the caller (`build.rs`), so tests can drive every path directly.
@@ -55,6 +57,207 @@ impl Backend {
     }
 }
 
+/// A macOS version as `MACOSX_DEPLOYMENT_TARGET` and `LC_BUILD_VERSION` give it (major.minor).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct MacosVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl MacosVersion {
+    pub const fn new(major: u32, minor: u32) -> MacosVersion {
+        MacosVersion { major, minor }
+    }
+
+    /// `14`, `14.0` or `15.4.1` (the patch level is ignored); None for anything else.
+    pub fn parse(text: &str) -> Option<MacosVersion> {
+        let mut parts = text.trim().split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next().map_or(Some(0), |p| p.parse().ok())?;
+        match parts.next() {
+            Some(patch) if patch.parse::<u32>().is_err() || parts.next().is_some() => None,
+            _ => Some(MacosVersion { major, minor }),
+        }
+    }
+}
+
+impl std::fmt::Display for MacosVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// The macOS vlmbench is built for unless `MACOSX_DEPLOYMENT_TARGET` says otherwise: the oldest
+/// MLX 0.32.2 runs on. `.cargo/config.toml` sets the same for rustc, so Rust links for it too.
+pub const MACOS_DEPLOYMENT_TARGET: MacosVersion = MacosVersion::new(14, 0);
+
+/// MLX 0.32.2's macOS wheels (`mlx-metal`, arm64 only), newest first: the macOS its `libmlx.dylib`
+/// really needs (its LC_BUILD_VERSION minos, read from each wheel) and the wheel's platform tag.
+/// The wheel tagged 26.0 needs 26.2, so on 26.0 and 26.1 pip's own choice would not load.
+const MACOS_WHEELS: [(MacosVersion, &str); 3] = [
+    (MacosVersion::new(26, 2), "macosx_26_0_arm64"),
+    (MacosVersion::new(15, 0), "macosx_15_0_arm64"),
+    (MacosVersion::new(14, 0), "macosx_14_0_arm64"),
+];
+
+/// Which MLX wheel a build for one Rust target uses, and how pip is asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WheelChoice {
+    pub backend: Backend,
+    /// The Python distribution (`mlx-cpu`, `mlx-cuda-13`, `mlx-metal`).
+    pub package: &'static str,
+    /// The platform tag given to `pip download --platform`.
+    pub platform: &'static str,
+    /// The macOS the C, C++ and Rust code is built for (macOS targets only).
+    pub macos_deployment_target: Option<MacosVersion>,
+}
+
+impl WheelChoice {
+    /// The file name of the library this target links and loads.
+    pub fn library(&self) -> &'static str {
+        if self.macos_deployment_target.is_some() {
+            "libmlx.dylib"
+        } else {
+            "libmlx.so"
+        }
+    }
+
+    /// `mlx-metal==0.32.2`.
+    pub fn spec(&self) -> String {
+        format!("{}=={MLX_VERSION}", self.package)
+    }
+
+    /// The pip command that fetches this wheel and nothing else, for messages.
+    pub fn pip_download(&self) -> String {
+        format!(
+            "pip download --no-deps --only-binary=:all: --platform {} {}",
+            self.platform,
+            self.spec()
+        )
+    }
+}
+
+/// The MLX wheel for `backend` on the Rust target `target` (a triple, as in `TARGET`), given
+/// `MACOSX_DEPLOYMENT_TARGET`'s value; or the one line that says why there is none.
+pub fn choose_wheel(
+    backend: Backend,
+    target: &str,
+    macos_deployment_target: Option<&str>,
+) -> Result<WheelChoice, String> {
+    let arch = target.split('-').next().unwrap_or_default();
+    if target.contains("-apple-darwin") {
+        return choose_macos_wheel(backend, target, arch, macos_deployment_target);
+    }
+    if !target.contains("-linux-") {
+        return Err(format!(
+            "MLX {MLX_VERSION} publishes no wheel for the target {target}: vlmbench builds for Linux (x86_64, aarch64) \
+             and macOS on Apple silicon (aarch64-apple-darwin)"
+        ));
+    }
+    if !target.ends_with("-linux-gnu") {
+        return Err(format!(
+            "MLX {MLX_VERSION}'s Linux wheels need glibc, and the target {target} is not a glibc one: \
+             build for {arch}-unknown-linux-gnu"
+        ));
+    }
+    let platform = match arch {
+        "x86_64" => "manylinux_2_35_x86_64",
+        "aarch64" => "manylinux_2_35_aarch64",
+        _ => {
+            return Err(format!(
+                "MLX {MLX_VERSION} publishes no Linux wheel for {arch} (target {target}): only x86_64 and aarch64"
+            ))
+        }
+    };
+    if backend == Backend::Metal {
+        return Err(format!(
+            "the Metal backend exists on macOS only, not for the target {target}: \
+             unset VLMBENCH_MLX_BACKEND or set it to cpu or cuda"
+        ));
+    }
+    Ok(WheelChoice {
+        backend,
+        package: backend.wheel(),
+        platform,
+        macos_deployment_target: None,
+    })
+}
+
+fn choose_macos_wheel(
+    backend: Backend,
+    target: &str,
+    arch: &str,
+    deployment_target: Option<&str>,
+) -> Result<WheelChoice, String> {
+    if arch != "aarch64" && arch != "arm64" {
+        return Err(format!(
+            "MLX {MLX_VERSION}'s macOS wheels are for Apple silicon only and the target {target} is not: \
+             build for aarch64-apple-darwin (an arm64 Rust toolchain, not one running under Rosetta)"
+        ));
+    }
+    match backend {
+        Backend::Metal => {}
+        Backend::Cuda => {
+            return Err(
+                "the CUDA backend exists for Linux only: drop the `cuda` feature / VLMBENCH_MLX_BACKEND=cuda"
+                    .to_owned(),
+            )
+        }
+        Backend::Cpu => {
+            return Err(format!(
+                "MLX {MLX_VERSION} has no CPU-only wheel for macOS (mlx-metal runs on the CPU too): \
+                 unset VLMBENCH_MLX_BACKEND or set it to metal"
+            ))
+        }
+    }
+    let deployment_target = match deployment_target.map(str::trim).filter(|v| !v.is_empty()) {
+        None => MACOS_DEPLOYMENT_TARGET,
+        Some(text) => MacosVersion::parse(text).ok_or_else(|| {
+            format!("MACOSX_DEPLOYMENT_TARGET={text:?} is not a macOS version such as 14.0")
+        })?,
+    };
+    let platform = MACOS_WHEELS
+        .iter()
+        .find(|(needs, _)| *needs <= deployment_target)
+        .map(|(_, platform)| *platform)
+        .ok_or_else(|| {
+            format!(
+                "MACOSX_DEPLOYMENT_TARGET={deployment_target} is older than macOS {MACOS_DEPLOYMENT_TARGET}, the oldest \
+                 MLX {MLX_VERSION} runs on: set it to {MACOS_DEPLOYMENT_TARGET} or later, or unset it"
+            )
+        })?;
+    Ok(WheelChoice {
+        backend,
+        package: backend.wheel(),
+        platform,
+        macos_deployment_target: Some(deployment_target),
+    })
+}
+
+/// What to install, said for the machine that runs the build (`host_os` as `std::env::consts::OS`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Tool {
+    Pip,
+    CMake,
+    Libclang,
+}
+
+pub fn install_hint(tool: Tool, host_os: &str) -> &'static str {
+    match (tool, host_os) {
+        (Tool::Pip, "linux") => "install pip (apt-get install python3-pip)",
+        (Tool::Pip, "macos") => "install pip (python3 -m ensurepip --upgrade)",
+        (Tool::Pip, _) => "install pip",
+        (Tool::CMake, "linux") => "install CMake (apt-get install cmake)",
+        (Tool::CMake, "macos") => "install CMake (brew install cmake)",
+        (Tool::CMake, _) => "install CMake",
+        (Tool::Libclang, "linux") => "install libclang (apt-get install libclang-dev)",
+        (Tool::Libclang, "macos") => {
+            "install the Xcode command line tools (xcode-select --install)"
+        }
+        (Tool::Libclang, _) => "install libclang or set LIBCLANG_PATH",
+    }
+}
+
 /// An unpacked MLX wheel: the directory that holds the `mlx/` package (`mlx/lib`, `mlx/include`, `mlx/share`).
 #[derive(Clone, Debug)]
 pub struct MlxInstall {
@@ -71,7 +274,7 @@ impl MlxInstall {
     }
 
     /// The version recorded by MLX's own CMake package file.
-    fn version(&self) -> Option<String> {
+    pub fn version(&self) -> Option<String> {
         let text = fs::read_to_string(self.cmake_dir().join("MLXConfigVersion.cmake")).ok()?;
         text.lines().find_map(|line| {
             let rest = line.trim().strip_prefix("set(PACKAGE_VERSION \"")?;
@@ -79,31 +282,51 @@ impl MlxInstall {
         })
     }
 
-    fn has_library(&self) -> bool {
-        ["libmlx.so", "libmlx.dylib"]
-            .iter()
-            .any(|name| self.lib_dir().join(name).is_file())
+    /// The platform tags the wheel's own `*.dist-info/WHEEL` declares (none for a hand-made tree).
+    pub fn platform_tags(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".dist-info"))
+            .filter_map(|e| fs::read_to_string(e.path().join("WHEEL")).ok())
+            .flat_map(|text| {
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("Tag:"))
+                    .filter_map(|tag| tag.trim().rsplit('-').next().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
-    fn is_complete(&self) -> bool {
-        self.has_library() && self.version().as_deref() == Some(MLX_VERSION)
+    fn has_library(&self, wheel: &WheelChoice) -> bool {
+        self.lib_dir().join(wheel.library()).is_file()
     }
 
-    /// Ok if this is an MLX 0.32.2 wheel with its library; else what is wrong, for `origin`.
-    fn check(self, origin: &str) -> Result<MlxInstall, String> {
+    fn is_complete(&self, wheel: &WheelChoice) -> bool {
+        self.has_library(wheel)
+            && self.version().as_deref() == Some(MLX_VERSION)
+            && self.platform_tags().iter().any(|t| t == wheel.platform)
+    }
+
+    /// Ok if this is an MLX 0.32.2 wheel with the target's library; else what is wrong, for `origin`.
+    fn check(self, origin: &str, wheel: &WheelChoice) -> Result<MlxInstall, String> {
         match self.version() {
             Some(v) if v == MLX_VERSION => {}
             Some(v) => {
                 return Err(format!(
                     "{origin} holds MLX {v}, but mlx-sys 0.7.0 needs exactly MLX {MLX_VERSION}: point it at an unpacked \
-                     {MLX_VERSION} wheel (pip download --no-deps mlx-cpu=={MLX_VERSION}) or unset it to let the build fetch one"
+                     {MLX_VERSION} wheel ({}) or unset it to let the build fetch one",
+                    wheel.pip_download()
                 ))
             }
             None => return Err(format!("{origin}: cannot read the MLX version from {}", self.cmake_dir().display())),
         }
-        if !self.has_library() {
+        if !self.has_library(wheel) {
             return Err(format!(
-                "{origin}: no libmlx.so or libmlx.dylib in {}",
+                "{origin}: no {} in {}",
+                wheel.library(),
                 self.lib_dir().display()
             ));
         }
@@ -112,7 +335,7 @@ impl MlxInstall {
 }
 
 /// Validates a user-given `MLX_DIR`: the wheel's top directory or its `mlx/` package.
-pub fn from_mlx_dir(dir: &Path) -> Result<MlxInstall, String> {
+pub fn from_mlx_dir(dir: &Path, wheel: &WheelChoice) -> Result<MlxInstall, String> {
     let origin = format!("MLX_DIR={}", dir.display());
     let candidates = [
         dir.to_path_buf(),
@@ -123,10 +346,11 @@ pub fn from_mlx_dir(dir: &Path) -> Result<MlxInstall, String> {
         .map(|root| MlxInstall { root })
         .find(|install| install.cmake_dir().join("MLXConfigVersion.cmake").is_file())
     {
-        Some(install) => install.check(&origin),
+        Some(install) => install.check(&origin, wheel),
         None => Err(format!(
             "{origin} is not an unpacked MLX wheel (no mlx/share/cmake/MLX/MLXConfigVersion.cmake under it): \
-             unpack mlx-cpu=={MLX_VERSION} there, or unset MLX_DIR to let the build fetch it"
+             unpack {} there, or unset MLX_DIR to let the build fetch it",
+            wheel.spec()
         )),
     }
 }
@@ -146,22 +370,25 @@ pub fn cache_root(
         })
 }
 
-/// The cached wheel for `backend` under `cache_root`, fetched with `python`'s pip if not there yet.
+/// The cached `wheel` under `cache_root`, fetched with `python`'s pip if not there yet (or if the one
+/// there is for another platform). `host_os` words the hints (`std::env::consts::OS`).
 pub fn cached_wheel(
-    backend: Backend,
+    wheel: &WheelChoice,
     cache_root: &Path,
     python: &str,
+    host_os: &str,
 ) -> Result<MlxInstall, String> {
+    let backend = wheel.backend;
     let target = cache_root
         .join(format!("mlx-{MLX_VERSION}"))
         .join(backend.name());
     let install = MlxInstall {
         root: target.clone(),
     };
-    if install.is_complete() {
+    if install.is_complete(wheel) {
         return Ok(install);
     }
-    check_pip(python)?;
+    check_pip(python, host_os, wheel)?;
     // Fetch into a scratch directory and rename it into place, so that a crash or a concurrent
     // build never leaves a half-unpacked wheel where the next build would trust it.
     let scratch = cache_root.join(format!(
@@ -170,12 +397,12 @@ pub fn cached_wheel(
         backend.name(),
         std::process::id()
     ));
-    let result = fetch_into(backend, python, &scratch).and_then(|_| {
+    let result = fetch_into(wheel, python, &scratch).and_then(|_| {
         let _ = fs::remove_dir_all(&target);
         fs::create_dir_all(target.parent().unwrap_or(cache_root))
             .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
         // A concurrent build may have won the race to the same target; its copy is as good as ours.
-        if fs::rename(&scratch, &target).is_err() && !install.is_complete() {
+        if fs::rename(&scratch, &target).is_err() && !install.is_complete(wheel) {
             return Err(format!(
                 "cannot move the unpacked wheel into {}",
                 target.display()
@@ -187,7 +414,7 @@ pub fn cached_wheel(
     result
 }
 
-fn fetch_into(backend: Backend, python: &str, scratch: &Path) -> Result<MlxInstall, String> {
+fn fetch_into(wheel: &WheelChoice, python: &str, scratch: &Path) -> Result<MlxInstall, String> {
     let _ = fs::remove_dir_all(scratch);
     fs::create_dir_all(scratch).map_err(|e| {
         format!(
@@ -195,7 +422,9 @@ fn fetch_into(backend: Backend, python: &str, scratch: &Path) -> Result<MlxInsta
             scratch.display()
         )
     })?;
-    let spec = format!("{}=={MLX_VERSION}", backend.wheel());
+    let spec = wheel.spec();
+    // The platform is the Rust target's, not the interpreter's: an x86_64 Python under Rosetta, or
+    // pip on macOS 26.0 (which would take the wheel tagged 26.0 that needs 26.2), still gets ours.
     let status = Command::new(python)
         .args([
             "-m",
@@ -203,6 +432,8 @@ fn fetch_into(backend: Backend, python: &str, scratch: &Path) -> Result<MlxInsta
             "download",
             "--no-deps",
             "--only-binary=:all:",
+            "--platform",
+            wheel.platform,
             "--disable-pip-version-check",
             "-q",
         ])
@@ -213,11 +444,12 @@ fn fetch_into(backend: Backend, python: &str, scratch: &Path) -> Result<MlxInsta
         .map_err(|e| format!("cannot run {python}: {e}"))?;
     if !status.success() {
         return Err(format!(
-            "`{python} -m pip download {spec}` failed (see above): check access to the Python package index, \
-             or set MLX_DIR to an unpacked {spec} wheel"
+            "`{python} -m {}` failed (see above): check access to the Python package index, \
+             or set MLX_DIR to an unpacked {spec} wheel",
+            wheel.pip_download()
         ));
     }
-    let wheel = fs::read_dir(scratch)
+    let file = fs::read_dir(scratch)
         .ok()
         .and_then(|entries| {
             entries
@@ -233,24 +465,32 @@ fn fetch_into(backend: Backend, python: &str, scratch: &Path) -> Result<MlxInsta
         })?;
     let unpacked = Command::new(python)
         .args(["-m", "zipfile", "-e"])
-        .arg(&wheel)
+        .arg(&file)
         .arg(scratch)
         .status();
     if !matches!(unpacked, Ok(s) if s.success()) {
         return Err(format!(
             "cannot unpack {}: the download may be corrupt; build again",
-            wheel.display()
+            file.display()
         ));
     }
-    let _ = fs::remove_file(&wheel);
-    MlxInstall {
+    let _ = fs::remove_file(&file);
+    let install = MlxInstall {
         root: scratch.to_path_buf(),
+    };
+    let tags = install.platform_tags();
+    if !tags.iter().any(|t| t == wheel.platform) {
+        return Err(format!(
+            "pip fetched {spec} for {}, not {}: MLX's wheels for this target have changed",
+            tags.join(", "),
+            wheel.platform
+        ));
     }
-    .check(&format!("the downloaded {spec} wheel"))
+    install.check(&format!("the downloaded {spec} wheel"), wheel)
 }
 
-/// Ok if `python -m pip` runs; else the line that tells the user what to do.
-pub fn check_pip(python: &str) -> Result<(), String> {
+/// Ok if `python -m pip` runs; else the line that tells the user what to do on `host_os`.
+pub fn check_pip(python: &str, host_os: &str, wheel: &WheelChoice) -> Result<(), String> {
     let runs = Command::new(python)
         .args(["-m", "pip", "--version"])
         .stdout(Stdio::null())
@@ -262,7 +502,8 @@ pub fn check_pip(python: &str) -> Result<(), String> {
     }
     Err(format!(
         "building mlx-sys needs pip to fetch the MLX {MLX_VERSION} wheel, and `{python} -m pip` does not run: \
-         install pip (apt-get install python3-pip), set VLMBENCH_PYTHON to a Python with pip, \
-         or set MLX_DIR to an unpacked mlx-cpu=={MLX_VERSION} wheel"
+         {}, set VLMBENCH_PYTHON to a Python with pip, or set MLX_DIR to an unpacked {} wheel",
+        install_hint(Tool::Pip, host_os),
+        wheel.spec()
     ))
 }
