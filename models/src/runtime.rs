@@ -176,18 +176,10 @@ unsafe fn property_value(
     }
 }
 
-/// The file the dynamic loader mapped for libmlx (Linux: read from /proc/self/maps), so that a
-/// user can see which wheel (CPU or CUDA) this process really runs on.
+/// The file the dynamic loader loaded libmlx from (dladdr on one of its symbols: Linux and macOS),
+/// so that a user can see which wheel (CPU, CUDA or Metal) this process really runs on.
 pub fn mlx_library_path() -> Option<String> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| {
-            path.rsplit('/')
-                .next()
-                .is_some_and(|name| name.starts_with("libmlx."))
-        })
-        .map(str::to_owned)
+    mlx_sys::loaded::libmlx_path().map(|path| path.display().to_string())
 }
 
 /// MLX allocator figures in bytes.
@@ -220,11 +212,27 @@ mod tests {
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn finds_the_libmlx_this_process_loaded() {
         let _ = mlx_version();
-        let path = mlx_library_path().expect("libmlx is mapped");
-        assert!(path.ends_with("/libmlx.so"), "{path}");
+        let path = mlx_library_path().expect("libmlx is loaded");
+        let expected = if cfg!(target_os = "macos") {
+            "/libmlx.dylib"
+        } else {
+            "/libmlx.so"
+        };
+        assert!(path.ends_with(expected), "{path}");
+        // On Linux, the same file the kernel mapped.
+        #[cfg(target_os = "linux")]
+        {
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            let mapped = maps
+                .lines()
+                .filter_map(|line| line.split_whitespace().nth(5))
+                .find(|p| p.ends_with("/libmlx.so"))
+                .expect("libmlx is mapped");
+            let same = |p: &str| std::fs::canonicalize(p).unwrap();
+            assert_eq!(same(&path), same(mapped));
+        }
     }
 
     #[test]
