@@ -1,8 +1,15 @@
-//! vlmbench's own CPU 4-bit products (models/src/kernels/cpu_matmul.rs) never change what a user
-//! gets: `vlmbench generate` in float32 on the CPU prints the same 64 greedy tokens with the
-//! default kernel choice as with MLX's stock kernels (`VLMBENCH_KERNELS=mlx`), on each tiny Gemma 4
-//! variant. The prompt's prefill runs the many-row path, every decode step the one-row path.
-//! And `vlmbench kernels --device cpu` checks them against MLX per shape.
+//! vlmbench's own CPU paths never change what a user gets: `vlmbench generate` in float32 on the
+//! CPU prints the same 64 greedy tokens with the default kernel choice as with MLX's stock kernels
+//! (`VLMBENCH_KERNELS=mlx`)
+//! - on each tiny Gemma 4 variant (the quantized products of models/src/kernels/cpu_quant.rs in
+//!   MLX's graph);
+//! - on tiny Gemma 3 checkpoints run by the CPU forward pass (models/src/gemma3/cpu.rs): the
+//!   lossless import of a GGUF with every block type (4-, 5- and 8-bit codes, Q6_K recovered
+//!   into groups of 16, dense float16 projections) and MLX re-quantizations of 2 to 8 bits in
+//!   groups of 32, 64 and 128; 64 steps pass the tiny model's 8-token sliding window many times.
+//!
+//! The prompt's prefill runs the many-row path, every decode step the one-row path.
+//! And `vlmbench kernels --device cpu` checks the products against MLX per shape.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,8 +28,9 @@ fn make_tiny(dir: &Path, variant: &str) {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
-/// Greedy token ids of a float32 CPU run with `VLMBENCH_KERNELS=kernels` (`None`: unset, the default).
-fn greedy_tokens(model: &Path, kernels: Option<&str>) -> Vec<u64> {
+/// Greedy token ids of a float32 CPU run with `VLMBENCH_KERNELS=kernels` (`None`: unset, the
+/// default), and what the run printed on stderr.
+fn greedy_run(model: &Path, kernels: Option<&str>) -> (Vec<u64>, String) {
     let steps = STEPS.to_string();
     let mut command = Command::new(env!("CARGO_BIN_EXE_vlmbench"));
     match kernels {
@@ -46,7 +54,57 @@ fn greedy_tokens(model: &Path, kernels: Option<&str>) -> Vec<u64> {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
-    serde_json::from_value(v["token_ids"].clone()).unwrap()
+    (
+        serde_json::from_value(v["token_ids"].clone()).unwrap(),
+        text(&out.stderr),
+    )
+}
+
+fn greedy_tokens(model: &Path, kernels: Option<&str>) -> Vec<u64> {
+    greedy_run(model, kernels).0
+}
+
+fn convert_tiny_gemma3(gguf: &Path, out: &Path, how: &[&str]) {
+    let o = Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+        .arg("convert")
+        .arg("--from-gguf")
+        .arg(gguf)
+        .arg("--out")
+        .arg(out)
+        .args(how)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{how:?}: {}", text(&o.stderr));
+}
+
+#[test]
+fn the_gemma3_cpu_forward_pass_gives_the_stock_greedy_tokens_for_every_quantization() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = vlm_models::gguf::tiny_gemma3::write_tiny_gemma3(tmp.path(), 5).unwrap();
+    let imports: [&[&str]; 7] = [
+        &["--keep-gguf-quantization"],
+        &["--bits", "4", "--group-size", "32"],
+        &["--bits", "5", "--group-size", "64"],
+        &["--bits", "8", "--group-size", "128"],
+        &["--bits", "6", "--group-size", "32"],
+        &["--bits", "3", "--group-size", "64"],
+        &["--bits", "2", "--group-size", "128"],
+    ];
+    for (i, how) in imports.iter().enumerate() {
+        let model = tmp.path().join(format!("mlx-{i}"));
+        convert_tiny_gemma3(&gguf, &model, how);
+        let stock = greedy_tokens(&model, Some("mlx"));
+        let (ours, stderr) = greedy_run(&model, None);
+        assert!(
+            !stderr.contains("MLX's CPU operations run this model"),
+            "{how:?}: the CPU forward pass did not take the model: {stderr}"
+        );
+        assert_eq!(stock.len(), STEPS, "{how:?}: {stock:?}");
+        assert_eq!(
+            ours, stock,
+            "{how:?}: greedy tokens differ from MLX's stock kernels"
+        );
+    }
 }
 
 #[test]

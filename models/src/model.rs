@@ -13,6 +13,7 @@ use crate::chat_template::{ChatTemplate, ChatTemplateError, RenderOptions};
 use crate::checkpoint::Checkpoint;
 use crate::distributed::Group;
 use crate::error::ModelError;
+use crate::gemma3::cpu::{CpuCache, CpuGemma3};
 use crate::gemma3::Gemma3Text;
 use crate::gemma4::{
     Config as Gemma4Config, Gemma4Images, Gemma4Text, ImagesLoadError, ProcessedImage,
@@ -267,11 +268,17 @@ impl LoadedModel {
                     prefill_step_size,
                 })
             }
-            Architecture::Gemma3(model) => Box::new(Gemma3Decoder {
-                model,
-                cache: model.make_cache(),
-                prefill_step_size,
-            }),
+            Architecture::Gemma3(model) => match model.cpu() {
+                Some(cpu) => Box::new(CpuGemma3Decoder {
+                    cache: cpu.make_cache(),
+                    model: cpu,
+                }),
+                None => Box::new(Gemma3Decoder {
+                    model,
+                    cache: model.make_cache(),
+                    prefill_step_size,
+                }),
+            },
         }
     }
 }
@@ -397,5 +404,50 @@ impl Decoder for Gemma3Decoder<'_> {
 
     fn offset(&self) -> i32 {
         self.cache.first().map_or(0, LayerCache::offset)
+    }
+}
+
+/// A Gemma 3 generation on the CPU forward pass ([`crate::gemma3::cpu`]).
+struct CpuGemma3Decoder<'m> {
+    model: &'m CpuGemma3,
+    cache: CpuCache,
+}
+
+/// Logits as the `[1, V]` array the decoders return.
+fn logits_array(values: Vec<f32>) -> Array {
+    let n = values.len() as i32;
+    Array::from_slice(&values, &[1, n])
+}
+
+impl Decoder for CpuGemma3Decoder<'_> {
+    fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
+        if ids.is_empty() {
+            return Err(ModelError::Input("the prompt has no tokens".into()));
+        }
+        let vocab = self.model.vocab();
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the vocabulary [0, {vocab})"
+            )));
+        }
+        self.cache = self.model.make_cache();
+        Ok(logits_array(self.model.forward(ids, &mut self.cache)))
+    }
+
+    fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
+        token.eval()?;
+        let id = token.as_dtype(mlx_rs::Dtype::Int64)?.as_slice::<i64>()[0];
+        if id < 0 || id as usize >= self.model.vocab() {
+            return Err(ModelError::Input(format!(
+                "token id {id} is outside the vocabulary"
+            )));
+        }
+        Ok(logits_array(
+            self.model.forward(&[id as u32], &mut self.cache),
+        ))
+    }
+
+    fn offset(&self) -> i32 {
+        self.cache.len() as i32
     }
 }

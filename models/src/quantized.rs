@@ -9,6 +9,7 @@ use mlx_rs::{Array, Dtype};
 
 use crate::checkpoint::{Checkpoint, QuantParams};
 use crate::error::{ModelError, Result};
+use crate::kernels::cpu_quant::CpuMatrix;
 
 /// Packed affine-quantized weight with its scales and biases.
 #[derive(Debug, Clone)]
@@ -98,6 +99,16 @@ impl QuantizedWeight {
         )?)
     }
 
+    fn cpu_matrix(&self) -> std::result::Result<CpuMatrix, String> {
+        CpuMatrix::from_mlx(
+            &self.weight,
+            &self.scales,
+            &self.biases,
+            self.bits,
+            self.group_size,
+        )
+    }
+
     fn operands(&self) -> crate::kernels::QuantizedOperands<'_> {
         crate::kernels::QuantizedOperands {
             w: &self.weight,
@@ -164,6 +175,14 @@ impl Linear {
         matches!(self, Linear::Quantized(_))
     }
 
+    /// This weight as the CPU kernels take it (see [`crate::kernels::cpu_quant`]).
+    pub fn cpu_matrix(&self) -> std::result::Result<CpuMatrix, String> {
+        match self {
+            Linear::Dense { weight } => CpuMatrix::from_dense(weight),
+            Linear::Quantized(q) => q.cpu_matrix(),
+        }
+    }
+
     pub(crate) fn arrays(&self) -> Vec<&Array> {
         match self {
             Linear::Dense { weight } => vec![weight],
@@ -208,6 +227,14 @@ impl Embedding {
                 let b = q.biases.take_axis(ids, 0)?;
                 Ok(dequantize(&w, &s, &b, q.group_size, q.bits)?)
             }
+        }
+    }
+
+    /// This table as the CPU kernels take it (see [`crate::kernels::cpu_quant`]).
+    pub fn cpu_matrix(&self) -> std::result::Result<CpuMatrix, String> {
+        match self {
+            Embedding::Dense { weight } => CpuMatrix::from_dense(weight),
+            Embedding::Quantized(q) => q.cpu_matrix(),
         }
     }
 

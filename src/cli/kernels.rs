@@ -3,7 +3,7 @@ use std::fmt::Write;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use mlx_rs::{Device, Dtype, Stream};
-use vlm_models::kernels::check::{check_gemv, GemvShapeReport};
+use vlm_models::kernels::check::{check_gemv, GemvShapeReport, Quantization};
 
 /// Check vlmbench's own 4-bit matrix products against MLX's stock ones and time both.
 ///
@@ -29,6 +29,12 @@ pub struct KernelsArgs {
     /// float32 on the CPU.
     #[arg(long)]
     pub dtype: Option<String>,
+    /// Bits per weight of the checked matrices (the GPU GEMV: 4; the CPU products: 4 or 8).
+    #[arg(long, default_value_t = 4)]
+    pub bits: i32,
+    /// Weights per quantization group (the GPU GEMV: 64; the CPU products: 32, 64 or 128).
+    #[arg(long, default_value_t = 64)]
+    pub group_size: i32,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -84,7 +90,11 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
         );
     }
     let stream = Stream::new_with_device(&if gpu { Device::gpu() } else { Device::cpu() });
-    let reports = check_gemv(&shapes, args.rows, dtype, &stream)
+    let quant = Quantization {
+        bits: args.bits,
+        group_size: args.group_size,
+    };
+    let reports = check_gemv(&shapes, args.rows, dtype, quant, &stream)
         .map_err(|e| anyhow::anyhow!("kernels: {}", e.what()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);

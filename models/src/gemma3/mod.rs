@@ -1,6 +1,7 @@
 //! Gemma 3 text models (mlx-lm 0.32 `gemma3_text`, and the text model of `gemma3` checkpoints).
 
 pub mod config;
+pub mod cpu;
 pub mod text;
 
 pub use config::{Config, TextConfig};

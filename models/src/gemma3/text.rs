@@ -30,49 +30,51 @@ enum Logits {
 pub const DEFAULT_PREFILL_STEP_SIZE: i32 = 2048;
 
 #[derive(Debug, Clone)]
-struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    q_norm: RmsNorm,
-    k_norm: RmsNorm,
-    rope: Rope,
-    n_heads: i32,
-    n_kv_heads: i32,
-    head_dim: i32,
-    scale: f32,
+pub(super) struct Attention {
+    pub(super) q_proj: Linear,
+    pub(super) k_proj: Linear,
+    pub(super) v_proj: Linear,
+    pub(super) o_proj: Linear,
+    pub(super) q_norm: RmsNorm,
+    pub(super) k_norm: RmsNorm,
+    pub(super) rope: Rope,
+    pub(super) n_heads: i32,
+    pub(super) n_kv_heads: i32,
+    pub(super) head_dim: i32,
+    pub(super) scale: f32,
 }
 
 #[derive(Debug, Clone)]
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+pub(super) struct Mlp {
+    pub(super) gate_proj: Linear,
+    pub(super) up_proj: Linear,
+    pub(super) down_proj: Linear,
 }
 
 #[derive(Debug, Clone)]
-struct Block {
-    attn: Attention,
-    mlp: Mlp,
-    input_layernorm: RmsNorm,
-    post_attention_layernorm: RmsNorm,
-    pre_feedforward_layernorm: RmsNorm,
-    post_feedforward_layernorm: RmsNorm,
-    global: bool,
+pub(super) struct Block {
+    pub(super) attn: Attention,
+    pub(super) mlp: Mlp,
+    pub(super) input_layernorm: RmsNorm,
+    pub(super) post_attention_layernorm: RmsNorm,
+    pub(super) pre_feedforward_layernorm: RmsNorm,
+    pub(super) post_feedforward_layernorm: RmsNorm,
+    pub(super) global: bool,
 }
 
 /// The Gemma 3 language model (decoder + LM head).
 #[derive(Debug, Clone)]
 pub struct Gemma3Text {
-    cfg: TextConfig,
-    dtype: Dtype,
-    embed_tokens: Embedding,
-    layers: Vec<Block>,
-    norm: RmsNorm,
+    pub(super) cfg: TextConfig,
+    pub(super) dtype: Dtype,
+    pub(super) embed_tokens: Embedding,
+    pub(super) layers: Vec<Block>,
+    pub(super) norm: RmsNorm,
     /// `None`: the head is the embedding (`tie_word_embeddings`, no `lm_head.weight`).
-    lm_head: Option<Linear>,
-    embed_scale: Array,
+    pub(super) lm_head: Option<Linear>,
+    pub(super) embed_scale: Array,
+    /// The same model as one CPU forward pass ([`super::cpu`]), when it runs there.
+    cpu: Option<std::sync::Arc<super::cpu::CpuGemma3>>,
 }
 
 /// The tensor prefix of the text model: bare `gemma3_text` (`model.`) or inside `gemma3`.
@@ -188,7 +190,7 @@ impl Gemma3Text {
         };
         // `mx.array(hidden ** 0.5, mx.bfloat16).astype(h.dtype)`: rounded to bf16 in every dtype.
         let embed_scale = scalar((h as f64).sqrt(), Dtype::Bfloat16)?.as_dtype(dtype)?;
-        let model = Gemma3Text {
+        let mut model = Gemma3Text {
             cfg,
             dtype,
             embed_tokens,
@@ -196,8 +198,16 @@ impl Gemma3Text {
             norm,
             lm_head,
             embed_scale,
+            cpu: None,
         };
         mlx_rs::transforms::eval(model.arrays())?;
+        if dtype == Dtype::Float32 && crate::kernels::cpu::own_cpu_path()? {
+            // A weight the CPU kernels cannot take leaves the whole model to MLX, said once.
+            match super::cpu::CpuGemma3::new(&model) {
+                Ok(cpu) => model.cpu = Some(std::sync::Arc::new(cpu)),
+                Err(e) => eprintln!("note: {e}; MLX's CPU operations run this model"),
+            }
+        }
         Ok(model)
     }
 
@@ -232,6 +242,12 @@ impl Gemma3Text {
             }
         }
         v
+    }
+
+    /// The CPU forward pass of this model, when it runs on the CPU in float32 with vlmbench's
+    /// kernels (see [`super::cpu`]).
+    pub fn cpu(&self) -> Option<&std::sync::Arc<super::cpu::CpuGemma3>> {
+        self.cpu.as_ref()
     }
 
     pub fn config(&self) -> &TextConfig {

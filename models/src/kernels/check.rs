@@ -11,6 +11,23 @@ use mlx_rs::{ops, random, transforms::eval, Array, Dtype, Stream};
 use serde::Serialize;
 
 use super::qgemv::{qgemv4, stream_is_gpu, supports, BITS, GROUP_SIZE};
+
+/// The quantization of the checked weights: bits per value and values per group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quantization {
+    pub bits: i32,
+    pub group_size: i32,
+}
+
+impl Default for Quantization {
+    /// The GPU GEMV's (4-bit, groups of 64).
+    fn default() -> Self {
+        Quantization {
+            bits: BITS,
+            group_size: GROUP_SIZE,
+        }
+    }
+}
 use super::QuantizedOperands;
 
 /// Weight bytes touched per timing round, well above the 50 MB L2 of an H100/H200 and the last
@@ -51,9 +68,16 @@ pub fn check_gemv(
     shapes: &[(i32, i32)],
     m: i32,
     dtype: Dtype,
+    quant: Quantization,
     stream: &Stream,
 ) -> Result<Vec<GemvShapeReport>, Exception> {
     let gpu = stream_is_gpu(stream);
+    if gpu && quant != Quantization::default() {
+        return Err(Exception::custom(format!(
+            "the custom GEMV takes {BITS}-bit weights in groups of {GROUP_SIZE}, not {}-bit in groups of {}",
+            quant.bits, quant.group_size
+        )));
+    }
     if gpu && crate::runtime::backend() != "cuda" {
         return Err(Exception::custom(format!(
             "the custom GEMV runs on CUDA GPUs only; this MLX library's backend is {}",
@@ -68,15 +92,20 @@ pub fn check_gemv(
     mlx_rs::with_stream(stream, || {
         shapes
             .iter()
-            .map(|&(k, n)| check_shape(m, k, n, dtype, stream))
+            .map(|&(k, n)| check_shape(m, k, n, dtype, quant, stream))
             .collect()
     })
 }
 
 /// vlmbench's product on `stream`'s device: on a GPU the GEMV for one row, the dequantized
 /// product (`VLMBENCH_PREFILL=dequant`) for more.
-fn ours(x: &Array, w: &[Array; 3], stream: &Stream) -> Result<Array, Exception> {
-    let q = operands(w);
+fn ours(
+    x: &Array,
+    w: &[Array; 3],
+    quant: Quantization,
+    stream: &Stream,
+) -> Result<Array, Exception> {
+    let q = operands(w, quant);
     if stream_is_gpu(stream) {
         if x.shape()[0] > 1 {
             return super::dequantized_matmul(x, q);
@@ -88,14 +117,14 @@ fn ours(x: &Array, w: &[Array; 3], stream: &Stream) -> Result<Array, Exception> 
         .ok_or_else(|| Exception::custom("the CPU products do not apply to these operands"))
 }
 
-/// `[weight, scales, biases]` as 4-bit operands with groups of 64.
-fn operands(w: &[Array; 3]) -> QuantizedOperands<'_> {
+/// `[weight, scales, biases]` as operands of `quant`.
+fn operands(w: &[Array; 3], quant: Quantization) -> QuantizedOperands<'_> {
     QuantizedOperands {
         w: &w[0],
         scales: &w[1],
         biases: &w[2],
-        bits: BITS,
-        group_size: GROUP_SIZE,
+        bits: quant.bits,
+        group_size: quant.group_size,
     }
 }
 
@@ -104,32 +133,34 @@ fn check_shape(
     k: i32,
     n: i32,
     dtype: Dtype,
+    quant: Quantization,
     stream: &Stream,
 ) -> Result<GemvShapeReport, Exception> {
-    if m <= 0 || k <= 0 || n <= 0 || k % GROUP_SIZE != 0 {
+    let Quantization { bits, group_size } = quant;
+    if m <= 0 || k <= 0 || n <= 0 || k % group_size != 0 {
         return Err(Exception::custom(format!(
-            "shape M={m} K={k} N={n}: M and N must be positive, K a positive multiple of {GROUP_SIZE}"
+            "shape M={m} K={k} N={n}: M and N must be positive, K a positive multiple of {group_size}"
         )));
     }
     let key = random::key(k as u64 * 1_000_003 + n as u64)?;
     let (kw, kx) = random::split(&key, 2)?;
     let w = random::normal::<f32>(&[n, k][..], None, None, &kw)?;
     let x = random::normal::<f32>(&[m, k][..], None, None, &kx)?.as_dtype(dtype)?;
-    let (wq, scales, biases) = ops::quantize(&w, GROUP_SIZE, BITS)?;
+    let (wq, scales, biases) = ops::quantize(&w, group_size, bits)?;
     let (scales, biases) = (scales.as_dtype(dtype)?, biases.as_dtype(dtype)?);
     eval([&wq, &scales, &biases, &x])?;
     drop(w);
     let quantized = [wq.clone(), scales.clone(), biases.clone()];
-    if stream_is_gpu(stream) && m == 1 && !supports(&x, operands(&quantized)) {
+    if stream_is_gpu(stream) && m == 1 && !supports(&x, operands(&quantized, quant)) {
         return Err(Exception::custom(format!(
             "shape K={k} N={n} in {dtype:?} is not one the custom GEMV supports"
         )));
     }
     let f32 = |a: &Array| a.as_dtype(Dtype::Float32);
-    let w_deq = ops::dequantize(&wq, &f32(&scales)?, &f32(&biases)?, GROUP_SIZE, BITS)?;
+    let w_deq = ops::dequantize(&wq, &f32(&scales)?, &f32(&biases)?, group_size, bits)?;
     let reference = ops::matmul(&f32(&x)?, &w_deq.transpose()?)?;
-    let stock = ops::quantized_matmul(&x, &wq, &scales, &biases, true, GROUP_SIZE, BITS)?;
-    let mine = ours(&x, &quantized, stream)?;
+    let stock = ops::quantized_matmul(&x, &wq, &scales, &biases, true, group_size, bits)?;
+    let mine = ours(&x, &quantized, quant, stream)?;
     let scale = max_abs(&reference)?.max(f32::MIN_POSITIVE);
     let rel = |a: &Array, b: &Array| -> Result<f32, Exception> {
         Ok(max_abs(&f32(a)?.subtract(&f32(b)?)?)? / scale)
@@ -155,9 +186,9 @@ fn check_shape(
         1
     };
     let mlx_us = time_products(&weights, min_products, |w| {
-        ops::quantized_matmul(&x, &w[0], &w[1], &w[2], true, GROUP_SIZE, BITS)
+        ops::quantized_matmul(&x, &w[0], &w[1], &w[2], true, group_size, bits)
     })?;
-    let vlmbench_us = time_products(&weights, min_products, |w| ours(&x, w, stream))?;
+    let vlmbench_us = time_products(&weights, min_products, |w| ours(&x, w, quant, stream))?;
     let gbps = |us: f64| bytes as f64 / (us * 1e-6) / 1e9;
     Ok(GemvShapeReport {
         m,

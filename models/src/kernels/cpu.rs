@@ -5,12 +5,13 @@
 
 use mlx_rs::{Array, Dtype, Stream};
 
+use super::cpu_quant::CpuMatrix;
 use super::{cpu_attention, cpu_matmul, kernels_choice, qgemv, Kernels, QuantizedOperands};
 use crate::error::Result;
 
 /// Whether the CPU kernels apply now: the current stream is a CPU one and the process's choice
 /// includes vlmbench's products.
-pub(super) fn own_cpu_path() -> Result<bool> {
+pub(crate) fn own_cpu_path() -> Result<bool> {
     Ok(kernels_choice()? >= Kernels::Gemv
         && !qgemv::stream_is_gpu(&Stream::thread_local_or_default()))
 }
@@ -125,52 +126,26 @@ fn with_last_axis(x: &Array, n: i32) -> Vec<i32> {
     shape
 }
 
-/// [`cpu_matmul::qmatmul_t`] on MLX arrays: evaluates `x` (a synchronisation point: the product
-/// runs here, not in MLX's graph) and wraps the result in a new array. `None` when the operands
-/// are not float32 4-bit ones of a 2-D weight, or not laid out row-contiguously.
+/// `x @ W^T` by [`cpu_quant`] on MLX arrays: evaluates `x` (a synchronisation point: the
+/// product runs here, not in MLX's graph) and wraps the result in a new array. `None` when the
+/// operands are not float32 4- or 8-bit ones of a 2-D weight laid out row-contiguously.
 pub(crate) fn quantized_matmul(x: &Array, q: QuantizedOperands) -> Result<Option<Array>> {
-    let QuantizedOperands {
-        w,
-        scales,
-        biases,
-        bits,
-        group_size,
-    } = q;
-    let k = *x.shape().last().unwrap_or(&0);
-    let fits = bits == 4
-        && w.ndim() == 2
-        && w.dtype() == Dtype::Uint32
-        && x.dtype() == Dtype::Float32
-        && scales.dtype() == Dtype::Float32
-        && biases.dtype() == Dtype::Float32
-        && group_size > 0
-        && w.shape()[1] * 8 == k;
-    if !fits {
+    if x.dtype() != Dtype::Float32 {
         return Ok(None);
     }
-    let (Ok(xs), Ok(packed), Ok(s), Ok(b)) = (
-        x.try_as_slice::<f32>(),
-        w.try_as_slice::<u32>(),
-        scales.try_as_slice::<f32>(),
-        biases.try_as_slice::<f32>(),
-    ) else {
+    let Some(w) = CpuMatrix::view_mlx(q.w, q.scales, q.biases, q.bits, q.group_size) else {
         return Ok(None);
     };
-    let weight = cpu_matmul::Quantized4 {
-        packed,
-        scales: s,
-        biases: b,
-        n: w.shape()[0] as usize,
-        k: k as usize,
-        group_size: group_size as usize,
-    };
-    if !weight.is_consistent() {
+    let k = w.inputs();
+    if *x.shape().last().unwrap_or(&0) as usize != k {
         return Ok(None);
     }
-    let m = xs.len() / k as usize;
-    let y = cpu_matmul::qmatmul_t(xs, m, &weight);
+    let Ok(xs) = x.try_as_slice::<f32>() else {
+        return Ok(None);
+    };
+    let y = w.matmul_t(xs, xs.len() / k);
     Ok(Some(Array::from_slice(
         &y,
-        &with_last_axis(x, w.shape()[0]),
+        &with_last_axis(x, w.rows() as i32),
     )))
 }

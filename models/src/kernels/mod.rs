@@ -5,8 +5,11 @@
 //!   weight and multiply densely, and prompts run a few layers in flight at a time;
 //! - [`short_inner`] (CUDA GPUs): products MLX's quantized GEMM gets wrong (under 128 inputs)
 //!   padded to a size it gets right;
-//! - [`cpu_matmul`] (CPUs): 4-bit and dense float32 matrix products of any row count computed
-//!   in Rust on the evaluated operands (MLX has no custom-kernel API for the CPU);
+//! - [`cpu_quant`] (CPUs): quantized products of every bit width and group size MLX writes, any
+//!   row count, computed in Rust on the weights' own buffers (MLX has no custom-kernel API for
+//!   the CPU); [`cpu_matmul`] the dense float32 ones;
+//! - [`cpu_ops`] (CPUs): the norms, rotations and attention between the products, for decoders
+//!   that run a whole forward pass on the CPU ([`crate::gemma3::cpu`]);
 //! - [`cpu_attention`] (CPUs): scaled dot-product attention from the same SGEMM ([`cpu`] applies
 //!   both to MLX arrays);
 //! - [`fused`] (CUDA GPUs): the elementwise chains of the GELU gate and the logit soft-cap traced
@@ -21,6 +24,8 @@ pub mod check;
 pub mod cpu;
 pub mod cpu_attention;
 pub mod cpu_matmul;
+pub mod cpu_ops;
+pub mod cpu_quant;
 pub mod fused;
 pub mod precompiled;
 pub mod qgemv;
@@ -143,8 +148,8 @@ pub struct QuantizedOperands<'a> {
 
 /// `x @ W^T` for a quantized `W` by vlmbench's own kernels when they apply: on a CUDA GPU the
 /// 4-bit GEMV (one activation row, groups of 64, see `vlmbench_stream`) or, for long prompts
-/// with 16-bit scales, a dequantized product ([`Prefill::Dequant`]); on the CPU the 4-bit
-/// products of [`cpu_matmul`] (float32 operands). Otherwise MLX's product, padded where its CUDA
+/// with 16-bit scales, a dequantized product ([`Prefill::Dequant`]); on the CPU the 4- and 8-bit
+/// products of [`cpu_quant`] (float32 operands). Otherwise MLX's product, padded where its CUDA
 /// GEMM is wrong ([`short_inner`]); `None` leaves the product to MLX as it is.
 pub fn try_quantized_matmul(x: &Array, q: QuantizedOperands) -> Result<Option<Array>> {
     if let Some(stream) = vlmbench_stream(Kernels::Gemv)? {

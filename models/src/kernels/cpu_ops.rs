@@ -1,0 +1,190 @@
+//! The small float32 operations between a decoder's matrix products, on plain slices, for the
+//! CPU decoders that run a whole forward pass here ([`crate::gemma3::cpu`]): RMS norm, rotary
+//! embedding, the tanh-approximated GELU gate, and attention of a few queries over a key/value
+//! cache. Each follows the formula of the MLX operation it replaces; sums run in another order,
+//! so results agree with MLX's to float32 rounding.
+
+use rayon::prelude::*;
+
+/// `sum(a * b)`.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    if a.len() % 32 == 0 && avx2() {
+        // SAFETY: the CPU has AVX2 and FMA; the lengths are equal multiples of 32.
+        return unsafe { avx2::dot(a, b) };
+    }
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `y += alpha * x`.
+pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+    debug_assert_eq!(x.len(), y.len());
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
+/// Each `dim`-value row of `x` times `rsqrt(mean(row^2) + eps) * weight` (MLX `fast.rms_norm`
+/// with the weight already `1 + w` for Gemma), in place.
+pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
+    let dim = weight.len();
+    for row in x.chunks_exact_mut(dim) {
+        let mean = dot(row, row) / dim as f32;
+        let r = 1.0 / (mean + eps).sqrt();
+        for (v, w) in row.iter_mut().zip(weight) {
+            *v = *v * r * w;
+        }
+    }
+}
+
+/// [`rms_norm`] into a new buffer.
+pub fn rms_normed(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+    let mut y = x.to_vec();
+    rms_norm(&mut y, weight, eps);
+    y
+}
+
+/// `x + y`, elementwise into `x`.
+pub fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// `gelu_tanh(gate) * up` into `gate` (MLX `nn.gelu_approx`: `0.5 x (1 + tanh(sqrt(2/pi) (x +
+/// 0.044715 x^3)))`).
+pub fn gelu_tanh_mul(gate: &mut [f32], up: &[f32]) {
+    let c = (2.0f64 / std::f64::consts::PI).sqrt() as f32;
+    let gelu = |g: &mut [f32], u: &[f32]| {
+        for (x, u) in g.iter_mut().zip(u) {
+            let v = *x;
+            let t = (c * (v + 0.044715 * (v * v * v))).tanh();
+            *x = 0.5 * v * (1.0 + t) * u;
+        }
+    };
+    // One decode step's gate is too small to be worth a parallel loop.
+    if gate.len() <= 1 << 14 {
+        gelu(gate, up);
+        return;
+    }
+    gate.par_chunks_mut(4096)
+        .zip(up.par_chunks(4096))
+        .for_each(|(g, u)| gelu(g, u));
+}
+
+/// Rotate-half rotary embedding (MLX `fast.rope`, not traditional) of the first `dims` channels
+/// of each `head_dim`-value head of `x` (`[positions, heads * head_dim]`), row `t` at position
+/// `offset + t`: frequencies `base^(-2i/dims)` (as MLX forms them, `exp(-i ln(base) / (dims/2))`),
+/// positions times `scale`.
+pub fn rope(
+    x: &mut [f32],
+    heads: usize,
+    head_dim: usize,
+    dims: usize,
+    base: f32,
+    scale: f32,
+    offset: usize,
+) {
+    let half = dims / 2;
+    let step = base.ln() / half as f32;
+    let inv: Vec<f32> = (0..half).map(|i| (-(i as f32) * step).exp()).collect();
+    for (t, row) in x.chunks_exact_mut(heads * head_dim).enumerate() {
+        let position = (offset + t) as f32 * scale;
+        let (sin, cos): (Vec<f32>, Vec<f32>) = inv.iter().map(|f| (position * f).sin_cos()).unzip();
+        for head in row.chunks_exact_mut(head_dim) {
+            let (a, b) = head[..dims].split_at_mut(half);
+            for i in 0..half {
+                let (x1, x2) = (a[i], b[i]);
+                a[i] = x1 * cos[i] - x2 * sin[i];
+                b[i] = x1 * sin[i] + x2 * cos[i];
+            }
+        }
+    }
+}
+
+/// Attention of `queries` query rows (`q`: `[queries, heads * dim]`, already scaled by nothing)
+/// over the first `keys` rows of a cache (`k`, `v`: `[capacity, kv_heads * dim]`): query `t` is
+/// at position `keys - queries + t` and sees key `j` when `j <= position` and, with a window,
+/// `position - j < window`. Scores are `scale * q . k`, softmaxed in float32. Output
+/// `[queries, heads * dim]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    queries: usize,
+    keys: usize,
+    heads: usize,
+    kv_heads: usize,
+    dim: usize,
+    scale: f32,
+    window: Option<usize>,
+) -> Vec<f32> {
+    let mut out = vec![0f32; queries * heads * dim];
+    let group = heads / kv_heads;
+    let (qw, kw) = (heads * dim, kv_heads * dim);
+    // One task per (query, head): each writes its own `dim` outputs.
+    out.par_chunks_mut(dim).enumerate().for_each_init(
+        || vec![0f32; keys],
+        |scores, (e, o)| {
+            let (t, h) = (e / heads, e % heads);
+            let kvh = h / group;
+            let position = keys - queries + t;
+            let first = window.map_or(0, |w| (position + 1).saturating_sub(w));
+            let qv = &q[t * qw + h * dim..t * qw + (h + 1) * dim];
+            let mut top = f32::NEG_INFINITY;
+            for j in first..=position {
+                let s = scale * dot(qv, &k[j * kw + kvh * dim..j * kw + (kvh + 1) * dim]);
+                scores[j] = s;
+                top = top.max(s);
+            }
+            let mut total = 0f32;
+            for s in &mut scores[first..=position] {
+                *s = (*s - top).exp();
+                total += *s;
+            }
+            for j in first..=position {
+                axpy(
+                    o,
+                    scores[j] / total,
+                    &v[j * kw + kvh * dim..j * kw + (kvh + 1) * dim],
+                );
+            }
+        },
+    );
+    out
+}
+
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for c in 0..a.len() / 32 {
+            for (p, acc) in acc.iter_mut().enumerate() {
+                let at = 32 * c + 8 * p;
+                *acc = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(a.as_ptr().add(at)),
+                    _mm256_loadu_ps(b.as_ptr().add(at)),
+                    *acc,
+                );
+            }
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let pair = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let pair = _mm_add_ps(pair, _mm_movehl_ps(pair, pair));
+        _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps::<1>(pair, pair)))
+    }
+}
