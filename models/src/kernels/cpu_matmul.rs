@@ -9,7 +9,6 @@
 //! Sums run in float32 in another order than MLX's, so results agree with MLX's to float32
 //! rounding (see the tests), not bit for bit.
 
-use std::borrow::Cow;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -24,13 +23,25 @@ pub fn matmul_t(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> 
     if m == 0 || n == 0 {
         return Vec::new();
     }
-    blocked_product(x, m, k, n, n, |rows| {
-        Cow::Borrowed(&w[rows.start * k..rows.end * k])
+    blocked_product(x, m, k, n, n, |rows, _| {
+        Tile::Borrowed(&w[rows.start * k..rows.end * k])
     })
 }
 
-/// The `[m, n]` row-major product of `x` (`[m, k]`) with the weight whose rows `weight(range)`
-/// gives as a `[range.len(), k]` block: about two blocks per core (each SGEMM call packs `x`
+/// Where a block of weight rows comes from: borrowed as it is, or written into a buffer the
+/// product lends (reused by each thread, so no block allocates).
+pub(super) enum Tile<'w> {
+    Borrowed(&'w [f32]),
+    Filled,
+}
+
+thread_local! {
+    /// The buffer each thread's blocks are written into.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The `[m, n]` row-major product of `x` (`[m, k]`) with the weight whose rows `weight(range,
+/// buffer)` gives as a `[range.len(), k]` block: about two blocks per core (each SGEMM call packs `x`
 /// again, so fewer and larger calls), at most `max_rows` rows each, run in parallel, each
 /// writing its own columns of the result in place.
 pub(super) fn blocked_product<'w>(
@@ -39,12 +50,8 @@ pub(super) fn blocked_product<'w>(
     k: usize,
     n: usize,
     max_rows: usize,
-    weight: impl Fn(Range<usize>) -> Cow<'w, [f32]> + Sync,
+    weight: impl Fn(Range<usize>, &mut [f32]) -> Tile<'w> + Sync,
 ) -> Vec<f32> {
-    /// The result's buffer, shared by the blocks: each writes only its own columns.
-    struct Shared(*mut f32);
-    // SAFETY: the blocks write disjoint columns, and the buffer outlives the parallel loop.
-    unsafe impl Sync for Shared {}
     let mut y = vec![0f32; m * n];
     let out = Shared(y.as_mut_ptr());
     // At least two blocks per core, and a whole number of blocks per core (a last round that
@@ -59,31 +66,54 @@ pub(super) fn blocked_product<'w>(
         .map(|s| s..(s + per_block).min(n))
         .collect();
     blocks.into_par_iter().for_each(|rows| {
-        let tile = weight(rows.clone());
-        let out = &out;
-        // C = X (m x k) times tile^T (k x rows), C at column rows.start of y (row stride n).
-        // SAFETY: the pointers cover m*k and rows*k floats and m rows of n floats with the
-        // strides given; no other block writes columns rows.start..rows.end.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                rows.len(),
-                1.0,
-                x.as_ptr(),
-                k as isize,
-                1,
-                tile.as_ptr(),
-                1,
-                k as isize,
-                0.0,
-                out.0.add(rows.start),
-                n as isize,
-                1,
-            );
-        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.resize(scratch.len().max(rows.len() * k), 0.0);
+            let tile = match weight(rows.clone(), &mut scratch[..rows.len() * k]) {
+                Tile::Borrowed(t) => t,
+                Tile::Filled => &scratch[..rows.len() * k],
+            };
+            multiply_block(x, m, k, n, rows, tile, &out);
+        })
     });
     y
+}
+
+/// The result's buffer, shared by the blocks: each writes only its own columns.
+struct Shared(*mut f32);
+// SAFETY: the blocks write disjoint columns, and the buffer outlives the parallel loop.
+unsafe impl Sync for Shared {}
+
+/// Columns `rows` of `y` (`[m, n]` behind `out`) = `x` times `tile^T`.
+fn multiply_block(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    rows: Range<usize>,
+    tile: &[f32],
+    out: &Shared,
+) {
+    // C = X (m x k) times tile^T (k x rows), C at column rows.start of y (row stride n).
+    // SAFETY: the pointers cover m*k and rows*k floats and m rows of n floats with the
+    // strides given; no other block writes columns rows.start..rows.end.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            rows.len(),
+            1.0,
+            x.as_ptr(),
+            k as isize,
+            1,
+            tile.as_ptr(),
+            1,
+            k as isize,
+            0.0,
+            out.0.add(rows.start),
+            n as isize,
+            1,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -15,13 +15,12 @@
 //! Sums run in float32 in another order than MLX's: results agree with MLX's to float32
 //! rounding, not bit for bit (see the tests).
 
-use std::borrow::Cow;
 use std::ops::{Deref, Range};
 
 use mlx_rs::{Array, ArrayElement, Dtype};
 use rayon::prelude::*;
 
-use super::cpu_matmul::blocked_product;
+use super::cpu_matmul::{blocked_product, Tile};
 
 /// Activation rows up to which each weight row is read once for all of them (decode, the LM
 /// head); more rows multiply blocks of dequantized weight rows (prefill).
@@ -414,12 +413,11 @@ impl CpuMatrix {
             CpuMatrix::Affine(a) if m > FUSED_MAX_ROWS => {
                 let xp = a.permuted(x);
                 let max_rows = ((256 << 10) / k).max(1);
-                blocked_product(&xp, m, k, n, max_rows, |rows| {
-                    let mut tile = vec![0f32; rows.len() * k];
+                blocked_product(&xp, m, k, n, max_rows, |rows, tile| {
                     for (r, dst) in rows.zip(tile.chunks_exact_mut(k)) {
                         a.dequantize_row(r, dst, true);
                     }
-                    Cow::Owned(tile)
+                    Tile::Filled
                 })
             }
             CpuMatrix::Affine(_) => Self::matmul_t_each(&[self], x, m)
