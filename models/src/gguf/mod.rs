@@ -9,6 +9,8 @@
 pub mod affine;
 mod dequant;
 mod error;
+pub mod export;
+pub mod quantize;
 mod reader;
 pub mod tiny_gemma3;
 mod types;
