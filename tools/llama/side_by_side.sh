@@ -2,7 +2,7 @@
 # llama.cpp beside vlmbench on the CPU, on the same weights (issue #24): one script, alternated rounds.
 #
 #   tools/llama/side_by_side.sh MODEL_DIR GGUF OUT_DIR [-p 64] [-n 32] [-r 3] [--rounds 3]
-#                               [--threads N] [--seed 0] [--mlx-vlm]
+#                               [--threads N] [--seed 0] [--mlx-vlm] [--mlx-lm]
 #   e.g. tools/llama/side_by_side.sh ~/.cache/vlmbench/gemma3-270m/mlx-gguf \
 #          ~/.cache/vlmbench/gemma3-270m/gemma-3-270m-q4_k_m.gguf charts/cpu-gemma3-270m
 #
@@ -20,33 +20,44 @@
 # rate (prompt tokens over time to first token, the first pick included) and its tgN row the decode
 # rate and time to first token after that P-token prompt, not after a 1-token one. mlx-vlm 0.7.10
 # cannot load vlmbench's import of Gemma 3 270M (it expects a dense 262144 x 640 lm_head); it loads
-# Gemma 4 checkpoints. (For Gemma 3 the correctness reference is mlx-lm.)
+# Gemma 4 checkpoints. (For Gemma 3 the correctness reference is mlx-lm: use --mlx-lm.)
+#
+# --mlx-lm adds mlx-lm 0.32.2 (same MLX as vlmbench) as a third program, timed as vlmbench bench times
+# itself: tools/reference/bench_mlx_lm.py on MODEL_DIR, run after vlmbench in each round (A B C A B C),
+# writes the same bench rows (ppP, tgN; same prompt ids, EOS ignored, one warm-up and R repetitions)
+# through mlx-lm's model call and cache (not its generate()), with every floating parameter cast to
+# float32 (vlmbench's CPU default). It loads vlmbench's import of Gemma 3 270M.
 #
 # Writes into OUT_DIR:
-#   llama.cpp-roundK.json, vlmbench-roundK.json   each round's `bench -o json` rows (same schema)
-#   llama.cpp.json, vlmbench.json                 the rounds pooled (every repetition; mean ± sd)
+#   llama.cpp-roundK.json, vlmbench-roundK.json   each round's `bench -o json` rows (same schema;
+#                                                 mlx-lm-roundK.json with --mlx-lm)
+#   llama.cpp.json, vlmbench.json                 the rounds pooled (every repetition; mean ± sd;
+#                                                 mlx-lm.json with --mlx-lm)
 #   *.results.json                                the same as vlmbench results files (compare/chart)
-#   machine.txt                                   CPU, cores, memory, both programs' versions
+#   machine.txt                                   CPU, cores, memory, every program's version
 #   compare.md                                    `vlmbench compare` (llama.cpp = A, the baseline),
-#                                                 pooled, then round by round
+#                                                 pooled, then round by round; --mlx-lm adds mlx-lm
+#                                                 (A) vs vlmbench (B), pooled and by round
 #   throughput_*.png                              `vlmbench chart` of each program
-# Environment: VLMBENCH_BIN (default target/release/vlmbench), VLMBENCH_REFERENCE_PYTHON (--mlx-vlm).
+# Environment: VLMBENCH_BIN (default target/release/vlmbench), VLMBENCH_REFERENCE_PYTHON (--mlx-vlm,
+# --mlx-lm; default: tools/reference/setup.sh's venv).
 set -euo pipefail
 
 die() { echo "side_by_side.sh: error: $*" >&2; exit 1; }
 log() { echo "side_by_side.sh: $*" >&2; }
-usage="usage: tools/llama/side_by_side.sh MODEL_DIR GGUF OUT_DIR [-p 64] [-n 32] [-r 3] [--rounds 3] [--threads N] [--seed 0] [--mlx-vlm]"
+usage="usage: tools/llama/side_by_side.sh MODEL_DIR GGUF OUT_DIR [-p 64] [-n 32] [-r 3] [--rounds 3] [--threads N] [--seed 0] [--mlx-vlm] [--mlx-lm]"
 
 here="$(pwd)"
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$here/$1" ;; esac; }
 pos=()
-p=64; n=32; r=3; rounds=3; threads=""; seed=0; mlx_vlm=0
+p=64; n=32; r=3; rounds=3; threads=""; seed=0; mlx_vlm=0; mlx_lm=0
 while [ $# -gt 0 ]; do
   case "$1" in
     -p|-n|-r|--rounds|--threads|--seed) [ $# -ge 2 ] || die "$1 needs a value"
       case "$1" in -p) p="$2" ;; -n) n="$2" ;; -r) r="$2" ;; --rounds) rounds="$2" ;; --threads) threads="$2" ;; --seed) seed="$2" ;; esac
       shift 2 ;;
     --mlx-vlm) mlx_vlm=1; shift ;;
+    --mlx-lm) mlx_lm=1; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     -*) die "unknown option $1 ($usage)" ;;
     *) pos+=("$1"); shift ;;
@@ -67,9 +78,9 @@ command -v node >/dev/null 2>&1 || die "node not found: install Node.js 20 or ne
 [ -f "$model/config.json" ] || die "$model is not a vlmbench checkpoint directory (no config.json)"
 bin="${VLMBENCH_BIN:-target/release/vlmbench}"
 [ -x "$bin" ] || die "$bin not found: cargo build --release first, or set VLMBENCH_BIN"
-if [ "$mlx_vlm" = 1 ]; then
+if [ "$mlx_vlm" = 1 ] || [ "$mlx_lm" = 1 ]; then
   py="${VLMBENCH_REFERENCE_PYTHON:-$(tools/reference/setup.sh | tail -n 1)}"
-  [ -x "$py" ] || die "no Python for mlx-vlm ($py): run tools/reference/setup.sh or set VLMBENCH_REFERENCE_PYTHON"
+  [ -x "$py" ] || die "no Python for mlx-vlm/mlx-lm ($py): run tools/reference/setup.sh or set VLMBENCH_REFERENCE_PYTHON"
 fi
 VLMBENCH_LLAMA_DIR="$(tools/llama/setup.sh | tail -n 1)"
 export VLMBENCH_LLAMA_DIR
@@ -78,7 +89,7 @@ load_start="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 
 llama_args=(--gguf "$gguf" --model-dir "$model" -p "$p" -n "$n" -r "$r" --seed "$seed" -o json)
 [ -n "$threads" ] && llama_args+=(--threads "$threads")
-llama_rounds=(); vlm_rounds=(); mlx_rounds=()
+llama_rounds=(); vlm_rounds=(); mlx_rounds=(); lm_rounds=()
 for k in $(seq 1 "$rounds"); do
   log "round $k of $rounds: llama.cpp"
   node tools/llama/bench.mjs "${llama_args[@]}" > "$out/llama.cpp-round$k.json"
@@ -93,16 +104,31 @@ for k in $(seq 1 "$rounds"); do
       || die "mlx-vlm (tools/reference/bench_reference.py) failed on $model"
     mlx_rounds+=("$out/mlx-vlm-round$k.sweep.json")
   fi
+  if [ "$mlx_lm" = 1 ]; then
+    log "round $k of $rounds: mlx-lm"
+    "$py" tools/reference/bench_mlx_lm.py --model "$model" -p "$p" -n "$n" -r "$r" --seed "$seed" --dtype float32 \
+      --out "$out/mlx-lm-round$k.json" 2> >(grep -v -i warn >&2) >&2 \
+      || die "mlx-lm (tools/reference/bench_mlx_lm.py) failed on $model"
+    lm_rounds+=("$out/mlx-lm-round$k.json")
+  fi
 done
 
+lm_label="mlx-lm (float32)"
 llama_label="$(node -e 'const r = require(process.argv[1])[0]; console.log(`llama.cpp (node-llama-cpp 3.22.1, ${r.kernels.split(",")[0].replace(/^ggml-cpu-/, "")})`)' "$(realpath "${llama_rounds[0]}")")"
 node tools/llama/results.mjs --label "$llama_label" --rows-out "$out/llama.cpp.json" --out "$out/llama.cpp.results.json" "${llama_rounds[@]}"
 node tools/llama/results.mjs --label vlmbench --rows-out "$out/vlmbench.json" --out "$out/vlmbench.results.json" "${vlm_rounds[@]}"
 for k in $(seq 1 "$rounds"); do
   node tools/llama/results.mjs --label "$llama_label" --out "$out/llama.cpp-round$k.results.json" "$out/llama.cpp-round$k.json"
   node tools/llama/results.mjs --label vlmbench --out "$out/vlmbench-round$k.results.json" "$out/vlmbench-round$k.json"
+  if [ "$mlx_lm" = 1 ]; then
+    node tools/llama/results.mjs --label "$lm_label" --out "$out/mlx-lm-round$k.results.json" "$out/mlx-lm-round$k.json"
+  fi
 done
 charted=("$out/llama.cpp.results.json" "$out/vlmbench.results.json")
+if [ "$mlx_lm" = 1 ]; then
+  node tools/llama/results.mjs --label "$lm_label" --rows-out "$out/mlx-lm.json" --out "$out/mlx-lm.results.json" "${lm_rounds[@]}"
+  charted+=("$out/mlx-lm.results.json")
+fi
 if [ "$mlx_vlm" = 1 ]; then
   node tools/llama/results.mjs --from-sweep "$p,$n" --label mlx-vlm --rows-out "$out/mlx-vlm.json" \
     --out "$out/mlx-vlm.results.json" "${mlx_rounds[@]}"
@@ -122,6 +148,7 @@ fi
   fi
   echo "llama.cpp: $(node -p 'const r = require(process.argv[1])[0]; `${r.vlmbench_version}, ${r.kernels}, ${r.prefill}`' "$(realpath "$out/llama.cpp.json")"), node $(node --version)"
   echo "vlmbench: $("$bin" --version), MLX $(node -p 'const r = require(process.argv[1])[0]; `${r.mlx_version}, ${r.dtype}, kernels ${r.kernels}, prefill ${r.prefill}`' "$(realpath "$out/vlmbench.json")"), binary of $(date -u -r "$bin" +%Y-%m-%dT%H:%M:%SZ), checkout at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- 2>/dev/null || echo ' with uncommitted changes')"
+  if [ "$mlx_lm" = 1 ]; then echo "mlx-lm: $(node -p 'const r = require(process.argv[1])[0]; `${r.vlmbench_version}, MLX ${r.mlx_version}, ${r.dtype}, prefill ${r.prefill}`' "$(realpath "$out/mlx-lm.json")"), python $("$py" -c 'import platform; print(platform.python_version())')"; fi
   if [ "$mlx_vlm" = 1 ]; then echo "mlx-vlm: $(node -p 'const r = require(process.argv[1])[0]; `${r.vlmbench_version}, MLX ${r.mlx_version}`' "$(realpath "$out/mlx-vlm.json")")"; fi
   echo "tests: pp$p, tg$n; $r repetitions after one warm-up, $rounds alternated rounds, seed $seed"
   echo "gguf: $gguf ($(stat -c %s "$gguf") bytes)"
@@ -129,7 +156,7 @@ fi
 } > "$out/machine.txt"
 
 {
-  echo "# llama.cpp vs vlmbench on the CPU: pp$p, tg$n"
+  echo "# llama.cpp vs vlmbench$([ "$mlx_lm" = 1 ] && echo " (and mlx-lm)") on the CPU: pp$p, tg$n"
   echo
   echo '```'
   cat "$out/machine.txt"
@@ -139,10 +166,19 @@ fi
   echo "token and peak memory, below 1 is better). A test fills only what it measures: pp the prefill rate,"
   echo "tg the decode rate and the time to first token of its 1-token prompt; 0 and NaN mark the rest."
   echo "Peak memory: llama.cpp's is its process's resident high-water mark, vlmbench's MLX's allocator peak."
+  if [ "$mlx_lm" = 1 ]; then
+    echo "mlx-lm (float32, every floating parameter cast) is timed as vlmbench bench; its peak is MLX's allocator peak."
+  fi
   echo
   echo "## All $rounds rounds pooled ($((rounds * r)) repetitions a test)"
   echo
   "$bin" compare "$out/llama.cpp.results.json" "$out/vlmbench.results.json"
+  if [ "$mlx_lm" = 1 ]; then
+    echo
+    echo "## mlx-lm (A) vs vlmbench (B), all $rounds rounds pooled ($((rounds * r)) repetitions a test)"
+    echo
+    "$bin" compare "$out/mlx-lm.results.json" "$out/vlmbench.results.json"
+  fi
   if [ "$mlx_vlm" = 1 ]; then
     echo
     echo "## mlx-vlm (A) vs vlmbench (B), $rounds rounds (one generation each)"
@@ -154,6 +190,12 @@ fi
     echo "## Round $k"
     echo
     "$bin" compare "$out/llama.cpp-round$k.results.json" "$out/vlmbench-round$k.results.json"
+    if [ "$mlx_lm" = 1 ]; then
+      echo
+      echo "### Round $k: mlx-lm (A) vs vlmbench (B)"
+      echo
+      "$bin" compare "$out/mlx-lm-round$k.results.json" "$out/vlmbench-round$k.results.json"
+    fi
   done
 } > "$out/compare.md"
 "$bin" chart "${charted[@]}" --out-dir "$out" >&2
