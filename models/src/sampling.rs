@@ -47,6 +47,11 @@ pub fn clamp_temperature(temperature: f64) -> f64 {
 
 /// `logits - logsumexp(logits)` over the last axis: what mlx-vlm hands the sampler.
 pub fn log_softmax(logits: &Array) -> Result<Array, SamplingError> {
+    let on_host = crate::kernels::cpu::try_log_softmax(logits)
+        .map_err(|e| Exception::custom(e.to_string()))?;
+    if let Some(lp) = on_host {
+        return Ok(lp);
+    }
     let lse = logits.logsumexp_axis(-1, true)?;
     Ok(logits.subtract(&lse)?)
 }

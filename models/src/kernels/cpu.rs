@@ -119,6 +119,33 @@ pub fn try_sdpa(
     Ok(Some(Array::from_slice(&out, &[qs[0], qs[1], qs[2], vs[3]])))
 }
 
+/// `logits - logsumexp(logits)` over the last axis of float32 `logits` on the host, when the
+/// current stream is a CPU one and the choice includes vlmbench's kernels: MLX's CPU
+/// `logsumexp` takes a scalar `exp` per value, a tenth of a small model's decode step over a
+/// vocabulary of 262,144. `None` leaves it to MLX.
+pub fn try_log_softmax(logits: &Array) -> Result<Option<Array>> {
+    if !own_cpu_path()? || logits.dtype() != Dtype::Float32 || logits.ndim() == 0 {
+        return Ok(None);
+    }
+    let logits = logits.contiguous()?;
+    let Ok(values) = logits.try_as_slice::<f32>() else {
+        return Ok(None);
+    };
+    let n = *logits.shape().last().expect("ndim > 0") as usize;
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut out = values.to_vec();
+    for row in out.chunks_exact_mut(n) {
+        let top = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+        let mut e: Vec<f32> = row.iter().map(|v| v - top).collect();
+        super::cpu_ops::exp_in_place(&mut e);
+        let lse = top + e.iter().sum::<f32>().ln();
+        row.iter_mut().for_each(|v| *v -= lse);
+    }
+    Ok(Some(Array::from_slice(&out, logits.shape())))
+}
+
 /// `x`'s shape with the last axis replaced by `n`.
 fn with_last_axis(x: &Array, n: i32) -> Vec<i32> {
     let mut shape = x.shape().to_vec();
