@@ -719,7 +719,7 @@ mod avx2 {
     /// The biases as the kernel adds them.
     #[derive(Clone, Copy)]
     enum Bias<'a> {
-        TimesScale(__m256),
+        TimesScale(f32),
         Stored(&'a super::Floats),
     }
 
@@ -805,7 +805,8 @@ mod avx2 {
         }
     }
 
-    /// [`weight_rows`] for activation rows `first..` (up to 4), by layout.
+    /// [`weight_rows`] for activation rows `first..` (up to 4), by layout; with one activation
+    /// row (decode), nibble codes take weight rows two at a time.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn rows_by<S: Scales + ?Sized>(
         a: &Affine,
@@ -816,36 +817,57 @@ mod avx2 {
         out: &mut [f32],
     ) {
         let bias = match &a.biases {
-            super::Biases::TimesScale(z) => Bias::TimesScale(_mm256_set1_ps(*z)),
+            super::Biases::TimesScale(z) => Bias::TimesScale(*z),
             super::Biases::Stored(b) => Bias::Stored(b),
         };
+        let paired = rows.start..rows.end - rows.len() % 2;
+        let last = paired.end..rows.end;
         macro_rules! by_rows {
-            ($bits:literal, $high:literal) => {
+            ($bits:literal, $high:literal, $pair:literal) => {{
+                let r0 = rows.start;
                 match x.m - first {
-                    1 => weight_rows::<S, $bits, $high, 1>(a, s, bias, rows, x, first, out),
-                    2 => weight_rows::<S, $bits, $high, 2>(a, s, bias, rows, x, first, out),
-                    3 => weight_rows::<S, $bits, $high, 3>(a, s, bias, rows, x, first, out),
-                    _ => weight_rows::<S, $bits, $high, 4>(a, s, bias, rows, x, first, out),
+                    1 => {
+                        weight_rows::<S, $bits, $high, 1, $pair>(
+                            a, s, bias, paired, r0, x, first, out,
+                        );
+                        weight_rows::<S, $bits, $high, 1, 1>(a, s, bias, last, r0, x, first, out);
+                    }
+                    2 => weight_rows::<S, $bits, $high, 2, 1>(a, s, bias, rows, r0, x, first, out),
+                    3 => weight_rows::<S, $bits, $high, 3, 1>(a, s, bias, rows, r0, x, first, out),
+                    _ => weight_rows::<S, $bits, $high, 4, 1>(a, s, bias, rows, r0, x, first, out),
                 }
-            };
+            }};
         }
+        // Two weight rows at a time keep more independent work in flight for the nibble layouts
+        // (more arithmetic per byte); for bytes, one row leaves the loop in registers and is faster.
         match a.layout {
-            Layout::Nibbles => by_rows!(4, false),
-            Layout::Nibbles5 => by_rows!(4, true),
-            Layout::Bytes => by_rows!(8, false),
+            Layout::Nibbles => by_rows!(4, false, 2),
+            Layout::Nibbles5 => by_rows!(4, true, 2),
+            Layout::Bytes => by_rows!(8, false, 1),
         }
     }
 
-    /// Weight rows `rows` times activation rows `first..first + M`, into `out[o * m + first + i]`.
-    /// Each load of 8 words gives `32 / BITS` vectors of 8 codes (mask, convert, shift; with
-    /// `HIGH`, each code's fifth bit from the plane ORed in); each is multiplied into the
-    /// permuted activations with two accumulators per row, and the sum is scaled once per chunk.
+    /// Weight rows `rows` (`R` at a time; a multiple of `R` of them) times activation rows
+    /// `first..first + M`, into `out[(r - r0) * m + first + i]`. Each load of 8 words gives
+    /// `32 / BITS` vectors of 8 codes (mask, convert, shift; with `HIGH`, each code's fifth bit
+    /// from the plane ORed in); each is multiplied into the permuted activations with two
+    /// accumulators, whose sum is scaled once per chunk. The bias term accumulates in a chain of
+    /// its own: `bias . lane sums` per chunk (with biases that are `z` times the scales, `scale .
+    /// lane sums`, times `z` at the end).
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn weight_rows<S: Scales + ?Sized, const BITS: i32, const HIGH: bool, const M: usize>(
+    unsafe fn weight_rows<
+        S: Scales + ?Sized,
+        const BITS: i32,
+        const HIGH: bool,
+        const M: usize,
+        const R: usize,
+    >(
         a: &Affine,
         s: &S,
         bias: Bias<'_>,
         rows: std::ops::Range<usize>,
+        r0: usize,
         x: &Prepared,
         first: usize,
         out: &mut [f32],
@@ -854,59 +876,76 @@ mod avx2 {
         let per_word = (32 / BITS) as usize;
         let mask = _mm256_set1_epi32((1 << BITS) - 1);
         let fifth = _mm256_set1_epi32(16);
+        let zero = _mm256_setzero_ps();
         let xs: [*const f32; M] = std::array::from_fn(|i| x.permuted[(first + i) * k..].as_ptr());
         let sums: [*const f32; M] =
             std::array::from_fn(|i| x.lane_sums[(first + i) * 8 * (k / chunk)..].as_ptr());
         let words_per_row = k / per_word;
-        for (o, r) in rows.enumerate() {
-            let words = a.words.as_ptr().add(r * words_per_row);
-            let high = a
-                .high
-                .as_ptr()
-                .add(if HIGH { r * words_per_row } else { 0 });
-            let mut total = [_mm256_setzero_ps(); M];
-            for c in 0..k / chunk {
-                let mut w = _mm256_loadu_si256(words.add(8 * c) as *const __m256i);
-                // Byte `l` (word `l`'s fifth bits) in lane `l`, moved up so bit `j` is at 4 + j.
-                let mut h = if HIGH {
-                    _mm256_slli_epi32::<4>(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                        high.add(8 * c) as *const __m128i
-                    )))
-                } else {
-                    _mm256_setzero_si256()
-                };
-                let mut acc = [[_mm256_setzero_ps(); 2]; M];
-                for j in 0..per_word {
-                    let mut code = _mm256_and_si256(w, mask);
-                    if HIGH {
-                        code = _mm256_or_si256(code, _mm256_and_si256(h, fifth));
-                        h = _mm256_srli_epi32::<1>(h);
-                    }
-                    let q = _mm256_cvtepi32_ps(code);
-                    w = _mm256_srli_epi32::<BITS>(w);
-                    for i in 0..M {
-                        let xv = _mm256_loadu_ps(xs[i].add(c * chunk + 8 * j));
-                        acc[i][j & 1] = _mm256_fmadd_ps(q, xv, acc[i][j & 1]);
-                    }
-                }
-                let scale = per_lane(s, a, r, c);
-                for i in 0..M {
-                    let lanes = _mm256_loadu_ps(sums[i].add(8 * c));
-                    let codes = _mm256_add_ps(acc[i][0], acc[i][1]);
-                    total[i] = match bias {
-                        Bias::TimesScale(z) => {
-                            _mm256_fmadd_ps(_mm256_fmadd_ps(z, lanes, codes), scale, total[i])
-                        }
-                        Bias::Stored(b) => _mm256_fmadd_ps(
-                            per_lane(b, a, r, c),
-                            lanes,
-                            _mm256_fmadd_ps(codes, scale, total[i]),
-                        ),
-                    };
+        let z = match bias {
+            Bias::TimesScale(z) => z,
+            Bias::Stored(_) => 1.0,
+        };
+        for r in rows.step_by(R) {
+            let mut words = [std::ptr::null::<u32>(); R];
+            let mut high = [std::ptr::null::<u8>(); R];
+            for q in 0..R {
+                words[q] = a.words.as_ptr().add((r + q) * words_per_row);
+                if HIGH {
+                    high[q] = a.high.as_ptr().add((r + q) * words_per_row);
                 }
             }
-            for i in 0..M {
-                out[o * x.m + first + i] = horizontal_sum(total[i]);
+            let mut total = [[zero; M]; R];
+            let mut bias_total = [[zero; M]; R];
+            for c in 0..k / chunk {
+                let mut w = [_mm256_setzero_si256(); R];
+                let mut h = [_mm256_setzero_si256(); R];
+                for q in 0..R {
+                    w[q] = _mm256_loadu_si256(words[q].add(8 * c) as *const __m256i);
+                    if HIGH {
+                        // Byte `l` (word `l`'s fifth bits) in lane `l`, bit `j` moved to 4 + j.
+                        h[q] = _mm256_slli_epi32::<4>(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                            high[q].add(8 * c) as *const __m128i,
+                        )));
+                    }
+                }
+                let mut acc = [[[zero; 2]; M]; R];
+                for j in 0..per_word {
+                    let mut codes = [zero; R];
+                    for q in 0..R {
+                        let mut code = _mm256_and_si256(w[q], mask);
+                        if HIGH {
+                            code = _mm256_or_si256(code, _mm256_and_si256(h[q], fifth));
+                            h[q] = _mm256_srli_epi32::<1>(h[q]);
+                        }
+                        codes[q] = _mm256_cvtepi32_ps(code);
+                        w[q] = _mm256_srli_epi32::<BITS>(w[q]);
+                    }
+                    for i in 0..M {
+                        let xv = _mm256_loadu_ps(xs[i].add(c * chunk + 8 * j));
+                        for q in 0..R {
+                            acc[q][i][j & 1] = _mm256_fmadd_ps(codes[q], xv, acc[q][i][j & 1]);
+                        }
+                    }
+                }
+                for q in 0..R {
+                    let scale = per_lane(s, a, r + q, c);
+                    let bias_lanes = match bias {
+                        Bias::TimesScale(_) => scale,
+                        Bias::Stored(b) => per_lane(b, a, r + q, c),
+                    };
+                    for i in 0..M {
+                        let lanes = _mm256_loadu_ps(sums[i].add(8 * c));
+                        let codes = _mm256_add_ps(acc[q][i][0], acc[q][i][1]);
+                        total[q][i] = _mm256_fmadd_ps(codes, scale, total[q][i]);
+                        bias_total[q][i] = _mm256_fmadd_ps(lanes, bias_lanes, bias_total[q][i]);
+                    }
+                }
+            }
+            for q in 0..R {
+                for i in 0..M {
+                    out[(r + q - r0) * x.m + first + i] =
+                        horizontal_sum(total[q][i]) + z * horizontal_sum(bias_total[q][i]);
+                }
             }
         }
     }
