@@ -55,24 +55,72 @@ pub(super) fn build_param(param: &Param, key: &Array) -> Result<Vec<(String, Arr
             message: e.what().to_string(),
         }
     };
-    let r = random::normal::<f32>(&param.shape[..], None, None, key).map_err(mlx("drawing"))?;
-    let value = initialise(&r, param.init).map_err(mlx("scaling"))?;
-    let value = value
-        .as_dtype(Dtype::Bfloat16)
-        .map_err(mlx("casting to bf16"))?;
+    // One draw, as the Python builder makes it; a tensor beyond MLX's element limit in slices
+    // of whole rows, each with its own key split off the parameter's in turn.
+    let mut parts: Vec<Vec<Array>> = Vec::new();
+    let (mut key, mut start) = (key.clone(), 0);
+    let rows_per_slice = slice_rows(&param.shape);
+    while start < param.shape.first().copied().unwrap_or(1) {
+        let mut shape = param.shape.clone();
+        let this = if rows_per_slice == param.shape.first().copied().unwrap_or(1) {
+            key.clone()
+        } else {
+            let (this, next) = random::split(&key, 2).map_err(mlx("splitting the PRNG key"))?;
+            key = next;
+            shape[0] = rows_per_slice.min(param.shape[0] - start);
+            this
+        };
+        start += shape.first().copied().unwrap_or(1);
+        let r = random::normal::<f32>(&shape[..], None, None, &this).map_err(mlx("drawing"))?;
+        let value = initialise(&r, param.init).map_err(mlx("scaling"))?;
+        let value = value
+            .as_dtype(Dtype::Bfloat16)
+            .map_err(mlx("casting to bf16"))?;
+        parts.push(match param.storage {
+            Storage::Bf16 => vec![value],
+            Storage::Quantized { bits } => {
+                let (w, scales, biases) =
+                    quantize(&value, GROUP_SIZE, bits).map_err(mlx("quantizing"))?;
+                vec![w, scales, biases]
+            }
+        });
+    }
+    let joined = |i: usize| -> Result<Array, TinyError> {
+        if parts.len() == 1 {
+            return Ok(parts[0][i].clone());
+        }
+        let pieces: Vec<Array> = parts.iter().map(|p| p[i].clone()).collect();
+        mlx_rs::ops::concatenate(&pieces, 0).map_err(mlx("joining slices"))
+    };
     Ok(match param.storage {
-        Storage::Bf16 => vec![(param.name.clone(), value)],
-        Storage::Quantized { bits } => {
-            let (w, scales, biases) =
-                quantize(&value, GROUP_SIZE, bits).map_err(mlx("quantizing"))?;
+        Storage::Bf16 => vec![(param.name.clone(), joined(0)?)],
+        Storage::Quantized { .. } => {
             let module = param.module_path();
             vec![
-                (format!("{module}.weight"), w),
-                (format!("{module}.scales"), scales),
-                (format!("{module}.biases"), biases),
+                (format!("{module}.weight"), joined(0)?),
+                (format!("{module}.scales"), joined(1)?),
+                (format!("{module}.biases"), joined(2)?),
             ]
         }
     })
+}
+
+/// Elements one MLX draw (and cast and quantization) handles correctly: beyond 2^31 its
+/// indices overflow and the tail comes out as garbage (Gemma 4 E2B's per-layer embedding table
+/// has 2.35e9 values).
+const MAX_SLICE: usize = 1 << 30;
+
+/// Rows of the first axis per slice: all of them up to [`MAX_SLICE`] elements.
+fn slice_rows(shape: &[i32]) -> i32 {
+    let Some(&rows) = shape.first() else {
+        return 1;
+    };
+    let total: usize = shape.iter().map(|&d| d as usize).product();
+    if total <= MAX_SLICE {
+        return rows;
+    }
+    let row = (total / rows.max(1) as usize).max(1);
+    ((MAX_SLICE / row) as i32).max(1)
 }
 
 /// The float32 arithmetic of the Python builder, operation for operation (so the rounding is the
@@ -147,6 +195,18 @@ pub fn save(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tensors_beyond_mlxs_element_limit_are_drawn_in_slices_of_whole_rows_under_it() {
+        // Gemma 4 E2B's per-layer embedding table: 2.35e9 values, one draw would overflow.
+        let rows = slice_rows(&[262_144, 8_960]);
+        assert!(rows > 0 && rows as usize * 8_960 <= MAX_SLICE, "{rows}");
+        assert!(262_144 / rows as usize >= 2);
+        // Anything under the limit is one draw, as the Python builder makes it.
+        assert_eq!(slice_rows(&[262_144, 1_536]), 262_144);
+        assert_eq!(slice_rows(&[64]), 64);
+        assert_eq!(slice_rows(&[]), 1);
+    }
 
     #[test]
     fn split_gives_one_distinct_key_per_parameter_and_matches_mlx_rs_split() {
