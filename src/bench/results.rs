@@ -120,7 +120,7 @@ impl ResultsFile {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub fn sample() -> ResultsFile {

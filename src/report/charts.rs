@@ -122,6 +122,125 @@ pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Re
     Ok(())
 }
 
+/// One program's figures for one test of a side-by-side chart.
+#[derive(Clone, Debug)]
+pub struct ProgramBar {
+    pub program: String,
+    pub test: String,
+    /// tokens/s.
+    pub value: f64,
+}
+
+/// Programs side by side on the same tests: prefill rates in one panel, decode rates in the
+/// other, a bar per (test, program) coloured by program, each labelled with its rate and its
+/// ratio to the first program's (the baseline).
+pub fn programs_side_by_side(
+    path: &Path,
+    title: &str,
+    programs: &[String],
+    prefill: &[ProgramBar],
+    decode: &[ProgramBar],
+) -> Result<()> {
+    anyhow::ensure!(
+        !prefill.is_empty() || !decode.is_empty(),
+        "no results to chart for {}",
+        path.display()
+    );
+    register_font();
+    let err = plot_err(path);
+    let rows = prefill.len().max(decode.len()) as u32;
+    let root = BitMapBackend::new(path, (1400, 130 + 44 * rows)).into_drawing_area();
+    root.fill(&WHITE).map_err(&err)?;
+    let root = root.titled(title, (FONT, 22)).map_err(&err)?;
+    let panels = root.split_evenly((1, 2));
+    let colour = |program: &str| {
+        let i = programs.iter().position(|p| p == program).unwrap_or(0);
+        SERIES_COLORS[i % SERIES_COLORS.len()]
+    };
+    for (panel, (caption, bars)) in panels.iter().zip([
+        ("Prefill (prompt processing)", prefill),
+        ("Decode (generation)", decode),
+    ]) {
+        if bars.is_empty() {
+            continue;
+        }
+        let baseline = |test: &str| {
+            bars.iter()
+                .find(|b| b.test == test && b.program == programs[0])
+                .map(|b| b.value)
+        };
+        let max = bars.iter().map(|b| b.value).fold(0.0, f64::max).max(1e-9);
+        let n = bars.len() as i32;
+        // The test names the bar only where the panel holds several.
+        let one_test = bars.iter().all(|b| b.test == bars[0].test);
+        let label = |b: &ProgramBar| {
+            let program = b.program.split(" (").next().unwrap_or(&b.program);
+            if one_test {
+                program.to_string()
+            } else {
+                format!("{} {program}", b.test)
+            }
+        };
+        let caption = if one_test {
+            format!("{caption}, {}", bars[0].test)
+        } else {
+            caption.to_string()
+        };
+        let mut chart = ChartBuilder::on(panel)
+            .caption(caption, (FONT, 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(170)
+            .build_cartesian_2d(0.0..max * 1.45, (0..n - 1).into_segmented())
+            .map_err(&err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .light_line_style(WHITE)
+            .x_label_formatter(&|v| trim_number(*v))
+            .x_desc("tokens/s")
+            .label_style((FONT, 14))
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                    bars.get(*i as usize).map(label).unwrap_or_default()
+                }
+                SegmentValue::Last => String::new(),
+            })
+            .draw()
+            .map_err(&err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let mut bar = Rectangle::new(
+                    [
+                        (0.0, SegmentValue::Exact(i as i32)),
+                        (b.value, SegmentValue::Exact(i as i32 + 1)),
+                    ],
+                    colour(&b.program).mix(0.85).filled(),
+                );
+                bar.set_margin(6, 6, 0, 0);
+                bar
+            }))
+            .map_err(&err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let ratio = match baseline(&b.test) {
+                    Some(base) if base > 0.0 && b.program != programs[0] => {
+                        format!(" ({:.2}x)", b.value / base)
+                    }
+                    _ => String::new(),
+                };
+                Text::new(
+                    format!(" {:.1}{ratio}", b.value),
+                    (b.value, SegmentValue::CenterOf(i as i32)),
+                    TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+                )
+            }))
+            .map_err(&err)?;
+    }
+    root.present().map_err(&err)?;
+    Ok(())
+}
+
 /// An axis number without a useless ".0" (20 rather than 20.0; 0.5 stays).
 pub(crate) fn trim_number(v: f64) -> String {
     if v.fract() == 0.0 {
@@ -335,11 +454,59 @@ pub fn chart_results(files: &[ResultsFile], dir: &Path) -> Result<Vec<PathBuf>> 
         throughput_panels(&path, &title, &bars)?;
         written.push(path);
     }
+    let tables: Vec<&ResultsFile> = files
+        .iter()
+        .filter(|f| f.kind == ResultKind::PromptTable)
+        .collect();
+    if tables.len() >= 2 {
+        let path = dir.join("side_by_side.png");
+        side_by_side(&path, &tables)?;
+        written.push(path);
+    }
     anyhow::ensure!(
         !written.is_empty(),
         "the results files hold nothing to chart"
     );
     Ok(written)
+}
+
+/// [`programs_side_by_side`] of several prompt tables (one per program, the first the baseline):
+/// each test's prefill rate where it has one, and its decode rate.
+fn side_by_side(path: &Path, tables: &[&ResultsFile]) -> Result<()> {
+    let programs: Vec<String> = tables.iter().map(|f| f.run.label.clone()).collect();
+    let mut tests: Vec<&str> = Vec::new();
+    for m in tables.iter().flat_map(|f| &f.measurements) {
+        if !tests.contains(&m.label.as_str()) {
+            tests.push(&m.label);
+        }
+    }
+    let bars = |value: fn(&crate::bench::results::Measurement) -> f64| -> Vec<ProgramBar> {
+        tests
+            .iter()
+            .flat_map(|t| {
+                tables.iter().filter_map(move |f| {
+                    let m = f.measurements.iter().find(|m| m.label == *t)?;
+                    (value(m) > 0.0).then(|| ProgramBar {
+                        program: f.run.label.clone(),
+                        test: t.to_string(),
+                        value: value(m),
+                    })
+                })
+            })
+            .collect()
+    };
+    let title = format!(
+        "{} — tokens/s, ratios to {}",
+        describe(tables.iter().copied()),
+        programs[0]
+    );
+    programs_side_by_side(
+        path,
+        &title,
+        &programs,
+        &bars(|m| m.prefill_tps),
+        &bars(|m| m.decode_tps),
+    )
 }
 
 /// "model (dtype) on device" for the files, each part listed once: several long device names
@@ -424,6 +591,55 @@ mod tests {
         (p[0] as i32 - blend(c.0)).abs() <= 2
             && (p[1] as i32 - blend(c.1)).abs() <= 2
             && (p[2] as i32 - blend(c.2)).abs() <= 2
+    }
+
+    #[test]
+    fn prompt_tables_of_several_programs_get_one_side_by_side_chart_in_their_colours() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = |label: &str, pp: f64, tg: f64| {
+            let mut f = crate::bench::results::tests::sample();
+            f.kind = ResultKind::PromptTable;
+            f.run.label = label.into();
+            let m = |label: &str, prefill_tps: f64, decode_tps: f64| {
+                crate::bench::results::Measurement {
+                    label: label.into(),
+                    has_image: false,
+                    prompt_tokens: 64,
+                    gen_tokens: 32,
+                    prefill_tps,
+                    decode_tps,
+                    time_to_first_token_s: 0.0,
+                    vision_encode_s: 0.0,
+                    total_s: 1.0,
+                    peak_memory_bytes: 0,
+                    reference_prompt_tps: 0.0,
+                    reference_generation_tps: 0.0,
+                    stream_first_token_s: None,
+                    stream_avg_token_s: None,
+                    answer: None,
+                }
+            };
+            f.measurements = vec![m("pp64", pp, 0.0), m("tg32", 0.0, tg)];
+            f
+        };
+        let files = [
+            table("llama.cpp (node-llama-cpp)", 380.0, 49.0),
+            table("vlmbench", 391.0, 54.0),
+        ];
+        let written = chart_results(&files, dir.path()).unwrap();
+        let path = dir.path().join("side_by_side.png");
+        assert!(written.contains(&path), "{written:?}");
+        let img = image::open(&path).unwrap().to_rgb8();
+        for c in &SERIES_COLORS[..2] {
+            assert!(
+                img.pixels().any(|p| close(p.0, *c)),
+                "no bar in {c:?}: one program is missing"
+            );
+        }
+        // One program alone has nothing to stand beside.
+        let alone = tempfile::tempdir().unwrap();
+        chart_results(&files[..1], alone.path()).unwrap();
+        assert!(!alone.path().join("side_by_side.png").exists());
     }
 
     #[test]

@@ -142,7 +142,8 @@ fi
   echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null || echo '?')"
   echo "kernel: $(uname -srm)"
   echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
-  if awk -v c="$(nproc)" -v a="${load_start%% *}" -v b="$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)" 'BEGIN { exit !(a + 0 > c || b + 0 > c) }'; then
+  # The load at the end counts the benchmark's own threads; only the start says whether other work ran.
+  if awk -v c="$(nproc)" -v a="${load_start%% *}" 'BEGIN { exit !(a + 0 > c) }'; then
     echo "  WARNING: load above the core count: other work shared the CPU (llama.cpp's threads wait for each other"
     echo "  at every barrier and slow down far more than vlmbench on a shared CPU): these figures are not comparable"
   fi

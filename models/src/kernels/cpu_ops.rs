@@ -238,7 +238,7 @@ mod avx2 {
         let large = _mm256_or_ps(large, sign);
         let z = _mm256_mul_ps(x, x);
         let mut p = _mm256_set1_ps(-5.704_988_7e-3);
-        for c in [2.063_908_9e-2, -5.373_971_6e-2, 0.133_314_42, -0.333_332_82] {
+        for c in [2.063_909e-2, -5.373_971_6e-2, 0.133_314_42, -0.333_332_8] {
             p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(c));
         }
         let small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
