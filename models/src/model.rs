@@ -15,6 +15,7 @@ use crate::distributed::Group;
 use crate::error::ModelError;
 use crate::gemma3::cpu::{CpuCache, CpuGemma3};
 use crate::gemma3::Gemma3Text;
+use crate::gemma4::cpu::CpuGemma4;
 use crate::gemma4::{
     Config as Gemma4Config, Gemma4Images, Gemma4Text, ImagesLoadError, ProcessedImage,
     ProcessorError, DEFAULT_PREFILL_STEP_SIZE,
@@ -261,12 +262,21 @@ impl LoadedModel {
                     Some(ImageSupport::Gemma4(i)) => Some(i),
                     _ => None,
                 };
-                Box::new(Gemma4Decoder {
+                let mlx = Gemma4Decoder {
                     model,
                     images,
                     cache: model.make_cache(),
                     prefill_step_size,
-                })
+                };
+                match model.cpu() {
+                    Some(cpu) => Box::new(CpuGemma4Decoder {
+                        cache: cpu.make_cache(),
+                        model: cpu,
+                        mlx,
+                        on_mlx: false,
+                    }),
+                    None => Box::new(mlx),
+                }
             }
             Architecture::Gemma3(model) => match model.cpu() {
                 Some(cpu) => Box::new(CpuGemma3Decoder {
@@ -421,33 +431,92 @@ fn logits_array(values: Vec<f32>) -> Array {
 
 impl Decoder for CpuGemma3Decoder<'_> {
     fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
-        if ids.is_empty() {
-            return Err(ModelError::Input("the prompt has no tokens".into()));
-        }
-        let vocab = self.model.vocab();
-        if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
-            return Err(ModelError::Input(format!(
-                "token id {bad} is outside the vocabulary [0, {vocab})"
-            )));
-        }
+        check_prompt_ids(ids, self.model.vocab())?;
         self.cache = self.model.make_cache();
         Ok(logits_array(self.model.forward(ids, &mut self.cache)))
     }
 
     fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
-        token.eval()?;
-        let id = token.as_dtype(mlx_rs::Dtype::Int64)?.as_slice::<i64>()[0];
-        if id < 0 || id as usize >= self.model.vocab() {
-            return Err(ModelError::Input(format!(
-                "token id {id} is outside the vocabulary"
-            )));
-        }
-        Ok(logits_array(
-            self.model.forward(&[id as u32], &mut self.cache),
-        ))
+        let id = token_id(token, self.model.vocab())?;
+        Ok(logits_array(self.model.forward(&[id], &mut self.cache)))
     }
 
     fn offset(&self) -> i32 {
         self.cache.len() as i32
     }
+}
+
+/// A Gemma 4 generation on the CPU forward pass ([`crate::gemma4::cpu`]); a prompt with images
+/// runs MLX's graph (vision tower, merged features, bidirectional image blocks), and so does the
+/// rest of that generation.
+struct CpuGemma4Decoder<'m> {
+    model: &'m CpuGemma4,
+    cache: crate::gemma4::cpu::CpuCache,
+    mlx: Gemma4Decoder<'m>,
+    on_mlx: bool,
+}
+
+impl Decoder for CpuGemma4Decoder<'_> {
+    fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
+        check_prompt_ids(ids, self.model.vocab())?;
+        self.on_mlx = false;
+        self.cache = self.model.make_cache();
+        Ok(logits_array(self.model.forward(ids, &mut self.cache, true)))
+    }
+
+    fn prefill_prompt(&mut self, prompt: &Prompt) -> Result<Prefill, ModelError> {
+        if prompt.images.is_empty() {
+            return Ok(Prefill {
+                logits: self.prefill(&prompt.ids)?,
+                vision_encode_s: 0.0,
+            });
+        }
+        self.on_mlx = true;
+        self.mlx.prefill_prompt(prompt)
+    }
+
+    fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
+        if self.on_mlx {
+            return self.mlx.step(token);
+        }
+        let id = token_id(token, self.model.vocab())?;
+        Ok(logits_array(self.model.forward(
+            &[id],
+            &mut self.cache,
+            false,
+        )))
+    }
+
+    fn offset(&self) -> i32 {
+        if self.on_mlx {
+            self.mlx.offset()
+        } else {
+            self.cache.len() as i32
+        }
+    }
+}
+
+/// A prompt's ids: at least one, each within the vocabulary.
+fn check_prompt_ids(ids: &[u32], vocab: usize) -> Result<(), ModelError> {
+    if ids.is_empty() {
+        return Err(ModelError::Input("the prompt has no tokens".into()));
+    }
+    if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+        return Err(ModelError::Input(format!(
+            "token id {bad} is outside the vocabulary [0, {vocab})"
+        )));
+    }
+    Ok(())
+}
+
+/// The id of a sampled token `[1, 1]`, checked against the vocabulary.
+fn token_id(token: &Array, vocab: usize) -> Result<u32, ModelError> {
+    token.eval()?;
+    let id = token.as_dtype(mlx_rs::Dtype::Int64)?.as_slice::<i64>()[0];
+    if id < 0 || id as usize >= vocab {
+        return Err(ModelError::Input(format!(
+            "token id {id} is outside the vocabulary [0, {vocab})"
+        )));
+    }
+    Ok(id as u32)
 }

@@ -14,7 +14,10 @@ use mlx_rs::Array;
 use super::config::TextConfig;
 use super::text::Gemma3Text;
 use crate::error::{ModelError, Result};
-use crate::kernels::cpu_ops::{add, attention, gelu_tanh_mul, rms_norm, rms_normed, rope};
+use crate::kernels::cpu_ops::{
+    add, attention, gelu_tanh_mul, rms_norm, rms_normed, rope, rope_inverse_frequencies,
+    softcap_in_place,
+};
 use crate::kernels::cpu_quant::CpuMatrix;
 use crate::nn::Rope;
 
@@ -32,8 +35,8 @@ struct Layer {
     post_attention_norm: Vec<f32>,
     pre_feedforward_norm: Vec<f32>,
     post_feedforward_norm: Vec<f32>,
-    rope_dims: usize,
-    rope_base: f32,
+    /// RoPE's inverse frequencies and position scale.
+    rope: Vec<f32>,
     rope_scale: f32,
     /// `None` for global layers.
     window: Option<usize>,
@@ -132,8 +135,7 @@ impl CpuGemma3 {
                 post_attention_norm: floats(&b.post_attention_layernorm.weight)?,
                 pre_feedforward_norm: floats(&b.pre_feedforward_layernorm.weight)?,
                 post_feedforward_norm: floats(&b.post_feedforward_layernorm.weight)?,
-                rope_dims: dims as usize,
-                rope_base: base,
+                rope: rope_inverse_frequencies(dims as usize, base),
                 rope_scale: scale,
                 window: (!b.global).then_some(cfg.sliding_window as usize),
             });
@@ -209,17 +211,8 @@ impl CpuGemma3 {
                     .expect("three products");
             rms_norm(&mut q, &layer.q_norm, self.eps);
             rms_norm(&mut k, &layer.k_norm, self.eps);
-            let rot = |t: &mut [f32], heads| {
-                rope(
-                    t,
-                    heads,
-                    hd,
-                    layer.rope_dims,
-                    layer.rope_base,
-                    layer.rope_scale,
-                    offset,
-                )
-            };
+            let rot =
+                |t: &mut [f32], heads| rope(t, heads, hd, &layer.rope, layer.rope_scale, offset);
             rot(&mut q, self.heads);
             rot(&mut k, self.kv_heads);
             cache.keys[i].extend_from_slice(&k);
@@ -253,7 +246,7 @@ impl CpuGemma3 {
         let last = rms_normed(&h[(l - 1) * d..], &self.norm, self.eps);
         let mut logits = self.head.as_ref().unwrap_or(&self.embed).matmul_t(&last, 1);
         if let Some(cap) = self.softcap {
-            logits.iter_mut().for_each(|v| *v = (*v / cap).tanh() * cap);
+            softcap_in_place(&mut logits, cap);
         }
         logits
     }

@@ -1,6 +1,7 @@
 //! Gemma 4 (mlx-vlm 0.7.10 `gemma4` / `gemma4_text`): configuration, text decoder, image processor and vision tower.
 
 pub mod config;
+pub mod cpu;
 pub mod moe;
 pub mod multimodal;
 pub mod processor;

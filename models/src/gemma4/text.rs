@@ -55,23 +55,23 @@ pub struct TextInput<'a> {
 }
 
 #[derive(Debug, Clone)]
-struct Attention {
-    shape: AttentionShape,
-    q_proj: Linear,
-    k_proj: Option<Linear>,
-    v_proj: Option<Linear>,
-    o_proj: Linear,
-    q_norm: RmsNorm,
-    k_norm: Option<RmsNorm>,
-    rope: Rope,
-    eps: f32,
+pub(super) struct Attention {
+    pub(super) shape: AttentionShape,
+    pub(super) q_proj: Linear,
+    pub(super) k_proj: Option<Linear>,
+    pub(super) v_proj: Option<Linear>,
+    pub(super) o_proj: Linear,
+    pub(super) q_norm: RmsNorm,
+    pub(super) k_norm: Option<RmsNorm>,
+    pub(super) rope: Rope,
+    pub(super) eps: f32,
 }
 
 #[derive(Debug, Clone)]
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+pub(super) struct Mlp {
+    pub(super) gate_proj: Linear,
+    pub(super) up_proj: Linear,
+    pub(super) down_proj: Linear,
 }
 
 impl Mlp {
@@ -124,60 +124,62 @@ impl Mlp {
 }
 
 #[derive(Debug, Clone)]
-struct MoeBlock {
-    router: Router,
-    experts: Experts,
-    pre_feedforward_layernorm_2: RmsNorm,
-    post_feedforward_layernorm_1: RmsNorm,
-    post_feedforward_layernorm_2: RmsNorm,
+pub(super) struct MoeBlock {
+    pub(super) router: Router,
+    pub(super) experts: Experts,
+    pub(super) pre_feedforward_layernorm_2: RmsNorm,
+    pub(super) post_feedforward_layernorm_1: RmsNorm,
+    pub(super) post_feedforward_layernorm_2: RmsNorm,
 }
 
 #[derive(Debug, Clone)]
-struct LayerPle {
-    per_layer_input_gate: Linear,
-    per_layer_projection: Linear,
-    post_per_layer_input_norm: RmsNorm,
+pub(super) struct LayerPle {
+    pub(super) per_layer_input_gate: Linear,
+    pub(super) per_layer_projection: Linear,
+    pub(super) post_per_layer_input_norm: RmsNorm,
 }
 
 #[derive(Debug, Clone)]
-struct DecoderLayer {
-    attn: Attention,
-    mlp: Mlp,
-    input_layernorm: RmsNorm,
-    post_attention_layernorm: RmsNorm,
-    pre_feedforward_layernorm: RmsNorm,
-    post_feedforward_layernorm: RmsNorm,
-    moe: Option<MoeBlock>,
-    ple: Option<LayerPle>,
-    layer_scalar: Array,
+pub(super) struct DecoderLayer {
+    pub(super) attn: Attention,
+    pub(super) mlp: Mlp,
+    pub(super) input_layernorm: RmsNorm,
+    pub(super) post_attention_layernorm: RmsNorm,
+    pub(super) pre_feedforward_layernorm: RmsNorm,
+    pub(super) post_feedforward_layernorm: RmsNorm,
+    pub(super) moe: Option<MoeBlock>,
+    pub(super) ple: Option<LayerPle>,
+    pub(super) layer_scalar: Array,
     /// Tensor-parallel group: the attention and MLP outputs are partial sums to add up.
-    tp: Option<Arc<Group>>,
+    pub(super) tp: Option<Arc<Group>>,
 }
 
 #[derive(Debug, Clone)]
-struct ModelPle {
-    embed_tokens_per_layer: Embedding,
-    per_layer_model_projection: Linear,
-    per_layer_projection_norm: RmsNorm,
-    width: i32,
+pub(super) struct ModelPle {
+    pub(super) embed_tokens_per_layer: Embedding,
+    pub(super) per_layer_model_projection: Linear,
+    pub(super) per_layer_projection_norm: RmsNorm,
+    pub(super) width: i32,
 }
 
 /// The Gemma 4 language model (decoder + tied LM head).
 #[derive(Debug, Clone)]
 pub struct Gemma4Text {
-    cfg: TextConfig,
-    dtype: Dtype,
-    layer_types: Vec<LayerType>,
-    kv_source: Vec<usize>,
-    first_kv_shared: usize,
-    embed_tokens: Embedding,
-    layers: Vec<DecoderLayer>,
-    norm: RmsNorm,
-    ple: Option<ModelPle>,
+    pub(super) cfg: TextConfig,
+    pub(super) dtype: Dtype,
+    pub(super) layer_types: Vec<LayerType>,
+    pub(super) kv_source: Vec<usize>,
+    pub(super) first_kv_shared: usize,
+    pub(super) embed_tokens: Embedding,
+    pub(super) layers: Vec<DecoderLayer>,
+    pub(super) norm: RmsNorm,
+    pub(super) ple: Option<ModelPle>,
     /// Token ids replaced by the pad id (0) in the PLE lookup of a prompt: image, audio, video.
-    multimodal_ids: Vec<i32>,
+    pub(super) multimodal_ids: Vec<i32>,
     /// The tensor-parallel group this rank's shard belongs to (`None`: the whole model).
-    group: Option<Arc<Group>>,
+    pub(super) group: Option<Arc<Group>>,
+    /// The same model as one CPU forward pass ([`super::cpu`]), when it runs there.
+    cpu: Option<Arc<super::cpu::CpuGemma4>>,
 }
 
 fn norm(ckpt: &Checkpoint, name: &str, dim: i32, eps: f32, dtype: Dtype) -> Result<RmsNorm> {
@@ -469,7 +471,7 @@ impl Gemma4Text {
                 multimodal_ids.push(v);
             }
         }
-        let model = Gemma4Text {
+        let mut model = Gemma4Text {
             kv_source: cfg.kv_source_layers(),
             first_kv_shared: cfg.first_kv_shared_layer().clamp(0, n as i32) as usize,
             cfg,
@@ -481,9 +483,24 @@ impl Gemma4Text {
             ple,
             multimodal_ids,
             group: tp.map(|t| t.group().clone()),
+            cpu: None,
         };
         mlx_rs::transforms::eval(model.arrays())?;
+        if dtype == Dtype::Float32 && crate::kernels::cpu::own_cpu_path()? {
+            // A model the CPU forward pass cannot take (experts, tensor-parallel shards, a
+            // weight's form) runs MLX's graph, said once.
+            match super::cpu::CpuGemma4::new(&model) {
+                Ok(cpu) => model.cpu = Some(Arc::new(cpu)),
+                Err(e) => eprintln!("note: {e}; MLX's CPU operations run this model"),
+            }
+        }
         Ok(model)
+    }
+
+    /// The CPU forward pass of this model, when it runs on the CPU in float32 with vlmbench's
+    /// kernels (see [`super::cpu`]).
+    pub fn cpu(&self) -> Option<&Arc<super::cpu::CpuGemma4>> {
+        self.cpu.as_ref()
     }
 
     fn arrays(&self) -> Vec<&Array> {

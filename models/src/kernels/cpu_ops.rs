@@ -82,6 +82,17 @@ fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + (c * (x + 0.044715 * (x * x * x))).tanh())
 }
 
+/// `tanh(x / cap) * cap` of every value, in place (logit soft-capping).
+pub fn softcap_in_place(xs: &mut [f32], cap: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        unsafe { avx2::softcap_in_place(xs, cap) };
+        return;
+    }
+    xs.iter_mut().for_each(|v| *v = (*v / cap).tanh() * cap);
+}
+
 /// `exp` of every value, in place.
 pub fn exp_in_place(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -93,27 +104,33 @@ pub fn exp_in_place(xs: &mut [f32]) {
     xs.iter_mut().for_each(|v| *v = v.exp());
 }
 
-/// Rotate-half rotary embedding (MLX `fast.rope`, not traditional) of the first `dims` channels
-/// of each `head_dim`-value head of `x` (`[positions, heads * head_dim]`), row `t` at position
-/// `offset + t`: frequencies `base^(-2i/dims)` (as MLX forms them, `exp(-i ln(base) / (dims/2))`),
-/// positions times `scale`.
+/// The inverse frequencies of MLX's `fast.rope` with a `base` over `dims` channels:
+/// `base^(-2i/dims)`, formed as MLX forms them, `exp(-i ln(base) / (dims/2))`.
+pub fn rope_inverse_frequencies(dims: usize, base: f32) -> Vec<f32> {
+    let half = dims / 2;
+    let step = base.ln() / half as f32;
+    (0..half).map(|i| (-(i as f32) * step).exp()).collect()
+}
+
+/// Rotate-half rotary embedding (MLX `fast.rope`, not traditional) of the first
+/// `2 * inverse.len()` channels of each `head_dim`-value head of `x` (`[positions, heads *
+/// head_dim]`): row `t` at position `offset + t` times `scale`, pair `i` turned by that times
+/// `inverse[i]` (0 leaves it as it is: MLX's infinite frequencies).
 pub fn rope(
     x: &mut [f32],
     heads: usize,
     head_dim: usize,
-    dims: usize,
-    base: f32,
+    inverse: &[f32],
     scale: f32,
     offset: usize,
 ) {
-    let half = dims / 2;
-    let step = base.ln() / half as f32;
-    let inv: Vec<f32> = (0..half).map(|i| (-(i as f32) * step).exp()).collect();
+    let half = inverse.len();
     for (t, row) in x.chunks_exact_mut(heads * head_dim).enumerate() {
         let position = (offset + t) as f32 * scale;
-        let (sin, cos): (Vec<f32>, Vec<f32>) = inv.iter().map(|f| (position * f).sin_cos()).unzip();
+        let (sin, cos): (Vec<f32>, Vec<f32>) =
+            inverse.iter().map(|f| (position * f).sin_cos()).unzip();
         for head in row.chunks_exact_mut(head_dim) {
-            let (a, b) = head[..dims].split_at_mut(half);
+            let (a, b) = head[..2 * half].split_at_mut(half);
             for i in 0..half {
                 let (x1, x2) = (a[i], b[i]);
                 a[i] = x1 * cos[i] - x2 * sin[i];
@@ -256,6 +273,20 @@ mod avx2 {
             .into_remainder()
             .iter_mut()
             .for_each(|v| *v = v.exp());
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn softcap_in_place(xs: &mut [f32], cap: f32) {
+        let c = _mm256_set1_ps(cap);
+        let mut chunks = xs.chunks_exact_mut(8);
+        for v in &mut chunks {
+            let t = tanh8(_mm256_div_ps(_mm256_loadu_ps(v.as_ptr()), c));
+            _mm256_storeu_ps(v.as_mut_ptr(), _mm256_mul_ps(t, c));
+        }
+        chunks
+            .into_remainder()
+            .iter_mut()
+            .for_each(|v| *v = (*v / cap).tanh() * cap);
     }
 
     /// `gelu_tanh(gate) * up` into `gate`.
