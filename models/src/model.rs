@@ -13,7 +13,7 @@ use crate::chat_template::{ChatTemplate, ChatTemplateError, RenderOptions};
 use crate::checkpoint::Checkpoint;
 use crate::distributed::Group;
 use crate::error::ModelError;
-use crate::gemma3::cpu::{CpuCache, CpuGemma3};
+use crate::gemma3::cpu::CpuGemma3;
 use crate::gemma3::Gemma3Text;
 use crate::gemma4::cpu::CpuGemma4;
 use crate::gemma4::{
@@ -22,6 +22,7 @@ use crate::gemma4::{
 };
 use crate::generation_config::{GenerationConfig, GenerationConfigError};
 use crate::image_io::RgbImage;
+use crate::kernels::cpu_ops::KvCache;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::tokenizer_config::{TokenizerConfig, TokenizerConfigError};
 
@@ -420,7 +421,7 @@ impl Decoder for Gemma3Decoder<'_> {
 /// A Gemma 3 generation on the CPU forward pass ([`crate::gemma3::cpu`]).
 struct CpuGemma3Decoder<'m> {
     model: &'m CpuGemma3,
-    cache: CpuCache,
+    cache: KvCache,
 }
 
 /// Logits as the `[1, V]` array the decoders return.
@@ -442,7 +443,7 @@ impl Decoder for CpuGemma3Decoder<'_> {
     }
 
     fn offset(&self) -> i32 {
-        self.cache.len() as i32
+        self.cache.len as i32
     }
 }
 
@@ -451,7 +452,7 @@ impl Decoder for CpuGemma3Decoder<'_> {
 /// rest of that generation.
 struct CpuGemma4Decoder<'m> {
     model: &'m CpuGemma4,
-    cache: crate::gemma4::cpu::CpuCache,
+    cache: KvCache,
     mlx: Gemma4Decoder<'m>,
     on_mlx: bool,
 }
@@ -491,7 +492,7 @@ impl Decoder for CpuGemma4Decoder<'_> {
         if self.on_mlx {
             self.mlx.offset()
         } else {
-            self.cache.len() as i32
+            self.cache.len as i32
         }
     }
 }

@@ -9,14 +9,13 @@
 //! same model as [`super::Gemma3Text`] (same formulas, float32), used for float32 models when the
 //! current stream is a CPU one and `VLMBENCH_KERNELS` is not `mlx`.
 
-use mlx_rs::Array;
-
 use super::config::TextConfig;
 use super::text::Gemma3Text;
 use crate::error::{ModelError, Result};
+use crate::kernels::cpu::floats;
+use crate::kernels::cpu_layers::{add_normed, logits, GegluMlp};
 use crate::kernels::cpu_ops::{
-    add, attention, gelu_tanh_mul, rms_norm, rms_normed, rope, rope_inverse_frequencies,
-    softcap_in_place,
+    attention, rms_norm, rms_normed, rope, rope_inverse_frequencies, KvCache,
 };
 use crate::kernels::cpu_quant::CpuMatrix;
 use crate::nn::Rope;
@@ -26,9 +25,7 @@ struct Layer {
     k: CpuMatrix,
     v: CpuMatrix,
     o: CpuMatrix,
-    gate: CpuMatrix,
-    up: CpuMatrix,
-    down: CpuMatrix,
+    mlp: GegluMlp,
     q_norm: Vec<f32>,
     k_norm: Vec<f32>,
     input_norm: Vec<f32>,
@@ -63,35 +60,8 @@ impl std::fmt::Debug for CpuGemma3 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CpuGemma3")
             .field("layers", &self.layers.len())
-            .field("weight_bytes", &self.weight_bytes())
             .finish()
     }
-}
-
-/// One layer's keys and values so far, `[positions, kv_heads * head_dim]` each.
-#[derive(Default)]
-pub struct CpuCache {
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
-    len: usize,
-}
-
-impl CpuCache {
-    /// Tokens cached.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-fn floats(a: &Array) -> Result<Vec<f32>> {
-    a.eval()?;
-    a.try_as_slice::<f32>()
-        .map(<[f32]>::to_vec)
-        .map_err(|e| ModelError::Input(format!("a float32 parameter: {e:?}")))
 }
 
 fn refused(what: &str) -> impl Fn(String) -> ModelError + '_ {
@@ -126,9 +96,11 @@ impl CpuGemma3 {
                 k: m(&a.k_proj, "k_proj")?,
                 v: m(&a.v_proj, "v_proj")?,
                 o: m(&a.o_proj, "o_proj")?,
-                gate: m(&b.mlp.gate_proj, "gate_proj")?,
-                up: m(&b.mlp.up_proj, "up_proj")?,
-                down: m(&b.mlp.down_proj, "down_proj")?,
+                mlp: GegluMlp {
+                    gate: m(&b.mlp.gate_proj, "gate_proj")?,
+                    up: m(&b.mlp.up_proj, "up_proj")?,
+                    down: m(&b.mlp.down_proj, "down_proj")?,
+                },
                 q_norm: floats(&a.q_norm.weight)?,
                 k_norm: floats(&a.k_norm.weight)?,
                 input_norm: floats(&b.input_layernorm.weight)?,
@@ -170,32 +142,13 @@ impl CpuGemma3 {
     }
 
     /// An empty cache for one sequence.
-    pub fn make_cache(&self) -> CpuCache {
-        CpuCache {
-            keys: vec![Vec::new(); self.layers.len()],
-            values: vec![Vec::new(); self.layers.len()],
-            len: 0,
-        }
-    }
-
-    /// Bytes of weights one decode step reads (every layer's products and the head).
-    pub fn weight_bytes(&self) -> usize {
-        let layers: usize = self
-            .layers
-            .iter()
-            .map(|l| {
-                [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
-                    .iter()
-                    .map(|m| m.bytes())
-                    .sum::<usize>()
-            })
-            .sum();
-        layers + self.head.as_ref().unwrap_or(&self.embed).bytes()
+    pub fn make_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
     }
 
     /// Runs `ids` (the next tokens of the sequence) through the decoder, appending to `cache`;
     /// returns the logits of the last one.
-    pub fn forward(&self, ids: &[u32], cache: &mut CpuCache) -> Vec<f32> {
+    pub fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Vec<f32> {
         let (l, d, hd) = (ids.len(), self.hidden, self.head_dim);
         let offset = cache.len;
         let mut h = vec![0f32; l * d];
@@ -229,25 +182,19 @@ impl CpuGemma3 {
                 self.attention_scale,
                 layer.window,
             );
-            let mut r = layer.o.matmul_t(&o, l);
-            rms_norm(&mut r, &layer.post_attention_norm, self.eps);
-            add(&mut h, &r);
+            let r = layer.o.matmul_t(&o, l);
+            add_normed(&mut h, r, &layer.post_attention_norm, self.eps);
             let y = rms_normed(&h, &layer.pre_feedforward_norm, self.eps);
-            let [mut gate, up]: [Vec<f32>; 2] =
-                CpuMatrix::matmul_t_each(&[&layer.gate, &layer.up], &y, l)
-                    .try_into()
-                    .expect("two products");
-            gelu_tanh_mul(&mut gate, &up);
-            let mut r = layer.down.matmul_t(&gate, l);
-            rms_norm(&mut r, &layer.post_feedforward_norm, self.eps);
-            add(&mut h, &r);
+            let r = layer.mlp.forward(&y, l);
+            add_normed(&mut h, r, &layer.post_feedforward_norm, self.eps);
         }
         cache.len += l;
-        let last = rms_normed(&h[(l - 1) * d..], &self.norm, self.eps);
-        let mut logits = self.head.as_ref().unwrap_or(&self.embed).matmul_t(&last, 1);
-        if let Some(cap) = self.softcap {
-            softcap_in_place(&mut logits, cap);
-        }
-        logits
+        logits(
+            self.head.as_ref().unwrap_or(&self.embed),
+            &h[(l - 1) * d..],
+            &self.norm,
+            self.eps,
+            self.softcap,
+        )
     }
 }

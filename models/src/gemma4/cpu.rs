@@ -4,14 +4,13 @@
 //! `layer_scalar`, the soft-capped tied head. Text prompts only (an image prompt runs MLX's graph);
 //! mixture-of-experts and tensor-parallel models stay on MLX's graph.
 
-use mlx_rs::Array;
-
 use super::config::LayerType;
 use super::text::Gemma4Text;
 use crate::error::{ModelError, Result};
+use crate::kernels::cpu::floats;
+use crate::kernels::cpu_layers::{add_normed, logits, GegluMlp};
 use crate::kernels::cpu_ops::{
-    add, attention, gelu_tanh_mul, rms_norm, rms_normed, rope, rope_inverse_frequencies,
-    softcap_in_place,
+    add, attention, gelu_tanh_mul, rms_norm, rms_normed, rope, rope_inverse_frequencies, KvCache,
 };
 use crate::kernels::cpu_quant::CpuMatrix;
 use crate::nn::Rope;
@@ -24,9 +23,7 @@ struct Layer {
     /// `None` on shared layers and with `k_eq_v` (values from the raw K projection).
     v: Option<CpuMatrix>,
     o: CpuMatrix,
-    gate: CpuMatrix,
-    up: CpuMatrix,
-    down: CpuMatrix,
+    mlp: GegluMlp,
     q_norm: Vec<f32>,
     k_norm: Option<Vec<f32>>,
     input_norm: Vec<f32>,
@@ -79,31 +76,6 @@ impl std::fmt::Debug for CpuGemma4 {
             .field("layers", &self.layers.len())
             .finish()
     }
-}
-
-/// Keys and values of the layers that keep a cache, `[positions, kv_heads * head_dim]` each.
-#[derive(Default)]
-pub struct CpuCache {
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
-    len: usize,
-}
-
-impl CpuCache {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-fn floats(a: &Array) -> Result<Vec<f32>> {
-    a.eval()?;
-    a.try_as_slice::<f32>()
-        .map(<[f32]>::to_vec)
-        .map_err(|e| ModelError::Input(format!("a float32 parameter: {e:?}")))
 }
 
 fn matrix(l: &Linear, what: &str) -> Result<CpuMatrix> {
@@ -162,9 +134,11 @@ impl CpuGemma4 {
                     .map(|v| matrix(v, &what("v_proj")))
                     .transpose()?,
                 o: matrix(&a.o_proj, &what("o_proj"))?,
-                gate: matrix(&l.mlp.gate_proj, &what("gate_proj"))?,
-                up: matrix(&l.mlp.up_proj, &what("up_proj"))?,
-                down: matrix(&l.mlp.down_proj, &what("down_proj"))?,
+                mlp: GegluMlp {
+                    gate: matrix(&l.mlp.gate_proj, &what("gate_proj"))?,
+                    up: matrix(&l.mlp.up_proj, &what("up_proj"))?,
+                    down: matrix(&l.mlp.down_proj, &what("down_proj"))?,
+                },
                 q_norm: floats(&a.q_norm.weight)?,
                 k_norm: a.k_norm.as_ref().map(|n| floats(&n.weight)).transpose()?,
                 input_norm: floats(&l.input_layernorm.weight)?,
@@ -227,12 +201,8 @@ impl CpuGemma4 {
     }
 
     /// An empty cache for one sequence.
-    pub fn make_cache(&self) -> CpuCache {
-        CpuCache {
-            keys: vec![Vec::new(); self.first_kv_shared],
-            values: vec![Vec::new(); self.first_kv_shared],
-            len: 0,
-        }
+    pub fn make_cache(&self) -> KvCache {
+        KvCache::new(self.first_kv_shared)
     }
 
     /// The per-layer inputs of `ids` (`[l, layers * width]`): the table's rows times
@@ -265,7 +235,7 @@ impl CpuGemma4 {
 
     /// Runs the next tokens `ids` of the sequence (`prompt`: they are a prompt's), appending to
     /// `cache`; returns the logits of the last one.
-    pub fn forward(&self, ids: &[u32], cache: &mut CpuCache, prompt: bool) -> Vec<f32> {
+    pub fn forward(&self, ids: &[u32], cache: &mut KvCache, prompt: bool) -> Vec<f32> {
         let (mut l, d) = (ids.len(), self.hidden);
         let offset = cache.len;
         let mut h = vec![0f32; l * d];
@@ -332,18 +302,11 @@ impl CpuGemma4 {
                 1.0,
                 layer.window,
             );
-            let mut r = layer.o.matmul_t(&o, l);
-            rms_norm(&mut r, &layer.post_attention_norm, self.eps);
-            add(&mut h, &r);
+            let r = layer.o.matmul_t(&o, l);
+            add_normed(&mut h, r, &layer.post_attention_norm, self.eps);
             let y = rms_normed(&h, &layer.pre_feedforward_norm, self.eps);
-            let [mut gate, up]: [Vec<f32>; 2] =
-                CpuMatrix::matmul_t_each(&[&layer.gate, &layer.up], &y, l)
-                    .try_into()
-                    .expect("two products");
-            gelu_tanh_mul(&mut gate, &up);
-            let mut r = layer.down.matmul_t(&gate, l);
-            rms_norm(&mut r, &layer.post_feedforward_norm, self.eps);
-            add(&mut h, &r);
+            let r = layer.mlp.forward(&y, l);
+            add_normed(&mut h, r, &layer.post_feedforward_norm, self.eps);
             if let (Some(lp), Some(p), Some(model)) = (&layer.ple, &ple, &self.ple) {
                 let (w, n) = (model.width, p.len() / l);
                 let mut g = lp.gate.matmul_t(&h, l);
@@ -359,11 +322,12 @@ impl CpuGemma4 {
             h.iter_mut().for_each(|v| *v *= layer.scalar);
         }
         cache.len += ids.len();
-        let last = rms_normed(&h[(l - 1) * d..], &self.norm, self.eps);
-        let mut logits = self.embed.matmul_t(&last, 1);
-        if let Some(cap) = self.softcap {
-            softcap_in_place(&mut logits, cap);
-        }
-        logits
+        logits(
+            &self.embed,
+            &h[(l - 1) * d..],
+            &self.norm,
+            self.eps,
+            self.softcap,
+        )
     }
 }

@@ -146,6 +146,14 @@ pub fn try_log_softmax(logits: &Array) -> Result<Option<Array>> {
     Ok(Some(Array::from_slice(&out, logits.shape())))
 }
 
+/// A float32 parameter's values on the host (the CPU decoders copy norms and scalars).
+pub fn floats(a: &Array) -> Result<Vec<f32>> {
+    a.eval()?;
+    a.try_as_slice::<f32>()
+        .map(<[f32]>::to_vec)
+        .map_err(|e| crate::error::ModelError::Input(format!("a float32 parameter: {e:?}")))
+}
+
 /// `x`'s shape with the last axis replaced by `n`.
 fn with_last_axis(x: &Array, n: i32) -> Vec<i32> {
     let mut shape = x.shape().to_vec();

@@ -6,6 +6,27 @@
 
 use rayon::prelude::*;
 
+/// The keys and values a CPU decoder has cached, one `[positions, kv_heads * head_dim]` pair
+/// per layer that keeps a cache.
+#[derive(Default)]
+pub struct KvCache {
+    pub keys: Vec<Vec<f32>>,
+    pub values: Vec<Vec<f32>>,
+    /// Positions cached.
+    pub len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `layers` layers.
+    pub fn new(layers: usize) -> Self {
+        KvCache {
+            keys: vec![Vec::new(); layers],
+            values: vec![Vec::new(); layers],
+            len: 0,
+        }
+    }
+}
+
 /// `sum(a * b)`.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());

@@ -303,42 +303,6 @@ impl CpuMatrix {
         }
     }
 
-    /// Bytes a product reads from this matrix (codes, scales, biases or floats).
-    pub fn bytes(&self) -> usize {
-        match self {
-            CpuMatrix::Affine(a) => {
-                let biases = match &a.biases {
-                    Biases::Stored(b) => b.bytes(),
-                    Biases::TimesScale(_) => 0,
-                };
-                4 * a.words.len() + a.high.len() + a.scales.bytes() + biases
-            }
-            CpuMatrix::Dense { w, .. } => 4 * w.len(),
-        }
-    }
-
-    /// The storage in a few words (layout, group, scale and bias forms), for diagnostics.
-    pub fn describe(&self) -> String {
-        match self {
-            CpuMatrix::Dense { n, k, .. } => format!("dense {n}x{k}"),
-            CpuMatrix::Affine(a) => format!(
-                "{:?}/g{} scales {} biases {} ({:.2} B/weight)",
-                a.layout,
-                a.group,
-                match a.scales {
-                    Floats::F32(_) => "f32",
-                    Floats::F16(_) => "f16",
-                },
-                match &a.biases {
-                    Biases::TimesScale(z) => format!("{z} x scale"),
-                    Biases::Stored(Floats::F32(_)) => "f32".into(),
-                    Biases::Stored(Floats::F16(_)) => "f16".into(),
-                },
-                self.bytes() as f64 / (a.n * a.k) as f64
-            ),
-        }
-    }
-
     /// Row `r` as floats (an embedding lookup).
     pub fn row(&self, r: usize, out: &mut [f32]) {
         match self {

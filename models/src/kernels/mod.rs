@@ -23,6 +23,7 @@
 pub mod check;
 pub mod cpu;
 pub mod cpu_attention;
+pub mod cpu_layers;
 pub mod cpu_matmul;
 pub mod cpu_ops;
 pub mod cpu_quant;
