@@ -486,9 +486,9 @@ impl Gemma4Text {
             cpu: None,
         };
         mlx_rs::transforms::eval(model.arrays())?;
-        if dtype == Dtype::Float32 && crate::kernels::cpu::own_cpu_path()? {
-            // A model the CPU forward pass cannot take (experts, tensor-parallel shards, a
-            // weight's form) runs MLX's graph, said once.
+        // Tensor-parallel shards keep MLX's graph (its all-reduces); a model the CPU forward
+        // pass cannot take (experts, a weight's form) runs MLX's graph too, said once.
+        if tp.is_none() && dtype == Dtype::Float32 && crate::kernels::cpu::own_cpu_path()? {
             match super::cpu::CpuGemma4::new(&model) {
                 Ok(cpu) => model.cpu = Some(Arc::new(cpu)),
                 Err(e) => eprintln!("note: {e}; MLX's CPU operations run this model"),
