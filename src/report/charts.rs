@@ -68,55 +68,16 @@ pub fn throughput_panels(path: &Path, title: &str, bars: &[ThroughputBar]) -> Re
         ("Total time", "seconds", |b| b.total_s, " s"),
     ];
     for (panel, (caption, unit, value, suffix)) in panels.iter().zip(specs) {
-        let max = bars.iter().map(value).fold(0.0, f64::max).max(1e-9);
-        let n = bars.len() as i32;
-        let mut chart = ChartBuilder::on(panel)
-            .caption(caption, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(150)
-            // A segmented 0..=n-1 range has exactly one segment per bar.
-            .build_cartesian_2d(0.0..max * 1.25, (0..n - 1).into_segmented())
-            .map_err(&err)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .light_line_style(WHITE)
-            .x_label_formatter(&|v| trim_number(*v))
-            .x_desc(unit)
-            .label_style((FONT, 14))
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => bars
-                    .get(*i as usize)
-                    .map(|b| b.label.clone())
-                    .unwrap_or_default(),
-                SegmentValue::Last => String::new(),
+        let panel_bars: Vec<PanelBar> = bars
+            .iter()
+            .map(|b| PanelBar {
+                label: b.label.clone(),
+                value: value(b),
+                colour: if b.has_image { IMAGE_COLOR } else { TEXT_COLOR },
+                text: format!(" {:.1}{suffix}", value(b)),
             })
-            .draw()
-            .map_err(&err)?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, b)| {
-                let color = if b.has_image { IMAGE_COLOR } else { TEXT_COLOR };
-                let mut bar = Rectangle::new(
-                    [
-                        (0.0, SegmentValue::Exact(i as i32)),
-                        (value(b), SegmentValue::Exact(i as i32 + 1)),
-                    ],
-                    color.mix(0.85).filled(),
-                );
-                bar.set_margin(8, 8, 0, 0);
-                bar
-            }))
-            .map_err(&err)?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, b)| {
-                Text::new(
-                    format!(" {:.1}{suffix}", value(b)),
-                    (value(b), SegmentValue::CenterOf(i as i32)),
-                    TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
-                )
-            }))
-            .map_err(&err)?;
+            .collect();
+        bar_panel(path, panel, caption, unit, &panel_bars, (150, 1.25, 8))?;
     }
     root.present().map_err(&err)?;
     Ok(())
@@ -169,75 +130,116 @@ pub fn programs_side_by_side(
                 .find(|b| b.test == test && b.program == programs[0])
                 .map(|b| b.value)
         };
-        let max = bars.iter().map(|b| b.value).fold(0.0, f64::max).max(1e-9);
-        let n = bars.len() as i32;
         // The test names the bar only where the panel holds several.
         let one_test = bars.iter().all(|b| b.test == bars[0].test);
-        let label = |b: &ProgramBar| {
-            let program = b.program.split(" (").next().unwrap_or(&b.program);
-            if one_test {
-                program.to_string()
-            } else {
-                format!("{} {program}", b.test)
-            }
-        };
         let caption = if one_test {
             format!("{caption}, {}", bars[0].test)
         } else {
             caption.to_string()
         };
-        let mut chart = ChartBuilder::on(panel)
-            .caption(caption, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(170)
-            .build_cartesian_2d(0.0..max * 1.45, (0..n - 1).into_segmented())
-            .map_err(&err)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .light_line_style(WHITE)
-            .x_label_formatter(&|v| trim_number(*v))
-            .x_desc("tokens/s")
-            .label_style((FONT, 14))
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                    bars.get(*i as usize).map(label).unwrap_or_default()
-                }
-                SegmentValue::Last => String::new(),
-            })
-            .draw()
-            .map_err(&err)?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, b)| {
-                let mut bar = Rectangle::new(
-                    [
-                        (0.0, SegmentValue::Exact(i as i32)),
-                        (b.value, SegmentValue::Exact(i as i32 + 1)),
-                    ],
-                    colour(&b.program).mix(0.85).filled(),
-                );
-                bar.set_margin(6, 6, 0, 0);
-                bar
-            }))
-            .map_err(&err)?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+        let panel_bars: Vec<PanelBar> = bars
+            .iter()
+            .map(|b| {
+                let program = b.program.split(" (").next().unwrap_or(&b.program);
                 let ratio = match baseline(&b.test) {
                     Some(base) if base > 0.0 && b.program != programs[0] => {
                         format!(" ({:.2}x)", b.value / base)
                     }
                     _ => String::new(),
                 };
-                Text::new(
-                    format!(" {:.1}{ratio}", b.value),
-                    (b.value, SegmentValue::CenterOf(i as i32)),
-                    TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
-                )
-            }))
-            .map_err(&err)?;
+                PanelBar {
+                    label: if one_test {
+                        program.to_string()
+                    } else {
+                        format!("{} {program}", b.test)
+                    },
+                    value: b.value,
+                    colour: colour(&b.program),
+                    text: format!(" {:.1}{ratio}", b.value),
+                }
+            })
+            .collect();
+        bar_panel(
+            path,
+            panel,
+            &caption,
+            "tokens/s",
+            &panel_bars,
+            (170, 1.45, 6),
+        )?;
     }
     root.present().map_err(&err)?;
+    Ok(())
+}
+
+/// One bar of a [`bar_panel`]: its axis label, length, colour and the text written after it.
+struct PanelBar {
+    label: String,
+    value: f64,
+    colour: RGBColor,
+    text: String,
+}
+
+/// A panel of horizontal bars, one per entry from the bottom up, each named on the axis and
+/// followed by its text. `(label_width, headroom, bar_margin)`: pixels for the names, the axis
+/// length as a multiple of the longest bar (room for the texts), pixels between bars.
+fn bar_panel(
+    path: &Path,
+    panel: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    caption: &str,
+    unit: &str,
+    bars: &[PanelBar],
+    (label_width, headroom, bar_margin): (u32, f64, u32),
+) -> Result<()> {
+    let err = plot_err(path);
+    let max = bars.iter().map(|b| b.value).fold(0.0, f64::max).max(1e-9);
+    let n = bars.len() as i32;
+    let mut chart = ChartBuilder::on(panel)
+        .caption(caption, (FONT, 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(label_width)
+        // A segmented 0..=n-1 range has exactly one segment per bar.
+        .build_cartesian_2d(0.0..max * headroom, (0..n - 1).into_segmented())
+        .map_err(&err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .light_line_style(WHITE)
+        .x_label_formatter(&|v| trim_number(*v))
+        .x_desc(unit)
+        .label_style((FONT, 14))
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => bars
+                .get(*i as usize)
+                .map(|b| b.label.clone())
+                .unwrap_or_default(),
+            SegmentValue::Last => String::new(),
+        })
+        .draw()
+        .map_err(&err)?;
+    chart
+        .draw_series(bars.iter().enumerate().map(|(i, b)| {
+            let mut bar = Rectangle::new(
+                [
+                    (0.0, SegmentValue::Exact(i as i32)),
+                    (b.value, SegmentValue::Exact(i as i32 + 1)),
+                ],
+                b.colour.mix(0.85).filled(),
+            );
+            bar.set_margin(bar_margin, bar_margin, 0, 0);
+            bar
+        }))
+        .map_err(&err)?;
+    chart
+        .draw_series(bars.iter().enumerate().map(|(i, b)| {
+            Text::new(
+                b.text.clone(),
+                (b.value, SegmentValue::CenterOf(i as i32)),
+                TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+            )
+        }))
+        .map_err(&err)?;
     Ok(())
 }
 
