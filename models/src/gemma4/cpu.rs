@@ -10,7 +10,8 @@ use crate::error::{ModelError, Result};
 use crate::kernels::cpu::floats;
 use crate::kernels::cpu_layers::{add_normed, logits, GegluMlp};
 use crate::kernels::cpu_ops::{
-    add, attention, gelu_tanh_mul, rms_norm, rms_normed, rope, rope_inverse_frequencies, KvCache,
+    add, attention, gelu_tanh_mul, rms_norm, rms_norm_unscaled, rms_normed, rope,
+    rope_inverse_frequencies, KvCache,
 };
 use crate::kernels::cpu_quant::CpuMatrix;
 use crate::nn::Rope;
@@ -285,7 +286,7 @@ impl CpuGemma4 {
                     layer.rope_scale,
                     offset,
                 );
-                rms_norm(&mut v, &vec![1.0; hd], self.eps);
+                rms_norm_unscaled(&mut v, hd, self.eps);
                 cache.keys[i].extend_from_slice(&k);
                 cache.values[i].extend_from_slice(&v);
             }

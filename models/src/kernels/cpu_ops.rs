@@ -51,12 +51,24 @@ pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
 pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
     let dim = weight.len();
     for row in x.chunks_exact_mut(dim) {
-        let mean = dot(row, row) / dim as f32;
-        let r = 1.0 / (mean + eps).sqrt();
+        let r = inverse_rms(row, eps);
         for (v, w) in row.iter_mut().zip(weight) {
             *v = *v * r * w;
         }
     }
+}
+
+/// Each `dim`-value row of `x` times `rsqrt(mean(row^2) + eps)`, in place (MLX `fast.rms_norm`
+/// without a weight).
+pub fn rms_norm_unscaled(x: &mut [f32], dim: usize, eps: f32) {
+    for row in x.chunks_exact_mut(dim) {
+        let r = inverse_rms(row, eps);
+        row.iter_mut().for_each(|v| *v *= r);
+    }
+}
+
+fn inverse_rms(row: &[f32], eps: f32) -> f32 {
+    1.0 / (dot(row, row) / row.len() as f32 + eps).sqrt()
 }
 
 /// [`rms_norm`] into a new buffer.
