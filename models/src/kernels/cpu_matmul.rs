@@ -117,17 +117,19 @@ fn multiply_block(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn lcg(state: &mut u64) -> u32 {
+    /// A deterministic pseudo-random stream for test operands.
+    pub(in crate::kernels) fn lcg(state: &mut u64) -> u32 {
         *state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         (*state >> 33) as u32
     }
 
-    fn activations(m: usize, k: usize, seed: u64) -> Vec<f32> {
+    /// `m * k` values in [-1, 1].
+    pub(in crate::kernels) fn activations(m: usize, k: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
         (0..m * k)
             .map(|_| (lcg(&mut s) % 2001) as f32 / 1000.0 - 1.0)

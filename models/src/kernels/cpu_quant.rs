@@ -917,14 +917,8 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::cpu_matmul::tests::{activations, lcg};
     use super::*;
-
-    fn lcg(state: &mut u64) -> u32 {
-        *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*state >> 33) as u32
-    }
 
     /// A random MLX-layout quantized matrix as arrays.
     fn quantized(n: usize, k: usize, bits: usize, group: usize, seed: u64) -> [Array; 3] {
@@ -948,13 +942,6 @@ mod tests {
             Array::from_slice(&scales, &[n as i32, g]),
             Array::from_slice(&biases, &[n as i32, g]),
         ]
-    }
-
-    fn activations(m: usize, k: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..m * k)
-            .map(|_| (lcg(&mut s) % 2001) as f32 / 1000.0 - 1.0)
-            .collect()
     }
 
     /// The product in float64 from MLX's own dequantization of the weight.
