@@ -129,7 +129,8 @@ fn own_cpu_products_give_the_stock_greedy_tokens_on_every_tiny_variant() {
 }
 
 #[test]
-fn kernels_command_checks_the_cpu_products_against_mlx_and_refuses_bfloat16_on_the_cpu() {
+fn kernels_command_checks_the_cpu_products_against_mlx_and_refuses_bfloat16_and_other_widths_on_the_cpu(
+) {
     let out = Command::new(env!("CARGO_BIN_EXE_vlmbench"))
         .args([
             "kernels",
@@ -164,4 +165,12 @@ fn kernels_command_checks_the_cpu_products_against_mlx_and_refuses_bfloat16_on_t
     let err = text(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("--dtype") && err.contains("float32"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_vlmbench"))
+        .args(["kernels", "--device", "cpu", "--bits", "5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--bits 5") && err.contains("[4, 8]"), "{err}");
 }

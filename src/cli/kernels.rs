@@ -83,6 +83,19 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
     if args.rows < 1 {
         bail!("--rows {}: use 1 (decode) or more (a prompt)", args.rows);
     }
+    let (bits, groups): (&[i32], &[i32]) = if gpu {
+        (&[4], &[64])
+    } else {
+        (&[4, 8], &[32, 64, 128])
+    };
+    if !bits.contains(&args.bits) || !groups.contains(&args.group_size) {
+        bail!(
+            "--bits {} --group-size {}: the {} products checked here take {bits:?}-bit weights in groups of {groups:?}",
+            args.bits,
+            args.group_size,
+            if gpu { "GPU" } else { "CPU" }
+        );
+    }
     if !gpu && dtype != Dtype::Float32 {
         bail!(
             "--dtype {:?}: the CPU products take float32 activations",
