@@ -76,6 +76,37 @@ pub struct LoadedModel {
     pub dtype: Dtype,
     /// The vision tower and image processor, for checkpoints that take images.
     pub images: Option<ImageSupport>,
+    /// The same text model as one CPU forward pass, when it runs there (see [`CpuModel`]).
+    cpu: Option<CpuModel>,
+}
+
+/// A text model as one forward pass on the CPU ([`crate::gemma3::cpu`], [`crate::gemma4::cpu`]):
+/// float32 models on a CPU stream unless `VLMBENCH_KERNELS=mlx`, whole models only (tensor-parallel
+/// shards keep MLX's graph and its all-reduces).
+enum CpuModel {
+    Gemma3(CpuGemma3),
+    Gemma4(CpuGemma4),
+}
+
+impl CpuModel {
+    /// The CPU form of `architecture`, if it runs there; a model the CPU pass cannot take
+    /// (experts, a weight's form) runs MLX's graph, said in one line.
+    fn of(
+        architecture: &Architecture,
+        dtype: Dtype,
+        whole: bool,
+    ) -> Result<Option<Self>, ModelError> {
+        if !whole || dtype != Dtype::Float32 || !crate::kernels::cpu::own_cpu_path()? {
+            return Ok(None);
+        }
+        let built = match architecture {
+            Architecture::Gemma3(m) => CpuGemma3::new(m).map(CpuModel::Gemma3),
+            Architecture::Gemma4(m) => CpuGemma4::new(m).map(CpuModel::Gemma4),
+        };
+        Ok(built
+            .inspect_err(|e| eprintln!("note: {e}; MLX's CPU operations run this model"))
+            .ok())
+    }
 }
 
 /// What a model needs to take images, by architecture.
@@ -136,6 +167,7 @@ impl LoadedModel {
         crate::kernels::check_choices()?;
         let checkpoint = Checkpoint::open(dir)?;
         let model_type = checkpoint.model_type().unwrap_or("").to_owned();
+        let whole = group.is_none();
         let architecture = match (model_type.as_str(), group) {
             ("gemma4" | "gemma4_text", Some(group)) => {
                 let config = Gemma4Config::from_checkpoint(&checkpoint)?;
@@ -166,6 +198,7 @@ impl LoadedModel {
                 })
             }
         };
+        let cpu = CpuModel::of(&architecture, dtype, whole)?;
         let tokenizer = Tokenizer::from_dir(dir)?;
         let images = match model_type.as_str() {
             "gemma4" => Gemma4Images::load(
@@ -190,6 +223,7 @@ impl LoadedModel {
             generation,
             dtype,
             images,
+            cpu,
         })
     }
 
@@ -269,22 +303,22 @@ impl LoadedModel {
                     cache: model.make_cache(),
                     prefill_step_size,
                 };
-                match model.cpu() {
-                    Some(cpu) => Box::new(CpuGemma4Decoder {
+                match &self.cpu {
+                    Some(CpuModel::Gemma4(cpu)) => Box::new(CpuGemma4Decoder {
                         cache: cpu.make_cache(),
                         model: cpu,
                         mlx,
                         on_mlx: false,
                     }),
-                    None => Box::new(mlx),
+                    _ => Box::new(mlx),
                 }
             }
-            Architecture::Gemma3(model) => match model.cpu() {
-                Some(cpu) => Box::new(CpuGemma3Decoder {
+            Architecture::Gemma3(model) => match &self.cpu {
+                Some(CpuModel::Gemma3(cpu)) => Box::new(CpuGemma3Decoder {
                     cache: cpu.make_cache(),
                     model: cpu,
                 }),
-                None => Box::new(Gemma3Decoder {
+                _ => Box::new(Gemma3Decoder {
                     model,
                     cache: model.make_cache(),
                     prefill_step_size,

@@ -56,14 +56,6 @@ pub struct CpuGemma3 {
     attention_scale: f32,
 }
 
-impl std::fmt::Debug for CpuGemma3 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CpuGemma3")
-            .field("layers", &self.layers.len())
-            .finish()
-    }
-}
-
 fn refused(what: &str) -> impl Fn(String) -> ModelError + '_ {
     move |why| ModelError::Input(format!("{what}: the CPU decoder takes {why}"))
 }

@@ -73,8 +73,6 @@ pub struct Gemma3Text {
     /// `None`: the head is the embedding (`tie_word_embeddings`, no `lm_head.weight`).
     pub(super) lm_head: Option<Linear>,
     pub(super) embed_scale: Array,
-    /// The same model as one CPU forward pass ([`super::cpu`]), when it runs there.
-    cpu: Option<std::sync::Arc<super::cpu::CpuGemma3>>,
 }
 
 /// The tensor prefix of the text model: bare `gemma3_text` (`model.`) or inside `gemma3`.
@@ -190,7 +188,7 @@ impl Gemma3Text {
         };
         // `mx.array(hidden ** 0.5, mx.bfloat16).astype(h.dtype)`: rounded to bf16 in every dtype.
         let embed_scale = scalar((h as f64).sqrt(), Dtype::Bfloat16)?.as_dtype(dtype)?;
-        let mut model = Gemma3Text {
+        let model = Gemma3Text {
             cfg,
             dtype,
             embed_tokens,
@@ -198,16 +196,8 @@ impl Gemma3Text {
             norm,
             lm_head,
             embed_scale,
-            cpu: None,
         };
         mlx_rs::transforms::eval(model.arrays())?;
-        if dtype == Dtype::Float32 && crate::kernels::cpu::own_cpu_path()? {
-            // A weight the CPU kernels cannot take leaves the whole model to MLX, said once.
-            match super::cpu::CpuGemma3::new(&model) {
-                Ok(cpu) => model.cpu = Some(std::sync::Arc::new(cpu)),
-                Err(e) => eprintln!("note: {e}; MLX's CPU operations run this model"),
-            }
-        }
         Ok(model)
     }
 
@@ -242,12 +232,6 @@ impl Gemma3Text {
             }
         }
         v
-    }
-
-    /// The CPU forward pass of this model, when it runs on the CPU in float32 with vlmbench's
-    /// kernels (see [`super::cpu`]).
-    pub fn cpu(&self) -> Option<&std::sync::Arc<super::cpu::CpuGemma3>> {
-        self.cpu.as_ref()
     }
 
     pub fn config(&self) -> &TextConfig {

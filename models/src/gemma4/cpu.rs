@@ -71,14 +71,6 @@ pub struct CpuGemma4 {
     hidden: usize,
 }
 
-impl std::fmt::Debug for CpuGemma4 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CpuGemma4")
-            .field("layers", &self.layers.len())
-            .finish()
-    }
-}
-
 fn matrix(l: &Linear, what: &str) -> Result<CpuMatrix> {
     l.cpu_matrix()
         .map_err(|why| ModelError::Input(format!("{what}: the CPU decoder takes {why}")))

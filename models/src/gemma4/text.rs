@@ -178,8 +178,6 @@ pub struct Gemma4Text {
     pub(super) multimodal_ids: Vec<i32>,
     /// The tensor-parallel group this rank's shard belongs to (`None`: the whole model).
     pub(super) group: Option<Arc<Group>>,
-    /// The same model as one CPU forward pass ([`super::cpu`]), when it runs there.
-    cpu: Option<Arc<super::cpu::CpuGemma4>>,
 }
 
 fn norm(ckpt: &Checkpoint, name: &str, dim: i32, eps: f32, dtype: Dtype) -> Result<RmsNorm> {
@@ -471,7 +469,7 @@ impl Gemma4Text {
                 multimodal_ids.push(v);
             }
         }
-        let mut model = Gemma4Text {
+        let model = Gemma4Text {
             kv_source: cfg.kv_source_layers(),
             first_kv_shared: cfg.first_kv_shared_layer().clamp(0, n as i32) as usize,
             cfg,
@@ -483,24 +481,9 @@ impl Gemma4Text {
             ple,
             multimodal_ids,
             group: tp.map(|t| t.group().clone()),
-            cpu: None,
         };
         mlx_rs::transforms::eval(model.arrays())?;
-        // Tensor-parallel shards keep MLX's graph (its all-reduces); a model the CPU forward
-        // pass cannot take (experts, a weight's form) runs MLX's graph too, said once.
-        if tp.is_none() && dtype == Dtype::Float32 && crate::kernels::cpu::own_cpu_path()? {
-            match super::cpu::CpuGemma4::new(&model) {
-                Ok(cpu) => model.cpu = Some(Arc::new(cpu)),
-                Err(e) => eprintln!("note: {e}; MLX's CPU operations run this model"),
-            }
-        }
         Ok(model)
-    }
-
-    /// The CPU forward pass of this model, when it runs on the CPU in float32 with vlmbench's
-    /// kernels (see [`super::cpu`]).
-    pub fn cpu(&self) -> Option<&Arc<super::cpu::CpuGemma4>> {
-        self.cpu.as_ref()
     }
 
     fn arrays(&self) -> Vec<&Array> {
