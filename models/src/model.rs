@@ -22,6 +22,7 @@ use crate::gemma4::{
 };
 use crate::generation_config::{GenerationConfig, GenerationConfigError};
 use crate::image_io::RgbImage;
+use crate::kernels::cpu::on_workers;
 use crate::kernels::cpu_ops::KvCache;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::tokenizer_config::{TokenizerConfig, TokenizerConfigError};
@@ -468,12 +469,14 @@ impl Decoder for CpuGemma3Decoder<'_> {
     fn prefill(&mut self, ids: &[u32]) -> Result<Array, ModelError> {
         check_prompt_ids(ids, self.model.vocab())?;
         self.cache = self.model.make_cache();
-        Ok(logits_array(self.model.forward(ids, &mut self.cache)))
+        let (model, cache) = (self.model, &mut self.cache);
+        Ok(logits_array(on_workers(|| model.forward(ids, cache))))
     }
 
     fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
         let id = token_id(token, self.model.vocab())?;
-        Ok(logits_array(self.model.forward(&[id], &mut self.cache)))
+        let (model, cache) = (self.model, &mut self.cache);
+        Ok(logits_array(on_workers(|| model.forward(&[id], cache))))
     }
 
     fn offset(&self) -> i32 {
@@ -496,7 +499,8 @@ impl Decoder for CpuGemma4Decoder<'_> {
         check_prompt_ids(ids, self.model.vocab())?;
         self.on_mlx = false;
         self.cache = self.model.make_cache();
-        Ok(logits_array(self.model.forward(ids, &mut self.cache, true)))
+        let (model, cache) = (self.model, &mut self.cache);
+        Ok(logits_array(on_workers(|| model.forward(ids, cache, true))))
     }
 
     fn prefill_prompt(&mut self, prompt: &Prompt) -> Result<Prefill, ModelError> {
@@ -515,11 +519,10 @@ impl Decoder for CpuGemma4Decoder<'_> {
             return self.mlx.step(token);
         }
         let id = token_id(token, self.model.vocab())?;
-        Ok(logits_array(self.model.forward(
-            &[id],
-            &mut self.cache,
-            false,
-        )))
+        let (model, cache) = (self.model, &mut self.cache);
+        Ok(logits_array(on_workers(|| {
+            model.forward(&[id], cache, false)
+        })))
     }
 
     fn offset(&self) -> i32 {

@@ -9,6 +9,13 @@ use super::cpu_quant::CpuMatrix;
 use super::{cpu_attention, cpu_matmul, kernels_choice, qgemv, Kernels, QuantizedOperands};
 use crate::error::Result;
 
+/// Runs `f` on one of rayon's worker threads, so the parallel loops inside it are shared with
+/// the other workers from that thread rather than handed over from outside the pool: a decode
+/// step opens a few hundred of them, and each hand-over from outside costs two thread wake-ups.
+pub fn on_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 /// Whether the CPU kernels apply now: the current stream is a CPU one and the process's choice
 /// includes vlmbench's products.
 pub(crate) fn own_cpu_path() -> Result<bool> {

@@ -604,15 +604,17 @@ impl Affine {
     }
 }
 
-/// Activation rows as the kernels read them: permuted per chunk, with each lane's sum per
-/// chunk (lane `l` of chunk `c` meets values `8 j + l` of the permuted chunk, all of one group,
-/// so the bias term is `sum_c bias_lanes(c) . lane_sums(c)`).
+/// Activation rows as the kernels read them: permuted per chunk, with each row's sum per
+/// quantization group (the bias term of a weight row is `biases . group_sums`).
 struct Prepared<'x> {
     m: usize,
     plain: &'x [f32],
+    /// For 4-bit codes, which are read where they lie in their words, code vector `j` of each
+    /// chunk is met by its activations times `16^-j` (exact: a power of two); the last vector,
+    /// whose top bit is the sign's, is shifted down instead and met unscaled.
     permuted: Vec<f32>,
-    /// `[m, k / chunk, 8]`.
-    lane_sums: Vec<f32>,
+    /// `[m, k / group]`.
+    group_sums: Vec<f32>,
 }
 
 impl<'x> Prepared<'x> {
@@ -622,27 +624,25 @@ impl<'x> Prepared<'x> {
                 m,
                 plain: x,
                 permuted: Vec::new(),
-                lane_sums: Vec::new(),
+                group_sums: Vec::new(),
             };
         }
-        let permuted = a.permuted(x);
-        let lane_sums = permuted
-            .chunks_exact(a.layout.chunk())
-            .flat_map(|c| {
-                let mut sums = [0f32; 8];
-                for v in c.chunks_exact(8) {
-                    for (s, x) in sums.iter_mut().zip(v) {
-                        *s += x;
-                    }
+        let mut permuted = a.permuted(x);
+        if a.layout == Layout::Nibbles {
+            let powers: [f32; 8] =
+                std::array::from_fn(|j| if j < 7 { 0.0625f32.powi(j as i32) } else { 1.0 });
+            for chunk in permuted.chunks_exact_mut(a.layout.chunk()) {
+                for (v, p) in chunk.chunks_exact_mut(8).zip(powers) {
+                    v.iter_mut().for_each(|v| *v *= p);
                 }
-                sums
-            })
-            .collect();
+            }
+        }
+        let group_sums = x.chunks_exact(a.group).map(|g| g.iter().sum()).collect();
         Prepared {
             m,
             plain: x,
             permuted,
-            lane_sums,
+            group_sums,
         }
     }
 }
@@ -665,9 +665,14 @@ mod avx2 {
 
     use super::{Affine, Layout, Prepared};
 
+    /// How far ahead of the words being multiplied the few-row kernel asks for words.
+    const PREFETCH_WORDS: usize = 1024;
+
     /// Per-group scales as the kernels read them.
     pub(super) trait Scales: Sync {
         unsafe fn at(&self, g: usize) -> f32;
+        /// Values `g..g + 8`.
+        unsafe fn at8(&self, g: usize) -> __m256;
     }
 
     impl Scales for super::Floats {
@@ -676,6 +681,14 @@ mod avx2 {
             match self {
                 super::Floats::F32(v) => v.at(g),
                 super::Floats::F16(v) => v.at(g),
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn at8(&self, g: usize) -> __m256 {
+            match self {
+                super::Floats::F32(v) => v.at8(g),
+                super::Floats::F16(v) => v.at8(g),
             }
         }
     }
@@ -692,6 +705,11 @@ mod avx2 {
         unsafe fn at(&self, g: usize) -> f32 {
             *self.get_unchecked(g)
         }
+
+        #[inline(always)]
+        unsafe fn at8(&self, g: usize) -> __m256 {
+            _mm256_loadu_ps(self.as_ptr().add(g))
+        }
     }
 
     impl Scales for [u16] {
@@ -701,19 +719,65 @@ mod avx2 {
                 *self.get_unchecked(g) as i32
             )))
         }
+
+        #[inline(always)]
+        unsafe fn at8(&self, g: usize) -> __m256 {
+            _mm256_cvtph_ps(_mm_loadu_si128(self.as_ptr().add(g) as *const __m128i))
+        }
+    }
+
+    /// `sum_g s[first + g] * sums[g]` over `n` groups: a weight row's bias term.
+    #[inline(always)]
+    unsafe fn group_dot<S: Scales + ?Sized>(
+        s: &S,
+        first: usize,
+        sums: *const f32,
+        n: usize,
+    ) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let whole = n - n % 8;
+        for g in (0..whole).step_by(8) {
+            acc = _mm256_fmadd_ps(s.at8(first + g), _mm256_loadu_ps(sums.add(g)), acc);
+        }
+        let mut total = horizontal_sum(acc);
+        for g in whole..n {
+            total += s.at(first + g) * *sums.add(g);
+        }
+        total
+    }
+
+    /// Where chunk `c` of row `r` finds its group(s), without a division per chunk (group
+    /// sizes and chunks are powers of two).
+    #[derive(Clone, Copy)]
+    struct Groups {
+        per_row: usize,
+        /// log2 of chunks per group, when a group spans whole chunks.
+        chunk_shift: u32,
+        /// A chunk holds two groups (lanes 0-3 and 4-7).
+        two_per_chunk: bool,
+    }
+
+    impl Groups {
+        fn of(a: &Affine) -> Self {
+            let chunk = a.layout.chunk();
+            Groups {
+                per_row: a.groups(),
+                chunk_shift: (a.group / chunk).max(1).trailing_zeros(),
+                two_per_chunk: a.group < chunk,
+            }
+        }
     }
 
     /// The scale vector of chunk `c` of row `r`: one value for all lanes when a group spans
     /// whole chunks, else lanes 0-3 from the chunk's first group and 4-7 from its second.
     #[inline(always)]
-    unsafe fn per_lane<S: Scales + ?Sized>(s: &S, a: &Affine, r: usize, c: usize) -> __m256 {
-        let chunk = a.layout.chunk();
-        let row = r * a.groups();
-        if a.group >= chunk {
-            _mm256_set1_ps(s.at(row + c * chunk / a.group))
-        } else {
+    unsafe fn per_lane<S: Scales + ?Sized>(s: &S, g: Groups, r: usize, c: usize) -> __m256 {
+        let row = r * g.per_row;
+        if g.two_per_chunk {
             let g = row + 2 * c;
             _mm256_set_m128(_mm_set1_ps(s.at(g + 1)), _mm_set1_ps(s.at(g)))
+        } else {
+            _mm256_set1_ps(s.at(row + (c >> g.chunk_shift)))
         }
     }
 
@@ -738,6 +802,7 @@ mod avx2 {
         let (shift, fifth) = (_mm_cvtsi32_si128(bits), _mm256_set1_epi32(16));
         let words = a.words.as_ptr().add(r * k / per_word);
         let high = a.layout == Layout::Nibbles5;
+        let groups = Groups::of(a);
         for c in 0..k / chunk {
             let mut w = _mm256_loadu_si256(words.add(8 * c) as *const __m256i);
             let mut h = if high {
@@ -748,11 +813,11 @@ mod avx2 {
             } else {
                 _mm256_setzero_si256()
             };
-            let scale = per_lane(s, a, r, c);
+            let scale = per_lane(s, groups, r, c);
             let bias = match &a.biases {
                 super::Biases::TimesScale(z) => _mm256_mul_ps(scale, _mm256_set1_ps(*z)),
-                super::Biases::Stored(super::Floats::F32(b)) => per_lane(&**b, a, r, c),
-                super::Biases::Stored(super::Floats::F16(b)) => per_lane(&**b, a, r, c),
+                super::Biases::Stored(super::Floats::F32(b)) => per_lane(&**b, groups, r, c),
+                super::Biases::Stored(super::Floats::F16(b)) => per_lane(&**b, groups, r, c),
             };
             for j in 0..per_word {
                 let mut code = _mm256_and_si256(w, mask);
@@ -769,8 +834,17 @@ mod avx2 {
         }
     }
 
+    /// `rows` as a run of a multiple of `r` rows and the rest.
+    fn split_at_multiple(
+        rows: &std::ops::Range<usize>,
+        r: usize,
+    ) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let end = rows.end - rows.len() % r;
+        (rows.start..end, end..rows.end)
+    }
+
     /// [`weight_rows`] for activation rows `first..` (up to 4), by layout; with one activation
-    /// row (decode), nibble codes take weight rows two at a time.
+    /// row (decode), 4-bit codes take weight rows four at a time, 5-bit ones two.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn rows_by<S: Scales + ?Sized>(
         a: &Affine,
@@ -784,11 +858,10 @@ mod avx2 {
             super::Biases::TimesScale(z) => Bias::TimesScale(*z),
             super::Biases::Stored(b) => Bias::Stored(b),
         };
-        let paired = rows.start..rows.end - rows.len() % 2;
-        let last = paired.end..rows.end;
         macro_rules! by_rows {
             ($bits:literal, $high:literal, $pair:literal) => {{
                 let r0 = rows.start;
+                let (paired, last) = split_at_multiple(&rows, $pair);
                 match x.m - first {
                     1 => {
                         weight_rows::<S, $bits, $high, 1, $pair>(
@@ -802,10 +875,11 @@ mod avx2 {
                 }
             }};
         }
-        // Two weight rows at a time keep more independent work in flight for the nibble layouts
-        // (more arithmetic per byte); for bytes, one row leaves the loop in registers and is faster.
+        // Several weight rows at a time keep more independent work in flight for the nibble
+        // layouts (more arithmetic per byte); for bytes, one row leaves the loop in registers and
+        // is faster.
         match a.layout {
-            Layout::Nibbles => by_rows!(4, false, 2),
+            Layout::Nibbles => by_rows!(4, false, 4),
             Layout::Nibbles5 => by_rows!(4, true, 2),
             Layout::Bytes => by_rows!(8, false, 1),
         }
@@ -813,11 +887,11 @@ mod avx2 {
 
     /// Weight rows `rows` (`R` at a time; a multiple of `R` of them) times activation rows
     /// `first..first + M`, into `out[(r - r0) * m + first + i]`. Each load of 8 words gives
-    /// `32 / BITS` vectors of 8 codes (mask, convert, shift; with `HIGH`, each code's fifth bit
-    /// from the plane ORed in); each is multiplied into the permuted activations with two
-    /// accumulators, whose sum is scaled once per chunk. The bias term accumulates in a chain of
-    /// its own: `bias . lane sums` per chunk (with biases that are `z` times the scales, `scale .
-    /// lane sums`, times `z` at the end).
+    /// `32 / BITS` vectors of 8 codes (4-bit: masked where they lie; others: mask, shift, with
+    /// `HIGH` each code's fifth bit from the plane ORed in), converted and multiplied into the
+    /// permuted activations with two accumulators, whose sum is scaled once per chunk. The bias
+    /// term is one dot product per row: `biases . group sums` (with biases that are `z` times the
+    /// scales, `scales . group sums`, times `z`).
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn weight_rows<
@@ -841,10 +915,15 @@ mod avx2 {
         let mask = _mm256_set1_epi32((1 << BITS) - 1);
         let fifth = _mm256_set1_epi32(16);
         let zero = _mm256_setzero_ps();
+        // Plain nibbles are not shifted down: each is multiplied where it lies in its word (one
+        // instruction less per eight weights), by activations scaled to match (see `Prepared`).
+        let in_place = BITS == 4 && !HIGH;
         let xs: [*const f32; M] = std::array::from_fn(|i| x.permuted[(first + i) * k..].as_ptr());
+        let per_row = a.groups();
         let sums: [*const f32; M] =
-            std::array::from_fn(|i| x.lane_sums[(first + i) * 8 * (k / chunk)..].as_ptr());
+            std::array::from_fn(|i| x.group_sums[(first + i) * per_row..].as_ptr());
         let words_per_row = k / per_word;
+        let groups = Groups::of(a);
         let z = match bias {
             Bias::TimesScale(z) => z,
             Bias::Stored(_) => 1.0,
@@ -859,12 +938,17 @@ mod avx2 {
                 }
             }
             let mut total = [[zero; M]; R];
-            let mut bias_total = [[zero; M]; R];
             for c in 0..k / chunk {
                 let mut w = [_mm256_setzero_si256(); R];
                 let mut h = [_mm256_setzero_si256(); R];
                 for q in 0..R {
                     w[q] = _mm256_loadu_si256(words[q].add(8 * c) as *const __m256i);
+                    // The hardware prefetcher alone leaves each core waiting on memory; asking
+                    // for the bytes a few rows ahead keeps enough reads in flight. A prefetch
+                    // never faults, so running past the last row is harmless.
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        words[q].wrapping_add(8 * c + PREFETCH_WORDS) as *const i8
+                    );
                     if HIGH {
                         // Byte `l` (word `l`'s fifth bits) in lane `l`, bit `j` moved to 4 + j.
                         h[q] = _mm256_slli_epi32::<4>(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
@@ -876,13 +960,22 @@ mod avx2 {
                 for j in 0..per_word {
                     let mut codes = [zero; R];
                     for q in 0..R {
-                        let mut code = _mm256_and_si256(w[q], mask);
-                        if HIGH {
-                            code = _mm256_or_si256(code, _mm256_and_si256(h[q], fifth));
-                            h[q] = _mm256_srli_epi32::<1>(h[q]);
-                        }
-                        codes[q] = _mm256_cvtepi32_ps(code);
-                        w[q] = _mm256_srli_epi32::<BITS>(w[q]);
+                        codes[q] = _mm256_cvtepi32_ps(if in_place {
+                            // Code `j` where it lies: `16^j` times the code, exactly.
+                            if j + 1 < per_word {
+                                _mm256_and_si256(w[q], _mm256_set1_epi32(15 << (4 * j)))
+                            } else {
+                                _mm256_srli_epi32::<28>(w[q])
+                            }
+                        } else {
+                            let mut code = _mm256_and_si256(w[q], mask);
+                            if HIGH {
+                                code = _mm256_or_si256(code, _mm256_and_si256(h[q], fifth));
+                                h[q] = _mm256_srli_epi32::<1>(h[q]);
+                            }
+                            w[q] = _mm256_srli_epi32::<BITS>(w[q]);
+                            code
+                        });
                     }
                     for i in 0..M {
                         let xv = _mm256_loadu_ps(xs[i].add(c * chunk + 8 * j));
@@ -892,23 +985,21 @@ mod avx2 {
                     }
                 }
                 for q in 0..R {
-                    let scale = per_lane(s, a, r + q, c);
-                    let bias_lanes = match bias {
-                        Bias::TimesScale(_) => scale,
-                        Bias::Stored(b) => per_lane(b, a, r + q, c),
-                    };
+                    let scale = per_lane(s, groups, r + q, c);
                     for i in 0..M {
-                        let lanes = _mm256_loadu_ps(sums[i].add(8 * c));
                         let codes = _mm256_add_ps(acc[q][i][0], acc[q][i][1]);
                         total[q][i] = _mm256_fmadd_ps(codes, scale, total[q][i]);
-                        bias_total[q][i] = _mm256_fmadd_ps(lanes, bias_lanes, bias_total[q][i]);
                     }
                 }
             }
             for q in 0..R {
+                let first_group = (r + q) * per_row;
                 for i in 0..M {
-                    out[(r + q - r0) * x.m + first + i] =
-                        horizontal_sum(total[q][i]) + z * horizontal_sum(bias_total[q][i]);
+                    let bias = match bias {
+                        Bias::TimesScale(_) => group_dot(s, first_group, sums[i], per_row),
+                        Bias::Stored(b) => group_dot(b, first_group, sums[i], per_row),
+                    };
+                    out[(r + q - r0) * x.m + first + i] = horizontal_sum(total[q][i]) + z * bias;
                 }
             }
         }
