@@ -354,6 +354,11 @@ pub trait Decoder {
     }
     /// Tokens in the cache so far.
     fn offset(&self) -> i32;
+    /// Whether `step` runs the forward pass before it returns (on the host) instead of queueing
+    /// a graph: nothing overlaps then, so a token is best read before the next step is asked for.
+    fn steps_eagerly(&self) -> bool {
+        false
+    }
 }
 
 pub fn default_prefill_step_size() -> Option<i32> {
@@ -482,6 +487,10 @@ impl Decoder for CpuGemma3Decoder<'_> {
     fn offset(&self) -> i32 {
         self.cache.len as i32
     }
+
+    fn steps_eagerly(&self) -> bool {
+        true
+    }
 }
 
 /// A Gemma 4 generation on the CPU forward pass ([`crate::gemma4::cpu`]); a prompt with images
@@ -531,6 +540,10 @@ impl Decoder for CpuGemma4Decoder<'_> {
         } else {
             self.cache.len as i32
         }
+    }
+
+    fn steps_eagerly(&self) -> bool {
+        !self.on_mlx
     }
 }
 

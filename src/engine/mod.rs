@@ -193,12 +193,43 @@ pub fn generate_prompt(
     let mut logprobs = Vec::new();
     let mut first_token_s = 0.0;
     let mut host = HostTime::default();
+    let eager = decoder.steps_eagerly();
+    // Takes a token: its id on the host (the first one timed), its log-probabilities, the
+    // callback; says why generation ends with it, if it does.
+    let mut take = |token: &Array,
+                    pending: Option<PendingLogprobs>,
+                    ids: &mut Vec<u32>|
+     -> Result<Option<FinishReason>> {
+        let id = token.try_item_exact::<u32>()?;
+        if ids.is_empty() {
+            first_token_s = start.elapsed().as_secs_f64();
+        }
+        ids.push(id);
+        if let Some(pending) = &pending {
+            logprobs.push(pending.read(id)?);
+        }
+        on_token(id)?;
+        Ok(if options.stop_ids.contains(&id) {
+            Some(FinishReason::Stop)
+        } else if ids.len() >= options.max_tokens {
+            Some(FinishReason::Length)
+        } else {
+            None
+        })
+    };
     let finish_reason = loop {
         let current = next;
-        let current_logprobs = next_logprobs.take();
-        // Enqueue the following step before reading this token back, unless we are done anyway.
-        let more_wanted = token_ids.len() + 1 < options.max_tokens;
-        if more_wanted {
+        let mut pending = next_logprobs.take();
+        // A decoder that computes on the spot has nothing to overlap with: its token is taken
+        // (and streamed) before the next step, which a stop token then saves. Otherwise the
+        // following step is enqueued before this token is read back, so that the device
+        // computes while the host builds, unless generation ends here anyway.
+        if eager {
+            if let Some(reason) = take(&current, pending.take(), &mut token_ids)? {
+                break reason;
+            }
+        }
+        if eager || token_ids.len() + 1 < options.max_tokens {
             let building = Instant::now();
             let logits = decoder.step(&current).context("decode step failed")?;
             let (token, pending) = sample(&logits)?;
@@ -210,20 +241,10 @@ pub fn generate_prompt(
         } else {
             next = current.clone();
         }
-        let id = current.try_item_exact::<u32>()?;
-        if token_ids.is_empty() {
-            first_token_s = start.elapsed().as_secs_f64();
-        }
-        token_ids.push(id);
-        if let Some(pending) = &current_logprobs {
-            logprobs.push(pending.read(id)?);
-        }
-        on_token(id)?;
-        if options.stop_ids.contains(&id) {
-            break FinishReason::Stop;
-        }
-        if !more_wanted {
-            break FinishReason::Length;
+        if !eager {
+            if let Some(reason) = take(&current, pending.take(), &mut token_ids)? {
+                break reason;
+            }
         }
     };
     let last_token_s = start.elapsed().as_secs_f64();
@@ -258,6 +279,10 @@ mod tests {
     struct Counter {
         vocab: i32,
         seen: Vec<u32>,
+        /// Whether it says it steps eagerly (a host forward pass).
+        eager: bool,
+        /// What happened, in order: `step N` as token N is fed, `token N` as N is streamed.
+        events: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
     }
 
     impl Counter {
@@ -265,6 +290,8 @@ mod tests {
             Self {
                 vocab: 16,
                 seen: vec![],
+                eager: false,
+                events: Default::default(),
             }
         }
 
@@ -283,11 +310,53 @@ mod tests {
         fn step(&mut self, token: &Array) -> Result<Array, ModelError> {
             let id = token.try_item_exact::<u32>().unwrap();
             self.seen.push(id);
+            self.events.borrow_mut().push(format!("step {id}"));
             Ok(self.logits_after(id))
         }
         fn offset(&self) -> i32 {
             self.seen.len() as i32
         }
+        fn steps_eagerly(&self) -> bool {
+            self.eager
+        }
+    }
+
+    /// The events of a greedy generation from prompt `[3]` (first token 4).
+    fn events(eager: bool, max_tokens: usize, stop_ids: Vec<u32>) -> Vec<String> {
+        let mut model = Counter::new();
+        model.eager = eager;
+        let events = model.events.clone();
+        let options = GenerateOptions {
+            stop_ids,
+            ..GenerateOptions::exactly(max_tokens)
+        };
+        generate(&mut model, &[3], &mut Sampler::greedy(), &options, |id| {
+            events.borrow_mut().push(format!("token {id}"));
+            Ok(())
+        })
+        .unwrap();
+        let events = events.borrow().clone();
+        events
+    }
+
+    #[test]
+    fn an_eager_decoder_streams_each_token_before_the_next_step_and_none_after_a_stop() {
+        // MLX graphs: the next step is queued before the token is read back.
+        assert_eq!(
+            events(false, 3, vec![]),
+            ["step 4", "token 4", "step 5", "token 5", "token 6"]
+        );
+        // A host forward pass: the token first (so the time to first token is the prompt's
+        // alone), and no step after a stop token.
+        assert_eq!(
+            events(true, 3, vec![]),
+            ["token 4", "step 4", "token 5", "step 5", "token 6"]
+        );
+        assert_eq!(events(true, 9, vec![5]), ["token 4", "step 4", "token 5"]);
+        assert_eq!(
+            events(false, 9, vec![5]),
+            ["step 4", "token 4", "step 5", "token 5"]
+        );
     }
 
     fn run(max_tokens: usize, stop_ids: Vec<u32>) -> (Generation, Vec<u32>, Counter) {
