@@ -1,8 +1,9 @@
 //! Which floating dtype activations are computed in.
 //!
-//! Policy: float32 on the CPU, bfloat16 on GPUs. MLX 0.32's CPU 4-bit matmul is about 9x slower
-//! with bf16 activations than with f32 (4096x4096, one row: ~184 ms vs ~20 ms, same in Python MLX),
-//! while GPUs are built for bf16 and the checkpoints store bf16. `--dtype` overrides the policy.
+//! Policy: float32 on the CPU, bfloat16 on GPUs. MLX 0.32's CPU 4-bit matmul is several times
+//! slower with bf16 activations than with f32 (same in Python MLX; docs/building.md), and
+//! vlmbench's own CPU kernels take float32, while GPUs are built for bf16 and the checkpoints store
+//! bf16. `--dtype` overrides the policy.
 
 use std::fmt;
 use std::str::FromStr;

@@ -253,7 +253,18 @@ impl CpuGemma4 {
             }
             let (hd, keys_so_far) = (layer.head_dim, offset + ids.len());
             let x = rms_normed(&h, &layer.input_norm, self.eps);
-            let mut q = layer.q.matmul_t(&x, l);
+            // The layer's projections of `x` in one parallel loop: q, then k and v where the
+            // layer has its own cache (v is k where the checkpoint ties them).
+            let mut projections = match &layer.k {
+                Some(kp) => {
+                    let mut both = vec![&layer.q, kp];
+                    both.extend(&layer.v);
+                    CpuMatrix::matmul_t_each(&both, &x, l)
+                }
+                None => vec![layer.q.matmul_t(&x, l)],
+            }
+            .into_iter();
+            let mut q = projections.next().expect("the query projection");
             rms_norm(&mut q, &layer.q_norm, self.eps);
             rope(
                 &mut q,
@@ -263,12 +274,8 @@ impl CpuGemma4 {
                 layer.rope_scale,
                 offset + ids.len() - l,
             );
-            if let (Some(kp), Some(k_norm)) = (&layer.k, &layer.k_norm) {
-                let mut k = kp.matmul_t(&x, l);
-                let mut v = match &layer.v {
-                    Some(vp) => vp.matmul_t(&x, l),
-                    None => k.clone(),
-                };
+            if let (Some(mut k), Some(k_norm)) = (projections.next(), &layer.k_norm) {
+                let mut v = projections.next().unwrap_or_else(|| k.clone());
                 rms_norm(&mut k, k_norm, self.eps);
                 rope(
                     &mut k,

@@ -46,8 +46,8 @@ pub enum Kernels {
     /// vlmbench's matrix products (GPU GEMV, CPU products and attention), the rest op by op.
     Gemv,
     /// The default: `Gemv` plus the GELU gate and the logit soft-cap fused by MLX `compile` on
-    /// CUDA (1.06x `Gemv`'s decode on an H100, 1.23x on a slower one; the same tokens and
-    /// log-probabilities as `Gemv` on the tiny checkpoints: charts/gpu/h100-fused-default).
+    /// CUDA (faster decode than `Gemv` with the same tokens and log-probabilities on the tiny
+    /// checkpoints: charts/gpu/h100-fused-default).
     Vlmbench,
 }
 
@@ -195,9 +195,8 @@ pub enum Prefill {
     Paced,
     /// Paced, and on a CUDA GPU each 4-bit product with 16-bit scales in a paced forward pass
     /// (Gemma 4's; other models keep MLX's GEMM) dequantizes its weight and multiplies densely
-    /// (cuBLAS); the default on CUDA. On an H100 with MLX 0.32.2, MLX's GEMM
-    /// ran at 109-150 TFLOP/s at the 31B prefill shapes, the dequantized product at up to 542
-    /// (dequantization included), and prefill of the 31B-shaped checkpoint doubled
+    /// (cuBLAS); the default on CUDA. With MLX 0.32.2, MLX's quantized GEMM runs well below
+    /// cuBLAS at the 31B prefill shapes even with the dequantization counted
     /// (charts/gpu/h100-paced). float32 products stay MLX's: cuBLAS would run them as TF32,
     /// less precise than asked for.
     Dequant,
