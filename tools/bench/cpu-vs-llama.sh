@@ -11,8 +11,9 @@
 # e2b:    Gemma 4 E2B's shapes with random 4-bit weights, written by
 #         `vlmbench make-tiny --preset gemma-4-e2b` and exported by `vlmbench convert --to-gguf`
 #         as Q4_1 (the same numbers: each MLX affine group of 64 is two Q4_1 blocks with its scale
-#         and bias). mlx-vlm is left out: its float32 CPU path needs minutes per E2B prompt (add
-#         --mlx-vlm to the side_by_side.sh line below to include it).
+#         and bias). mlx-vlm is left out: on this 2-core CPU its warm-up generation alone (64 + 16
+#         tokens, bfloat16 as published) had not finished after 15 minutes (add --mlx-vlm to the
+#         side_by_side.sh line below to include it anyway).
 # Each table: tools/llama/side_by_side.sh, 3 alternated rounds of (llama.cpp, vlmbench[, mlx-*]),
 # into OUT_ROOT/cpu-gemma3-270m-64-32/, OUT_ROOT/cpu-gemma3-270m-512-128/ and OUT_ROOT/cpu-e2b-llama/.
 # Run it on a quiet machine: machine.txt records the load and warns when other work shared the CPU.
