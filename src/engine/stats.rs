@@ -1,4 +1,4 @@
-//! Generation statistics, each defined once here (README "Statistics" repeats the definitions).
+//! Generation statistics, each defined once here (docs/statistics.md repeats the definitions).
 //!
 //! Clock: one monotonic clock read at the start of `generate` (after tokenization), when the first
 //! token's id is on the host, and when the last token's id is on the host.

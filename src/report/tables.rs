@@ -25,7 +25,7 @@ struct Row {
     peak: String,
 }
 
-/// The notebook's throughput table: our prefill/decode definitions (README "Statistics").
+/// The notebook's throughput table: our prefill/decode definitions (docs/statistics.md).
 pub fn measurements_table(ms: &[Measurement]) -> String {
     let rows = ms.iter().map(|m| Row {
         test: m.label.clone(),
