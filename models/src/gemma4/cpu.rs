@@ -257,9 +257,9 @@ impl CpuGemma4 {
             // layer has its own cache (v is k where the checkpoint ties them).
             let mut projections = match &layer.k {
                 Some(kp) => {
-                    let mut both = vec![&layer.q, kp];
-                    both.extend(&layer.v);
-                    CpuMatrix::matmul_t_each(&both, &x, l)
+                    let mut matrices = vec![&layer.q, kp];
+                    matrices.extend(&layer.v);
+                    CpuMatrix::matmul_t_each(&matrices, &x, l)
                 }
                 None => vec![layer.q.matmul_t(&x, l)],
             }
