@@ -60,29 +60,14 @@ pub fn gelu_tanh(x: &Array) -> Result<Array> {
     Ok(half_x.multiply(scalar(1.0, dt)?.add(&t)?)?)
 }
 
-/// `gelu_tanh(gate) * up` (one fused kernel on CUDA, see [`crate::kernels::fused`]).
-pub fn geglu(gate: &Array, up: &Array) -> Result<Array> {
-    if crate::kernels::fuse_elementwise()? {
-        return Ok(crate::kernels::fused::geglu(gate, up)?);
-    }
-    geglu_ops(gate, up)
-}
-
-/// [`geglu`] op by op.
+/// `gelu_tanh(gate) * up`, op by op (models call [`crate::kernels::fused::geglu`], which fuses
+/// it where it can).
 pub fn geglu_ops(gate: &Array, up: &Array) -> Result<Array> {
     Ok(gelu_tanh(gate)?.multiply(up)?)
 }
 
-/// `tanh(x / cap) * cap` (one fused kernel on CUDA, see [`crate::kernels::fused`]).
-pub fn softcap(x: &Array, cap: f64) -> Result<Array> {
-    let c = scalar(cap, x.dtype())?;
-    if crate::kernels::fuse_elementwise()? {
-        return Ok(crate::kernels::fused::softcap(x, &c)?);
-    }
-    softcap_ops(x, &c)
-}
-
-/// [`softcap`] op by op, `cap` a scalar in the dtype of `x`.
+/// `tanh(x / cap) * cap` op by op, `cap` a scalar in the dtype of `x` (models call
+/// [`crate::kernels::fused::softcap`], which fuses it where it can).
 pub fn softcap_ops(x: &Array, cap: &Array) -> Result<Array> {
     Ok(tanh(x.divide(cap)?)?.multiply(cap)?)
 }

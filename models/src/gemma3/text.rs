@@ -16,7 +16,8 @@ use crate::attention::{causal_mask, sdpa, Mask};
 use crate::cache::{eval_caches, KvCache, LayerCache, RotatingKvCache};
 use crate::checkpoint::Checkpoint;
 use crate::error::{ModelError, Result};
-use crate::nn::{geglu, scalar, softcap, RmsNorm, Rope};
+use crate::kernels::fused::{geglu, softcap};
+use crate::nn::{scalar, RmsNorm, Rope};
 use crate::quantized::{load_param, Embedding, Linear};
 
 /// Which positions get logits.

@@ -8,7 +8,8 @@ use mlx_rs::{Array, Dtype};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;
-use crate::nn::{geglu, scalar};
+use crate::kernels::fused::geglu;
+use crate::nn::scalar;
 use crate::quantized::{load_param, Linear, SwitchLinear};
 
 /// mlx-vlm's `DECODE_BLOCK_SIZE`: blocks of 2..=8 positions take the unsorted per-token route.

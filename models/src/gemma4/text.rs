@@ -24,8 +24,9 @@ use crate::cache::{eval_caches, KvCache, LayerCache, RotatingKvCache};
 use crate::checkpoint::Checkpoint;
 use crate::distributed::Group;
 use crate::error::{ModelError, Result};
+use crate::kernels::fused::{geglu, softcap};
 use crate::kernels::PrefillPacer;
-use crate::nn::{geglu, rms_norm_no_scale, scalar, softcap, RmsNorm, Rope};
+use crate::nn::{rms_norm_no_scale, scalar, RmsNorm, Rope};
 use crate::quantized::{load_param, Embedding, Linear};
 
 /// mlx-vlm's `prefill_step_size` default.

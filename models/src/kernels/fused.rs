@@ -29,13 +29,21 @@ thread_local! {
     )));
 }
 
-/// `gelu_tanh(gate) * up`, fused.
-pub fn geglu(gate: &Array, up: &Array) -> Result<Array, Exception> {
-    GEGLU.with(|f| (f.borrow_mut())((gate, up)))
+/// `gelu_tanh(gate) * up`: one fused kernel where the fused chains apply
+/// ([`super::fuse_elementwise`]), else op by op.
+pub fn geglu(gate: &Array, up: &Array) -> crate::error::Result<Array> {
+    if super::fuse_elementwise()? {
+        return Ok(GEGLU.with(|f| (f.borrow_mut())((gate, up)))?);
+    }
+    nn::geglu_ops(gate, up)
 }
 
-/// `tanh(x / cap) * cap` with `cap` a scalar array in the dtype of `x`, fused. (The cap is an
-/// input, not a constant of the trace, so one compiled function serves every cap value.)
-pub fn softcap(x: &Array, cap: &Array) -> Result<Array, Exception> {
-    SOFTCAP.with(|f| (f.borrow_mut())((x, cap)))
+/// `tanh(x / cap) * cap`, fused where the fused chains apply, else op by op. (The cap is an input
+/// of the trace, not a constant, so one compiled function serves every cap value.)
+pub fn softcap(x: &Array, cap: f64) -> crate::error::Result<Array> {
+    let cap = nn::scalar(cap, x.dtype())?;
+    if super::fuse_elementwise()? {
+        return Ok(SOFTCAP.with(|f| (f.borrow_mut())((x, &cap)))?);
+    }
+    nn::softcap_ops(x, &cap)
 }
