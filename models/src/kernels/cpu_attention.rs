@@ -5,8 +5,6 @@
 //! scores and weighted values with `matrixmultiply`'s SGEMM, masks and softmaxes them in
 //! between, and the blocks run across cores.
 
-use rayon::prelude::*;
-
 /// Queries per task: bounds the scores buffer (`QUERY_BLOCK x keys` floats) for long inputs.
 const QUERY_BLOCK: usize = 256;
 
@@ -111,7 +109,7 @@ pub fn attention(
             tasks.push((bh * blocks_per_head + blk, rows));
         }
     }
-    tasks.into_par_iter().for_each(|(task, out_rows)| {
+    super::cpu_team::for_each(tasks, |(task, out_rows)| {
         let (bh, blk) = (task / blocks_per_head, task % blocks_per_head);
         let (b, h) = (bh / heads, bh % heads);
         let kvh = b * kv_heads + h / (heads / kv_heads);

@@ -346,7 +346,7 @@ impl CpuMatrix {
                 tasks.push((i, t * per_task, chunk));
             }
         }
-        tasks.into_par_iter().for_each(|(i, first, out)| {
+        super::cpu_team::for_each(tasks, |(i, first, out)| {
             affine[i].rows_into(first..first + out.len() / m, &prepared[i], out);
         });
         if m == 1 {

@@ -27,6 +27,7 @@ pub mod cpu_layers;
 pub mod cpu_matmul;
 pub mod cpu_ops;
 pub mod cpu_quant;
+pub mod cpu_team;
 pub mod fused;
 pub mod precompiled;
 pub mod qgemv;
