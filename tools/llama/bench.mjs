@@ -3,9 +3,10 @@
 //
 //   node tools/llama/bench.mjs --gguf FILE [--model-dir DIR] [-p 512] [-n 128] [--test pp512+tg128]
 //        [-r 3] [--no-warmup] [--seed 0] [--threads N] [--batch-size 512] [-o md|csv|json|jsonl]
-//        [--results RESULTS.json] [--label L]
+//        [--results RESULTS.json] [--label L] [--gpu cuda]
 //
-// llama.cpp is node-llama-cpp 3.22.1's prebuilt CPU build (tools/llama/setup.sh installs it; this
+// llama.cpp is node-llama-cpp 3.22.1's prebuilt CPU build (with --gpu cuda its CUDA build, every layer
+// on the GPU) (tools/llama/setup.sh installs it; this
 // script finds it in ${VLMBENCH_CACHE_DIR:-~/.cache/vlmbench}/llama.cpp/node-llama-cpp-3.22.1, or in
 // VLMBENCH_LLAMA_DIR). It is loaded with `build: "never"`: no prebuilt binary, no run (never a compile).
 //
@@ -30,7 +31,8 @@
 //   - peak memory: the process's resident-set high-water mark (VmHWM; reset before each repetition
 //     through /proc/self/clear_refs where Linux allows it), the highest over the repetitions. It counts
 //     the memory-mapped weights that were touched and Node's own heap; vlmbench's figure is MLX's
-//     allocator peak (weights included), a close but not identical quantity.
+//     allocator peak (weights included), a close but not identical quantity. With --gpu: the GPU memory
+//     in use after the test (llama.cpp's VRAM state: the whole device's, other processes included).
 // Threads: all cores by default (--threads); node-llama-cpp's own default would be max(cores, 4).
 // Output: the rows `vlmbench bench -o FORMAT` prints (same fields; program and versions in
 // vlmbench_version, ggml's CPU variant in kernels), and with --results a vlmbench results file that
@@ -48,7 +50,7 @@ class UsageError extends Error {}
 function usage() {
   return `usage: node tools/llama/bench.mjs --gguf FILE [--model-dir DIR] [-p LENGTHS] [-n LENGTHS] [--test NAME]...
        [-r N] [--no-warmup] [--seed N] [--threads N] [--batch-size N] [-o md|csv|json|jsonl]
-       [--results RESULTS.json] [--label LABEL]
+       [--results RESULTS.json] [--label LABEL] [--gpu cuda]
   --gguf FILE        the GGUF model llama.cpp runs
   --model-dir DIR    the vlmbench checkpoint of the same weights: prompt ids from its vocabulary
                      (default: from the GGUF's tokenizer)
@@ -64,6 +66,8 @@ function usage() {
   --results FILE     also write a vlmbench results file (for vlmbench compare / chart)
   --label LABEL      the run's label in the results file
                      (default "llama.cpp (node-llama-cpp ${NODE_LLAMA_CPP_VERSION}, <CPU variant>)")
+  --gpu cuda         run every layer on the GPU with node-llama-cpp's prebuilt CUDA build
+                     (@node-llama-cpp/linux-x64-cuda installed beside node-llama-cpp)
   env VLMBENCH_LLAMA_DIR: the install dir tools/llama/setup.sh printed`;
 }
 
@@ -97,6 +101,7 @@ function parseArgs(argv) {
       case "-o": case "--output": o.output = value(); if (!["md", "csv", "json", "jsonl"].includes(o.output)) throw new UsageError(`unknown output format ${JSON.stringify(o.output)}: use md, csv, json or jsonl`); break;
       case "--results": o.results = value(); break;
       case "--label": o.label = value(); break;
+      case "--gpu": o.gpu = value(); if (o.gpu !== "cuda") throw new UsageError(`--gpu takes cuda, not ${JSON.stringify(o.gpu)}`); break;
       case "-h": case "--help": console.log(usage()); process.exit(0);
       default:
         if (!a.startsWith("-") && o.gguf === undefined) o.gguf = a;
@@ -213,7 +218,7 @@ async function generateExactly(seq, ids, n) {
   };
 }
 
-async function measure(seq, test, prompts) {
+async function measure(seq, test, prompts, peakRss) {
   await seq.clearHistory(); // an empty KV cache, as vlmbench's fresh decoder
   resetPeak();
   switch (test.kind) {
@@ -225,15 +230,15 @@ async function measure(seq, test, prompts) {
       const seconds = (performance.now() - start) / 1e3;
       await it.return();
       if (r.done) throw new Error("llama.cpp returned no logits for the prompt");
-      return { tps: test.n / seconds, ttft: null, peak: peakRss() };
+      return { tps: test.n / seconds, ttft: null, peak: await peakRss() };
     }
     case "generate": {
       const g = await generateExactly(seq, prompts.next(1), test.n);
-      return { tps: g.decodeTps, ttft: g.ttft, peak: peakRss() };
+      return { tps: g.decodeTps, ttft: g.ttft, peak: await peakRss() };
     }
     case "prompt_generate": {
       const g = await generateExactly(seq, prompts.next(test.prompt), test.gen);
-      return { tps: (test.prompt + test.gen) / g.total, ttft: g.ttft, peak: peakRss() };
+      return { tps: (test.prompt + test.gen) / g.total, ttft: g.ttft, peak: await peakRss() };
     }
   }
   throw new Error(`unknown test ${test.kind}`);
@@ -274,17 +279,17 @@ async function main() {
 
   const { getLlama, LlamaLogLevel, GgufFileType } = await loadNodeLlamaCpp();
   const llama = await getLlama({
-    gpu: false,
+    gpu: o.gpu ?? false,
     build: "never", // prebuilt binaries only: a missing one is an error, never a compile
     usePrebuiltBinaries: true,
     skipDownload: true,
-    progressLogs: false,
+    progressLogs: Boolean(o.gpu), // on a GPU, say why a CUDA build does not load
     maxThreads: 0, // the context's thread count is exact
     logLevel: LlamaLogLevel.error,
     logger: (level, message) => console.error(`llama.cpp: ${message.trimEnd()}`),
   });
   const rssBefore = process.memoryUsage().rss;
-  const model = await llama.loadModel({ modelPath: o.gguf, gpuLayers: 0 });
+  const model = await llama.loadModel({ modelPath: o.gguf, gpuLayers: o.gpu ? "max" : 0 });
 
   // The GGUF's file type and, without --model-dir, its vocabulary, from the metadata
   // node-llama-cpp read when loading (reading the file again would only grow the heap).
@@ -305,17 +310,18 @@ async function main() {
   const batchSize = Math.min(o.batchSize, contextSize);
   const context = await model.createContext({ contextSize, batchSize, threads: o.threads, sequences: 1 });
   const seq = context.getSequence();
-  const variant = cpuVariant();
+  const variant = o.gpu ? `${o.gpu} (${(await llama.getGpuDeviceNames()).join(", ")})` : cpuVariant();
+  const peak = o.gpu ? async () => (await llama.getVramState()).used : peakRss;
   const release = llama.llamaCppRelease?.release ?? "?";
-  console.error(`bench.mjs: llama.cpp ${release} (node-llama-cpp ${NODE_LLAMA_CPP_VERSION}, ${llama.buildType}, ggml CPU variant ${variant}), ${context.currentThreads} threads, context ${context.contextSize}, batch ${context.batchSize}, flash attention ${context.flashAttention}; ${cpuModel()}; process RSS ${(rssBefore / 1e6).toFixed(0)} MB before the model, ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB with it`);
+  console.error(`bench.mjs: llama.cpp ${release} (node-llama-cpp ${NODE_LLAMA_CPP_VERSION}, ${llama.buildType}, ggml ${o.gpu ? "GPU" : "CPU variant"} ${variant}), ${context.currentThreads} threads, context ${context.contextSize}, batch ${context.batchSize}, flash attention ${context.flashAttention}; ${cpuModel()}; process RSS ${(rssBefore / 1e6).toFixed(0)} MB before the model, ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB with it`);
 
   const modelSize = fs.statSync(o.gguf).size;
   const prompts = new PromptIds(o.seed, vocab.vocab, vocab.special);
   const rows = [];
   for (const test of o.testList) {
-    if (o.warmup) await measure(seq, test, prompts);
+    if (o.warmup) await measure(seq, test, prompts, peak);
     const samples = [];
-    for (let r = 0; r < o.repetitions; r++) samples.push(await measure(seq, test, prompts));
+    for (let r = 0; r < o.repetitions; r++) samples.push(await measure(seq, test, prompts, peak));
     const tps = samples.map((s) => s.tps);
     const [mean, sd] = meanSd(tps);
     const ttfts = samples.map((s) => s.ttft).filter((t) => t != null);
@@ -323,8 +329,8 @@ async function main() {
     const row = {
       model: path.basename(o.gguf),
       model_size_bytes: modelSize,
-      backend: "cpu",
-      device: `cpu:0 ${cpuModel()}`.trim(), // as vlmbench names the CPU device
+      backend: o.gpu ?? "cpu",
+      device: o.gpu ? `${o.gpu}:0 ${variant}` : `cpu:0 ${cpuModel()}`.trim(), // as vlmbench names the CPU device
       dtype: fileType,
       test: testName(test),
       n_prompt: nPrompt,
@@ -336,7 +342,7 @@ async function main() {
       peak_memory_bytes: Math.max(...samples.map((s) => s.peak)),
       mlx_version: "none",
       vlmbench_version: `llama.cpp ${release} (node-llama-cpp ${NODE_LLAMA_CPP_VERSION})`,
-      kernels: `ggml-cpu-${variant}, ${context.currentThreads} threads`,
+      kernels: o.gpu ? `ggml-${o.gpu}` : `ggml-cpu-${variant}, ${context.currentThreads} threads`,
       prefill: `batch ${context.batchSize}`,
     };
     console.error(`${row.test}: ${mean.toFixed(2)} ± ${sd.toFixed(2)} t/s`);

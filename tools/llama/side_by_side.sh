@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# llama.cpp beside vlmbench on the CPU, on the same weights (issue #24): one script, alternated rounds.
+# llama.cpp beside vlmbench on the same weights (issues #24, #25): one script, alternated rounds.
 #
 #   tools/llama/side_by_side.sh MODEL_DIR GGUF OUT_DIR [-p 64] [-n 32] [-r 3] [--rounds 3]
-#                               [--threads N] [--seed 0] [--mlx-vlm] [--mlx-lm]
+#                               [--threads N] [--seed 0] [--mlx-vlm] [--mlx-lm] [--gpu cuda]
 #   e.g. tools/llama/side_by_side.sh ~/.cache/vlmbench/gemma3-270m/mlx-gguf \
 #          ~/.cache/vlmbench/gemma3-270m/gemma-3-270m-q4_k_m.gguf charts/cpu-gemma3-270m
 #
@@ -22,6 +22,10 @@
 # cannot load vlmbench's import of Gemma 3 270M (it expects a dense 262144 x 640 lm_head); it loads
 # Gemma 4 checkpoints. (For Gemma 3 the correctness reference is mlx-lm: use --mlx-lm.)
 #
+# --gpu cuda runs llama.cpp's prebuilt CUDA build with every layer on the GPU (bench.mjs --gpu cuda:
+# @node-llama-cpp/linux-x64-cuda must sit beside node-llama-cpp in VLMBENCH_LLAMA_DIR) and vlmbench
+# with its defaults on a CUDA build (bfloat16 compute on the GPU).
+#
 # --mlx-lm adds mlx-lm 0.32.2 (same MLX as vlmbench) as a third program, timed as vlmbench bench times
 # itself: tools/reference/bench_mlx_lm.py on MODEL_DIR, run after vlmbench in each round (A B C A B C),
 # writes the same bench rows (ppP, tgN; same prompt ids, EOS ignored, one warm-up and R repetitions)
@@ -40,17 +44,18 @@
 #                                                 (A) vs vlmbench (B), pooled and by round
 #   throughput_*.png                              `vlmbench chart` of each program
 # Environment: VLMBENCH_BIN (default target/release/vlmbench), VLMBENCH_REFERENCE_PYTHON (--mlx-vlm,
-# --mlx-lm; default: tools/reference/setup.sh's venv).
+# --mlx-lm; default: tools/reference/setup.sh's venv), VLMBENCH_LLAMA_DIR (an install of node-llama-cpp
+# made elsewhere, e.g. carried to a machine without npm; default: tools/llama/setup.sh's).
 set -euo pipefail
 
 die() { echo "side_by_side.sh: error: $*" >&2; exit 1; }
 log() { echo "side_by_side.sh: $*" >&2; }
-usage="usage: tools/llama/side_by_side.sh MODEL_DIR GGUF OUT_DIR [-p 64] [-n 32] [-r 3] [--rounds 3] [--threads N] [--seed 0] [--mlx-vlm] [--mlx-lm]"
+usage="usage: tools/llama/side_by_side.sh MODEL_DIR GGUF OUT_DIR [-p 64] [-n 32] [-r 3] [--rounds 3] [--threads N] [--seed 0] [--mlx-vlm] [--mlx-lm] [--gpu cuda]"
 
 here="$(pwd)"
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$here/$1" ;; esac; }
 pos=()
-p=64; n=32; r=3; rounds=3; threads=""; seed=0; mlx_vlm=0; mlx_lm=0
+p=64; n=32; r=3; rounds=3; threads=""; seed=0; mlx_vlm=0; mlx_lm=0; gpu=""; where="the CPU"
 while [ $# -gt 0 ]; do
   case "$1" in
     -p|-n|-r|--rounds|--threads|--seed) [ $# -ge 2 ] || die "$1 needs a value"
@@ -58,6 +63,7 @@ while [ $# -gt 0 ]; do
       shift 2 ;;
     --mlx-vlm) mlx_vlm=1; shift ;;
     --mlx-lm) mlx_lm=1; shift ;;
+    --gpu) [ "${2:-}" = cuda ] || die "--gpu takes cuda (got '${2:-}')"; gpu=cuda; where="a CUDA GPU"; shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     -*) die "unknown option $1 ($usage)" ;;
     *) pos+=("$1"); shift ;;
@@ -82,13 +88,14 @@ if [ "$mlx_vlm" = 1 ] || [ "$mlx_lm" = 1 ]; then
   py="${VLMBENCH_REFERENCE_PYTHON:-$(tools/reference/setup.sh | tail -n 1)}"
   [ -x "$py" ] || die "no Python for mlx-vlm/mlx-lm ($py): run tools/reference/setup.sh or set VLMBENCH_REFERENCE_PYTHON"
 fi
-VLMBENCH_LLAMA_DIR="$(tools/llama/setup.sh | tail -n 1)"
+VLMBENCH_LLAMA_DIR="${VLMBENCH_LLAMA_DIR:-$(tools/llama/setup.sh | tail -n 1)}"
 export VLMBENCH_LLAMA_DIR
 mkdir -p "$out"
 load_start="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 
 llama_args=(--gguf "$gguf" --model-dir "$model" -p "$p" -n "$n" -r "$r" --seed "$seed" -o json)
 [ -n "$threads" ] && llama_args+=(--threads "$threads")
+[ -n "$gpu" ] && llama_args+=(--gpu "$gpu")
 llama_rounds=(); vlm_rounds=(); mlx_rounds=(); lm_rounds=()
 for k in $(seq 1 "$rounds"); do
   log "round $k of $rounds: llama.cpp"
@@ -141,6 +148,7 @@ fi
   echo "cores: $(nproc)"
   echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null || echo '?')"
   echo "kernel: $(uname -srm)"
+  if [ -n "$gpu" ]; then echo "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo '?')"; fi
   echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
   # The load at the end counts the benchmark's own threads; only the start says whether other work ran.
   if awk -v c="$(nproc)" -v a="${load_start%% *}" 'BEGIN { exit !(a + 0 > c) }'; then
@@ -157,7 +165,7 @@ fi
 } > "$out/machine.txt"
 
 {
-  echo "# llama.cpp vs vlmbench$([ "$mlx_lm" = 1 ] && echo " (and mlx-lm)") on the CPU: pp$p, tg$n"
+  echo "# llama.cpp vs vlmbench$([ "$mlx_lm" = 1 ] && echo " (and mlx-lm)") on $where: pp$p, tg$n"
   echo
   echo '```'
   cat "$out/machine.txt"
@@ -166,7 +174,11 @@ fi
   echo "A = llama.cpp (baseline), B = vlmbench. Speedup and B/A above 1: vlmbench faster (for time to first"
   echo "token and peak memory, below 1 is better). A test fills only what it measures: pp the prefill rate,"
   echo "tg the decode rate and the time to first token of its 1-token prompt; 0 and NaN mark the rest."
-  echo "Peak memory: llama.cpp's is its process's resident high-water mark, vlmbench's MLX's allocator peak."
+  if [ -n "$gpu" ]; then
+    echo "Peak memory: llama.cpp's is the GPU memory in use after each test (the whole device's), vlmbench's MLX's allocator peak."
+  else
+    echo "Peak memory: llama.cpp's is its process's resident high-water mark, vlmbench's MLX's allocator peak."
+  fi
   if [ "$mlx_lm" = 1 ]; then
     echo "mlx-lm (float32, every floating parameter cast) is timed as vlmbench bench; its peak is MLX's allocator peak."
   fi
