@@ -9,7 +9,6 @@
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use crate::chat_template::{py_strip, ChatTemplate, ChatTemplateError, RenderOptions};
 use crate::tokenizer_config::TokenizerConfig;
 
 /// One message of a conversation.
@@ -86,35 +85,6 @@ impl ChatMessage {
     pub fn assistant(text: &str) -> Self {
         Self::text("assistant", text)
     }
-}
-
-/// The prompt string and how to tokenize it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FormattedPrompt {
-    pub text: String,
-    /// mlx-vlm tokenizes a templated Gemma prompt with `add_special_tokens=False` (the template
-    /// writes `<bos>`), and the plain fallback with `add_special_tokens=True`.
-    pub add_special_tokens: bool,
-}
-
-/// Renders `messages` with the checkpoint's template, or with mlx-vlm's plain fallback when the
-/// checkpoint has none.
-pub fn format_prompt(
-    template: Option<&ChatTemplate>,
-    config: &TokenizerConfig,
-    messages: &[ChatMessage],
-    options: &RenderOptions,
-) -> Result<FormattedPrompt, ChatTemplateError> {
-    Ok(match template {
-        Some(t) => FormattedPrompt {
-            text: t.render(messages, options)?,
-            add_special_tokens: false,
-        },
-        None => FormattedPrompt {
-            text: plain_prompt(messages, options.add_generation_prompt, config),
-            add_special_tokens: true,
-        },
-    })
 }
 
 /// mlx-vlm's `_messages_to_plain_prompt`: a lone user message is its flattened content;
@@ -202,6 +172,12 @@ fn capitalize(s: &str) -> String {
     }
 }
 
+/// Python's `str.strip()` with no argument: strips what `str.isspace()` accepts, which is
+/// Rust's Unicode `White_Space` plus the ASCII separators U+001C..U+001F.
+pub(crate) fn py_strip(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,35 +238,6 @@ mod tests {
         assert_eq!(
             plain_prompt(&messages[..2], false, &cfg),
             "System: Be brief.\nUser: <image> Look"
-        );
-    }
-
-    #[test]
-    fn format_prompt_picks_template_or_fallback() {
-        let cfg = gemma_config();
-        let messages = [ChatMessage::user_with_images("Hi", 0)];
-        let plain = format_prompt(None, &cfg, &messages, &RenderOptions::default()).unwrap();
-        assert_eq!(
-            plain,
-            FormattedPrompt {
-                text: "Hi".into(),
-                add_special_tokens: true
-            }
-        );
-        let t = ChatTemplate::new(
-            "<bos>{{ messages[0]['content'][0]['text'] }}".into(),
-            "t".into(),
-            &cfg,
-        )
-        .unwrap();
-        let templated =
-            format_prompt(Some(&t), &cfg, &messages, &RenderOptions::default()).unwrap();
-        assert_eq!(
-            templated,
-            FormattedPrompt {
-                text: "<bos>Hi".into(),
-                add_special_tokens: false
-            }
         );
     }
 }

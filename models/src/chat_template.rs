@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use minijinja::value::{Serde, Value};
 use minijinja::{Environment, Error, ErrorKind};
 
-use crate::chat_messages::ChatMessage;
+use crate::chat_messages::{plain_prompt, py_strip, ChatMessage};
 use crate::tokenizer_config::{TokenizerConfig, TOKENIZER_CONFIG_FILE};
 
 pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
@@ -79,7 +79,7 @@ impl std::fmt::Debug for ChatTemplate {
 impl ChatTemplate {
     /// Finds the checkpoint's template: `chat_template.jinja`, else `chat_template.json`, else
     /// `chat_template` in tokenizer_config.json. `Ok(None)` when there is none (mlx-vlm then
-    /// falls back to a plain prompt, see [`crate::chat_messages::plain_prompt`]).
+    /// falls back to a plain prompt, see [`plain_prompt`]).
     pub fn load(dir: &Path, config: &TokenizerConfig) -> Result<Option<Self>, ChatTemplateError> {
         let jinja = dir.join(CHAT_TEMPLATE_FILE);
         if jinja.exists() {
@@ -230,10 +230,33 @@ fn py_trim(value: Value, chars: Option<String>) -> String {
     }
 }
 
-/// Python's `str.strip()` with no argument: strips what `str.isspace()` accepts, which is
-/// Rust's Unicode `White_Space` plus the ASCII separators U+001C..U+001F.
-pub(crate) fn py_strip(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+/// The prompt string and how to tokenize it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormattedPrompt {
+    pub text: String,
+    /// mlx-vlm tokenizes a templated Gemma prompt with `add_special_tokens=False` (the template
+    /// writes `<bos>`), and the plain fallback with `add_special_tokens=True`.
+    pub add_special_tokens: bool,
+}
+
+/// Renders `messages` with the checkpoint's template, or with mlx-vlm's plain fallback when the
+/// checkpoint has none.
+pub fn format_prompt(
+    template: Option<&ChatTemplate>,
+    config: &TokenizerConfig,
+    messages: &[ChatMessage],
+    options: &RenderOptions,
+) -> Result<FormattedPrompt, ChatTemplateError> {
+    Ok(match template {
+        Some(t) => FormattedPrompt {
+            text: t.render(messages, options)?,
+            add_special_tokens: false,
+        },
+        None => FormattedPrompt {
+            text: plain_prompt(messages, options.add_generation_prompt, config),
+            add_special_tokens: true,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -455,5 +478,34 @@ mod tests {
         .unwrap();
         let err = ChatTemplate::load(dir.path(), &cfg).unwrap_err();
         assert!(err.to_string().contains("chat_template.json"), "{err}");
+    }
+
+    #[test]
+    fn format_prompt_picks_template_or_fallback() {
+        let cfg = gemma_config();
+        let messages = [ChatMessage::user_with_images("Hi", 0)];
+        let plain = format_prompt(None, &cfg, &messages, &RenderOptions::default()).unwrap();
+        assert_eq!(
+            plain,
+            FormattedPrompt {
+                text: "Hi".into(),
+                add_special_tokens: true
+            }
+        );
+        let t = ChatTemplate::new(
+            "<bos>{{ messages[0]['content'][0]['text'] }}".into(),
+            "t".into(),
+            &cfg,
+        )
+        .unwrap();
+        let templated =
+            format_prompt(Some(&t), &cfg, &messages, &RenderOptions::default()).unwrap();
+        assert_eq!(
+            templated,
+            FormattedPrompt {
+                text: "<bos>Hi".into(),
+                add_special_tokens: false
+            }
+        );
     }
 }

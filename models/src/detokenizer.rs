@@ -17,8 +17,6 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::tokenizer::{Tokenizer, TokenizerError};
-
 const SPM_SPACE: char = '\u{2581}';
 const REPLACEMENT_CHAR: char = '\u{FFFD}';
 
@@ -94,8 +92,8 @@ fn byte_fallback_value(piece: &str) -> Option<u8> {
 /// Incremental text for a stream of generated ids. Feed ids with [`push`](Self::push), and call
 /// [`finish`](Self::finish) once at the end; the concatenation of everything they return is
 /// the generated text.
-pub struct StreamingDetokenizer<'t> {
-    tokenizer: &'t Tokenizer,
+pub struct StreamingDetokenizer<'t, T: Decode> {
+    tokenizer: &'t T,
     pieces: Arc<PieceTable>,
     kind: DetokenizerKind,
     /// Text known so far (SPM: complete words; naive: committed lines).
@@ -112,12 +110,17 @@ pub struct StreamingDetokenizer<'t> {
     ids: Vec<u32>,
 }
 
-impl<'t> StreamingDetokenizer<'t> {
-    pub(crate) fn new(
-        tokenizer: &'t Tokenizer,
-        pieces: Arc<PieceTable>,
-        kind: DetokenizerKind,
-    ) -> Self {
+/// What a streaming detokenizer needs of its tokenizer.
+pub trait Decode {
+    type Error;
+    /// The text of `ids`, as the tokenizer decodes them.
+    fn decode_ids(&self, ids: &[u32]) -> Result<String, Self::Error>;
+    /// The error for an id outside the vocabulary.
+    fn unknown_id(&self, id: u32) -> Self::Error;
+}
+
+impl<'t, T: Decode> StreamingDetokenizer<'t, T> {
+    pub(crate) fn new(tokenizer: &'t T, pieces: Arc<PieceTable>, kind: DetokenizerKind) -> Self {
         Self {
             tokenizer,
             pieces,
@@ -142,7 +145,7 @@ impl<'t> StreamingDetokenizer<'t> {
     }
 
     /// Adds one generated id and returns the text that became readable (often empty).
-    pub fn push(&mut self, id: u32) -> Result<String, TokenizerError> {
+    pub fn push(&mut self, id: u32) -> Result<String, T::Error> {
         match self.kind {
             DetokenizerKind::Spm | DetokenizerKind::SpmTrimSpace => self.push_spm(id)?,
             DetokenizerKind::Naive => self.push_naive(id)?,
@@ -152,7 +155,7 @@ impl<'t> StreamingDetokenizer<'t> {
     }
 
     /// Flushes what is still held back and returns it. Call once, after the last id.
-    pub fn finish(&mut self) -> Result<String, TokenizerError> {
+    pub fn finish(&mut self) -> Result<String, T::Error> {
         match self.kind {
             DetokenizerKind::Spm | DetokenizerKind::SpmTrimSpace => {
                 self.flush_bytes();
@@ -161,7 +164,7 @@ impl<'t> StreamingDetokenizer<'t> {
             }
             DetokenizerKind::Naive => {
                 let ids = std::mem::take(&mut self.pending_ids);
-                let decoded = self.tokenizer.decode(&ids)?;
+                let decoded = self.tokenizer.decode_ids(&ids)?;
                 self.text.push_str(&decoded);
                 self.pending_text.clear();
             }
@@ -169,7 +172,7 @@ impl<'t> StreamingDetokenizer<'t> {
         Ok(self.take_segment())
     }
 
-    fn push_spm(&mut self, id: u32) -> Result<(), TokenizerError> {
+    fn push_spm(&mut self, id: u32) -> Result<(), T::Error> {
         let piece = self
             .pieces
             .get(id)
@@ -211,9 +214,9 @@ impl<'t> StreamingDetokenizer<'t> {
         }
     }
 
-    fn push_naive(&mut self, id: u32) -> Result<(), TokenizerError> {
+    fn push_naive(&mut self, id: u32) -> Result<(), T::Error> {
         self.pending_ids.push(id);
-        self.pending_text = self.tokenizer.decode(&self.pending_ids)?;
+        self.pending_text = self.tokenizer.decode_ids(&self.pending_ids)?;
         if self.pending_text.ends_with('\n') {
             self.text.push_str(&self.pending_text);
             self.pending_ids.clear();
@@ -244,6 +247,7 @@ impl<'t> StreamingDetokenizer<'t> {
 mod tests {
     use super::*;
     use crate::tiny_tokenizer::tiny_tokenizer;
+    use crate::tokenizer::{Tokenizer, TokenizerError};
     use std::path::PathBuf;
 
     fn tiny() -> Tokenizer {

@@ -26,6 +26,8 @@ pub mod pil_resize;
 pub mod quantized;
 // One rank's slice of a weight, read straight from the checkpoint (tensor parallelism).
 pub mod sharding;
+// A checkpoint's weights under one module path, as modules load them.
+pub mod weights;
 
 // Architectures.
 pub mod gemma3;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use mlx_rs::{Array, Dtype};
 
 use crate::cache::LayerCache;
-use crate::chat_messages::{format_prompt, ChatMessage};
+use crate::chat_messages::ChatMessage;
+use crate::chat_template::format_prompt;
 use crate::chat_template::{ChatTemplate, ChatTemplateError, RenderOptions};
 use crate::checkpoint::Checkpoint;
 use crate::distributed::Group;

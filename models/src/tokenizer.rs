@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use crate::detokenizer::{DetokenizerKind, PieceTable, StreamingDetokenizer};
+use crate::detokenizer::{Decode, DetokenizerKind, PieceTable, StreamingDetokenizer};
 
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
@@ -161,15 +161,23 @@ impl Tokenizer {
     }
 
     /// A fresh streaming detokenizer, of the kind mlx-vlm picks for this tokenizer's decoder.
-    pub fn streaming_detokenizer(&self) -> StreamingDetokenizer<'_> {
+    pub fn streaming_detokenizer(&self) -> StreamingDetokenizer<'_, Tokenizer> {
         let pieces = self
             .pieces
             .get_or_init(|| Arc::new(PieceTable::new(&self.inner.get_vocab(true))))
             .clone();
         StreamingDetokenizer::new(self, pieces, self.detokenizer_kind)
     }
+}
 
-    pub(crate) fn unknown_id(&self, id: u32) -> TokenizerError {
+impl Decode for Tokenizer {
+    type Error = TokenizerError;
+
+    fn decode_ids(&self, ids: &[u32]) -> Result<String, TokenizerError> {
+        self.decode(ids)
+    }
+
+    fn unknown_id(&self, id: u32) -> TokenizerError {
         TokenizerError::UnknownId {
             id,
             vocab_size: self.vocab_size(),

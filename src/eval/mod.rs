@@ -8,7 +8,7 @@
 //! - Metrics: [`detection`] (ground truth and the notebook-exact answer parse), [`matching`]
 //!   (`evaluate_detections`; ties ordered by [`argsort`], numpy's portable argsort), [`summary`]
 //!   (run means with numpy's pairwise sum, per-class recall, best/worst, VQA exact match).
-//! - Runs: [`run_log`] (per-sample JSON lines, fsynced, resumable), [`vqa_run`], [`coco_run`],
+//! - Runs: `options` (what a run is asked, where it runs), [`run_log`] (per-sample JSON lines, fsynced, resumable), [`vqa_run`], [`coco_run`],
 //!   [`progress`], and [`session`], which ties one `vlmbench eval` invocation together;
 //!   [`shard`] and `sharded_run` split one over the ranks of an MLX group (`--distributed`).
 //!
@@ -31,6 +31,7 @@ pub mod hub_source;
 pub mod matching;
 pub mod numpy_rng;
 pub mod numpy_stats;
+mod options;
 pub mod parquet_rows;
 pub mod pillow_jpeg;
 pub mod progress;

@@ -6,9 +6,9 @@ use serde::Serialize;
 use vlm_models::model::LoadedModel;
 use vlm_models::sampling::Sampler;
 
+use super::options::{with_model, EvalOptions, Host};
 use super::progress::Progress;
 use super::run_log::RunLog;
-use super::session::{with_model, EvalOptions, Host};
 use super::shard::{
     fingerprint, merge, Report, SampleRecord, SelectionKey, Shard, ShardId, ShardSettings,
 };

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use super::gemma4::{limit, Context as NotebookContext};
+use super::options::{limit, Context as NotebookContext};
 use super::record::Section;
 use super::EvalSources;
 use crate::eval::run_log::{SAMPLES_FILE, SUMMARY_FILE};

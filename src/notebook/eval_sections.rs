@@ -1,15 +1,13 @@
 //! The notebook's evaluation sections (VQAv2, COCO), their summary rows and the summary chart.
 
-use std::fmt::Write as _;
-
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::{json, Value};
 
-use super::gemma4::Context;
+use super::options::Context;
 use super::record::{NotebookRecord, Section};
-use super::report::{format_float, show};
+use super::report::{percent, show, two};
 use crate::report::charts::{register_font, FONT};
 
 /// Samples per evaluation: the notebook's, or a handful in `--quick` mode.
@@ -77,15 +75,6 @@ pub(super) fn summary_rows(record: &NotebookRecord, rows: &mut Vec<(&'static str
             json!(format!("{} (n={n})", two(&d["mean_tp_iou"]))),
         ));
     }
-}
-
-fn percent(v: &Value) -> String {
-    v.as_f64()
-        .map_or("—".into(), |f| format!("{:.1}%", f * 100.0))
-}
-
-fn two(v: &Value) -> String {
-    v.as_f64().map_or("—".into(), |f| format!("{f:.2}"))
 }
 
 /// One bar of a summary panel: its label, value and colour.
@@ -198,61 +187,4 @@ pub(super) fn summary_chart(ctx: &Context, record: &NotebookRecord) -> Result<Op
     }
     root.present().map_err(err)?;
     Ok(Some(file.to_string()))
-}
-
-/// The evaluation sections in report.md: the notebook's printed summary lines and examples.
-pub(super) fn render(md: &mut String, name: &str, d: &Value) {
-    match name {
-        "vqa" => {
-            let _ = writeln!(
-                md,
-                "VQA Accuracy: {} ({} samples, {} correct). Avg time per question: {} s. Avg generation speed: {} tok/s.\n",
-                percent(&d["accuracy"]),
-                show(&d["n_samples"]),
-                show(&d["n_correct"]),
-                show(&d["avg_time_s"]),
-                show(&d["avg_gen_tps"])
-            );
-            for (title, key) in [
-                ("Sample correct predictions", "correct_examples"),
-                ("Sample incorrect predictions", "incorrect_examples"),
-            ] {
-                let examples = d[key].as_array().map(Vec::as_slice).unwrap_or(&[]);
-                if examples.is_empty() {
-                    continue;
-                }
-                let _ = writeln!(md, "**{title}**\n");
-                for e in examples {
-                    let _ = writeln!(
-                        md,
-                        "- Q: {} — Pred: {} | GT: {}",
-                        show(&e["question"]),
-                        show(&e["prediction"]),
-                        show(&e["gt_answer"])
-                    );
-                }
-                md.push('\n');
-            }
-        }
-        "coco" => {
-            let _ = writeln!(
-                md,
-                "{} images, GT boxes >= 1024 px².\n\n- Coarse P/R/F1 @0.3: {} / {} / {}\n- Strict P/R/F1 @0.5: {} / {} / {}\n- Mean strict TP IoU: {}\n- Predictions by status: TP={}, near={}, class mismatch={}, FP={}\n- Avg time/image: {} s\n",
-                show(&d["n_images"]),
-                two(&d["precision"]),
-                two(&d["recall"]),
-                two(&d["f1"]),
-                two(&d["strict_precision"]),
-                two(&d["strict_recall"]),
-                two(&d["strict_f1"]),
-                two(&d["mean_tp_iou"]),
-                show(&d["status_totals"][0]),
-                show(&d["status_totals"][1]),
-                show(&d["status_totals"][2]),
-                show(&d["status_totals"][3]),
-                d["avg_time_s"].as_f64().map_or("—".into(), format_float),
-            );
-        }
-        _ => {}
-    }
 }

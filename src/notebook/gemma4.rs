@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde_json::{json, Value};
-use vlm_models::distributed::Backend;
-use vlm_models::dtype::DtypeChoice;
 use vlm_models::image_io::RgbImage;
 use vlm_models::sampling::Sampler;
 
+pub use super::options::NotebookOptions;
+use super::options::{limit, Context};
 use super::record::{NotebookRecord, Section, RECORD_FILE};
 use super::report;
 use super::research_chart::{self, ResearchData};
@@ -18,41 +18,13 @@ use crate::bench::sweep::{self, notebook_prompts, run_info, SweepOptions, SweepP
 use crate::engine::GenerateOptions;
 use crate::eval::numpy_rng::RandomState;
 use crate::eval::numpy_stats;
-use crate::model_source::{self, Resolved};
+use crate::model_source;
 use crate::report::charts::{throughput_panels, ThroughputBar};
 use crate::report::overlay::{Overlay, FP_RED, POLYGON_RED};
 use crate::sample_images::{image_or_sample, ASTRONAUT, CHELSEA};
 use crate::tasks::coords::ImageSize;
 use crate::tasks::run::{ask, read_answer, Answered, Task, TaskOutput};
 use crate::tasks::{prompts, prompts::SEGMENT_NOTEBOOK_TARGET};
-
-/// How to run the notebook.
-#[derive(Clone, Debug)]
-pub struct NotebookOptions {
-    pub model: Option<String>,
-    pub dtype: DtypeChoice,
-    pub out: PathBuf,
-    /// Small token limits and sample counts: checks the whole pipeline in a minute.
-    pub quick: bool,
-    pub resume: bool,
-    pub scene_image: Option<PathBuf>,
-    pub segment_image: Option<PathBuf>,
-    pub eval: super::EvalSources,
-    /// Run as one rank of a tensor-parallel group (docs/distributed.md): every rank computes every
-    /// section on its share of the decoder; rank 0 alone writes OUT and reports progress.
-    pub tensor_parallel: Option<Backend>,
-}
-
-/// Token limit for generations in `--quick` mode.
-const QUICK_MAX_TOKENS: usize = 24;
-
-pub(super) fn limit(options: &NotebookOptions, notebook_limit: usize) -> usize {
-    if options.quick {
-        notebook_limit.min(QUICK_MAX_TOKENS)
-    } else {
-        notebook_limit
-    }
-}
 
 /// What a run produced: the record, and whether this process wrote it into `--out` (false on the
 /// non-zero ranks of a tensor-parallel group, whose record went to a scratch directory).
@@ -178,14 +150,6 @@ pub fn run(options: &NotebookOptions, mut progress: impl FnMut(&str)) -> Result<
         record,
         wrote_out: !quiet,
     })
-}
-
-pub(super) struct Context<'a> {
-    pub options: &'a NotebookOptions,
-    pub resolved: &'a Resolved,
-    pub out: &'a Path,
-    /// A non-zero tensor-parallel rank: computes, writes only into its scratch `out`, prints nothing.
-    pub quiet: bool,
 }
 
 /// A non-zero rank's private output directory, removed when the run ends.
@@ -347,17 +311,6 @@ fn bar(m: &Measurement) -> ThroughputBar {
         total_s: m.total_s,
     }
 }
-
-/// The notebook's throughput table columns.
-pub const THROUGHPUT_COLUMNS: [&str; 7] = [
-    "Test",
-    "Prompt tokens",
-    "Gen tokens",
-    "Prompt tok/s",
-    "Gen tok/s",
-    "Time (s)",
-    "Peak mem (GB)",
-];
 
 /// The notebook's table row, rounded as it rounds (one decimal; memory to the MB, so that small
 /// models do not read 0).

@@ -5,6 +5,7 @@
 mod eval_run;
 mod eval_sections;
 pub mod gemma4;
+mod options;
 pub mod record;
 pub mod report;
 pub mod research_chart;

@@ -149,7 +149,7 @@ fn render_section(md: &mut String, name: &str, section: &Section) {
             let columns: &[&str] = if name == "summary" {
                 &["Metric", "Value"]
             } else {
-                &super::gemma4::THROUGHPUT_COLUMNS
+                &THROUGHPUT_COLUMNS
             };
             table(
                 md,
@@ -157,7 +157,7 @@ fn render_section(md: &mut String, name: &str, section: &Section) {
                 d["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]),
             );
         }
-        _ => super::eval_sections::render(md, name, d),
+        _ => render_eval(md, name, d),
     }
     for file in &section.files {
         if file.ends_with(".png") {
@@ -187,6 +187,83 @@ pub fn table(md: &mut String, columns: &[&str], rows: &[Value]) {
         let _ = writeln!(md, "| {} |", cells.join(" | "));
     }
     md.push('\n');
+}
+
+/// The notebook's throughput table columns.
+pub const THROUGHPUT_COLUMNS: [&str; 7] = [
+    "Test",
+    "Prompt tokens",
+    "Gen tokens",
+    "Prompt tok/s",
+    "Gen tok/s",
+    "Time (s)",
+    "Peak mem (GB)",
+];
+
+pub(super) fn percent(v: &Value) -> String {
+    v.as_f64()
+        .map_or("—".into(), |f| format!("{:.1}%", f * 100.0))
+}
+
+pub(super) fn two(v: &Value) -> String {
+    v.as_f64().map_or("—".into(), |f| format!("{f:.2}"))
+}
+
+/// The evaluation sections in report.md: the notebook's printed summary lines and examples.
+fn render_eval(md: &mut String, name: &str, d: &Value) {
+    match name {
+        "vqa" => {
+            let _ = writeln!(
+                md,
+                "VQA Accuracy: {} ({} samples, {} correct). Avg time per question: {} s. Avg generation speed: {} tok/s.\n",
+                percent(&d["accuracy"]),
+                show(&d["n_samples"]),
+                show(&d["n_correct"]),
+                show(&d["avg_time_s"]),
+                show(&d["avg_gen_tps"])
+            );
+            for (title, key) in [
+                ("Sample correct predictions", "correct_examples"),
+                ("Sample incorrect predictions", "incorrect_examples"),
+            ] {
+                let examples = d[key].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                if examples.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(md, "**{title}**\n");
+                for e in examples {
+                    let _ = writeln!(
+                        md,
+                        "- Q: {} — Pred: {} | GT: {}",
+                        show(&e["question"]),
+                        show(&e["prediction"]),
+                        show(&e["gt_answer"])
+                    );
+                }
+                md.push('\n');
+            }
+        }
+        "coco" => {
+            let _ = writeln!(
+                md,
+                "{} images, GT boxes >= 1024 px².\n\n- Coarse P/R/F1 @0.3: {} / {} / {}\n- Strict P/R/F1 @0.5: {} / {} / {}\n- Mean strict TP IoU: {}\n- Predictions by status: TP={}, near={}, class mismatch={}, FP={}\n- Avg time/image: {} s\n",
+                show(&d["n_images"]),
+                two(&d["precision"]),
+                two(&d["recall"]),
+                two(&d["f1"]),
+                two(&d["strict_precision"]),
+                two(&d["strict_recall"]),
+                two(&d["strict_f1"]),
+                two(&d["mean_tp_iou"]),
+                show(&d["status_totals"][0]),
+                show(&d["status_totals"][1]),
+                show(&d["status_totals"][2]),
+                show(&d["status_totals"][3]),
+                d["avg_time_s"].as_f64().map_or("—".into(), format_float),
+            );
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

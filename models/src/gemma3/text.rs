@@ -18,7 +18,8 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{ModelError, Result};
 use crate::kernels::fused::{geglu, softcap};
 use crate::nn::{scalar, RmsNorm, Rope};
-use crate::quantized::{load_param, Embedding, Linear};
+use crate::quantized::{Embedding, Linear};
+use crate::weights::Weights;
 
 /// Which positions get logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,11 +94,64 @@ fn weight_prefix(ckpt: &Checkpoint) -> Result<(&'static str, &'static str)> {
     })
 }
 
-fn norm(ckpt: &Checkpoint, name: &str, dim: i32, eps: f32, dtype: Dtype) -> Result<RmsNorm> {
-    RmsNorm::one_plus(
-        &load_param(ckpt, &format!("{name}.weight"), &[dim], dtype)?,
-        eps,
-    )
+/// Gemma 3's norms scale by `1 + weight`.
+fn norm(w: &Weights, name: &str, dim: i32, eps: f32) -> Result<RmsNorm> {
+    RmsNorm::one_plus(&w.param(&format!("{name}.weight"), &[dim])?, eps)
+}
+
+impl Attention {
+    /// Layer `i`'s attention from its `self_attn` weights.
+    fn load(w: &Weights, cfg: &TextConfig, i: usize) -> Result<Self> {
+        let (h, hd, eps) = (cfg.hidden_size, cfg.head_dim, cfg.rms_norm_eps as f32);
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let rope = if cfg.is_global(i) {
+            let scale = match &cfg.rope_scaling {
+                Some(r) if r.rope_type == "linear" => 1.0 / r.factor,
+                _ => 1.0,
+            };
+            Rope::base(hd, cfg.rope_theta, scale, false)
+        } else {
+            Rope::base(hd, cfg.rope_local_base_freq, 1.0, false)
+        };
+        Ok(Attention {
+            q_proj: w.linear("q_proj", h, nh * hd)?,
+            k_proj: w.linear("k_proj", h, nkv * hd)?,
+            v_proj: w.linear("v_proj", h, nkv * hd)?,
+            o_proj: w.linear("o_proj", nh * hd, h)?,
+            q_norm: norm(w, "q_norm", hd, eps)?,
+            k_norm: norm(w, "k_norm", hd, eps)?,
+            rope,
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: hd,
+            scale: cfg.query_pre_attn_scalar.powf(-0.5) as f32,
+        })
+    }
+}
+
+impl Block {
+    /// Layer `i` from its weights (`layers.{i}`).
+    fn load(w: &Weights, cfg: &TextConfig, i: usize) -> Result<Self> {
+        let (h, inter, eps) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.rms_norm_eps as f32,
+        );
+        let mlp = w.pp("mlp");
+        Ok(Block {
+            attn: Attention::load(&w.pp("self_attn"), cfg, i)?,
+            mlp: Mlp {
+                gate_proj: mlp.linear("gate_proj", h, inter)?,
+                up_proj: mlp.linear("up_proj", h, inter)?,
+                down_proj: mlp.linear("down_proj", inter, h)?,
+            },
+            input_layernorm: norm(w, "input_layernorm", h, eps)?,
+            post_attention_layernorm: norm(w, "post_attention_layernorm", h, eps)?,
+            pre_feedforward_layernorm: norm(w, "pre_feedforward_layernorm", h, eps)?,
+            post_feedforward_layernorm: norm(w, "post_feedforward_layernorm", h, eps)?,
+            global: cfg.is_global(i),
+        })
+    }
 }
 
 impl Gemma3Text {
@@ -112,75 +166,13 @@ impl Gemma3Text {
         crate::error::check_compute_dtype(dtype)?;
         let cfg = config.text.clone();
         let (pre, head) = weight_prefix(ckpt)?;
-        let (h, hd, eps) = (cfg.hidden_size, cfg.head_dim, cfg.rms_norm_eps as f32);
-        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let embed_tokens = Embedding::load(
-            ckpt,
-            &format!("{pre}embed_tokens"),
-            cfg.vocab_size,
-            h,
-            dtype,
-        )?;
-        let global_scale = match &cfg.rope_scaling {
-            Some(r) if r.rope_type == "linear" => 1.0 / r.factor,
-            _ => 1.0,
-        };
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers as usize);
-        for i in 0..cfg.num_hidden_layers as usize {
-            let p = format!("{pre}layers.{i}");
-            let a = format!("{p}.self_attn");
-            let global = cfg.is_global(i);
-            let rope = if global {
-                Rope::base(hd, cfg.rope_theta, global_scale, false)
-            } else {
-                Rope::base(hd, cfg.rope_local_base_freq, 1.0, false)
-            };
-            let lin = |name: &str, inp: i32, out: i32| Linear::load(ckpt, name, inp, out, dtype);
-            layers.push(Block {
-                attn: Attention {
-                    q_proj: lin(&format!("{a}.q_proj"), h, nh * hd)?,
-                    k_proj: lin(&format!("{a}.k_proj"), h, nkv * hd)?,
-                    v_proj: lin(&format!("{a}.v_proj"), h, nkv * hd)?,
-                    o_proj: lin(&format!("{a}.o_proj"), nh * hd, h)?,
-                    q_norm: norm(ckpt, &format!("{a}.q_norm"), hd, eps, dtype)?,
-                    k_norm: norm(ckpt, &format!("{a}.k_norm"), hd, eps, dtype)?,
-                    rope,
-                    n_heads: nh,
-                    n_kv_heads: nkv,
-                    head_dim: hd,
-                    scale: cfg.query_pre_attn_scalar.powf(-0.5) as f32,
-                },
-                mlp: Mlp {
-                    gate_proj: lin(&format!("{p}.mlp.gate_proj"), h, cfg.intermediate_size)?,
-                    up_proj: lin(&format!("{p}.mlp.up_proj"), h, cfg.intermediate_size)?,
-                    down_proj: lin(&format!("{p}.mlp.down_proj"), cfg.intermediate_size, h)?,
-                },
-                input_layernorm: norm(ckpt, &format!("{p}.input_layernorm"), h, eps, dtype)?,
-                post_attention_layernorm: norm(
-                    ckpt,
-                    &format!("{p}.post_attention_layernorm"),
-                    h,
-                    eps,
-                    dtype,
-                )?,
-                pre_feedforward_layernorm: norm(
-                    ckpt,
-                    &format!("{p}.pre_feedforward_layernorm"),
-                    h,
-                    eps,
-                    dtype,
-                )?,
-                post_feedforward_layernorm: norm(
-                    ckpt,
-                    &format!("{p}.post_feedforward_layernorm"),
-                    h,
-                    eps,
-                    dtype,
-                )?,
-                global,
-            });
-        }
-        let norm = norm(ckpt, &format!("{pre}norm"), h, eps, dtype)?;
+        let w = Weights::new(ckpt, pre, dtype);
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps as f32);
+        let embed_tokens = w.embedding("embed_tokens", cfg.vocab_size, h)?;
+        let layers = (0..cfg.num_hidden_layers as usize)
+            .map(|i| Block::load(&w.pp(format_args!("layers.{i}")), &cfg, i))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = norm(&w, "norm", h, eps)?;
         // mlx-lm's sanitize: an `lm_head.weight` in the checkpoint means an untied head.
         let lm_head = if ckpt.contains(&format!("{head}.weight")) {
             Some(Linear::load(ckpt, head, h, cfg.vocab_size, dtype)?)

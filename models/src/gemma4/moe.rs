@@ -6,11 +6,11 @@ use mlx_rs::ops::{
 };
 use mlx_rs::{Array, Dtype};
 
-use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::kernels::fused::geglu;
 use crate::nn::scalar;
-use crate::quantized::{load_param, Linear, SwitchLinear};
+use crate::quantized::{Linear, SwitchLinear};
+use crate::weights::Weights;
 
 /// mlx-vlm's `DECODE_BLOCK_SIZE`: blocks of 2..=8 positions take the unsorted per-token route.
 const DECODE_BLOCK_SIZE: i32 = 8;
@@ -29,24 +29,11 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn load(
-        ckpt: &Checkpoint,
-        prefix: &str,
-        hidden: i32,
-        num_experts: i32,
-        top_k: i32,
-        eps: f32,
-        dtype: Dtype,
-    ) -> Result<Self> {
-        let proj = Linear::load(ckpt, &format!("{prefix}.proj"), hidden, num_experts, dtype)?;
-        let scale = load_param(ckpt, &format!("{prefix}.scale"), &[hidden], dtype)?;
-        let norm_weight = scale.multiply(scalar((hidden as f64).powf(-0.5), dtype)?)?;
-        let per_expert_scale = load_param(
-            ckpt,
-            &format!("{prefix}.per_expert_scale"),
-            &[num_experts],
-            dtype,
-        )?;
+    pub fn load(w: &Weights, hidden: i32, num_experts: i32, top_k: i32, eps: f32) -> Result<Self> {
+        let proj = w.linear("proj", hidden, num_experts)?;
+        let scale = w.param("scale", &[hidden])?;
+        let norm_weight = scale.multiply(scalar((hidden as f64).powf(-0.5), w.dtype())?)?;
+        let per_expert_scale = w.param("per_expert_scale", &[num_experts])?;
         Ok(Router {
             proj,
             norm_weight,
@@ -89,40 +76,16 @@ pub struct Experts {
 }
 
 impl Experts {
-    pub fn load(
-        ckpt: &Checkpoint,
-        prefix: &str,
-        hidden: i32,
-        inter: i32,
-        num_experts: i32,
-        dtype: Dtype,
-    ) -> Result<Self> {
-        let p = format!("{prefix}.switch_glu");
+    pub fn load(w: &Weights, hidden: i32, inter: i32, num_experts: i32) -> Result<Self> {
+        let glu = w.pp("switch_glu");
+        let (ckpt, dtype) = (w.checkpoint(), w.dtype());
+        let switch = |name: &str, i: i32, o: i32| {
+            SwitchLinear::load(ckpt, &glu.path(name), num_experts, i, o, dtype)
+        };
         Ok(Experts {
-            gate_proj: SwitchLinear::load(
-                ckpt,
-                &format!("{p}.gate_proj"),
-                num_experts,
-                hidden,
-                inter,
-                dtype,
-            )?,
-            up_proj: SwitchLinear::load(
-                ckpt,
-                &format!("{p}.up_proj"),
-                num_experts,
-                hidden,
-                inter,
-                dtype,
-            )?,
-            down_proj: SwitchLinear::load(
-                ckpt,
-                &format!("{p}.down_proj"),
-                num_experts,
-                inter,
-                hidden,
-                dtype,
-            )?,
+            gate_proj: switch("gate_proj", hidden, inter)?,
+            up_proj: switch("up_proj", hidden, inter)?,
+            down_proj: switch("down_proj", inter, hidden)?,
             local: None,
         })
     }

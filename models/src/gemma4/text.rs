@@ -27,7 +27,8 @@ use crate::error::{ModelError, Result};
 use crate::kernels::fused::{geglu, softcap};
 use crate::kernels::PrefillPacer;
 use crate::nn::{rms_norm_no_scale, scalar, RmsNorm, Rope};
-use crate::quantized::{load_param, Embedding, Linear};
+use crate::quantized::{Embedding, Linear};
+use crate::weights::Weights;
 
 /// mlx-vlm's `prefill_step_size` default.
 pub const DEFAULT_PREFILL_STEP_SIZE: i32 = 2048;
@@ -76,22 +77,10 @@ pub(super) struct Mlp {
 }
 
 impl Mlp {
-    fn load(
-        ckpt: &Checkpoint,
-        p: &str,
-        hidden: i32,
-        inter: i32,
-        dtype: Dtype,
-        tp: Option<&TensorParallel>,
-    ) -> Result<Self> {
-        let (gp, up, dp) = (
-            format!("{p}.gate_proj"),
-            format!("{p}.up_proj"),
-            format!("{p}.down_proj"),
-        );
-        let gate_proj = Linear::load(ckpt, &gp, hidden, inter, dtype)?;
-        let up_proj = Linear::load(ckpt, &up, hidden, inter, dtype)?;
-        let down_proj = Linear::load(ckpt, &dp, inter, hidden, dtype)?;
+    fn load(w: &Weights, hidden: i32, inter: i32, tp: Option<&TensorParallel>) -> Result<Self> {
+        let gate_proj = w.linear("gate_proj", hidden, inter)?;
+        let up_proj = w.linear("up_proj", hidden, inter)?;
+        let down_proj = w.linear("down_proj", inter, hidden)?;
         Ok(match tp {
             None => Mlp {
                 gate_proj,
@@ -99,9 +88,9 @@ impl Mlp {
                 down_proj,
             },
             Some(tp) => Mlp {
-                gate_proj: tp.mlp_in(&gate_proj, &gp, inter)?,
-                up_proj: tp.mlp_in(&up_proj, &up, inter)?,
-                down_proj: tp.mlp_out(&down_proj, &dp, inter)?,
+                gate_proj: tp.mlp_in(&gate_proj, &w.path("gate_proj"), inter)?,
+                up_proj: tp.mlp_in(&up_proj, &w.path("up_proj"), inter)?,
+                down_proj: tp.mlp_out(&down_proj, &w.path("down_proj"), inter)?,
             },
         })
     }
@@ -163,6 +152,143 @@ pub(super) struct ModelPle {
     pub(super) width: i32,
 }
 
+impl Attention {
+    /// Layer `i`'s attention from its `self_attn` weights (this rank's heads under `tp`).
+    fn load(w: &Weights, cfg: &TextConfig, i: usize, tp: Option<&TensorParallel>) -> Result<Self> {
+        let a = cfg.attention_shape(i);
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps as f32);
+        let kv = |name: &str| -> Result<Linear> {
+            let full = w.linear(name, h, a.n_kv_heads * a.head_dim)?;
+            match tp {
+                Some(tp) => tp.kv_proj(&full, &w.path(name), &a),
+                None => Ok(full),
+            }
+        };
+        let (k_proj, v_proj, k_norm) = if cfg.is_kv_shared(i) {
+            (None, None, None)
+        } else {
+            let v_proj = if a.k_eq_v { None } else { Some(kv("v_proj")?) };
+            let k_norm = w.rms_norm("k_norm", a.head_dim, eps)?;
+            (Some(kv("k_proj")?), v_proj, Some(k_norm))
+        };
+        let q_proj = w.linear("q_proj", h, a.n_heads * a.head_dim)?;
+        let o_proj = w.linear("o_proj", a.n_heads * a.head_dim, h)?;
+        let (shape, q_proj, o_proj) = match tp {
+            Some(tp) => (
+                tp.local_shape(a),
+                tp.q_proj(&q_proj, &w.path("q_proj"), &a)?,
+                tp.o_proj(&o_proj, &w.path("o_proj"), &a)?,
+            ),
+            None => (a, q_proj, o_proj),
+        };
+        Ok(Attention {
+            shape,
+            q_proj,
+            k_proj,
+            v_proj,
+            o_proj,
+            q_norm: w.rms_norm("q_norm", a.head_dim, eps)?,
+            k_norm,
+            rope: rope(cfg, &a)?,
+            eps,
+        })
+    }
+}
+
+/// The rotation of a layer of `a`'s type, as its `rope_parameters` entry says.
+fn rope(cfg: &TextConfig, a: &AttentionShape) -> Result<Rope> {
+    let rp = cfg.rope_for(a.layer_type);
+    Ok(match rp.rope_type.as_str() {
+        "proportional" => Rope::proportional(
+            a.head_dim,
+            rp.rope_theta,
+            rp.partial_rotary_factor,
+            rp.factor,
+            cfg.rope_traditional,
+        )?,
+        "linear" => Rope::base(
+            a.head_dim,
+            rp.rope_theta,
+            1.0 / rp.factor,
+            cfg.rope_traditional,
+        ),
+        _ => Rope::base(a.head_dim, rp.rope_theta, 1.0, cfg.rope_traditional),
+    })
+}
+
+impl MoeBlock {
+    /// From a layer's weights: its router, experts (this rank's share under `tp`) and the
+    /// MoE branch's norms.
+    fn load(w: &Weights, cfg: &TextConfig, tp: Option<&TensorParallel>) -> Result<Self> {
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps as f32);
+        let ne = cfg.num_experts.unwrap_or(0);
+        let top_k = cfg.top_k_experts.unwrap_or(0);
+        let inter = cfg.moe_intermediate_size.unwrap_or(0);
+        let experts = Experts::load(&w.pp("experts"), h, inter, ne)?;
+        Ok(MoeBlock {
+            router: Router::load(&w.pp("router"), h, ne, top_k, eps)?,
+            experts: match tp {
+                Some(tp) => experts.sharded(tp, &w.path("experts"), ne)?,
+                None => experts,
+            },
+            pre_feedforward_layernorm_2: w.rms_norm("pre_feedforward_layernorm_2", h, eps)?,
+            post_feedforward_layernorm_1: w.rms_norm("post_feedforward_layernorm_1", h, eps)?,
+            post_feedforward_layernorm_2: w.rms_norm("post_feedforward_layernorm_2", h, eps)?,
+        })
+    }
+}
+
+impl DecoderLayer {
+    /// Layer `i` from its weights (`layers.{i}`).
+    fn load(w: &Weights, cfg: &TextConfig, i: usize, tp: Option<&TensorParallel>) -> Result<Self> {
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps as f32);
+        let pw = cfg.hidden_size_per_layer_input;
+        let ple = if pw > 0 {
+            Some(LayerPle {
+                per_layer_input_gate: w.linear("per_layer_input_gate", h, pw)?,
+                per_layer_projection: w.linear("per_layer_projection", pw, h)?,
+                post_per_layer_input_norm: w.rms_norm("post_per_layer_input_norm", h, eps)?,
+            })
+        } else {
+            None
+        };
+        Ok(DecoderLayer {
+            attn: Attention::load(&w.pp("self_attn"), cfg, i, tp)?,
+            mlp: Mlp::load(&w.pp("mlp"), h, cfg.mlp_width(i), tp)?,
+            input_layernorm: w.rms_norm("input_layernorm", h, eps)?,
+            post_attention_layernorm: w.rms_norm("post_attention_layernorm", h, eps)?,
+            pre_feedforward_layernorm: w.rms_norm("pre_feedforward_layernorm", h, eps)?,
+            post_feedforward_layernorm: w.rms_norm("post_feedforward_layernorm", h, eps)?,
+            moe: cfg
+                .enable_moe_block
+                .then(|| MoeBlock::load(w, cfg, tp))
+                .transpose()?,
+            ple,
+            layer_scalar: w.param("layer_scalar", &[1])?,
+            tp: tp.map(|t| t.group().clone()),
+        })
+    }
+}
+
+impl ModelPle {
+    /// The model-level per-layer-input weights of `layers` layers.
+    fn load(w: &Weights, cfg: &TextConfig, layers: usize) -> Result<Self> {
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps as f32);
+        let pw = cfg.hidden_size_per_layer_input;
+        let all = layers as i32 * pw;
+        Ok(ModelPle {
+            embed_tokens_per_layer: w.embedding(
+                "embed_tokens_per_layer",
+                cfg.vocab_size_per_layer_input,
+                all,
+            )?,
+            per_layer_model_projection: w.linear("per_layer_model_projection", h, all)?,
+            per_layer_projection_norm: w.rms_norm("per_layer_projection_norm", pw, eps)?,
+            width: pw,
+        })
+    }
+}
+
 /// The Gemma 4 language model (decoder + tied LM head).
 #[derive(Debug, Clone)]
 pub struct Gemma4Text {
@@ -179,13 +305,6 @@ pub struct Gemma4Text {
     pub(super) multimodal_ids: Vec<i32>,
     /// The tensor-parallel group this rank's shard belongs to (`None`: the whole model).
     pub(super) group: Option<Arc<Group>>,
-}
-
-fn norm(ckpt: &Checkpoint, name: &str, dim: i32, eps: f32, dtype: Dtype) -> Result<RmsNorm> {
-    Ok(RmsNorm::new(
-        load_param(ckpt, &format!("{name}.weight"), &[dim], dtype)?,
-        eps,
-    ))
 }
 
 fn weight_prefix(ckpt: &Checkpoint) -> Result<&'static str> {
@@ -240,228 +359,18 @@ impl Gemma4Text {
     ) -> Result<Self> {
         crate::error::check_compute_dtype(dtype)?;
         let cfg = config.text.clone();
-        let pre = weight_prefix(ckpt)?;
+        let w = Weights::new(ckpt, weight_prefix(ckpt)?, dtype);
         let eps = cfg.rms_norm_eps as f32;
-        let h = cfg.hidden_size;
         let layer_types = cfg.layer_types();
         let n = layer_types.len();
-        let embed_tokens = Embedding::load(
-            ckpt,
-            &format!("{pre}embed_tokens"),
-            cfg.vocab_size,
-            h,
-            dtype,
-        )?;
-        let mut layers = Vec::with_capacity(n);
-        for i in 0..n {
-            let p = format!("{pre}layers.{i}");
-            let a = cfg.attention_shape(i);
-            let shared = cfg.is_kv_shared(i);
-            let rp = cfg.rope_for(a.layer_type);
-            let rope = match rp.rope_type.as_str() {
-                "proportional" => Rope::proportional(
-                    a.head_dim,
-                    rp.rope_theta,
-                    rp.partial_rotary_factor,
-                    rp.factor,
-                    cfg.rope_traditional,
-                )?,
-                "linear" => Rope::base(
-                    a.head_dim,
-                    rp.rope_theta,
-                    1.0 / rp.factor,
-                    cfg.rope_traditional,
-                ),
-                _ => Rope::base(a.head_dim, rp.rope_theta, 1.0, cfg.rope_traditional),
-            };
-            let ap = format!("{p}.self_attn");
-            let (k_proj, v_proj, k_norm) = if shared {
-                (None, None, None)
-            } else {
-                let kp = format!("{ap}.k_proj");
-                let k = Linear::load(ckpt, &kp, h, a.n_kv_heads * a.head_dim, dtype)?;
-                let k = match tp {
-                    Some(tp) => tp.kv_proj(&k, &kp, &a)?,
-                    None => k,
-                };
-                let v = if a.k_eq_v {
-                    None
-                } else {
-                    let vp = format!("{ap}.v_proj");
-                    let v = Linear::load(ckpt, &vp, h, a.n_kv_heads * a.head_dim, dtype)?;
-                    Some(match tp {
-                        Some(tp) => tp.kv_proj(&v, &vp, &a)?,
-                        None => v,
-                    })
-                };
-                (
-                    Some(k),
-                    v,
-                    Some(norm(ckpt, &format!("{ap}.k_norm"), a.head_dim, eps, dtype)?),
-                )
-            };
-            let (qp, op) = (format!("{ap}.q_proj"), format!("{ap}.o_proj"));
-            let q_proj = Linear::load(ckpt, &qp, h, a.n_heads * a.head_dim, dtype)?;
-            let o_proj = Linear::load(ckpt, &op, a.n_heads * a.head_dim, h, dtype)?;
-            let (shape, q_proj, o_proj) = match tp {
-                Some(tp) => (
-                    tp.local_shape(a),
-                    tp.q_proj(&q_proj, &qp, &a)?,
-                    tp.o_proj(&o_proj, &op, &a)?,
-                ),
-                None => (a, q_proj, o_proj),
-            };
-            let attn = Attention {
-                shape,
-                q_proj,
-                k_proj,
-                v_proj,
-                o_proj,
-                q_norm: norm(ckpt, &format!("{ap}.q_norm"), a.head_dim, eps, dtype)?,
-                k_norm,
-                rope,
-                eps,
-            };
-            let moe = if cfg.enable_moe_block {
-                let ne = cfg.num_experts.unwrap_or(0);
-                Some(MoeBlock {
-                    router: Router::load(
-                        ckpt,
-                        &format!("{p}.router"),
-                        h,
-                        ne,
-                        cfg.top_k_experts.unwrap_or(0),
-                        eps,
-                        dtype,
-                    )?,
-                    experts: {
-                        let experts = Experts::load(
-                            ckpt,
-                            &format!("{p}.experts"),
-                            h,
-                            cfg.moe_intermediate_size.unwrap_or(0),
-                            ne,
-                            dtype,
-                        )?;
-                        match tp {
-                            Some(tp) => experts.sharded(tp, &format!("{p}.experts"), ne)?,
-                            None => experts,
-                        }
-                    },
-                    pre_feedforward_layernorm_2: norm(
-                        ckpt,
-                        &format!("{p}.pre_feedforward_layernorm_2"),
-                        h,
-                        eps,
-                        dtype,
-                    )?,
-                    post_feedforward_layernorm_1: norm(
-                        ckpt,
-                        &format!("{p}.post_feedforward_layernorm_1"),
-                        h,
-                        eps,
-                        dtype,
-                    )?,
-                    post_feedforward_layernorm_2: norm(
-                        ckpt,
-                        &format!("{p}.post_feedforward_layernorm_2"),
-                        h,
-                        eps,
-                        dtype,
-                    )?,
-                })
-            } else {
-                None
-            };
-            let pw = cfg.hidden_size_per_layer_input;
-            let ple = if pw > 0 {
-                Some(LayerPle {
-                    per_layer_input_gate: Linear::load(
-                        ckpt,
-                        &format!("{p}.per_layer_input_gate"),
-                        h,
-                        pw,
-                        dtype,
-                    )?,
-                    per_layer_projection: Linear::load(
-                        ckpt,
-                        &format!("{p}.per_layer_projection"),
-                        pw,
-                        h,
-                        dtype,
-                    )?,
-                    post_per_layer_input_norm: norm(
-                        ckpt,
-                        &format!("{p}.post_per_layer_input_norm"),
-                        h,
-                        eps,
-                        dtype,
-                    )?,
-                })
-            } else {
-                None
-            };
-            layers.push(DecoderLayer {
-                attn,
-                mlp: Mlp::load(ckpt, &format!("{p}.mlp"), h, cfg.mlp_width(i), dtype, tp)?,
-                input_layernorm: norm(ckpt, &format!("{p}.input_layernorm"), h, eps, dtype)?,
-                post_attention_layernorm: norm(
-                    ckpt,
-                    &format!("{p}.post_attention_layernorm"),
-                    h,
-                    eps,
-                    dtype,
-                )?,
-                pre_feedforward_layernorm: norm(
-                    ckpt,
-                    &format!("{p}.pre_feedforward_layernorm"),
-                    h,
-                    eps,
-                    dtype,
-                )?,
-                post_feedforward_layernorm: norm(
-                    ckpt,
-                    &format!("{p}.post_feedforward_layernorm"),
-                    h,
-                    eps,
-                    dtype,
-                )?,
-                moe,
-                ple,
-                layer_scalar: load_param(ckpt, &format!("{p}.layer_scalar"), &[1], dtype)?,
-                tp: tp.map(|t| t.group().clone()),
-            });
-        }
-        let ple = if cfg.hidden_size_per_layer_input > 0 {
-            let pw = cfg.hidden_size_per_layer_input;
-            Some(ModelPle {
-                embed_tokens_per_layer: Embedding::load(
-                    ckpt,
-                    &format!("{pre}embed_tokens_per_layer"),
-                    cfg.vocab_size_per_layer_input,
-                    n as i32 * pw,
-                    dtype,
-                )?,
-                per_layer_model_projection: Linear::load(
-                    ckpt,
-                    &format!("{pre}per_layer_model_projection"),
-                    h,
-                    n as i32 * pw,
-                    dtype,
-                )?,
-                per_layer_projection_norm: norm(
-                    ckpt,
-                    &format!("{pre}per_layer_projection_norm"),
-                    pw,
-                    eps,
-                    dtype,
-                )?,
-                width: pw,
-            })
-        } else {
-            None
-        };
-        let norm = norm(ckpt, &format!("{pre}norm"), h, eps, dtype)?;
+        let layers = (0..n)
+            .map(|i| DecoderLayer::load(&w.pp(format_args!("layers.{i}")), &cfg, i, tp))
+            .collect::<Result<Vec<_>>>()?;
+        let ple = (cfg.hidden_size_per_layer_input > 0)
+            .then(|| ModelPle::load(&w, &cfg, n))
+            .transpose()?;
+        let embed_tokens = w.embedding("embed_tokens", cfg.vocab_size, cfg.hidden_size)?;
+        let norm = w.rms_norm("norm", cfg.hidden_size, eps)?;
         let mut multimodal_ids = vec![];
         if let Some(t) = &config.tokens {
             multimodal_ids.push(t.image_token_id);

@@ -21,7 +21,8 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{ModelError, Result};
 use crate::kernels::PrefillPacer;
 use crate::nn::{gelu_tanh, rms_norm_no_scale, scalar, RmsNorm};
-use crate::quantized::{load_param, Linear};
+use crate::quantized::Linear;
+use crate::weights::Weights;
 
 /// A linear layer that may clamp its input and output (`ClippableLinear`).
 #[derive(Debug, Clone)]
@@ -32,17 +33,10 @@ struct ClippedLinear {
 }
 
 impl ClippedLinear {
-    fn load(
-        ckpt: &Checkpoint,
-        p: &str,
-        in_dim: i32,
-        out_dim: i32,
-        clipped: bool,
-        dtype: Dtype,
-    ) -> Result<Self> {
-        let linear = Linear::load(ckpt, &format!("{p}.linear"), in_dim, out_dim, dtype)?;
+    fn load(w: &Weights, in_dim: i32, out_dim: i32, clipped: bool) -> Result<Self> {
+        let linear = w.linear("linear", in_dim, out_dim)?;
         let bounds = if clipped {
-            let b = |n: &str| load_param(ckpt, &format!("{p}.{n}"), &[], dtype);
+            let b = |n: &str| w.param(n, &[]);
             Some([
                 b("input_min")?,
                 b("input_max")?,
@@ -172,58 +166,44 @@ impl Gemma4Vision {
         };
         let eps = cfg.rms_norm_eps as f32;
         let clipped = cfg.use_clipped_linears;
-        let norm = |name: &str| -> Result<RmsNorm> {
-            Ok(RmsNorm::new(
-                load_param(ckpt, &format!("{name}.weight"), &[d], dtype)?,
-                eps,
-            ))
-        };
+        let w = Weights::new(ckpt, pre, dtype);
         let p = cfg.patch_size;
+        let inter = cfg.intermediate_size;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers as usize);
         for i in 0..cfg.num_hidden_layers {
-            let lp = format!("{pre}encoder.layers.{i}");
-            let cl = |name: &str, i_dim: i32, o_dim: i32| {
-                ClippedLinear::load(ckpt, &format!("{lp}.{name}"), i_dim, o_dim, clipped, dtype)
+            let lw = w.pp(format_args!("encoder.layers.{i}"));
+            let (attn, mlp) = (lw.pp("self_attn"), lw.pp("mlp"));
+            let cl = |w: &Weights, name: &str, i_dim: i32, o_dim: i32| {
+                ClippedLinear::load(&w.pp(name), i_dim, o_dim, clipped)
             };
             layers.push(EncoderLayer {
-                q_proj: cl("self_attn.q_proj", d, nh * hd)?,
-                k_proj: cl("self_attn.k_proj", d, nkv * hd)?,
-                v_proj: cl("self_attn.v_proj", d, nkv * hd)?,
-                o_proj: cl("self_attn.o_proj", nh * hd, d)?,
-                q_norm: load_param(ckpt, &format!("{lp}.self_attn.q_norm.weight"), &[hd], dtype)?,
-                k_norm: load_param(ckpt, &format!("{lp}.self_attn.k_norm.weight"), &[hd], dtype)?,
-                gate_proj: cl("mlp.gate_proj", d, cfg.intermediate_size)?,
-                up_proj: cl("mlp.up_proj", d, cfg.intermediate_size)?,
-                down_proj: cl("mlp.down_proj", cfg.intermediate_size, d)?,
-                input_layernorm: norm(&format!("{lp}.input_layernorm"))?,
-                post_attention_layernorm: norm(&format!("{lp}.post_attention_layernorm"))?,
-                pre_feedforward_layernorm: norm(&format!("{lp}.pre_feedforward_layernorm"))?,
-                post_feedforward_layernorm: norm(&format!("{lp}.post_feedforward_layernorm"))?,
+                q_proj: cl(&attn, "q_proj", d, nh * hd)?,
+                k_proj: cl(&attn, "k_proj", d, nkv * hd)?,
+                v_proj: cl(&attn, "v_proj", d, nkv * hd)?,
+                o_proj: cl(&attn, "o_proj", nh * hd, d)?,
+                q_norm: attn.param("q_norm.weight", &[hd])?,
+                k_norm: attn.param("k_norm.weight", &[hd])?,
+                gate_proj: cl(&mlp, "gate_proj", d, inter)?,
+                up_proj: cl(&mlp, "up_proj", d, inter)?,
+                down_proj: cl(&mlp, "down_proj", inter, d)?,
+                input_layernorm: lw.rms_norm("input_layernorm", d, eps)?,
+                post_attention_layernorm: lw.rms_norm("post_attention_layernorm", d, eps)?,
+                pre_feedforward_layernorm: lw.rms_norm("pre_feedforward_layernorm", d, eps)?,
+                post_feedforward_layernorm: lw.rms_norm("post_feedforward_layernorm", d, eps)?,
             });
         }
         let standardize = if cfg.standardize {
-            Some((
-                load_param(ckpt, &format!("{pre}std_bias"), &[d], dtype)?,
-                load_param(ckpt, &format!("{pre}std_scale"), &[d], dtype)?,
-            ))
+            Some((w.param("std_bias", &[d])?, w.param("std_scale", &[d])?))
         } else {
             None
         };
         let model = Gemma4Vision {
             cfg: cfg.clone(),
             dtype,
-            input_proj: Linear::load(
-                ckpt,
-                &format!("{pre}patch_embedder.input_proj"),
-                3 * p * p,
-                d,
-                dtype,
-            )?,
-            position_table: load_param(
-                ckpt,
-                &format!("{pre}patch_embedder.position_embedding_table"),
+            input_proj: w.linear("patch_embedder.input_proj", 3 * p * p, d)?,
+            position_table: w.param(
+                "patch_embedder.position_embedding_table",
                 &[2, cfg.position_embedding_size, d],
-                dtype,
             )?,
             layers,
             standardize,

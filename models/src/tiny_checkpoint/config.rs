@@ -7,14 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::params::{Param, Storage};
+use super::params::{Param, Storage, BITS, GROUP_SIZE};
 use super::spec::{special, TextConfig, TinyVariant, VisionConfig};
-
-/// Default quantization of the mlx-community 4-bit checkpoints.
-pub const GROUP_SIZE: i32 = 64;
-pub const BITS: i32 = 4;
-/// The converter quantizes MoE routers at 8 bits (their logits pick the experts).
-pub const ROUTER_BITS: i32 = 8;
 
 /// Quantization of one module that differs from the default (the converter writes no `mode` here).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,11 +21,9 @@ mod weights;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{
-    GenerationConfigFile, ModuleQuantization, QuantizationConfig, TinyConfig, BITS, GROUP_SIZE,
-    ROUTER_BITS,
-};
+pub use config::{GenerationConfigFile, ModuleQuantization, QuantizationConfig, TinyConfig};
 pub use inspect::{read_safetensors_header, InspectError, SafetensorsHeader, TensorInfo};
+pub use params::{BITS, GROUP_SIZE, ROUTER_BITS};
 pub use preset::{one_rank_of, Preset, UnknownPreset, FULL_SIZE_SHARD_BYTES};
 pub use sharded::{plan_shards, shard_file_name, write_preset_checkpoint};
 pub use side_files::{

@@ -6,8 +6,13 @@
 //! Parameters the converter would drop (k/v of KV-shared layers, clip bounds without clipped
 //! linears) are not part of the tree in the first place, so they are not listed.
 
-use super::config::{BITS, GROUP_SIZE, ROUTER_BITS};
 use super::spec::{TextConfig, VisionConfig};
+
+/// Default quantization of the mlx-community 4-bit checkpoints.
+pub const GROUP_SIZE: i32 = 64;
+pub const BITS: i32 = 4;
+/// The converter quantizes MoE routers at 8 bits (their logits pick the experts).
+pub const ROUTER_BITS: i32 = 8;
 
 /// Scale and offset of a parameter drawn from a standard normal `r`.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -183,7 +183,7 @@ pub fn one_rank_of(text: &TextConfig, ranks: usize) -> Result<TextConfig, String
         ));
     }
     // down_proj reads a rank's units in whole quantization groups.
-    if text.intermediate_size % (ranks * super::config::GROUP_SIZE as usize) != 0 {
+    if text.intermediate_size % (ranks * super::params::GROUP_SIZE as usize) != 0 {
         return Err(refuse(
             "intermediate_size",
             text.intermediate_size,

@@ -12,7 +12,8 @@ use std::path::Path;
 
 use mlx_rs::ops::indexing::IndexOp;
 
-use super::config::{TinyConfig, GROUP_SIZE};
+use super::config::TinyConfig;
+use super::params::GROUP_SIZE;
 use super::params::{model_params, Param, Storage};
 use super::preset::Preset;
 use super::side_files::{self, processor_config_for, README_FILE, WEIGHTS_INDEX_FILE};

@@ -14,7 +14,7 @@ use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::{abs, add, multiply, negative, quantize};
 use mlx_rs::{random, Array, Device, Dtype, Stream};
 
-use super::config::GROUP_SIZE;
+use super::params::GROUP_SIZE;
 use super::params::{Init, Param, Storage};
 use super::TinyError;
 
