@@ -47,23 +47,80 @@ pub enum LoadError {
     UnsupportedModelType {
         dir: PathBuf,
         model_type: String,
-        supported: &'static str,
+        supported: String,
     },
     #[error("{dir}: tensor parallelism is implemented for Gemma 4 (gemma4, gemma4_text), not for model_type {model_type:?}")]
     TensorParallelUnsupported { dir: PathBuf, model_type: String },
 }
 
-/// The architectures vlmbench implements, by `model_type`.
+/// The model families vlmbench runs: the one place that maps a checkpoint's `model_type` to code
+/// and says what each can do. Tasks and the CLI ask here, never config.json.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `gemma4` (text decoder, vision tower) and `gemma4_text`: [`LoadedModel`].
+    Gemma4,
+    /// `gemma3` (its text model) and `gemma3_text`: [`LoadedModel`].
+    Gemma3,
+    /// `moondream1`, the published Moondream 2 checkpoint: [`crate::moondream2`], with its own
+    /// caption, query, detect and point heads.
+    Moondream2,
+}
+
+impl Family {
+    /// Every family and the `model_type` values it answers to.
+    pub const ALL: [(Family, &'static [&'static str]); 3] = [
+        (Family::Gemma4, &["gemma4", "gemma4_text"]),
+        (Family::Gemma3, &["gemma3", "gemma3_text"]),
+        (Family::Moondream2, &[crate::moondream2::config::MODEL_TYPE]),
+    ];
+
+    /// The family of a `model_type`, if vlmbench runs it.
+    pub fn of(model_type: &str) -> Option<Family> {
+        Self::ALL
+            .iter()
+            .find(|(_, types)| types.contains(&model_type))
+            .map(|(family, _)| *family)
+    }
+
+    /// The family the checkpoint in `dir` names in its config.json (`None`: no config.json, or
+    /// a `model_type` vlmbench does not run).
+    pub fn of_dir(dir: &Path) -> Result<Option<Family>, ModelError> {
+        let path = dir.join("config.json");
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let config = crate::checkpoint::read_json(&path)?;
+        Ok(config
+            .get("model_type")
+            .and_then(serde_json::Value::as_str)
+            .and_then(Family::of))
+    }
+
+    /// Whether the family runs through [`LoadedModel`] (the prompted, chat-templated path).
+    pub fn loads_as_prompted(self) -> bool {
+        self != Family::Moondream2
+    }
+}
+
+/// The `model_type` values [`LoadedModel`] loads, for error messages.
+fn prompted_model_types() -> String {
+    Family::ALL
+        .iter()
+        .filter(|(family, _)| family.loads_as_prompted())
+        .flat_map(|(_, types)| types.iter().copied())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The architectures [`LoadedModel`] holds.
 // One value per loaded model: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum Architecture {
-    /// `gemma4` (text decoder; the vision tower comes with the vision work) and `gemma4_text`.
+    /// `gemma4` and `gemma4_text`: the text decoder (the vision tower is in [`ImageSupport`]).
     Gemma4(Gemma4Text),
     /// `gemma3_text` and the text model of `gemma3` (mlx-lm semantics).
     Gemma3(Gemma3Text),
 }
-
-pub const SUPPORTED_MODEL_TYPES: &str = "gemma4, gemma4_text, gemma3, gemma3_text";
 
 /// A model with everything needed to turn a prompt into tokens and tokens into text.
 pub struct LoadedModel {
@@ -170,8 +227,9 @@ impl LoadedModel {
         let checkpoint = Checkpoint::open(dir)?;
         let model_type = checkpoint.model_type().unwrap_or("").to_owned();
         let whole = group.is_none();
-        let architecture = match (model_type.as_str(), group) {
-            ("gemma4" | "gemma4_text", Some(group)) => {
+        let family = Family::of(&model_type).filter(|f| f.loads_as_prompted());
+        let architecture = match (family, group) {
+            (Some(Family::Gemma4), Some(group)) => {
                 let config = Gemma4Config::from_checkpoint(&checkpoint)?;
                 Architecture::Gemma4(Gemma4Text::load_tensor_parallel(
                     &checkpoint,
@@ -186,17 +244,17 @@ impl LoadedModel {
                     model_type,
                 });
             }
-            ("gemma4" | "gemma4_text", None) => {
+            (Some(Family::Gemma4), None) => {
                 Architecture::Gemma4(Gemma4Text::load(&checkpoint, dtype)?)
             }
-            ("gemma3" | "gemma3_text", None) => {
+            (Some(Family::Gemma3), None) => {
                 Architecture::Gemma3(Gemma3Text::load(&checkpoint, dtype)?)
             }
             _ => {
                 return Err(LoadError::UnsupportedModelType {
                     dir: dir.to_path_buf(),
                     model_type,
-                    supported: SUPPORTED_MODEL_TYPES,
+                    supported: prompted_model_types(),
                 })
             }
         };
@@ -571,4 +629,38 @@ fn token_id(token: &Array, vocab: usize) -> Result<u32, ModelError> {
         )));
     }
     Ok(id as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_model_type_names_one_family_and_an_unknown_one_none() {
+        for (family, types) in Family::ALL {
+            for t in types {
+                assert_eq!(Family::of(t), Some(family), "{t}");
+            }
+        }
+        assert_eq!(Family::of("llama"), None);
+        assert_eq!(
+            prompted_model_types(),
+            "gemma4, gemma4_text, gemma3, gemma3_text"
+        );
+    }
+
+    #[test]
+    fn a_directory_is_classified_by_its_config_json() {
+        let dir = std::env::temp_dir().join(format!("vlmbench-family-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(Family::of_dir(&dir).unwrap(), None, "no config.json");
+        std::fs::write(dir.join("config.json"), r#"{"model_type": "moondream1"}"#).unwrap();
+        assert_eq!(Family::of_dir(&dir).unwrap(), Some(Family::Moondream2));
+        std::fs::write(dir.join("config.json"), "{").unwrap();
+        assert!(
+            Family::of_dir(&dir).is_err(),
+            "broken JSON is an error, not a guess"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -2,8 +2,8 @@
 //! detect and point run the model's own templates, decode loops and region head instead of a
 //! prompt, and come back in the same [`TaskOutput`] shapes (plus pixels) as the prompted path.
 //!
-//! A `--model` directory is Moondream2 when its `config.json` says `model_type: moondream1`
-//! (the published checkpoint's). Its tokenizer is moondream/starmie-v1: the repository's own
+//! A `--model` directory is Moondream2 when `vlm_models::model::Family` says so (`model_type:
+//! moondream1`, the published checkpoint's). Its tokenizer is moondream/starmie-v1: the repository's own
 //! `tokenizer.json` is a stale GPT-2 one, so `--tokenizer` (or `starmie-v1/tokenizer.json` next
 //! to the weights) supplies it; the stale file is refused by name.
 
@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use mlx_rs::Dtype;
 use vlm_models::dtype::DtypeChoice;
 use vlm_models::image_io::RgbImage;
-use vlm_models::moondream2::config::MODEL_TYPE;
+use vlm_models::model::Family;
 use vlm_models::moondream2::sampling::TextSettings;
 use vlm_models::moondream2::tokenizer::load_starmie;
 use vlm_models::moondream2::{self, EncodedImage, Generation, Moondream2};
@@ -37,13 +37,7 @@ pub fn moondream_dir(spec: Option<&str>) -> Result<Option<PathBuf>> {
         return Ok(None);
     };
     let (dir, _) = model_source::checkpoint_dir(Some(spec))?;
-    let config = dir.join("config.json");
-    let Ok(text) = std::fs::read_to_string(&config) else {
-        return Ok(None);
-    };
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", config.display()))?;
-    Ok((json.get("model_type").and_then(|v| v.as_str()) == Some(MODEL_TYPE)).then_some(dir))
+    Ok((Family::of_dir(&dir)? == Some(Family::Moondream2)).then_some(dir))
 }
 
 /// Moondream2 loaded with its tokenizer.

@@ -11,9 +11,8 @@
 # e2b:    Gemma 4 E2B's shapes with random 4-bit weights, written by
 #         `vlmbench make-tiny --preset gemma-4-e2b` and exported by `vlmbench convert --to-gguf`
 #         as Q4_1 (the same numbers: each MLX affine group of 64 is two Q4_1 blocks with its scale
-#         and bias). mlx-vlm is left out: on this 2-core CPU its warm-up generation alone (64 + 16
-#         tokens, bfloat16 as published) had not finished after 15 minutes (add --mlx-vlm to the
-#         side_by_side.sh line below to include it anyway).
+#         and bias), with mlx-vlm 0.7.10 as the third program in float32 (--mlx-vlm=float32; its published
+#         bfloat16 CPU path had not finished one warm-up generation of 64 + 16 tokens after 15 minutes).
 # Each table: tools/llama/side_by_side.sh, 3 alternated rounds of (llama.cpp, vlmbench[, mlx-*]),
 # into OUT_ROOT/cpu-gemma3-270m-64-32/, OUT_ROOT/cpu-gemma3-270m-512-128/ and OUT_ROOT/cpu-e2b-llama/.
 # Run it on a quiet machine: machine.txt records the load and warns when other work shared the CPU.
@@ -48,5 +47,5 @@ if [ "$which" != gemma3 ]; then
     "$VLMBENCH_BIN" convert --to-gguf "$e2b.q4_1.gguf.partial" --model "$e2b" --gguf-type q4_1 >&2
     mv "$e2b.q4_1.gguf.partial" "$e2b.q4_1.gguf"
   }
-  tools/llama/side_by_side.sh "$e2b" "$e2b.q4_1.gguf" "$out/cpu-e2b-llama" -p 64 -n 16 -r 2 --rounds 3
+  tools/llama/side_by_side.sh "$e2b" "$e2b.q4_1.gguf" "$out/cpu-e2b-llama" -p 64 -n 16 -r 2 --rounds 3 --mlx-vlm=float32
 fi

@@ -2,7 +2,7 @@
 # llama.cpp beside vlmbench on the same weights (issues #24, #25): one script, alternated rounds.
 #
 #   tools/llama/side_by_side.sh MODEL_DIR GGUF OUT_DIR [-p 64] [-n 32] [-r 3] [--rounds 3]
-#                               [--threads N] [--seed 0] [--mlx-vlm] [--mlx-lm] [--gpu cuda]
+#                               [--threads N] [--seed 0] [--mlx-vlm[=float32]] [--mlx-lm] [--gpu cuda]
 #   e.g. tools/llama/side_by_side.sh ~/.cache/vlmbench/gemma3-270m/mlx-gguf \
 #          ~/.cache/vlmbench/gemma3-270m/gemma-3-270m-q4_k_m.gguf charts/cpu-gemma3-270m
 #
@@ -25,6 +25,9 @@
 # --gpu cuda runs llama.cpp's prebuilt CUDA build with every layer on the GPU (bench.mjs --gpu cuda:
 # @node-llama-cpp/linux-x64-cuda must sit beside node-llama-cpp in VLMBENCH_LLAMA_DIR) and vlmbench
 # with its defaults on a CUDA build (bfloat16 compute on the GPU).
+#
+# --mlx-vlm=float32 runs it with every floating parameter cast to float32 (vlmbench's CPU default; on a
+# CPU its published bfloat16 is many times slower).
 #
 # --mlx-lm adds mlx-lm 0.32.2 (same MLX as vlmbench) as a third program, timed as vlmbench bench times
 # itself: tools/reference/bench_mlx_lm.py on MODEL_DIR, run after vlmbench in each round (A B C A B C),
@@ -50,18 +53,19 @@ set -euo pipefail
 
 die() { echo "side_by_side.sh: error: $*" >&2; exit 1; }
 log() { echo "side_by_side.sh: $*" >&2; }
-usage="usage: tools/llama/side_by_side.sh MODEL_DIR GGUF OUT_DIR [-p 64] [-n 32] [-r 3] [--rounds 3] [--threads N] [--seed 0] [--mlx-vlm] [--mlx-lm] [--gpu cuda]"
+usage="usage: tools/llama/side_by_side.sh MODEL_DIR GGUF OUT_DIR [-p 64] [-n 32] [-r 3] [--rounds 3] [--threads N] [--seed 0] [--mlx-vlm[=float32]] [--mlx-lm] [--gpu cuda]"
 
 here="$(pwd)"
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$here/$1" ;; esac; }
 pos=()
-p=64; n=32; r=3; rounds=3; threads=""; seed=0; mlx_vlm=0; mlx_lm=0; gpu=""; where="the CPU"
+p=64; n=32; r=3; rounds=3; threads=""; seed=0; mlx_vlm=0; mlx_vlm_dtype=(); vlm_label=mlx-vlm; mlx_lm=0; gpu=""; where="the CPU"
 while [ $# -gt 0 ]; do
   case "$1" in
     -p|-n|-r|--rounds|--threads|--seed) [ $# -ge 2 ] || die "$1 needs a value"
       case "$1" in -p) p="$2" ;; -n) n="$2" ;; -r) r="$2" ;; --rounds) rounds="$2" ;; --threads) threads="$2" ;; --seed) seed="$2" ;; esac
       shift 2 ;;
     --mlx-vlm) mlx_vlm=1; shift ;;
+    --mlx-vlm=float32) mlx_vlm=1; mlx_vlm_dtype=(--dtype float32); vlm_label="mlx-vlm (float32)"; shift ;;
     --mlx-lm) mlx_lm=1; shift ;;
     --gpu) [ "${2:-}" = cuda ] || die "--gpu takes cuda (got '${2:-}')"; gpu=cuda; where="a CUDA GPU"; shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -106,8 +110,8 @@ for k in $(seq 1 "$rounds"); do
   vlm_rounds+=("$out/vlmbench-round$k.json")
   if [ "$mlx_vlm" = 1 ]; then
     log "round $k of $rounds: mlx-vlm"
-    "$py" tools/reference/bench_reference.py --model "$model" --lengths "$p" --gen "$n" --seed "$seed" \
-      --label mlx-vlm --out "$out/mlx-vlm-round$k.sweep.json" 2> >(grep -v -i warn >&2) >&2 \
+    "$py" tools/reference/bench_reference.py --model "$model" --lengths "$p" --gen "$n" --seed "$seed" "${mlx_vlm_dtype[@]}" \
+      --label "$vlm_label" --out "$out/mlx-vlm-round$k.sweep.json" 2> >(grep -v -i warn >&2) >&2 \
       || die "mlx-vlm (tools/reference/bench_reference.py) failed on $model"
     mlx_rounds+=("$out/mlx-vlm-round$k.sweep.json")
   fi
@@ -137,7 +141,7 @@ if [ "$mlx_lm" = 1 ]; then
   charted+=("$out/mlx-lm.results.json")
 fi
 if [ "$mlx_vlm" = 1 ]; then
-  node tools/llama/results.mjs --from-sweep "$p,$n" --label mlx-vlm --rows-out "$out/mlx-vlm.json" \
+  node tools/llama/results.mjs --from-sweep "$p,$n" --label "$vlm_label" --rows-out "$out/mlx-vlm.json" \
     --out "$out/mlx-vlm.results.json" "${mlx_rounds[@]}"
   charted+=("$out/mlx-vlm.results.json")
 fi
@@ -194,7 +198,7 @@ fi
   fi
   if [ "$mlx_vlm" = 1 ]; then
     echo
-    echo "## mlx-vlm (A) vs vlmbench (B), $rounds rounds (one generation each)"
+    echo "## $vlm_label (A) vs vlmbench (B), $rounds rounds (one generation each)"
     echo
     "$bin" compare "$out/mlx-vlm.results.json" "$out/vlmbench.results.json"
   fi
