@@ -96,6 +96,9 @@ VLMBENCH_LLAMA_DIR="${VLMBENCH_LLAMA_DIR:-$(tools/llama/setup.sh | tail -n 1)}"
 export VLMBENCH_LLAMA_DIR
 mkdir -p "$out"
 load_start="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+# The checkout the binary stands for, read now: this run's own output under OUT_DIR does not count.
+checkout="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+git diff --quiet HEAD -- . ":(exclude)$out" 2>/dev/null || checkout+=" with uncommitted changes"
 
 llama_args=(--gguf "$gguf" --model-dir "$model" -p "$p" -n "$n" -r "$r" --seed "$seed" -o json)
 [ -n "$threads" ] && llama_args+=(--threads "$threads")
@@ -160,7 +163,7 @@ fi
     echo "  at every barrier and slow down far more than vlmbench on a shared CPU): these figures are not comparable"
   fi
   echo "llama.cpp: $(node -p 'const r = require(process.argv[1])[0]; `${r.vlmbench_version}, ${r.kernels}, ${r.prefill}`' "$(realpath "$out/llama.cpp.json")"), node $(node --version)"
-  echo "vlmbench: $("$bin" --version), MLX $(node -p 'const r = require(process.argv[1])[0]; `${r.mlx_version}, ${r.dtype}, kernels ${r.kernels}, prefill ${r.prefill}`' "$(realpath "$out/vlmbench.json")"), binary of $(date -u -r "$bin" +%Y-%m-%dT%H:%M:%SZ), checkout at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- 2>/dev/null || echo ' with uncommitted changes')"
+  echo "vlmbench: $("$bin" --version), MLX $(node -p 'const r = require(process.argv[1])[0]; `${r.mlx_version}, ${r.dtype}, kernels ${r.kernels}, prefill ${r.prefill}`' "$(realpath "$out/vlmbench.json")"), binary of $(date -u -r "$bin" +%Y-%m-%dT%H:%M:%SZ), checkout at $checkout"
   if [ "$mlx_lm" = 1 ]; then echo "mlx-lm: $(node -p 'const r = require(process.argv[1])[0]; `${r.vlmbench_version}, MLX ${r.mlx_version}, ${r.dtype}, prefill ${r.prefill}`' "$(realpath "$out/mlx-lm.json")"), python $("$py" -c 'import platform; print(platform.python_version())')"; fi
   if [ "$mlx_vlm" = 1 ]; then echo "mlx-vlm: $(node -p 'const r = require(process.argv[1])[0]; `${r.vlmbench_version}, MLX ${r.mlx_version}`' "$(realpath "$out/mlx-vlm.json")")"; fi
   echo "tests: pp$p, tg$n; $r repetitions after one warm-up, $rounds alternated rounds, seed $seed"
