@@ -4,29 +4,19 @@
 //! 0.5 and up, orange at 0.25 and up, red below, with matched/total beside each bar).
 
 use std::path::Path;
-use std::sync::Once;
 
 use anyhow::{anyhow, Result};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::FONT_BYTES;
+use super::charts::{register_font, FONT};
 use crate::eval::summary::ClassRecall;
 
-const FONT: &str = "sans-serif";
-static REGISTER: Once = Once::new();
 const CYAN: RGBColor = RGBColor(0x06, 0xb6, 0xd4);
 const GREEN: RGBColor = RGBColor(0x22, 0xc5, 0x5e);
 const ORANGE: RGBColor = RGBColor(0xf9, 0x73, 0x16);
 const RED: RGBColor = RGBColor(0xef, 0x44, 0x44);
-
-fn register_font() {
-    REGISTER.call_once(|| {
-        // The embedded bytes are a valid TrueType font; registration cannot fail for them.
-        let _ = plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES);
-    });
-}
 
 /// The inputs of the three panels.
 pub struct LocalizationChart<'a> {
