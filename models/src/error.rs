@@ -6,6 +6,51 @@ use std::path::PathBuf;
 pub type Result<T> = std::result::Result<T, ModelError>;
 
 /// Errors from checkpoint loading, configuration parsing and model evaluation.
+/// A JSON side file of a checkpoint that cannot be used: unreadable, not JSON, or a field with
+/// the wrong form (`tokenizer_config.json`, `generation_config.json`).
+#[derive(Debug, thiserror::Error)]
+pub enum JsonFileError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid JSON: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: field `{field}` {problem}")]
+    Field {
+        path: PathBuf,
+        field: String,
+        problem: String,
+    },
+}
+
+impl JsonFileError {
+    /// The JSON in `path`.
+    pub fn read(path: &std::path::Path) -> std::result::Result<serde_json::Value, JsonFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| JsonFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| JsonFileError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Field `field` of `path` is not as it must be.
+    pub fn field(path: &std::path::Path, field: &str, problem: &str) -> JsonFileError {
+        JsonFileError::Field {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A file could not be read.

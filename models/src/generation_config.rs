@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::error::JsonFileError;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::tokenizer_config::TokenizerConfig;
 
@@ -29,22 +30,8 @@ const MERGED_KEYS: [&str; 5] = ["eos_token_id", "temperature", "top_p", "top_k",
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerationConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not valid JSON: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("{path}: field `{field}` {problem}")]
-    Field {
-        path: PathBuf,
-        field: String,
-        problem: String,
-    },
+    #[error(transparent)]
+    File(#[from] JsonFileError),
     #[error("eos token {token:?} from {path} is not in the tokenizer vocabulary")]
     UnknownEosToken { token: String, path: PathBuf },
     #[error(transparent)]
@@ -165,10 +152,8 @@ impl GenerationConfig {
                 .find(|(k, _)| *k == key)
                 .map_or_else(|| config_path.to_path_buf(), |(_, p)| p.to_path_buf())
         };
-        let field_error = |key: &str, problem: &str| GenerationConfigError::Field {
-            path: path_of(key),
-            field: key.to_string(),
-            problem: problem.to_string(),
+        let field_error = |key: &str, problem: &str| -> GenerationConfigError {
+            JsonFileError::field(&path_of(key), key, problem).into()
         };
 
         let mut eos_token_ids = Vec::new();
@@ -273,25 +258,15 @@ impl GenerationConfig {
 }
 
 fn read_json(path: &Path) -> Result<Value, GenerationConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| GenerationConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| GenerationConfigError::Parse {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(JsonFileError::read(path)?)
 }
 
 fn as_object<'a>(
     v: &'a Value,
     path: &Path,
 ) -> Result<&'a Map<String, Value>, GenerationConfigError> {
-    v.as_object().ok_or_else(|| GenerationConfigError::Field {
-        path: path.to_path_buf(),
-        field: "<root>".into(),
-        problem: "must be a JSON object".into(),
-    })
+    v.as_object()
+        .ok_or_else(|| JsonFileError::field(path, "<root>", "must be a JSON object").into())
 }
 
 fn token_id(v: &Value) -> Option<u32> {
@@ -451,7 +426,7 @@ mod tests {
 
         let err = GenerationConfig::load(dir.path(), &tok, &tcfg).unwrap_err();
         assert!(
-            matches!(err, GenerationConfigError::Read { .. })
+            matches!(err, GenerationConfigError::File(JsonFileError::Read { .. }))
                 && err.to_string().contains(CONFIG_FILE)
         );
 
@@ -469,7 +444,10 @@ mod tests {
 
         std::fs::write(dir.path().join(GENERATION_CONFIG_FILE), "{oops").unwrap();
         let err = GenerationConfig::load(dir.path(), &tok, &tcfg).unwrap_err();
-        assert!(matches!(err, GenerationConfigError::Parse { .. }));
+        assert!(matches!(
+            err,
+            GenerationConfigError::File(JsonFileError::Parse { .. })
+        ));
         assert!(err.to_string().contains(GENERATION_CONFIG_FILE));
     }
 }

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::error::JsonFileError;
+
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 
 /// The attributes transformers always recognises, whatever their key looks like.
@@ -26,25 +28,8 @@ const STANDARD_TOKEN_ATTRIBUTES: [&str; 7] = [
     "mask_token",
 ];
 
-#[derive(Debug, thiserror::Error)]
-pub enum TokenizerConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not valid JSON: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("{path}: field `{field}` {problem}")]
-    Field {
-        path: PathBuf,
-        field: String,
-        problem: String,
-    },
-}
+/// Why `tokenizer_config.json` cannot be used.
+pub type TokenizerConfigError = JsonFileError;
 
 /// What a checkpoint's `tokenizer_config.json` says about special tokens and templates.
 #[derive(Debug, Clone, Default)]
@@ -67,25 +52,13 @@ impl TokenizerConfig {
         if !path.exists() {
             return Ok(Self::default());
         }
-        let text = std::fs::read_to_string(&path).map_err(|source| TokenizerConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let json: Value =
-            serde_json::from_str(&text).map_err(|source| TokenizerConfigError::Parse {
-                path: path.clone(),
-                source,
-            })?;
+        let json = JsonFileError::read(&path)?;
         Self::from_json(&json, path)
     }
 
     /// Builds the config from parsed JSON; `path` is only used in error messages.
     pub fn from_json(json: &Value, path: PathBuf) -> Result<Self, TokenizerConfigError> {
-        let field_error = |field: &str, problem: &str| TokenizerConfigError::Field {
-            path: path.clone(),
-            field: field.to_string(),
-            problem: problem.to_string(),
-        };
+        let field_error = |field: &str, problem: &str| JsonFileError::field(&path, field, problem);
         let obj = json
             .as_object()
             .ok_or_else(|| field_error("<root>", "must be a JSON object"))?;
