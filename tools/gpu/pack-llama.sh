@@ -34,9 +34,9 @@ if [ ! -f "$out/llama-gpu.tar.xz" ]; then
     "$dir/node_modules/node-llama-cpp/llama/gitRelease.bundle" # llama.cpp's sources, for builds
   mv "$work/cuda/package" "$dir/node_modules/@node-llama-cpp/linux-x64-cuda"
   lib="$dir/node_modules/@node-llama-cpp/linux-x64-cuda/bins/linux-x64-cuda/libggml-cuda.so"
-  python3 tools/gpu/prune_fatbin.py "$lib" "$lib.pruned" --kind ptx --arch 90
+  python3 tools/gpu/prune_fatbin.py "$lib" "$lib.pruned" --kind ptx --arch 90 --ptx-version 9.0
   mv "$lib.pruned" "$lib"
-  echo "node-llama-cpp@$version @node-llama-cpp/linux-x64-cuda@$version (ggml-cuda: compute 9.0 PTX only)" > "$dir/.installed"
+  echo "node-llama-cpp@$version @node-llama-cpp/linux-x64-cuda@$version (ggml-cuda: compute 9.0 PTX only, PTX ISA 9.0)" > "$dir/.installed"
   strip -o "$work/pkg/node" "$work/node/package/bin/node"
   echo "packing llama.cpp (CUDA) and node $node_version (xz -9: about a minute and a half)" >&2
   tar -C "$work/pkg" -cf - "node-llama-cpp-$version" node | xz -9 -T1 > "$out/llama-gpu.tar.xz"
