@@ -19,7 +19,7 @@ pub struct DoctorReport {
     pub devices: Vec<DeviceInfo>,
     pub memory: MemoryFigures,
     /// `VLMBENCH_KERNELS` in effect: who runs the hot-path products.
-    pub kernels: &'static str,
+    pub kernels: String,
     /// `VLMBENCH_PREFILL` in effect for prompts of
     /// [`PREFILL_MIN_ROWS`](vlm_models::kernels::PREFILL_MIN_ROWS)+ tokens.
     pub prefill: &'static str,

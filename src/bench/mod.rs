@@ -65,7 +65,7 @@ pub struct BenchRow {
     pub mlx_version: String,
     pub vlmbench_version: &'static str,
     /// `VLMBENCH_KERNELS` and `VLMBENCH_PREFILL` in effect.
-    pub kernels: &'static str,
+    pub kernels: String,
     pub prefill: &'static str,
     /// Tensor-parallel runs: every rank's figures (rank order), gathered by rank 0 over MLX.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,12 +136,15 @@ pub fn device_description() -> String {
         .unwrap_or_default()
 }
 
-/// The names of the `VLMBENCH_KERNELS` and `VLMBENCH_PREFILL` choices in effect.
-pub fn kernel_choices() -> Result<(&'static str, &'static str)> {
-    Ok((
-        vlm_models::kernels::kernels_choice()?.name(),
-        vlm_models::kernels::prefill_choice()?.name(),
-    ))
+/// The names of the `VLMBENCH_KERNELS` and `VLMBENCH_PREFILL` choices in effect; the first
+/// ends in `+int8` where `VLMBENCH_CPU_ACTIVATIONS=int8` changes the CPU's products.
+pub fn kernel_choices() -> Result<(String, &'static str)> {
+    use vlm_models::kernels::{cpu_activations_choice, kernels_choice, prefill_choice};
+    let mut kernels = kernels_choice()?.name().to_owned();
+    if cpu_activations_choice()? == vlm_models::kernels::CpuActivations::Int8 {
+        kernels += "+int8";
+    }
+    Ok((kernels, prefill_choice()?.name()))
 }
 
 /// Runs every test, calling `on_row` as each finishes (so long runs can write results as they go).
@@ -215,7 +218,7 @@ pub fn run(
             }),
             mlx_version: runtime::mlx_version(),
             vlmbench_version: env!("CARGO_PKG_VERSION"),
-            kernels,
+            kernels: kernels.clone(),
             prefill,
         };
         on_row(&row)?;
@@ -392,7 +395,7 @@ pub(crate) fn row_for_tests(test: &str, samples: Vec<f64>) -> BenchRow {
         decode_host_ms: None,
         mlx_version: "0.32.2".into(),
         vlmbench_version: "0.1.0",
-        kernels: "gemv",
+        kernels: "gemv".into(),
         prefill: "mlx",
     }
 }

@@ -33,8 +33,8 @@ cache="${VLMBENCH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vlmbench}"
 if [ "$which" != e2b ]; then
   model="$(tools/real-weights/fetch_gemma3_270m.sh | tail -n 1)"
   gguf="$cache/gemma3-270m/gemma-3-270m-q4_k_m.gguf"
-  tools/llama/side_by_side.sh "$model" "$gguf" "$out/cpu-gemma3-270m-64-32" -p 64 -n 32 -r 3 --rounds 3 --mlx-lm
-  tools/llama/side_by_side.sh "$model" "$gguf" "$out/cpu-gemma3-270m-512-128" -p 512 -n 128 -r 2 --rounds 3
+  tools/llama/side_by_side.sh "$model" "$gguf" "$out/cpu-gemma3-270m-64-32" -p 64 -n 32 -r 3 --rounds 3 --mlx-lm --int8
+  tools/llama/side_by_side.sh "$model" "$gguf" "$out/cpu-gemma3-270m-512-128" -p 512 -n 128 -r 2 --rounds 3 --int8
 fi
 
 if [ "$which" != gemma3 ]; then
@@ -47,5 +47,5 @@ if [ "$which" != gemma3 ]; then
     "$VLMBENCH_BIN" convert --to-gguf "$e2b.q4_1.gguf.partial" --model "$e2b" --gguf-type q4_1 >&2
     mv "$e2b.q4_1.gguf.partial" "$e2b.q4_1.gguf"
   }
-  tools/llama/side_by_side.sh "$e2b" "$e2b.q4_1.gguf" "$out/cpu-e2b-llama" -p 64 -n 16 -r 2 --rounds 3 --mlx-vlm=float32
+  tools/llama/side_by_side.sh "$e2b" "$e2b.q4_1.gguf" "$out/cpu-e2b-llama" -p 64 -n 16 -r 2 --rounds 3 --mlx-vlm=float32 --int8
 fi

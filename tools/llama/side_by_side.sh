@@ -34,6 +34,9 @@
 # writes the same bench rows (ppP, tgN; same prompt ids, EOS ignored, one warm-up and R repetitions)
 # through mlx-lm's model call and cache (not its generate()), with every floating parameter cast to
 # float32 (vlmbench's CPU default). It loads vlmbench's import of Gemma 3 270M.
+# --int8 adds vlmbench with VLMBENCH_CPU_ACTIVATIONS=int8 (its CPU one-row 4-bit products round the
+# activations to 8 bits per block of 32, as llama.cpp's CPU products do) right after vlmbench in each
+# round, labelled "vlmbench (int8 activations)", compared with llama.cpp beside the default.
 #
 # Writes into OUT_DIR:
 #   llama.cpp-roundK.json, vlmbench-roundK.json   each round's `bench -o json` rows (same schema;
@@ -53,18 +56,19 @@ set -euo pipefail
 
 die() { echo "side_by_side.sh: error: $*" >&2; exit 1; }
 log() { echo "side_by_side.sh: $*" >&2; }
-usage="usage: tools/llama/side_by_side.sh MODEL_DIR GGUF OUT_DIR [-p 64] [-n 32] [-r 3] [--rounds 3] [--threads N] [--seed 0] [--mlx-vlm[=float32]] [--mlx-lm] [--gpu cuda]"
+usage="usage: tools/llama/side_by_side.sh MODEL_DIR GGUF OUT_DIR [-p 64] [-n 32] [-r 3] [--rounds 3] [--threads N] [--seed 0] [--mlx-vlm[=float32]] [--mlx-lm] [--int8] [--gpu cuda]"
 
 here="$(pwd)"
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$here/$1" ;; esac; }
 pos=()
-p=64; n=32; r=3; rounds=3; threads=""; seed=0; mlx_vlm=0; mlx_vlm_dtype=(); vlm_label=mlx-vlm; mlx_lm=0; gpu=""; where="the CPU"
+p=64; n=32; r=3; rounds=3; threads=""; seed=0; mlx_vlm=0; mlx_vlm_dtype=(); vlm_label=mlx-vlm; mlx_lm=0; int8=0; gpu=""; where="the CPU"
 while [ $# -gt 0 ]; do
   case "$1" in
     -p|-n|-r|--rounds|--threads|--seed) [ $# -ge 2 ] || die "$1 needs a value"
       case "$1" in -p) p="$2" ;; -n) n="$2" ;; -r) r="$2" ;; --rounds) rounds="$2" ;; --threads) threads="$2" ;; --seed) seed="$2" ;; esac
       shift 2 ;;
     --mlx-vlm) mlx_vlm=1; shift ;;
+    --int8) int8=1; shift ;;
     --mlx-vlm=float32) mlx_vlm=1; mlx_vlm_dtype=(--dtype float32); vlm_label="mlx-vlm (float32)"; shift ;;
     --mlx-lm) mlx_lm=1; shift ;;
     --gpu) [ "${2:-}" = cuda ] || die "--gpu takes cuda (got '${2:-}')"; gpu=cuda; where="a CUDA GPU"; shift 2 ;;
@@ -103,7 +107,8 @@ git diff --quiet HEAD -- . ":(exclude)$out" 2>/dev/null || checkout+=" with unco
 llama_args=(--gguf "$gguf" --model-dir "$model" -p "$p" -n "$n" -r "$r" --seed "$seed" -o json)
 [ -n "$threads" ] && llama_args+=(--threads "$threads")
 [ -n "$gpu" ] && llama_args+=(--gpu "$gpu")
-llama_rounds=(); vlm_rounds=(); mlx_rounds=(); lm_rounds=()
+llama_rounds=(); vlm_rounds=(); mlx_rounds=(); lm_rounds=(); int8_rounds=()
+int8_label="vlmbench (int8 activations)"
 for k in $(seq 1 "$rounds"); do
   log "round $k of $rounds: llama.cpp"
   node tools/llama/bench.mjs "${llama_args[@]}" > "$out/llama.cpp-round$k.json"
@@ -111,6 +116,11 @@ for k in $(seq 1 "$rounds"); do
   log "round $k of $rounds: vlmbench"
   "$bin" bench --model "$model" -p "$p" -n "$n" -r "$r" --seed "$seed" -o json > "$out/vlmbench-round$k.json"
   vlm_rounds+=("$out/vlmbench-round$k.json")
+  if [ "$int8" = 1 ]; then
+    log "round $k of $rounds: vlmbench, int8 activations"
+    VLMBENCH_CPU_ACTIVATIONS=int8 "$bin" bench --model "$model" -p "$p" -n "$n" -r "$r" --seed "$seed" -o json > "$out/vlmbench-int8-round$k.json"
+    int8_rounds+=("$out/vlmbench-int8-round$k.json")
+  fi
   if [ "$mlx_vlm" = 1 ]; then
     log "round $k of $rounds: mlx-vlm"
     "$py" tools/reference/bench_reference.py --model "$model" --lengths "$p" --gen "$n" --seed "$seed" "${mlx_vlm_dtype[@]}" \
@@ -134,11 +144,18 @@ node tools/llama/results.mjs --label vlmbench --rows-out "$out/vlmbench.json" --
 for k in $(seq 1 "$rounds"); do
   node tools/llama/results.mjs --label "$llama_label" --out "$out/llama.cpp-round$k.results.json" "$out/llama.cpp-round$k.json"
   node tools/llama/results.mjs --label vlmbench --out "$out/vlmbench-round$k.results.json" "$out/vlmbench-round$k.json"
+  if [ "$int8" = 1 ]; then
+    node tools/llama/results.mjs --label "$int8_label" --out "$out/vlmbench-int8-round$k.results.json" "$out/vlmbench-int8-round$k.json"
+  fi
   if [ "$mlx_lm" = 1 ]; then
     node tools/llama/results.mjs --label "$lm_label" --out "$out/mlx-lm-round$k.results.json" "$out/mlx-lm-round$k.json"
   fi
 done
 charted=("$out/llama.cpp.results.json" "$out/vlmbench.results.json")
+if [ "$int8" = 1 ]; then
+  node tools/llama/results.mjs --label "$int8_label" --rows-out "$out/vlmbench-int8.json" --out "$out/vlmbench-int8.results.json" "${int8_rounds[@]}"
+  charted+=("$out/vlmbench-int8.results.json")
+fi
 if [ "$mlx_lm" = 1 ]; then
   node tools/llama/results.mjs --label "$lm_label" --rows-out "$out/mlx-lm.json" --out "$out/mlx-lm.results.json" "${lm_rounds[@]}"
   charted+=("$out/mlx-lm.results.json")
@@ -172,7 +189,7 @@ fi
 } > "$out/machine.txt"
 
 {
-  echo "# llama.cpp vs vlmbench$([ "$mlx_lm" = 1 ] && echo " (and mlx-lm)") on $where: pp$p, tg$n"
+  echo "# llama.cpp vs vlmbench$([ "$int8" = 1 ] && echo " (default and int8 activations)")$([ "$mlx_lm" = 1 ] && echo " (and mlx-lm)") on $where: pp$p, tg$n"
   echo
   echo '```'
   cat "$out/machine.txt"
@@ -193,6 +210,12 @@ fi
   echo "## All $rounds rounds pooled ($((rounds * r)) repetitions a test)"
   echo
   "$bin" compare "$out/llama.cpp.results.json" "$out/vlmbench.results.json"
+  if [ "$int8" = 1 ]; then
+    echo
+    echo "## llama.cpp (A) vs $int8_label (B), all $rounds rounds pooled ($((rounds * r)) repetitions a test)"
+    echo
+    "$bin" compare "$out/llama.cpp.results.json" "$out/vlmbench-int8.results.json"
+  fi
   if [ "$mlx_lm" = 1 ]; then
     echo
     echo "## mlx-lm (A) vs vlmbench (B), all $rounds rounds pooled ($((rounds * r)) repetitions a test)"
@@ -210,6 +233,12 @@ fi
     echo "## Round $k"
     echo
     "$bin" compare "$out/llama.cpp-round$k.results.json" "$out/vlmbench-round$k.results.json"
+    if [ "$int8" = 1 ]; then
+      echo
+      echo "### Round $k: llama.cpp (A) vs $int8_label (B)"
+      echo
+      "$bin" compare "$out/llama.cpp-round$k.results.json" "$out/vlmbench-int8-round$k.results.json"
+    fi
     if [ "$mlx_lm" = 1 ]; then
       echo
       echo "### Round $k: mlx-lm (A) vs vlmbench (B)"

@@ -21,6 +21,7 @@ use mlx_rs::{Array, ArrayElement, Dtype};
 use rayon::prelude::*;
 
 use super::cpu_matmul::{blocked_product, Tile};
+use super::CpuActivations;
 
 /// Activation rows up to which each weight row is read once for all of them (decode, the LM
 /// head); more rows multiply blocks of dequantized weight rows (prefill).
@@ -322,6 +323,19 @@ impl CpuMatrix {
     /// [`FUSED_MAX_ROWS`] rows, the rows of all the matrices are spread over the cores at once
     /// (one parallel loop, not one per matrix: a decode step's products are small).
     pub fn matmul_t_each(matrices: &[&CpuMatrix], x: &[f32], m: usize) -> Vec<Vec<f32>> {
+        // A bad VLMBENCH_CPU_ACTIVATIONS was refused when the model loaded (`check_choices`).
+        let activations = super::cpu_activations_choice().unwrap_or(CpuActivations::Float32);
+        Self::matmul_t_each_with(matrices, x, m, activations)
+    }
+
+    /// [`CpuMatrix::matmul_t_each`] with the activations taken as `activations` says (4-bit
+    /// codes, one row, groups of 32 or more; float32 otherwise).
+    fn matmul_t_each_with(
+        matrices: &[&CpuMatrix],
+        x: &[f32],
+        m: usize,
+        activations: CpuActivations,
+    ) -> Vec<Vec<f32>> {
         let affine: Vec<&Affine> = matrices
             .iter()
             .filter_map(|w| match w {
@@ -335,7 +349,10 @@ impl CpuMatrix {
         for a in &affine {
             assert_eq!(x.len(), m * a.k, "matmul_t: x is not [m, k]");
         }
-        let prepared: Vec<Prepared> = affine.iter().map(|a| Prepared::new(a, x, m)).collect();
+        let prepared: Vec<Prepared> = affine
+            .iter()
+            .map(|a| Prepared::new(a, x, m, activations))
+            .collect();
         // Each product's result by weight row (`[n, m]`), in tasks of whole rows.
         let mut by_row: Vec<Vec<f32>> = affine.iter().map(|a| vec![0f32; a.n * m]).collect();
         let threads = rayon::current_num_threads();
@@ -615,16 +632,62 @@ struct Prepared<'x> {
     permuted: Vec<f32>,
     /// `[m, k / group]`.
     group_sums: Vec<f32>,
+    /// The one activation row as 8-bit integers, for [`super::CpuActivations::Int8`].
+    q8: Option<Q8>,
+}
+
+/// One activation row rounded to 8-bit integers for 4-bit codes, as the integer kernel reads
+/// it: per chunk of 64 values, the 32 even-indexed ones then the 32 odd-indexed ones (the low
+/// and high nibbles of the chunk's 32 code bytes), and per chunk the 8 lanes' scales (values
+/// 0-31 sum into lanes 0-3, 32-63 into lanes 4-7: one scale per block of 32, each
+/// `max |x| / 127`).
+struct Q8 {
+    values: Vec<i8>,
+    scales: Vec<f32>,
+}
+
+impl Q8 {
+    fn new(x: &[f32]) -> Self {
+        let mut values = vec![0i8; x.len()];
+        let mut scales = Vec::with_capacity(x.len() / 8);
+        for (src, dst) in x.chunks_exact(64).zip(values.chunks_exact_mut(64)) {
+            for (half, block) in src.chunks_exact(32).enumerate() {
+                let d = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+                let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+                for (i, v) in block.iter().enumerate() {
+                    let at = 32 * (i % 2) + 16 * half + i / 2;
+                    dst[at] = (v * inv).round() as i8;
+                }
+                scales.extend([d; 4]);
+            }
+        }
+        Q8 { values, scales }
+    }
 }
 
 impl<'x> Prepared<'x> {
-    fn new(a: &Affine, x: &'x [f32], m: usize) -> Self {
+    fn new(a: &Affine, x: &'x [f32], m: usize, activations: CpuActivations) -> Self {
         if !avx2() {
             return Prepared {
                 m,
                 plain: x,
                 permuted: Vec::new(),
                 group_sums: Vec::new(),
+                q8: None,
+            };
+        }
+        let group_sums = x.chunks_exact(a.group).map(|g| g.iter().sum()).collect();
+        if activations == CpuActivations::Int8
+            && m == 1
+            && a.layout == Layout::Nibbles
+            && a.group >= 32
+        {
+            return Prepared {
+                m,
+                plain: x,
+                permuted: Vec::new(),
+                group_sums,
+                q8: Some(Q8::new(x)),
             };
         }
         let mut permuted = a.permuted(x);
@@ -637,12 +700,12 @@ impl<'x> Prepared<'x> {
                 }
             }
         }
-        let group_sums = x.chunks_exact(a.group).map(|g| g.iter().sum()).collect();
         Prepared {
             m,
             plain: x,
             permuted,
             group_sums,
+            q8: None,
         }
     }
 }
@@ -663,7 +726,7 @@ fn avx2() -> bool {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Affine, Layout, Prepared};
+    use super::{Affine, Layout, Prepared, Q8};
 
     /// How far ahead of the words being multiplied the few-row kernel asks for words.
     const PREFETCH_WORDS: usize = 1024;
@@ -878,10 +941,82 @@ mod avx2 {
         // Several weight rows at a time keep more independent work in flight for the nibble
         // layouts (more arithmetic per byte); for bytes, one row leaves the loop in registers and
         // is faster.
+        if let Some(q8) = &x.q8 {
+            let (paired, last) = split_at_multiple(&rows, 4);
+            int8_rows::<S, 4>(a, s, bias, paired, rows.start, x, q8, out);
+            int8_rows::<S, 1>(a, s, bias, last, rows.start, x, q8, out);
+            return;
+        }
         match a.layout {
             Layout::Nibbles => by_rows!(4, false, 4),
             Layout::Nibbles5 => by_rows!(4, true, 2),
             Layout::Bytes => by_rows!(8, false, 1),
+        }
+    }
+
+    /// 4-bit weight rows `rows` (`R` at a time; a multiple of `R` of them) times the one
+    /// activation row as 8-bit integers ([`Q8`]), into `out[r - r0]`. Per chunk of 64 weights,
+    /// the 32 code bytes split into low and high nibbles, each multiplied with its 32 activations
+    /// and summed in pairs by `maddubs` (at most `2 * 15 * 127` a pair: no saturation), the two
+    /// added, summed in pairs again into 8 integers (values `8t..8t + 8` in lane `t`), converted
+    /// once and scaled by the weight's scale times the activations'. The bias term is the float
+    /// one of [`weight_rows`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn int8_rows<S: Scales + ?Sized, const R: usize>(
+        a: &Affine,
+        s: &S,
+        bias: Bias<'_>,
+        rows: std::ops::Range<usize>,
+        r0: usize,
+        x: &Prepared,
+        q8: &Q8,
+        out: &mut [f32],
+    ) {
+        let k = a.k;
+        let low = _mm256_set1_epi8(15);
+        let ones = _mm256_set1_epi16(1);
+        let per_row = a.groups();
+        let words_per_row = k / 8;
+        let groups = Groups::of(a);
+        let z = match bias {
+            Bias::TimesScale(z) => z,
+            Bias::Stored(_) => 1.0,
+        };
+        let xv = q8.values.as_ptr();
+        for r in rows.step_by(R) {
+            let words: [*const u32; R] =
+                std::array::from_fn(|q| a.words.as_ptr().add((r + q) * words_per_row));
+            let mut total = [_mm256_setzero_ps(); R];
+            for c in 0..k / 64 {
+                let even = _mm256_loadu_si256(xv.add(64 * c) as *const __m256i);
+                let odd = _mm256_loadu_si256(xv.add(64 * c + 32) as *const __m256i);
+                let dx = _mm256_loadu_ps(q8.scales.as_ptr().add(8 * c));
+                for q in 0..R {
+                    let w = _mm256_loadu_si256(words[q].add(8 * c) as *const __m256i);
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        words[q].wrapping_add(8 * c + PREFETCH_WORDS) as *const i8
+                    );
+                    let lo = _mm256_and_si256(w, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(w), low);
+                    let pairs = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, even),
+                        _mm256_maddubs_epi16(hi, odd),
+                    );
+                    let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                    let scale = _mm256_mul_ps(per_lane(s, groups, r + q, c), dx);
+                    total[q] = _mm256_fmadd_ps(sums, scale, total[q]);
+                }
+            }
+            for q in 0..R {
+                let first_group = (r + q) * per_row;
+                let sums = x.group_sums.as_ptr();
+                let bias = match bias {
+                    Bias::TimesScale(_) => group_dot(s, first_group, sums, per_row),
+                    Bias::Stored(b) => group_dot(b, first_group, sums, per_row),
+                };
+                out[r + q - r0] = horizontal_sum(total[q]) + z * bias;
+            }
         }
     }
 
@@ -1074,6 +1209,57 @@ mod tests {
                     let err = relative_error(&got, &reference(&x, rows, &dense, n, k));
                     assert!(err < 1e-5, "{bits}-bit g{group}, {rows} rows: {err:e}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn int8_activations_stay_within_the_rounding_bound_of_each_block_of_32() {
+        // Each activation moves by at most half its block's step (max |x| / 127 / 2), so a row's
+        // product moves by at most the sum of |W[r, c]| times that; the float32 sums add rounding.
+        let (n, k) = (37, 512);
+        for group in [32usize, 64, 128] {
+            for scales_f16 in [false, true] {
+                let [w, s, b] = quantized(n, k, 4, group, group as u64 + 11);
+                let s = if scales_f16 {
+                    s.as_dtype(Dtype::Float16)
+                        .unwrap()
+                        .as_dtype(Dtype::Float32)
+                        .unwrap()
+                } else {
+                    s
+                };
+                let dense = mlx_rs::ops::dequantize(&w, &s, &b, group as i32, 4).unwrap();
+                let dense = dense.as_slice::<f32>().to_vec();
+                let m = CpuMatrix::from_mlx(&w, &s, &b, 4, group as i32).unwrap();
+                let x = activations(1, k, group as u64);
+                let got = CpuMatrix::matmul_t_each_with(&[&m], &x, 1, CpuActivations::Int8)
+                    .pop()
+                    .unwrap();
+                let exact = CpuMatrix::matmul_t_each_with(&[&m], &x, 1, CpuActivations::Float32)
+                    .pop()
+                    .unwrap();
+                let want = reference(&x, 1, &dense, n, k);
+                let steps: Vec<f64> = x
+                    .chunks_exact(32)
+                    .map(|b| b.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / 127.0)
+                    .collect();
+                for r in 0..n {
+                    let row = &dense[r * k..(r + 1) * k];
+                    let bound: f64 = row
+                        .iter()
+                        .enumerate()
+                        .map(|(c, v)| v.abs() as f64 * steps[c / 32] / 2.0)
+                        .sum();
+                    let err = (got[r] as f64 - want[r]).abs();
+                    assert!(
+                        err <= bound * 1.001 + 1e-4,
+                        "g{group} f16 {scales_f16}, row {r}: off by {err:e}, bound {bound:e}"
+                    );
+                    // The rounding really is in effect: int8 differs from the exact path.
+                    assert!((exact[r] as f64 - want[r]).abs() < 1e-4);
+                }
+                assert_ne!(got, exact, "g{group}: the int8 path ran");
             }
         }
     }

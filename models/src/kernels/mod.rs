@@ -84,7 +84,7 @@ fn parse_kernels(value: Option<&str>) -> std::result::Result<Kernels, String> {
     )
 }
 
-fn name_of<T: Copy + PartialEq>(names: &[(&'static str, T); 3], choice: T) -> &'static str {
+fn name_of<T: Copy + PartialEq>(names: &[(&'static str, T)], choice: T) -> &'static str {
     names
         .iter()
         .find(|(_, c)| *c == choice)
@@ -98,7 +98,7 @@ fn parse_choice<T: Copy>(
     what: &str,
     value: Option<&str>,
     default: T,
-    names: &[(&str, T); 3],
+    names: &[(&str, T)],
 ) -> std::result::Result<T, String> {
     match value {
         None | Some("") => Ok(default),
@@ -107,17 +107,64 @@ fn parse_choice<T: Copy>(
             .find(|(n, _)| *n == v)
             .map(|(_, c)| *c)
             .ok_or_else(|| {
-                let [a, b, c] = names.map(|(n, _)| n);
-                format!("{var}={v:?} is not {what}: use `{a}`, `{b}` or `{c}`")
+                let quoted: Vec<String> = names.iter().map(|(n, _)| format!("`{n}`")).collect();
+                let (last, rest) = quoted.split_last().expect("choices have names");
+                format!(
+                    "{var}={v:?} is not {what}: use {} or {last}",
+                    rest.join(", ")
+                )
             }),
     }
 }
 
-/// Reads both choices (`VLMBENCH_KERNELS`, `VLMBENCH_PREFILL`), so a bad value is an error when a
-/// model loads, even for models and devices whose paths never consult it.
+/// How the CPU's 4-bit one-row products take their activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuActivations {
+    /// The default: float32 activations, results those of MLX's kernels to float32 rounding.
+    Float32,
+    /// Opt-in: activations rounded to 8-bit integers per block of 32 (as llama.cpp's Q8_1) and
+    /// multiplied by integer instructions; the weights' own values are unchanged. Changes
+    /// results by the activations' rounding (see `cpu_quant`'s tests for the stated bound).
+    Int8,
+}
+
+const ACTIVATION_NAMES: [(&str, CpuActivations); 2] = [
+    ("float32", CpuActivations::Float32),
+    ("int8", CpuActivations::Int8),
+];
+
+impl CpuActivations {
+    /// The `VLMBENCH_CPU_ACTIVATIONS` value that selects this choice.
+    pub fn name(self) -> &'static str {
+        name_of(&ACTIVATION_NAMES, self)
+    }
+}
+
+/// The process's choice: `VLMBENCH_CPU_ACTIVATIONS` = `float32` (the default) or `int8`. Read
+/// once.
+pub fn cpu_activations_choice() -> Result<CpuActivations> {
+    static CHOICE: OnceLock<std::result::Result<CpuActivations, String>> = OnceLock::new();
+    CHOICE
+        .get_or_init(|| {
+            parse_choice(
+                "VLMBENCH_CPU_ACTIVATIONS",
+                "a CPU activation type",
+                std::env::var("VLMBENCH_CPU_ACTIVATIONS").ok().as_deref(),
+                CpuActivations::Float32,
+                &ACTIVATION_NAMES,
+            )
+        })
+        .clone()
+        .map_err(ModelError::Input)
+}
+
+/// Reads every choice (`VLMBENCH_KERNELS`, `VLMBENCH_PREFILL`, `VLMBENCH_CPU_ACTIVATIONS`), so a
+/// bad value is an error when a model loads, even for models and devices whose paths never
+/// consult it.
 pub fn check_choices() -> Result<()> {
     kernels_choice()?;
     prefill_choice()?;
+    cpu_activations_choice()?;
     Ok(())
 }
 
