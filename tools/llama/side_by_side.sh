@@ -99,6 +99,14 @@ fi
 VLMBENCH_LLAMA_DIR="${VLMBENCH_LLAMA_DIR:-$(tools/llama/setup.sh | tail -n 1)}"
 export VLMBENCH_LLAMA_DIR
 mkdir -p "$out"
+# Settle first: a run started right after other work (a build, or the previous table of the same
+# script) would see that work's threads in the load average and be flagged. Waits up to 3 minutes
+# for the 1-minute load to drop below the core count.
+settled=0
+while [ "$settled" -lt 180 ] && awk -v c="$(nproc)" -v a="$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)" 'BEGIN { exit !(a + 0 >= c) }'; do
+  [ "$settled" = 0 ] && log "waiting for the load average to drop below $(nproc) before starting"
+  sleep 10; settled=$((settled + 10))
+done
 load_start="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 # The checkout the binary stands for, read now: this run's own output under OUT_DIR does not count.
 checkout="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
@@ -173,7 +181,7 @@ fi
   echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null || echo '?')"
   echo "kernel: $(uname -srm)"
   if [ -n "$gpu" ]; then echo "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo '?')"; fi
-  echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+  echo "load average (1, 5, 15 min) at the start (after waiting ${settled} s for it to settle): $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
   # The load at the end counts the benchmark's own threads; only the start says whether other work ran.
   if awk -v c="$(nproc)" -v a="${load_start%% *}" 'BEGIN { exit !(a + 0 > c) }'; then
     echo "  WARNING: load above the core count: other work shared the CPU (llama.cpp's threads wait for each other"
