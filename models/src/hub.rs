@@ -398,29 +398,10 @@ fn from_hub(
 ) -> Result<ResolvedModel, HubError> {
     let cache = Cache::new(cache_dir.to_path_buf());
     let model = |rev: &str| Repo::with_revision(repo.to_string(), RepoType::Model, rev.to_string());
-    let repo_dir = cache_dir.join(model(revision).folder_name());
-
     // The cache first, online or not: a complete snapshot needs no network round trip.
-    let (snapshot, missing) = match cached_commit(&repo_dir, revision) {
-        Some(commit) => {
-            let dir = cache.repo(model(&commit)).pointer_path(&commit);
-            let missing = missing_files(&dir)?;
-            if missing.is_empty() {
-                let source = ModelSource::Cache {
-                    repo: repo.into(),
-                    revision: revision.into(),
-                    commit,
-                };
-                return Ok(ResolvedModel { dir, source });
-            }
-            (Some(dir), missing)
-        }
-        None => (None, Vec::new()),
-    };
-    let cached = CacheState {
-        repo_dir,
-        snapshot,
-        missing,
+    let cached = match cached_snapshot(&cache, repo, revision)? {
+        Ok(resolved) => return Ok(resolved),
+        Err(state) => state,
     };
     if opts.offline {
         return Err(HubError::NotCached {
@@ -429,43 +410,13 @@ fn from_hub(
             cached: Box::new(cached),
         });
     }
-
     let endpoint = opts
         .endpoint
         .as_deref()
         .unwrap_or(DEFAULT_ENDPOINT)
         .trim_end_matches('/')
         .to_string();
-    // Classifies hf-hub's errors: transport failures vs. the hub's answers vs. local trouble.
-    let fail = |file: &str, e: ApiError| -> HubError {
-        let e = match e {
-            ApiError::TooManyRetries(inner) => *inner,
-            e => e,
-        };
-        match e {
-            ApiError::RequestError(err) => match *err {
-                ureq::Error::StatusCode(status) => HubError::Http {
-                    repo: repo.into(),
-                    revision: revision.into(),
-                    endpoint: endpoint.clone(),
-                    status,
-                    what: file.into(),
-                },
-                err => HubError::Network {
-                    repo: repo.into(),
-                    revision: revision.into(),
-                    endpoint: endpoint.clone(),
-                    detail: err.to_string(),
-                    cached: Box::new(cached.clone()),
-                },
-            },
-            e => HubError::Download {
-                repo: repo.into(),
-                file: file.into(),
-                detail: e.to_string(),
-            },
-        }
-    };
+    let fail = |file: &str, e: ApiError| classify(e, file, repo, revision, &endpoint, &cached);
     let api = ApiBuilder::from_cache(cache.clone())
         .with_endpoint(endpoint.clone())
         .with_token(opts.token.clone())
@@ -488,34 +439,7 @@ fn from_hub(
         });
     }
     let listed: BTreeSet<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
-    let weights = if listed.contains(WEIGHTS_INDEX) {
-        WEIGHTS_INDEX
-    } else {
-        WEIGHTS
-    };
-    let mut wanted: Vec<String> = REQUIRED_FILES
-        .iter()
-        .chain([&weights])
-        .map(|f| f.to_string())
-        .collect();
-    let absent: Vec<String> = wanted
-        .iter()
-        .filter(|f| !listed.contains(f.as_str()))
-        .cloned()
-        .collect();
-    if !absent.is_empty() {
-        return Err(HubError::RepoIncomplete {
-            repo: repo.into(),
-            commit,
-            missing: absent,
-        });
-    }
-    wanted.extend(
-        OPTIONAL_FILES
-            .iter()
-            .filter(|f| listed.contains(*f))
-            .map(|f| f.to_string()),
-    );
+    let (weights, wanted) = wanted_files(&listed, repo, &commit)?;
 
     // Pinned to the listed commit so every file lands in the same snapshot even if the branch moves meanwhile.
     let pinned = api.repo(model(&commit));
@@ -535,18 +459,7 @@ fn from_hub(
     }
     if weights == WEIGHTS_INDEX {
         let shards = index_shards(&dir.join(WEIGHTS_INDEX))?;
-        let absent: Vec<String> = shards
-            .iter()
-            .filter(|s| !listed.contains(s.as_str()))
-            .cloned()
-            .collect();
-        if !absent.is_empty() {
-            return Err(HubError::RepoIncomplete {
-                repo: repo.into(),
-                commit,
-                missing: absent,
-            });
-        }
+        require_listed(&listed, &shards, repo, &commit)?;
         for s in &shards {
             fetch(s)?;
         }
@@ -558,21 +471,142 @@ fn from_hub(
         &commit_ref,
         had_commit_ref,
     )?;
+    let (repo, revision) = (repo.into(), revision.into());
     let source = if fetched.is_empty() {
         ModelSource::Cache {
-            repo: repo.into(),
-            revision: revision.into(),
+            repo,
+            revision,
             commit,
         }
     } else {
         ModelSource::Downloaded {
-            repo: repo.into(),
-            revision: revision.into(),
+            repo,
+            revision,
             commit,
             files: fetched,
         }
     };
     Ok(ResolvedModel { dir, source })
+}
+
+/// The revision's snapshot from the cache when it is complete (`Ok`), else what the cache holds.
+fn cached_snapshot(
+    cache: &Cache,
+    repo: &str,
+    revision: &str,
+) -> Result<Result<ResolvedModel, CacheState>, HubError> {
+    let model = |rev: &str| Repo::with_revision(repo.to_string(), RepoType::Model, rev.to_string());
+    let repo_dir = cache.path().join(model(revision).folder_name());
+    let Some(commit) = cached_commit(&repo_dir, revision) else {
+        return Ok(Err(CacheState {
+            repo_dir,
+            snapshot: None,
+            missing: Vec::new(),
+        }));
+    };
+    let dir = cache.repo(model(&commit)).pointer_path(&commit);
+    let missing = missing_files(&dir)?;
+    if missing.is_empty() {
+        let source = ModelSource::Cache {
+            repo: repo.into(),
+            revision: revision.into(),
+            commit,
+        };
+        return Ok(Ok(ResolvedModel { dir, source }));
+    }
+    Ok(Err(CacheState {
+        repo_dir,
+        snapshot: Some(dir),
+        missing,
+    }))
+}
+
+/// hf-hub's error for `file`, classified: transport failures, the hub's answers, local trouble.
+fn classify(
+    e: ApiError,
+    file: &str,
+    repo: &str,
+    revision: &str,
+    endpoint: &str,
+    cached: &CacheState,
+) -> HubError {
+    let e = match e {
+        ApiError::TooManyRetries(inner) => *inner,
+        e => e,
+    };
+    match e {
+        ApiError::RequestError(err) => match *err {
+            ureq::Error::StatusCode(status) => HubError::Http {
+                repo: repo.into(),
+                revision: revision.into(),
+                endpoint: endpoint.into(),
+                status,
+                what: file.into(),
+            },
+            err => HubError::Network {
+                repo: repo.into(),
+                revision: revision.into(),
+                endpoint: endpoint.into(),
+                detail: err.to_string(),
+                cached: Box::new(cached.clone()),
+            },
+        },
+        e => HubError::Download {
+            repo: repo.into(),
+            file: file.into(),
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// The weights file the listing has (the sharded index, else one file) and every file to
+/// fetch: the required ones (an error naming those the listing lacks) and the optional ones
+/// it has.
+fn wanted_files(
+    listed: &BTreeSet<&str>,
+    repo: &str,
+    commit: &str,
+) -> Result<(&'static str, Vec<String>), HubError> {
+    let weights = if listed.contains(WEIGHTS_INDEX) {
+        WEIGHTS_INDEX
+    } else {
+        WEIGHTS
+    };
+    let mut wanted: Vec<String> = REQUIRED_FILES
+        .iter()
+        .chain([&weights])
+        .map(|f| f.to_string())
+        .collect();
+    require_listed(listed, &wanted, repo, commit)?;
+    wanted.extend(
+        OPTIONAL_FILES
+            .iter()
+            .filter(|f| listed.contains(*f))
+            .map(|f| f.to_string()),
+    );
+    Ok((weights, wanted))
+}
+
+/// An error naming the `files` the repo listing lacks, if any.
+fn require_listed(
+    listed: &BTreeSet<&str>,
+    files: &[String],
+    repo: &str,
+    commit: &str,
+) -> Result<(), HubError> {
+    let absent: Vec<String> = files
+        .iter()
+        .filter(|f| !listed.contains(f.as_str()))
+        .cloned()
+        .collect();
+    if absent.is_empty() {
+        return Ok(());
+    }
+    Err(HubError::RepoIncomplete {
+        repo: repo.into(),
+        commit: commit.into(),
+        missing: absent,
+    })
 }
 
 /// Points `refs/<revision>` at the commit, so later offline runs find this snapshot, and drops the

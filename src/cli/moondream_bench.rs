@@ -9,7 +9,7 @@ use vlm_models::dtype::DtypeChoice;
 
 use super::sampling_args::SamplingArgs;
 use crate::bench::moondream::{self, AnswerFn};
-use crate::bench::results::ResultsFile;
+use crate::bench::results::{Measurement, ResultsFile};
 use crate::bench::sweep::{run_info, run_info_for};
 use crate::model_source;
 use crate::sample_images::{image_or_sample, ASTRONAUT};
@@ -150,6 +150,17 @@ pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
         load_s
     );
 
+    println!("{}", results_table(&results.measurements, total));
+    if let Some(path) = &args.output {
+        results.save(path)?;
+        eprintln!("results written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The benchmark's closing table: each task's runtime, token counts, decode rate and time to
+/// first token, and the total.
+fn results_table(measurements: &[Measurement], total: f64) -> String {
     let mut table = Builder::default();
     table.push_record([
         "Task",
@@ -159,7 +170,7 @@ pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
         "Gen tok/s",
         "TTFT (s)",
     ]);
-    for m in &results.measurements {
+    for m in measurements {
         table.push_record([
             m.label.clone(),
             format!("{:.2}", m.total_s),
@@ -177,10 +188,5 @@ pub fn run(args: &MoondreamBenchArgs) -> Result<()> {
         String::new(),
         String::new(),
     ]);
-    println!("{}", table.build().with(Style::markdown()));
-    if let Some(path) = &args.output {
-        results.save(path)?;
-        eprintln!("results written to {}", path.display());
-    }
-    Ok(())
+    table.build().with(Style::markdown()).to_string()
 }

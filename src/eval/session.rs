@@ -320,43 +320,9 @@ pub fn eval_coco_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
         timings: &timings,
     })?;
 
-    let [tp, near, class, fp] = summary.status_totals;
-    say!(
-        speaks,
-        "\n--- COCO Localization ({} images, GT boxes ≥ {}px²) ---",
-        summary.n_images,
-        MIN_GT_AREA
-    );
-    say!(
-        speaks,
-        "Coarse P/R/F1 @0.3: {:.2} / {:.2} / {:.2}",
-        summary.precision,
-        summary.recall,
-        summary.f1
-    );
-    say!(
-        speaks,
-        "Strict P/R/F1 @0.5: {:.2} / {:.2} / {:.2}",
-        summary.strict_precision,
-        summary.strict_recall,
-        summary.strict_f1
-    );
-    say!(speaks, "Mean strict TP IoU: {:.2}", summary.mean_tp_iou);
-    say!(
-        speaks,
-        "Predictions by status: TP={tp}, near={near}, class mismatch={class}, FP={fp}"
-    );
-    say!(speaks, "Avg time/image: {:.1}s", summary.avg_time_s);
-    say!(speaks, "\n{}", eval_tables::coco_images(&records));
-    say!(
-        speaks,
-        "\nPer-class coarse recall (top 10 by GT count)\n{}",
-        eval_tables::per_class(&summary.per_class_recall)
-    );
-    if let (true, Some(w)) = (speaks, summary.worst_index) {
-        print_worst(&records[w]);
+    if speaks {
+        print_coco_summary(&summary, &records);
     }
-
     let figures = draw_coco_figures(&o.out, &samples, &records, &summary)?;
     for f in &figures {
         say!(speaks, "figure: {}", f.display());
@@ -368,6 +334,35 @@ pub fn eval_coco_on(o: &EvalOptions, host: Host) -> Result<PathBuf> {
         path.display()
     );
     Ok(path)
+}
+
+/// The notebook's printed COCO results: totals, the per-image and per-class tables, the worst
+/// image.
+fn print_coco_summary(summary: &CocoSummary, records: &[CocoRecord]) {
+    let [tp, near, class, fp] = summary.status_totals;
+    println!(
+        "\n--- COCO Localization ({} images, GT boxes ≥ {}px²) ---",
+        summary.n_images, MIN_GT_AREA
+    );
+    println!(
+        "Coarse P/R/F1 @0.3: {:.2} / {:.2} / {:.2}",
+        summary.precision, summary.recall, summary.f1
+    );
+    println!(
+        "Strict P/R/F1 @0.5: {:.2} / {:.2} / {:.2}",
+        summary.strict_precision, summary.strict_recall, summary.strict_f1
+    );
+    println!("Mean strict TP IoU: {:.2}", summary.mean_tp_iou);
+    println!("Predictions by status: TP={tp}, near={near}, class mismatch={class}, FP={fp}");
+    println!("Avg time/image: {:.1}s", summary.avg_time_s);
+    println!("\n{}", eval_tables::coco_images(records));
+    println!(
+        "\nPer-class coarse recall (top 10 by GT count)\n{}",
+        eval_tables::per_class(&summary.per_class_recall)
+    );
+    if let Some(w) = summary.worst_index {
+        print_worst(&records[w]);
+    }
 }
 
 /// The notebook's closing prints about the worst image (Counter dicts in first-seen order).

@@ -53,6 +53,16 @@ pub struct Report {
 const REPORT_LEN: usize = 6;
 
 impl Report {
+    /// A stage passed, with nothing to count but the arguments.
+    pub fn stage(arguments: u64) -> Report {
+        Report {
+            ok: true,
+            arguments,
+            selection: 0,
+            remaining: 0,
+        }
+    }
+
     pub fn failed() -> Report {
         Report {
             ok: false,

@@ -59,26 +59,7 @@ where
         ranks: shard.ranks(),
     };
     let arguments = argument_fingerprint(run, o)?;
-    let opened = selected.and_then(|samples| {
-        let positions = shard.positions(samples.len());
-        let dir = shard.dir(&o.out);
-        let (log, done) = RunLog::open::<_, S>(&dir, &ShardSettings { run, shard: id }, o.resume)?;
-        // A rank with nothing left runs nothing, so its resumed lines are checked here.
-        for (k, r) in done.iter().enumerate() {
-            let i = positions.get(k).copied().unwrap_or(usize::MAX);
-            let ok = r.sample() == i
-                && samples
-                    .get(i)
-                    .is_some_and(|e| e.selection_key() == r.selection_key());
-            anyhow::ensure!(
-                ok,
-                "cannot resume: line {} of {} does not match sample {i} of this dataset",
-                k + 1,
-                dir.join(super::run_log::SAMPLES_FILE).display()
-            );
-        }
-        Ok((samples, positions, log, done))
-    });
+    let opened = selected.and_then(|samples| open_shard::<E, S, R>(shard, o, run, id, samples));
     let ((samples, positions, mut log, done), reports) = shard.agree(
         "preparing its shard",
         opened,
@@ -110,11 +91,8 @@ where
         } else {
             Ok(())
         };
-        shard.agree("preparing the model", prepared, |_| Report {
-            ok: true,
-            arguments,
-            selection: 0,
-            remaining: 0,
+        shard.agree("preparing the model", prepared, |_| {
+            Report::stage(arguments)
         })?;
         let ran = if done.len() < positions.len() {
             let progress = if shard.is_leader() {
@@ -143,12 +121,7 @@ where
         };
         // Closed before the others read it (close-to-open consistency on network filesystems).
         drop(log);
-        shard.agree("running its shard", ran, |_| Report {
-            ok: true,
-            arguments,
-            selection: 0,
-            remaining: 0,
-        })?;
+        shard.agree("running its shard", ran, |_| Report::stage(arguments))?;
     } else {
         drop(log);
     }
@@ -158,4 +131,37 @@ where
     merge::<R, S>(&o.out, run, shard.ranks(), samples.len())?;
     let (log, records) = RunLog::open::<_, S>(&o.out, run, true)?;
     Ok(Some((log, records, samples)))
+}
+
+/// This rank's positions of `samples` and its run log, with the lines it resumes checked against
+/// the samples they claim to be (a rank with nothing left runs nothing, so the check is here).
+#[allow(clippy::type_complexity)]
+fn open_shard<E: SelectionKey, S, R>(
+    shard: &Shard,
+    o: &EvalOptions,
+    run: &R,
+    id: ShardId,
+    samples: Vec<E>,
+) -> Result<(Vec<E>, Vec<usize>, RunLog, Vec<S>)>
+where
+    R: Serialize,
+    S: Serialize + serde::de::DeserializeOwned + SampleRecord,
+{
+    let positions = shard.positions(samples.len());
+    let dir = shard.dir(&o.out);
+    let (log, done) = RunLog::open::<_, S>(&dir, &ShardSettings { run, shard: id }, o.resume)?;
+    for (k, r) in done.iter().enumerate() {
+        let i = positions.get(k).copied().unwrap_or(usize::MAX);
+        let ok = r.sample() == i
+            && samples
+                .get(i)
+                .is_some_and(|e| e.selection_key() == r.selection_key());
+        anyhow::ensure!(
+            ok,
+            "cannot resume: line {} of {} does not match sample {i} of this dataset",
+            k + 1,
+            dir.join(super::run_log::SAMPLES_FILE).display()
+        );
+    }
+    Ok((samples, positions, log, done))
 }

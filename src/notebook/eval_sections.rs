@@ -1,14 +1,13 @@
 //! The notebook's evaluation sections (VQAv2, COCO), their summary rows and the summary chart.
 
-use anyhow::{anyhow, Result};
-use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
+use anyhow::Result;
+use plotters::style::RGBColor;
 use serde_json::{json, Value};
 
 use super::options::Context;
 use super::record::{NotebookRecord, Section};
 use super::report::{percent, show, two};
-use crate::report::charts::{register_font, FONT};
+use crate::report::eval_charts::{quantitative_summary, BarPanel};
 
 /// Samples per evaluation: the notebook's, or a handful in `--quick` mode.
 const VQA_SAMPLES: (usize, usize) = (50, 3);
@@ -77,9 +76,6 @@ pub(super) fn summary_rows(record: &NotebookRecord, rows: &mut Vec<(&'static str
     }
 }
 
-/// One bar of a summary panel: its label, value and colour.
-type Bar<'a> = (&'a str, f64, RGBColor);
-
 /// The notebook's quantitative summary figure: VQA accuracy, and COCO precision, recall, strict
 /// recall and mean TP IoU. None when neither evaluation ran.
 pub(super) fn summary_chart(ctx: &Context, record: &NotebookRecord) -> Result<Option<String>> {
@@ -93,40 +89,24 @@ pub(super) fn summary_chart(ctx: &Context, record: &NotebookRecord) -> Result<Op
     if vqa.is_none() && coco.is_none() {
         return Ok(None);
     }
-    let file = "quantitative_summary.png";
-    let path = ctx.out.join(file);
-    register_font();
-    let err = |e: DrawingAreaErrorKind<_>| anyhow!("cannot draw {}: {e:?}", path.display());
-    let root = BitMapBackend::new(&path, (1650, 600)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let root = root
-        .titled(
-            &format!("{} — quantitative results", record.model),
-            (FONT, 24),
-        )
-        .map_err(err)?;
-    let (left, right) = root.split_horizontally(550);
-    let panels: [(&DrawingArea<_, _>, String, Vec<Bar>); 2] = [
-        (
-            &left,
-            format!(
-                "VQAv2 ({} samples)",
-                record
-                    .section("vqa")
-                    .map_or("0".into(), |s| show(&s.data["n_samples"]))
-            ),
-            vqa.map(|a| vec![("VQA Accuracy", a, RGBColor(0x2e, 0xcc, 0x71))])
-                .unwrap_or_default(),
+    let count = |section: &str, key: &str| {
+        record
+            .section(section)
+            .map_or("0".into(), |s| show(&s.data[key]))
+    };
+    let vqa = BarPanel {
+        caption: format!("VQAv2 ({} samples)", count("vqa", "n_samples")),
+        bars: vqa
+            .map(|a| vec![("VQA Accuracy", a, RGBColor(0x2e, 0xcc, 0x71))])
+            .unwrap_or_default(),
+    };
+    let coco = BarPanel {
+        caption: format!(
+            "COCO class-aware localization ({} images)",
+            count("coco", "n_images")
         ),
-        (
-            &right,
-            format!(
-                "COCO class-aware localization ({} images)",
-                record
-                    .section("coco")
-                    .map_or("0".into(), |s| show(&s.data["n_images"]))
-            ),
-            coco.map(|[p, r, sr, iou]| {
+        bars: coco
+            .map(|[p, r, sr, iou]| {
                 vec![
                     ("Precision @0.3", p, RGBColor(0x34, 0x98, 0xdb)),
                     ("Recall @0.3", r, RGBColor(0xe7, 0x4c, 0x3c)),
@@ -135,56 +115,9 @@ pub(super) fn summary_chart(ctx: &Context, record: &NotebookRecord) -> Result<Op
                 ]
             })
             .unwrap_or_default(),
-        ),
-    ];
-    for (area, caption, bars) in panels {
-        let n = bars.len().max(1) as i32;
-        // A segmented 0..=n-1 range has exactly n segments.
-        let mut chart = ChartBuilder::on(area)
-            .caption(caption, (FONT, 20))
-            .margin(20)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..1.0)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(WHITE)
-            .label_style((FONT, 15))
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => bars
-                    .get(*i as usize)
-                    .map(|b| b.0.to_string())
-                    .unwrap_or_default(),
-                SegmentValue::Last => String::new(),
-            })
-            .draw()
-            .map_err(err)?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, (_, v, c))| {
-                let mut bar = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i as i32), 0.0),
-                        (SegmentValue::Exact(i as i32 + 1), *v),
-                    ],
-                    c.mix(0.8).filled(),
-                );
-                bar.set_margin(0, 0, 15, 15);
-                bar
-            }))
-            .map_err(err)?;
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, (_, v, _))| {
-                Text::new(
-                    format!("{v:.2}"),
-                    (SegmentValue::CenterOf(i as i32), v + 0.02),
-                    TextStyle::from((FONT, 16).into_font())
-                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
-                )
-            }))
-            .map_err(err)?;
-    }
-    root.present().map_err(err)?;
+    };
+    let file = "quantitative_summary.png";
+    let title = format!("{} — quantitative results", record.model);
+    quantitative_summary(&ctx.out.join(file), &title, &vqa, &coco)?;
     Ok(Some(file.to_string()))
 }

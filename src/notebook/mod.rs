@@ -8,7 +8,7 @@ pub mod gemma4;
 mod options;
 pub mod record;
 pub mod report;
-pub mod research_chart;
+pub mod research_data;
 
 use std::path::PathBuf;
 

@@ -28,6 +28,14 @@ pub(crate) const SERIES_COLORS: [RGBColor; 6] = [
     RGBColor(0x2c, 0x3e, 0x50),
 ];
 
+/// One panel of a figure drawn into a PNG.
+pub(crate) type Panel<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// A plotters error as an error of ours (the caller adds which file).
+pub(crate) fn draw_error(e: impl std::fmt::Debug) -> anyhow::Error {
+    anyhow!("{e:?}")
+}
+
 pub(crate) fn register_font() {
     REGISTER.call_once(|| {
         // The embedded bytes are a valid TrueType font; registration cannot fail for them.
@@ -256,7 +264,7 @@ pub(crate) fn trim_number(v: f64) -> String {
 type Value<T> = fn(&T) -> f64;
 
 /// A line panel of a sweep: its caption and the value drawn against prompt length.
-type Panel<'a> = (&'a str, Value<SweepPoint>);
+type SweepPanel<'a> = (&'a str, Value<SweepPoint>);
 
 /// One measured prompt length of a sweep.
 #[derive(Clone, Copy, Debug)]
@@ -284,7 +292,7 @@ fn x_range(series: &[SweepSeries]) -> (f64, f64) {
 
 /// Two panels against prompt length (log scale): prompt processing tok/s and generation tok/s.
 pub fn speed_vs_prompt_length(path: &Path, title: &str, series: &[SweepSeries]) -> Result<()> {
-    let panels: [Panel; 2] = [
+    let panels: [SweepPanel; 2] = [
         ("Prompt processing (tokens/s)", |p| p.prompt_tps),
         ("Generation (tokens/s)", |p| p.gen_tps),
     ];
@@ -293,7 +301,7 @@ pub fn speed_vs_prompt_length(path: &Path, title: &str, series: &[SweepSeries]) 
 
 /// Peak memory (GiB) against prompt length (log scale).
 pub fn memory_vs_prompt_length(path: &Path, title: &str, series: &[SweepSeries]) -> Result<()> {
-    let panels: [Panel; 1] = [("Peak memory (GiB)", |p| {
+    let panels: [SweepPanel; 1] = [("Peak memory (GiB)", |p| {
         p.peak_memory_bytes as f64 / (1u64 << 30) as f64
     })];
     line_panels(path, title, series, &panels, "GiB")
@@ -303,7 +311,7 @@ fn line_panels(
     path: &Path,
     title: &str,
     series: &[SweepSeries],
-    panels: &[Panel],
+    panels: &[SweepPanel],
     unit: &str,
 ) -> Result<()> {
     anyhow::ensure!(

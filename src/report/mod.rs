@@ -6,6 +6,7 @@ pub mod eval_charts;
 pub mod eval_overlays;
 pub mod eval_tables;
 pub mod overlay;
+pub mod research_chart;
 pub mod scaling_charts;
 pub mod tables;
 

@@ -23,7 +23,7 @@ pub use tokenizer::VocabCheck;
 pub use weights::{NormStats, QuantMode};
 
 use crate::checkpoint::QuantParams;
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, TensorInfo};
 use error::io;
 
 /// Bumped whenever the converter's output for the same input changes (caches key on it).
@@ -150,73 +150,7 @@ pub fn convert_gguf(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Con
 
     check_out_dir(out, opts.overwrite)?;
 
-    // Every tensor must map, and the model's every tensor must be there with its shape.
-    let mut mapped = vec![];
-    for t in &f.tensors {
-        let m = names::gemma3(&t.name).ok_or_else(|| ConvertError::UnknownTensor {
-            path: src.into(),
-            tensor: t.name.clone(),
-            arch: "gemma3",
-        })?;
-        if m.layer
-            .is_some_and(|l| l as u64 >= params.num_hidden_layers)
-        {
-            return Err(ConvertError::Tensor {
-                path: src.into(),
-                tensor: t.name.clone(),
-                reason: format!(
-                    "layer index beyond block_count {}",
-                    params.num_hidden_layers
-                ),
-            });
-        }
-        let want = names::expected_shape(&m, &params);
-        if t.shape() != want {
-            return Err(ConvertError::Tensor {
-                path: src.into(),
-                tensor: t.name.clone(),
-                reason: format!(
-                    "shape {:?} (GGML dims {:?}), expected {want:?}",
-                    t.shape(),
-                    t.dims
-                ),
-            });
-        }
-        mapped.push((t, m, want));
-    }
-    let have: std::collections::HashSet<&str> =
-        mapped.iter().map(|(t, _, _)| t.name.as_str()).collect();
-    let mut required = vec![
-        "token_embd.weight".to_string(),
-        "output_norm.weight".to_string(),
-    ];
-    for l in 0..params.num_hidden_layers {
-        for leaf in [
-            "attn_norm",
-            "attn_q",
-            "attn_k",
-            "attn_v",
-            "attn_output",
-            "attn_q_norm",
-            "attn_k_norm",
-            "post_attention_norm",
-            "ffn_norm",
-            "post_ffw_norm",
-            "ffn_gate",
-            "ffn_up",
-            "ffn_down",
-        ] {
-            required.push(format!("blk.{l}.{leaf}.weight"));
-        }
-    }
-    if let Some(missing) = required.iter().find(|r| !have.contains(r.as_str())) {
-        return Err(ConvertError::Tensor {
-            path: src.into(),
-            tensor: missing.clone(),
-            reason: "missing".into(),
-        });
-    }
-
+    let mapped = map_tensors(&f, src, &params)?;
     let mut arrays: Vec<(String, Array)> = vec![];
     let mut quantized: BTreeMap<String, QuantParams> = BTreeMap::new();
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
@@ -278,6 +212,77 @@ pub fn convert_gguf(src: &Path, out: &Path, opts: &ConvertOptions) -> Result<Con
         notes,
     })
 }
+
+/// Every tensor of `f` with where it goes and its shape there: an error for a tensor that does
+/// not map, or has the wrong shape, and for a tensor of the model that the file lacks.
+fn map_tensors<'f>(
+    f: &'f GgufFile,
+    src: &Path,
+    params: &Gemma3Params,
+) -> Result<Vec<(&'f TensorInfo, names::Mapped, Vec<u64>)>> {
+    let tensor_error = |tensor: &str, reason: String| ConvertError::Tensor {
+        path: src.into(),
+        tensor: tensor.into(),
+        reason,
+    };
+    let mut mapped = vec![];
+    for t in &f.tensors {
+        let m = names::gemma3(&t.name).ok_or_else(|| ConvertError::UnknownTensor {
+            path: src.into(),
+            tensor: t.name.clone(),
+            arch: "gemma3",
+        })?;
+        if m.layer
+            .is_some_and(|l| l as u64 >= params.num_hidden_layers)
+        {
+            let blocks = params.num_hidden_layers;
+            let reason = format!("layer index beyond block_count {blocks}");
+            return Err(tensor_error(&t.name, reason));
+        }
+        let want = names::expected_shape(&m, params);
+        if t.shape() != want {
+            let reason = format!(
+                "shape {:?} (GGML dims {:?}), expected {want:?}",
+                t.shape(),
+                t.dims
+            );
+            return Err(tensor_error(&t.name, reason));
+        }
+        mapped.push((t, m, want));
+    }
+    let have: std::collections::HashSet<&str> =
+        mapped.iter().map(|(t, _, _)| t.name.as_str()).collect();
+    let layers = (0..params.num_hidden_layers).flat_map(|l| {
+        LAYER_TENSORS
+            .iter()
+            .map(move |leaf| format!("blk.{l}.{leaf}.weight"))
+    });
+    let mut required = ["token_embd.weight", "output_norm.weight"]
+        .map(String::from)
+        .into_iter()
+        .chain(layers);
+    if let Some(missing) = required.find(|r| !have.contains(r.as_str())) {
+        return Err(tensor_error(&missing, "missing".into()));
+    }
+    Ok(mapped)
+}
+
+/// The tensors every Gemma 3 block of a GGUF has (`blk.N.<name>.weight`).
+const LAYER_TENSORS: [&str; 13] = [
+    "attn_norm",
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "attn_q_norm",
+    "attn_k_norm",
+    "post_attention_norm",
+    "ffn_norm",
+    "post_ffw_norm",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
 
 #[cfg(test)]
 mod tests;

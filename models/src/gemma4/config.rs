@@ -268,8 +268,6 @@ impl TextConfig {
 
     /// Check the values this implementation relies on. `path`/`prefix` name the fields in errors.
     pub fn validate(&self, path: &Path, prefix: &str) -> Result<()> {
-        let f = |name: &str| format!("{prefix}{name}");
-        let err = |name: &str, reason: String| Err(ModelError::config(path, f(name), reason));
         crate::error::require_positive(
             path,
             prefix,
@@ -284,122 +282,120 @@ impl TextConfig {
                 ("sliding_window", self.sliding_window),
             ],
         )?;
-        if let Some(lt) = &self.layer_types_raw {
-            if lt.len() != self.num_hidden_layers as usize {
-                return err(
-                    "layer_types",
-                    format!(
-                        "has {} entries but num_hidden_layers is {}",
-                        lt.len(),
-                        self.num_hidden_layers
-                    ),
-                );
-            }
-        }
+        self.check_supported()
+            .and_then(|()| self.check_layers())
+            .and_then(|()| self.check_moe())
+            .map_err(|(name, reason)| ModelError::config(path, format!("{prefix}{name}"), reason))
+    }
+
+    /// Settings vlmbench does not implement: the field and why.
+    fn check_supported(&self) -> std::result::Result<(), (String, String)> {
+        let fail = |name: &str, reason: String| Err((name.to_owned(), reason));
         if !matches!(
             self.hidden_activation.as_str(),
             "gelu_pytorch_tanh" | "gelu_tanh"
         ) {
-            return err(
+            let act = &self.hidden_activation;
+            return fail(
                 "hidden_activation",
-                format!(
-                    "`{}` is not supported (Gemma 4 uses gelu_pytorch_tanh)",
-                    self.hidden_activation
-                ),
+                format!("`{act}` is not supported (Gemma 4 uses gelu_pytorch_tanh)"),
             );
         }
         if self.attention_bias {
-            return err(
+            return fail(
                 "attention_bias",
                 "true is not supported (Gemma 4 has no attention biases)".into(),
             );
         }
         if self.use_second_mlp_block {
-            return err("use_second_mlp_block", "true is not supported".into());
+            return fail("use_second_mlp_block", "true is not supported".into());
         }
-        if let Some(b) = &self.use_bidirectional_attention {
-            if b != "vision" {
-                return err(
-                    "use_bidirectional_attention",
-                    format!("`{b}` is not supported (only \"vision\" or null)"),
+        if let Some(b) = self
+            .use_bidirectional_attention
+            .as_ref()
+            .filter(|b| *b != "vision")
+        {
+            return fail(
+                "use_bidirectional_attention",
+                format!("`{b}` is not supported (only \"vision\" or null)"),
+            );
+        }
+        for (k, r) in self.rope_parameters.iter().flatten() {
+            if !matches!(r.rope_type.as_str(), "default" | "linear" | "proportional") {
+                return fail(
+                    &format!("rope_parameters.{k}.rope_type"),
+                    format!(
+                        "`{}` is not supported (default, linear, proportional)",
+                        r.rope_type
+                    ),
                 );
             }
         }
-        if let Some(map) = &self.rope_parameters {
-            for (k, r) in map {
-                if !matches!(r.rope_type.as_str(), "default" | "linear" | "proportional") {
-                    return err(
-                        &format!("rope_parameters.{k}.rope_type"),
-                        format!(
-                            "`{}` is not supported (default, linear, proportional)",
-                            r.rope_type
-                        ),
-                    );
-                }
-            }
+        if self.hidden_size_per_layer_input < 0 {
+            return fail("hidden_size_per_layer_input", "must not be negative".into());
+        }
+        Ok(())
+    }
+
+    /// The per-layer settings: layer types, attention heads, KV sharing.
+    fn check_layers(&self) -> std::result::Result<(), (String, String)> {
+        let fail = |name: &str, reason: String| Err((name.to_owned(), reason));
+        let layers = self.num_hidden_layers;
+        if let Some(lt) = self
+            .layer_types_raw
+            .as_ref()
+            .filter(|lt| lt.len() != layers as usize)
+        {
+            let reason = format!("has {} entries but num_hidden_layers is {layers}", lt.len());
+            return fail("layer_types", reason);
         }
         if self.attention_k_eq_v && self.num_global_key_value_heads.is_some_and(|n| n <= 0) {
-            return err("num_global_key_value_heads", "must be positive".into());
+            return fail("num_global_key_value_heads", "must be positive".into());
         }
         let lts = self.layer_types();
         for i in 0..lts.len() {
             let a = self.attention_shape(i);
             if a.n_heads % a.n_kv_heads != 0 {
-                return err(
-                    "num_attention_heads",
-                    format!(
-                        "{} is not a multiple of the {} KV heads of layer {i}",
-                        a.n_heads, a.n_kv_heads
-                    ),
+                let reason = format!(
+                    "{} is not a multiple of the {} KV heads of layer {i}",
+                    a.n_heads, a.n_kv_heads
                 );
+                return fail("num_attention_heads", reason);
             }
         }
-        if self.num_kv_shared_layers != 0
-            && (self.num_kv_shared_layers < 0
-                || self.num_kv_shared_layers >= self.num_hidden_layers)
-        {
-            return err(
-                "num_kv_shared_layers",
-                format!(
-                    "{} must be in 0..num_hidden_layers",
-                    self.num_kv_shared_layers
-                ),
-            );
+        let shared = self.num_kv_shared_layers;
+        if shared != 0 && (shared < 0 || shared >= layers) {
+            let reason = format!("{shared} must be in 0..num_hidden_layers");
+            return fail("num_kv_shared_layers", reason);
         }
         let src = self.kv_source_layers();
-        for j in 0..lts.len() {
-            if self.is_kv_shared(j) && src[j] == j {
-                return err(
-                    "num_kv_shared_layers",
-                    format!(
-                        "shared layer {j} ({}) has no earlier non-shared layer of its type",
-                        lts[j].key()
-                    ),
-                );
+        if let Some(j) = (0..lts.len()).find(|&j| self.is_kv_shared(j) && src[j] == j) {
+            let reason = format!(
+                "shared layer {j} ({}) has no earlier non-shared layer of its type",
+                lts[j].key()
+            );
+            return fail("num_kv_shared_layers", reason);
+        }
+        Ok(())
+    }
+
+    /// The mixture-of-experts sizes, required when `enable_moe_block` is set.
+    fn check_moe(&self) -> std::result::Result<(), (String, String)> {
+        if !self.enable_moe_block {
+            return Ok(());
+        }
+        for (name, v) in [
+            ("num_experts", self.num_experts),
+            ("top_k_experts", self.top_k_experts),
+            ("moe_intermediate_size", self.moe_intermediate_size),
+        ] {
+            if v.is_none_or(|x| x <= 0) {
+                let reason = "required (positive) when enable_moe_block is true";
+                return Err((name.to_owned(), reason.into()));
             }
         }
-        if self.enable_moe_block {
-            for (name, v) in [
-                ("num_experts", self.num_experts),
-                ("top_k_experts", self.top_k_experts),
-                ("moe_intermediate_size", self.moe_intermediate_size),
-            ] {
-                match v {
-                    Some(x) if x > 0 => {}
-                    _ => {
-                        return err(
-                            name,
-                            "required (positive) when enable_moe_block is true".into(),
-                        )
-                    }
-                }
-            }
-            if self.top_k_experts > self.num_experts {
-                return err("top_k_experts", "exceeds num_experts".into());
-            }
-        }
-        if self.hidden_size_per_layer_input < 0 {
-            return err("hidden_size_per_layer_input", "must not be negative".into());
+        if self.top_k_experts > self.num_experts {
+            return Err(("top_k_experts".into(), "exceeds num_experts".into()));
         }
         Ok(())
     }

@@ -121,49 +121,20 @@ pub fn write_tiny_gemma3(dir: &Path, seed: u64) -> std::io::Result<PathBuf> {
                 blocks(ty, (out * inp) as usize, mag, rng),
             )
         };
-        tensors.push(lin(
-            "attn_q",
-            TINY_HEADS * hd,
-            h,
-            alt(l, GgmlType::Q5_0, GgmlType::Q4_0),
-            &mut rng,
-        ));
-        tensors.push(lin(
-            "attn_k",
-            TINY_KV_HEADS * hd,
-            h,
-            alt(l, GgmlType::Q4_1, GgmlType::Q5_1),
-            &mut rng,
-        ));
-        tensors.push(lin(
-            "attn_v",
-            TINY_KV_HEADS * hd,
-            h,
-            alt(l, GgmlType::Q8_0, GgmlType::Q6K),
-            &mut rng,
-        ));
-        tensors.push(lin(
-            "attn_output",
-            h,
-            TINY_HEADS * hd,
-            GgmlType::Q4K,
-            &mut rng,
-        ));
-        tensors.push(lin(
-            "ffn_gate",
-            ffn,
-            h,
-            alt(l, GgmlType::Q5K, GgmlType::F16),
-            &mut rng,
-        ));
-        tensors.push(lin("ffn_up", ffn, h, GgmlType::Q5_0, &mut rng));
-        tensors.push(lin(
-            "ffn_down",
-            h,
-            ffn,
-            alt(l, GgmlType::Q6K, GgmlType::Q4K),
-            &mut rng,
-        ));
+        use GgmlType::*;
+        // (leaf, rows, inputs, type on even layers, type on odd ones): every block type once.
+        let linears = [
+            ("attn_q", TINY_HEADS * hd, h, Q5_0, Q4_0),
+            ("attn_k", TINY_KV_HEADS * hd, h, Q4_1, Q5_1),
+            ("attn_v", TINY_KV_HEADS * hd, h, Q8_0, Q6K),
+            ("attn_output", h, TINY_HEADS * hd, Q4K, Q4K),
+            ("ffn_gate", ffn, h, Q5K, F16),
+            ("ffn_up", ffn, h, Q5_0, Q5_0),
+            ("ffn_down", h, ffn, Q6K, Q4K),
+        ];
+        for (leaf, out, inp, even, odd) in linears {
+            tensors.push(lin(leaf, out, inp, alt(l, even, odd), &mut rng));
+        }
         tensors.push(norm(p("attn_q_norm"), hd, &mut rng));
         tensors.push(norm(p("attn_k_norm"), hd, &mut rng));
         for n in [
@@ -177,9 +148,18 @@ pub fn write_tiny_gemma3(dir: &Path, seed: u64) -> std::io::Result<PathBuf> {
     }
     let mut pieces = tiny_vocab(TINY_VOCAB).map_err(std::io::Error::other)?;
     pieces[TINY_SPACE_PIECE_ID] = pieces[TINY_SPACE_PIECE_ID].replace('\u{2581}', " ");
+    let meta = tiny_metadata(pieces);
+    let path = dir.join("tiny-gemma3.gguf");
+    std::fs::write(&path, gguf_bytes(&meta, &tensors))?;
+    Ok(path)
+}
+
+/// The GGUF metadata of the tiny Gemma 3: its shapes and the tokenizer's `pieces`.
+fn tiny_metadata(pieces: Vec<String>) -> Vec<(&'static str, MetaValue)> {
+    let (h, hd, ffn) = (TINY_HIDDEN, TINY_HEAD_DIM, TINY_FFN);
     let s = |v: &str| MetaValue::String(v.into());
     let u = MetaValue::U32;
-    let meta = vec![
+    vec![
         ("general.architecture", s("gemma3")),
         ("general.name", s("tiny gemma3")),
         ("gemma3.context_length", u(1024)),
@@ -206,8 +186,5 @@ pub fn write_tiny_gemma3(dir: &Path, seed: u64) -> std::io::Result<PathBuf> {
         ("tokenizer.ggml.unknown_token_id", u(3)),
         ("tokenizer.ggml.padding_token_id", u(0)),
         ("tokenizer.ggml.add_bos_token", MetaValue::Bool(true)),
-    ];
-    let path = dir.join("tiny-gemma3.gguf");
-    std::fs::write(&path, gguf_bytes(&meta, &tensors))?;
-    Ok(path)
+    ]
 }

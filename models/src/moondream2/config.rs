@@ -243,7 +243,15 @@ impl MoondreamConfig {
                 ("size_feat_dim", r.size_feat_dim),
             ],
         )?;
-        let bad = |field: &str, reason: String| Err(ModelError::config(path, field, reason));
+        self.check_shapes()
+            .and_then(|()| self.check_token_ids())
+            .map_err(|(field, reason)| ModelError::config(path, field, reason))
+    }
+
+    /// The sizes the reference code fixes or relates: the field and why.
+    fn check_shapes(&self) -> std::result::Result<(), (&'static str, String)> {
+        let (t, v, r) = (&self.text, &self.vision, &self.region);
+        let bad = |field: &'static str, reason: String| Err((field, reason));
         if t.group_size.is_some() || r.group_size.is_some() {
             return bad(
                 "config.text.group_size",
@@ -314,45 +322,32 @@ impl MoondreamConfig {
                 "max_crops must be positive and 0 <= overlap_margin < 13.5".into(),
             );
         }
-        let vocab = t.vocab_size as u32;
+        Ok(())
+    }
+
+    /// Every token id of the prompt templates inside the vocabulary.
+    fn check_token_ids(&self) -> std::result::Result<(), (&'static str, String)> {
+        let vocab = self.text.vocab_size as u32;
         let tk = &self.tokenizer;
-        let all_ids = tk
-            .templates
+        let t = &tk.templates;
+        let specials = [tk.bos_id, tk.eos_id, tk.answer_id, tk.coord_id, tk.size_id];
+        let all_ids = t
             .caption
             .values()
             .flatten()
             .chain(
-                tk.templates
-                    .query
-                    .prefix
-                    .iter()
-                    .chain(&tk.templates.query.suffix),
+                [&t.query, &t.detect, &t.point]
+                    .into_iter()
+                    .flat_map(|p| p.prefix.iter().chain(&p.suffix)),
             )
-            .chain(
-                tk.templates
-                    .detect
-                    .prefix
-                    .iter()
-                    .chain(&tk.templates.detect.suffix),
-            )
-            .chain(
-                tk.templates
-                    .point
-                    .prefix
-                    .iter()
-                    .chain(&tk.templates.point.suffix),
-            );
-        for &id in
-            all_ids.chain([tk.bos_id, tk.eos_id, tk.answer_id, tk.coord_id, tk.size_id].iter())
-        {
-            if id >= vocab {
-                return bad(
-                    "config.tokenizer.templates",
-                    format!("token id {id} is outside the vocabulary ({vocab})"),
-                );
-            }
+            .chain(&specials);
+        match all_ids.copied().find(|&id| id >= vocab) {
+            Some(id) => Err((
+                "config.tokenizer.templates",
+                format!("token id {id} is outside the vocabulary ({vocab})"),
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Patches per crop side (27).

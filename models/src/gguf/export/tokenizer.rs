@@ -154,36 +154,7 @@ pub fn read_vocab(dir: &Path, n_vocab: usize, config: &Value) -> Result<Vocab, E
         .map(|(i, p)| p.unwrap_or_else(|| format!("[PAD{i}]")))
         .collect();
 
-    let mut merges = Vec::new();
-    for m in model
-        .get("merges")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        match m {
-            Value::String(s) => merges.push(s.clone()),
-            Value::Array(pair) if pair.len() == 2 => {
-                let (Some(l), Some(r)) = (pair[0].as_str(), pair[1].as_str()) else {
-                    return Err(bad(&path, format!("merge {m} is not two strings")));
-                };
-                if l.contains(' ') || r.contains(' ') {
-                    return Err(bad(
-                        &path,
-                        format!("merge {m} holds a space, which GGUF's `left right` merge strings cannot carry"),
-                    ));
-                }
-                merges.push(format!("{l} {r}"));
-            }
-            _ => return Err(bad(&path, format!("merge {m} is neither `a b` nor [a, b]"))),
-        }
-    }
-    if merges.is_empty() {
-        return Err(bad(
-            &path,
-            "no merges: llama.cpp's gemma4 tokenizer needs tokenizer.ggml.merges",
-        ));
-    }
+    let merges = read_merges(model, &path)?;
 
     let tc_path = dir.join("tokenizer_config.json");
     let tc: Value = match std::fs::read_to_string(&tc_path) {
@@ -217,6 +188,41 @@ pub fn read_vocab(dir: &Path, n_vocab: usize, config: &Value) -> Result<Vocab, E
         padded,
         chat_template,
     })
+}
+
+/// `model.merges` as GGUF's `left right` strings (tokenizer.json writes `a b` or `[a, b]`).
+fn read_merges(model: &Value, path: &Path) -> Result<Vec<String>, ExportError> {
+    let mut merges = Vec::new();
+    for m in model
+        .get("merges")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match m {
+            Value::String(s) => merges.push(s.clone()),
+            Value::Array(pair) if pair.len() == 2 => {
+                let (Some(l), Some(r)) = (pair[0].as_str(), pair[1].as_str()) else {
+                    return Err(bad(path, format!("merge {m} is not two strings")));
+                };
+                if l.contains(' ') || r.contains(' ') {
+                    return Err(bad(
+                        path,
+                        format!("merge {m} holds a space, which GGUF's `left right` merge strings cannot carry"),
+                    ));
+                }
+                merges.push(format!("{l} {r}"));
+            }
+            _ => return Err(bad(path, format!("merge {m} is neither `a b` nor [a, b]"))),
+        }
+    }
+    if merges.is_empty() {
+        return Err(bad(
+            path,
+            "no merges: llama.cpp's gemma4 tokenizer needs tokenizer.ggml.merges",
+        ));
+    }
+    Ok(merges)
 }
 
 impl Vocab {
