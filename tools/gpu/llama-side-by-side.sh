@@ -6,7 +6,9 @@
 #   tools/gpu/llama-side-by-side.sh stash     # calls 1 and 2, carrying .gpu/bundle.part-aa, then -ab
 #   tools/gpu/llama-side-by-side.sh prepare   # call 3, carrying .gpu/bundle.part-ac: unpack, the
 #                                             # checkpoint, its Q4_1 GGUF, llama.cpp's first load
-#   tools/gpu/llama-side-by-side.sh run [P N R ROUNDS]   # the alternated rounds, into $OUT
+#   tools/gpu/llama-side-by-side.sh run [P N R ROUNDS]   # the alternated rounds, into
+#                                             # $OUT/gpu-31b-llama.tar.gz
+# (`prepare && run` fit one call when device time is short.)
 #
 # The checkpoint is `vlmbench make-tiny --preset gemma-4-31b` (random 4-bit weights, group size 64)
 # and the GGUF its lossless Q4_1 export (`vlmbench convert --to-gguf`): both programs multiply the
@@ -57,7 +59,11 @@ case "${1:-}" in
   run)
     environment || exit 1
     p="${2:-512}"; n="${3:-128}"; r="${4:-2}"; rounds="${5:-3}"
-    tools/llama/side_by_side.sh "$model" "$gguf" "$OUT/gpu-31b-llama" -p "$p" -n "$n" -r "$r" --rounds "$rounds" --gpu cuda
+    # The device tool brings back at most 8 files: the folder travels as one archive.
+    rm -rf "$root/gpu-31b-llama"
+    tools/llama/side_by_side.sh "$model" "$gguf" "$root/gpu-31b-llama" -p "$p" -n "$n" -r "$r" --rounds "$rounds" --gpu cuda
+    rc=$?
+    tar -C "$root" -czf "$OUT/gpu-31b-llama.tar.gz" gpu-31b-llama && exit "$rc"
     ;;
   *)
     echo "usage: $0 stash | prepare | run [P N R ROUNDS]" >&2; exit 2 ;;
