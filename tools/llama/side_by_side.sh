@@ -110,7 +110,8 @@ done
 load_start="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 # The checkout the binary stands for, read now: this run's own output under OUT_DIR does not count.
 checkout="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-git diff --quiet HEAD -- . ":(exclude)$out" 2>/dev/null || checkout+=" with uncommitted changes"
+outside=(); case "$(abs "$out")/" in "$(git rev-parse --show-toplevel 2>/dev/null)"/*) outside=(":(exclude)$out") ;; esac
+git diff --quiet HEAD -- . "${outside[@]}" || checkout+=" with uncommitted changes"
 
 llama_args=(--gguf "$gguf" --model-dir "$model" -p "$p" -n "$n" -r "$r" --seed "$seed" -o json)
 [ -n "$threads" ] && llama_args+=(--threads "$threads")
