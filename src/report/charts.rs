@@ -126,6 +126,7 @@ pub fn programs_side_by_side(
         let i = programs.iter().position(|p| p == program).unwrap_or(0);
         SERIES_COLORS[i % SERIES_COLORS.len()]
     };
+    let short_names = short_names(programs);
     for (panel, (caption, bars)) in panels.iter().zip([
         ("Prefill (prompt processing)", prefill),
         ("Decode (generation)", decode),
@@ -148,7 +149,8 @@ pub fn programs_side_by_side(
         let panel_bars: Vec<PanelBar> = bars
             .iter()
             .map(|b| {
-                let program = b.program.split(" (").next().unwrap_or(&b.program);
+                let program =
+                    short_names[programs.iter().position(|p| *p == b.program).unwrap_or(0)];
                 let ratio = match baseline(&b.test) {
                     Some(base) if base > 0.0 && b.program != programs[0] => {
                         format!(" ({:.2}x)", b.value / base)
@@ -167,17 +169,38 @@ pub fn programs_side_by_side(
                 }
             })
             .collect();
+        // About 8 pixels a character at the labels' size.
+        let widest = panel_bars.iter().map(|b| b.label.chars().count()).max();
+        let label_width = (widest.unwrap_or(0) as u32 * 8 + 30).max(170);
         bar_panel(
             path,
             panel,
             &caption,
             "tokens/s",
             &panel_bars,
-            (170, 1.45, 6),
+            (label_width, 1.45, 6),
         )?;
     }
     root.present().map_err(&err)?;
     Ok(())
+}
+
+/// Each program's name before its parenthesised details (`llama.cpp (node-llama-cpp 3.22.1)`:
+/// `llama.cpp`), unless another program's shortens to the same: then the whole name.
+fn short_names(programs: &[String]) -> Vec<&str> {
+    let short = |p: &'_ str| -> usize { p.find(" (").unwrap_or(p.len()) };
+    programs
+        .iter()
+        .map(|p| {
+            let s = &p[..short(p)];
+            let clash = programs.iter().filter(|q| &q[..short(q)] == s).count() > 1;
+            if clash {
+                p.as_str()
+            } else {
+                s
+            }
+        })
+        .collect()
 }
 
 /// One bar of a [`bar_panel`]: its axis label, length, colour and the text written after it.
@@ -547,6 +570,26 @@ fn describe<'a>(files: impl Iterator<Item = &'a ResultsFile>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_are_named_short_unless_two_would_read_the_same() {
+        let programs = [
+            "llama.cpp (node-llama-cpp 3.22.1, haswell)",
+            "vlmbench",
+            "vlmbench (int8 activations)",
+            "mlx-vlm (float32)",
+        ]
+        .map(String::from);
+        assert_eq!(
+            short_names(&programs),
+            [
+                "llama.cpp",
+                "vlmbench",
+                "vlmbench (int8 activations)",
+                "mlx-vlm"
+            ]
+        );
+    }
 
     /// Distinct colours in a PNG: a blank or failed chart has one or two.
     fn colours(path: &Path) -> usize {
