@@ -2,7 +2,8 @@
 //! the published schemas of merve/vqav2-small (question, multiple_choice_answer, image) and
 //! detection-datasets/coco (image_id, image, width, height, objects {bbox_id, category, bbox, area},
 //! ClassLabel names in the `huggingface` metadata), sharded as `data/<split>-0000K-of-00002.parquet`,
-//! with real CC0/public-domain photos (assets/images) and hand-made annotations.
+//! with real CC0/public-domain photos (assets/images) and hand-made annotations; and over the
+//! synthetic scenes `vlmbench make-scenes` writes in the same layouts.
 //! Also: a run killed with SIGKILL mid-way and resumed ends with the same samples.jsonl bytes as an
 //! uninterrupted run (timings live in timings.jsonl, outside the compared file).
 
@@ -289,6 +290,96 @@ fn eval_coco_selects_images_with_two_known_objects_and_scores_them() {
             "{f} is {}x{}",
             img.width(),
             img.height()
+        );
+    }
+}
+
+#[test]
+fn make_scenes_writes_datasets_both_evaluations_read_as_they_are() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("scenes");
+    run(&["make-scenes", s(&data), "--scenes", "40", "--seed", "2"]);
+    let again = vlmbench(&["make-scenes", s(&data)]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("is not empty"),
+        "{}",
+        text(&again.stderr)
+    );
+    let scenes = lines(&data.join("scenes.jsonl"));
+    assert_eq!(scenes.len(), 40);
+    let asked: Vec<(String, String)> = scenes
+        .iter()
+        .flat_map(|sc| sc["questions"].as_array().unwrap().clone())
+        .map(|q| {
+            (
+                q["question"].as_str().unwrap().into(),
+                q["answer"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+
+    let vqa_out = tmp.path().join("vqa-run");
+    let vqa = data.join("vqa");
+    run(&[
+        "eval",
+        "vqa",
+        "--data",
+        s(&vqa),
+        "-n",
+        "2",
+        "--out",
+        s(&vqa_out),
+        "--max-tokens",
+        "8",
+    ]);
+    let records = lines(&vqa_out.join("samples.jsonl"));
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        let pair = (
+            r["question"].as_str().unwrap().into(),
+            r["gt_answer"].as_str().unwrap().into(),
+        );
+        assert!(
+            asked.contains(&pair),
+            "{pair:?} is not one of the scenes' questions"
+        );
+    }
+
+    let coco_out = tmp.path().join("coco-run");
+    let coco = data.join("coco");
+    run(&[
+        "eval",
+        "coco",
+        "--data",
+        s(&coco),
+        "-n",
+        "2",
+        "--out",
+        s(&coco_out),
+        "--max-tokens",
+        "24",
+    ]);
+    let records = lines(&coco_out.join("samples.jsonl"));
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        let i = r["stream_index"].as_u64().unwrap() as usize;
+        let shapes: Vec<&str> = scenes[i]["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["shape"].as_str().unwrap())
+            .collect();
+        let gt: Vec<&str> = r["ground_truth"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["class_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            gt, shapes,
+            "scene {i}: the COCO shard's classes are the scene's shapes"
         );
     }
 }

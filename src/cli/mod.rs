@@ -8,6 +8,7 @@ mod doctor;
 mod eval;
 mod generate;
 mod kernels;
+mod make_scenes;
 mod make_tiny;
 mod moondream_bench;
 mod notebook;
@@ -52,6 +53,7 @@ pub enum Command {
     MoondreamBench(moondream_bench::MoondreamBenchArgs),
     Notebook(notebook::NotebookArgs),
     MakeTiny(make_tiny::MakeTinyArgs),
+    MakeScenes(make_scenes::MakeScenesArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -78,6 +80,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::MoondreamBench(args) => moondream_bench::run(&args),
         Command::Notebook(args) => notebook::run(&args),
         Command::MakeTiny(args) => make_tiny::run(&args),
+        Command::MakeScenes(args) => make_scenes::run(&args),
     }
 }
 

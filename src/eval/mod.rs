@@ -4,7 +4,9 @@
 //!
 //! - Data: [`parquet_rows`] streams a split's HF parquet shards in file order, [`hub_source`] gets
 //!   them through hf-hub, [`datasets`] reads the two datasets' columns and selects the notebook's
-//!   samples ([`numpy_rng`] reproduces `np.random.seed(42)` / `np.random.random()` bit for bit).
+//!   samples ([`numpy_rng`] reproduces `np.random.seed(42)` / `np.random.random()` bit for bit);
+//!   [`scenes`] draws synthetic scenes with ground truth and [`dataset_writer`] writes them in the
+//!   two datasets' layouts (`vlmbench make-scenes`).
 //! - Metrics: [`detection`] (ground truth and the notebook-exact answer parse), [`matching`]
 //!   (`evaluate_detections`; ties ordered by [`argsort`], numpy's portable argsort), [`summary`]
 //!   (run means with numpy's pairwise sum, per-class recall, best/worst, VQA exact match).
@@ -25,6 +27,7 @@
 
 pub mod argsort;
 pub mod coco_run;
+pub mod dataset_writer;
 pub mod datasets;
 pub mod detection;
 pub mod hub_source;
@@ -36,6 +39,7 @@ pub mod parquet_rows;
 pub mod pillow_jpeg;
 pub mod progress;
 pub mod run_log;
+pub mod scenes;
 pub mod session;
 pub mod shard;
 mod sharded_run;

@@ -5,18 +5,13 @@
 //! hand-made annotations. Shared by the eval and notebook tests.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::builder::{
-    BinaryBuilder, FixedSizeListBuilder, Float32Builder, Int64Builder, ListBuilder, StringBuilder,
+use vlmbench::eval::dataset_writer::{
+    write_coco_shard, write_vqa_shard, CocoObject, CocoRow, ImageCell, VqaRow,
 };
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, StructArray};
-use arrow_schema::{DataType, Field, Fields, Schema};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
-use serde_json::{json, Value};
+
+/// Rows per row group: several groups per shard, so streaming crosses them.
+const ROWS_PER_GROUP: Option<usize> = Some(7);
 
 pub const COCO_NAMES: [&str; 80] = [
     "person",
@@ -110,56 +105,6 @@ fn asset(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn image_field() -> Field {
-    Field::new(
-        "image",
-        DataType::Struct(Fields::from(vec![
-            Field::new("bytes", DataType::Binary, true),
-            Field::new("path", DataType::Utf8, true),
-        ])),
-        true,
-    )
-}
-
-fn image_column(images: &[(&str, Vec<u8>)]) -> ArrayRef {
-    let mut bytes = BinaryBuilder::new();
-    let mut paths = StringBuilder::new();
-    for (name, b) in images {
-        bytes.append_value(b);
-        paths.append_value(name);
-    }
-    let DataType::Struct(fields) = image_field().data_type().clone() else {
-        unreachable!()
-    };
-    Arc::new(StructArray::new(
-        fields,
-        vec![
-            Arc::new(bytes.finish()) as ArrayRef,
-            Arc::new(paths.finish()),
-        ],
-        None,
-    ))
-}
-
-/// Writes `batch` as an HF-style shard (snappy, `huggingface` metadata) at `path`.
-fn write_shard(path: &Path, batch: RecordBatch, features: &Value) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let meta = json!({"info": {"features": features}}).to_string();
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_key_value_metadata(Some(vec![KeyValue::new("huggingface".to_string(), meta)]))
-        .set_max_row_group_row_count(Some(7)) // several row groups per shard, so streaming crosses them
-        .build();
-    let mut w = ArrowWriter::try_new(
-        std::fs::File::create(path).unwrap(),
-        batch.schema(),
-        Some(props),
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-}
-
 /// The photos with a hand-written question each (what the image really shows).
 pub fn vqa_row(i: usize) -> (String, String, (&'static str, Vec<u8>)) {
     match i % 3 {
@@ -183,16 +128,6 @@ pub fn vqa_row(i: usize) -> (String, String, (&'static str, Vec<u8>)) {
 
 /// merve/vqav2-small's layout: 100 rows in two shards (the notebook's seed picks rows 10, 29, 42, 58, 72, 98).
 pub fn vqa_fixture(dir: &Path) {
-    let features = json!({
-        "multiple_choice_answer": {"dtype": "string", "_type": "Value"},
-        "question": {"dtype": "string", "_type": "Value"},
-        "image": {"_type": "Image"},
-    });
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("multiple_choice_answer", DataType::Utf8, true),
-        Field::new("question", DataType::Utf8, true),
-        image_field(),
-    ]));
     for (shard, rows) in [(0usize, 0..50usize), (1, 50..100)] {
         let rows: Vec<_> = rows.map(|i| (i, vqa_row(i))).collect();
         // Row numbers in the questions let the test see which rows were drawn.
@@ -200,23 +135,20 @@ pub fn vqa_fixture(dir: &Path) {
             .iter()
             .map(|(i, r)| format!("{} (row {i})", r.0))
             .collect();
-        let answers: Vec<String> = rows.iter().map(|(_, r)| r.1.clone()).collect();
-        let images: Vec<(&str, Vec<u8>)> =
-            rows.iter().map(|(_, r)| (r.2 .0, r.2 .1.clone())).collect();
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from(answers)),
-                Arc::new(StringArray::from(questions)),
-                image_column(&images),
-            ],
-        )
-        .unwrap();
-        write_shard(
-            &dir.join(format!("data/validation-0000{shard}-of-00002.parquet")),
-            batch,
-            &features,
-        );
+        let cells: Vec<VqaRow> = rows
+            .iter()
+            .zip(&questions)
+            .map(|((_, r), q)| VqaRow {
+                question: q,
+                answer: &r.1,
+                image: ImageCell {
+                    bytes: &r.2 .1,
+                    path: r.2 .0,
+                },
+            })
+            .collect();
+        let path = dir.join(format!("data/validation-0000{shard}-of-00002.parquet"));
+        write_vqa_shard(&path, &cells, ROWS_PER_GROUP).unwrap();
     }
 }
 
@@ -243,40 +175,6 @@ fn coco_objects(photo: &str) -> Vec<([f32; 4], i64)> {
 
 /// detection-datasets/coco's layout: stream order chelsea, coffee, astronaut | chelsea, coffee.
 pub fn coco_fixture(dir: &Path) {
-    let features = json!({
-        "image_id": {"dtype": "int64", "_type": "Value"},
-        "image": {"_type": "Image"},
-        "width": {"dtype": "int64", "_type": "Value"},
-        "height": {"dtype": "int64", "_type": "Value"},
-        "objects": {"feature": {
-            "bbox_id": {"dtype": "int64", "_type": "Value"},
-            "category": {"names": COCO_NAMES.to_vec(), "_type": "ClassLabel"},
-            "bbox": {"feature": {"dtype": "float32", "_type": "Value"}, "length": 4, "_type": "Sequence"},
-            "area": {"dtype": "float32", "_type": "Value"},
-        }, "_type": "Sequence"},
-    });
-    let list = |name: &str, item: DataType| {
-        Field::new(
-            name,
-            DataType::List(Arc::new(Field::new("item", item, true))),
-            true,
-        )
-    };
-    let bbox_item =
-        DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), 4);
-    let object_fields = Fields::from(vec![
-        list("bbox_id", DataType::Int64),
-        list("category", DataType::Int64),
-        list("bbox", bbox_item),
-        list("area", DataType::Float32),
-    ]);
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("image_id", DataType::Int64, true),
-        image_field(),
-        Field::new("width", DataType::Int64, true),
-        Field::new("height", DataType::Int64, true),
-        Field::new("objects", DataType::Struct(object_fields.clone()), true),
-    ]));
     let sizes = |p: &str| match p {
         "chelsea.png" => (451, 300),
         "coffee.jpg" => (600, 400),
@@ -287,56 +185,32 @@ pub fn coco_fixture(dir: &Path) {
         (0, vec!["chelsea.png", "coffee.jpg", "astronaut.jpg"]),
         (1, vec!["chelsea.png", "coffee.jpg"]),
     ] {
-        let mut bbox_ids = ListBuilder::new(Int64Builder::new());
-        let mut categories = ListBuilder::new(Int64Builder::new());
-        let mut boxes = ListBuilder::new(FixedSizeListBuilder::new(Float32Builder::new(), 4));
-        let mut areas = ListBuilder::new(Float32Builder::new());
-        let mut ids = Vec::new();
-        for p in &photos {
-            for (b, c) in coco_objects(p) {
-                next_id += 1;
-                bbox_ids.values().append_value(next_id);
-                categories.values().append_value(c);
-                boxes.values().values().append_slice(&b);
-                boxes.values().append(true);
-                areas.values().append_value(b[2] * b[3]);
-            }
-            bbox_ids.append(true);
-            categories.append(true);
-            boxes.append(true);
-            areas.append(true);
-            ids.push(next_id);
-        }
-        let objects = StructArray::new(
-            object_fields.clone(),
-            vec![
-                Arc::new(bbox_ids.finish()) as ArrayRef,
-                Arc::new(categories.finish()),
-                Arc::new(boxes.finish()),
-                Arc::new(areas.finish()),
-            ],
-            None,
-        );
-        let images: Vec<(&str, Vec<u8>)> = photos.iter().map(|p| (*p, asset(p))).collect();
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(Int64Array::from(ids)),
-                image_column(&images),
-                Arc::new(Int64Array::from(
-                    photos.iter().map(|p| sizes(p).0).collect::<Vec<i64>>(),
-                )),
-                Arc::new(Int64Array::from(
-                    photos.iter().map(|p| sizes(p).1).collect::<Vec<i64>>(),
-                )),
-                Arc::new(objects),
-            ],
-        )
-        .unwrap();
-        write_shard(
-            &dir.join(format!("data/val-0000{shard}-of-00002.parquet")),
-            batch,
-            &features,
-        );
+        let bytes: Vec<Vec<u8>> = photos.iter().map(|p| asset(p)).collect();
+        let rows: Vec<CocoRow> = photos
+            .iter()
+            .zip(&bytes)
+            .map(|(p, b)| {
+                let objects: Vec<CocoObject> = coco_objects(p)
+                    .into_iter()
+                    .map(|(bbox, category)| {
+                        next_id += 1;
+                        CocoObject {
+                            bbox_id: next_id,
+                            category,
+                            bbox,
+                        }
+                    })
+                    .collect();
+                CocoRow {
+                    image_id: next_id,
+                    image: ImageCell { bytes: b, path: p },
+                    width: sizes(p).0,
+                    height: sizes(p).1,
+                    objects,
+                }
+            })
+            .collect();
+        let path = dir.join(format!("data/val-0000{shard}-of-00002.parquet"));
+        write_coco_shard(&path, &COCO_NAMES, &rows, ROWS_PER_GROUP).unwrap();
     }
 }
