@@ -1213,10 +1213,45 @@ mod tests {
         }
     }
 
+    /// `got` is one activation row `x` times `m^T` (`dense` its values) as the int8 path computes
+    /// it: the codes' part with `x` rounded (to `step * round(x / step)`, `step = max |x| / 127`
+    /// per block of 32), the biases' part with `x` as it is (float group sums). Equal to that in
+    /// float64 to float32 rounding, so the int8 path moves a product by at most the sum of
+    /// `|scale * code|` times half a step.
+    fn assert_int8_product(got: &[f32], x: &[f32], dense: &[f32], m: &CpuMatrix, what: &str) {
+        let CpuMatrix::Affine(a) = m else {
+            panic!("{what}: not an affine matrix")
+        };
+        let (n, k) = (a.n, a.k);
+        let rounded: Vec<f32> = x
+            .chunks_exact(32)
+            .flat_map(|b| {
+                let step = b.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+                b.iter().map(move |v| {
+                    if step > 0.0 {
+                        step * (v / step).round()
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect();
+        let mut want = reference(&rounded, 1, dense, n, k);
+        for (r, w) in want.iter_mut().enumerate() {
+            for (c, (v, q)) in x.iter().zip(&rounded).enumerate() {
+                let bias = a.bias(r * a.groups() + c / a.group);
+                *w += bias as f64 * (*v as f64 - *q as f64);
+            }
+        }
+        let err = relative_error(got, &want);
+        assert!(
+            err < 1e-5,
+            "{what}: {err:e} from the product with rounded activations"
+        );
+    }
+
     #[test]
-    fn int8_activations_stay_within_the_rounding_bound_of_each_block_of_32() {
-        // Each activation moves by at most half its block's step (max |x| / 127 / 2), so a row's
-        // product moves by at most the sum of |W[r, c]| times that; the float32 sums add rounding.
+    fn int8_activations_give_the_product_with_activations_rounded_per_block_of_32() {
         let (n, k) = (37, 512);
         for group in [32usize, 64, 128] {
             for scales_f16 in [false, true] {
@@ -1233,33 +1268,13 @@ mod tests {
                 let dense = dense.as_slice::<f32>().to_vec();
                 let m = CpuMatrix::from_mlx(&w, &s, &b, 4, group as i32).unwrap();
                 let x = activations(1, k, group as u64);
-                let got = CpuMatrix::matmul_t_each_with(&[&m], &x, 1, CpuActivations::Int8)
-                    .pop()
-                    .unwrap();
-                let exact = CpuMatrix::matmul_t_each_with(&[&m], &x, 1, CpuActivations::Float32)
-                    .pop()
-                    .unwrap();
-                let want = reference(&x, 1, &dense, n, k);
-                let steps: Vec<f64> = x
-                    .chunks_exact(32)
-                    .map(|b| b.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / 127.0)
-                    .collect();
-                for r in 0..n {
-                    let row = &dense[r * k..(r + 1) * k];
-                    let bound: f64 = row
-                        .iter()
-                        .enumerate()
-                        .map(|(c, v)| v.abs() as f64 * steps[c / 32] / 2.0)
-                        .sum();
-                    let err = (got[r] as f64 - want[r]).abs();
-                    assert!(
-                        err <= bound * 1.001 + 1e-4,
-                        "g{group} f16 {scales_f16}, row {r}: off by {err:e}, bound {bound:e}"
-                    );
-                    // The rounding really is in effect: int8 differs from the exact path.
-                    assert!((exact[r] as f64 - want[r]).abs() < 1e-4);
-                }
-                assert_ne!(got, exact, "g{group}: the int8 path ran");
+                let int8 = CpuMatrix::matmul_t_each_with(&[&m], &x, 1, CpuActivations::Int8);
+                let what = format!("g{group} f16 {scales_f16}");
+                assert_int8_product(&int8[0], &x, &dense, &m, &what);
+                let exact = CpuMatrix::matmul_t_each_with(&[&m], &x, 1, CpuActivations::Float32);
+                let err = relative_error(&exact[0], &reference(&x, 1, &dense, n, k));
+                assert!(err < 1e-5, "{what}: the float32 path");
+                assert_ne!(int8, exact, "{what}: the int8 path ran");
             }
         }
     }
