@@ -141,8 +141,9 @@ pub fn device_description() -> String {
 pub fn kernel_choices() -> Result<(String, &'static str)> {
     use vlm_models::kernels::{cpu_activations_choice, kernels_choice, prefill_choice};
     let mut kernels = kernels_choice()?.name().to_owned();
-    if cpu_activations_choice()? == vlm_models::kernels::CpuActivations::Int8 {
-        kernels += "+int8";
+    let activations = cpu_activations_choice()?;
+    if activations != vlm_models::kernels::CpuActivations::Float32 {
+        kernels = format!("{kernels}+{}", activations.name());
     }
     Ok((kernels, prefill_choice()?.name()))
 }

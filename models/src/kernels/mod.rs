@@ -146,16 +146,20 @@ pub fn cpu_activations_choice() -> Result<CpuActivations> {
     static CHOICE: OnceLock<std::result::Result<CpuActivations, String>> = OnceLock::new();
     CHOICE
         .get_or_init(|| {
-            parse_choice(
-                "VLMBENCH_CPU_ACTIVATIONS",
-                "a CPU activation type",
-                std::env::var("VLMBENCH_CPU_ACTIVATIONS").ok().as_deref(),
-                CpuActivations::Float32,
-                &ACTIVATION_NAMES,
-            )
+            parse_activations(std::env::var("VLMBENCH_CPU_ACTIVATIONS").ok().as_deref())
         })
         .clone()
         .map_err(ModelError::Input)
+}
+
+fn parse_activations(value: Option<&str>) -> std::result::Result<CpuActivations, String> {
+    parse_choice(
+        "VLMBENCH_CPU_ACTIVATIONS",
+        "a CPU activation type",
+        value,
+        CpuActivations::Float32,
+        &ACTIVATION_NAMES,
+    )
 }
 
 /// Reads every choice (`VLMBENCH_KERNELS`, `VLMBENCH_PREFILL`, `VLMBENCH_CPU_ACTIVATIONS`), so a
@@ -425,6 +429,23 @@ mod tests {
         assert!(
             err.contains("VLMBENCH_PREFILL=\"cublas\"")
                 && err.contains("`mlx`, `paced` or `dequant`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cpu_activations_default_to_float32_and_a_bad_name_lists_the_two() {
+        assert_eq!(parse_activations(None), Ok(CpuActivations::Float32));
+        assert_eq!(parse_activations(Some("")), Ok(CpuActivations::Float32));
+        assert_eq!(parse_activations(Some("int8")), Ok(CpuActivations::Int8));
+        assert_eq!(
+            parse_activations(Some("float32")),
+            Ok(CpuActivations::Float32)
+        );
+        let err = parse_activations(Some("int4")).unwrap_err();
+        assert!(
+            err.contains("VLMBENCH_CPU_ACTIVATIONS=\"int4\"")
+                && err.contains("use `float32` or `int8`"),
             "{err}"
         );
     }
