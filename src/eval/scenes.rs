@@ -72,7 +72,10 @@ pub struct Scene {
 /// Draws scene `id` of the set made from `seed`; `photos` are the backgrounds a third of the
 /// scenes take (cropped and resized).
 pub fn scene(seed: u32, id: usize, photos: &[RgbImage]) -> Scene {
-    let mut rng = RandomState::seed(seed.wrapping_add(id as u32).wrapping_mul(2_654_435_761));
+    // (seed, id) as one 64-bit number, mixed by an odd multiplier (a bijection): no two pairs
+    // share a generator by construction, as `seed + id` would (seed 1 = seed 0 shifted by one).
+    let pair = (u64::from(seed) << 32) | id as u64;
+    let mut rng = RandomState::seed((pair.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32);
     let mut pick = |n: usize| ((rng.random() * n as f64) as usize).min(n - 1);
     let (mut image, background) = match pick(3) {
         0 => {
@@ -386,6 +389,8 @@ mod tests {
         assert_eq!((&a.objects, &a.questions), (&b.objects, &b.questions));
         assert_ne!(a.image, scene(1, 7, &[]).image);
         assert_ne!(a.image, scene(0, 8, &[]).image);
+        // Another seed is another set, not the same scenes shifted.
+        assert_ne!(a.image, scene(1, 6, &[]).image);
     }
 
     #[test]
