@@ -763,6 +763,24 @@ mod avx2 {
         Stored(&'a super::Floats),
     }
 
+    impl Bias<'_> {
+        /// A weight row's bias term, `biases . group sums` over its `n` groups from
+        /// `first_group` (biases that are `z` times the scales: `z * scales . group sums`).
+        #[inline(always)]
+        unsafe fn term<S: Scales + ?Sized>(
+            self,
+            s: &S,
+            first_group: usize,
+            sums: *const f32,
+            n: usize,
+        ) -> f32 {
+            match self {
+                Bias::TimesScale(z) => z * group_dot(s, first_group, sums, n),
+                Bias::Stored(b) => group_dot(b, first_group, sums, n),
+            }
+        }
+    }
+
     impl Scales for [f32] {
         #[inline(always)]
         unsafe fn at(&self, g: usize) -> f32 {
@@ -979,10 +997,6 @@ mod avx2 {
         let per_row = a.groups();
         let words_per_row = k / 8;
         let groups = Groups::of(a);
-        let z = match bias {
-            Bias::TimesScale(z) => z,
-            Bias::Stored(_) => 1.0,
-        };
         let xv = q8.values.as_ptr();
         for r in rows.step_by(R) {
             let words: [*const u32; R] =
@@ -1010,12 +1024,8 @@ mod avx2 {
             }
             for q in 0..R {
                 let first_group = (r + q) * per_row;
-                let sums = x.group_sums.as_ptr();
-                let bias = match bias {
-                    Bias::TimesScale(_) => group_dot(s, first_group, sums, per_row),
-                    Bias::Stored(b) => group_dot(b, first_group, sums, per_row),
-                };
-                out[r + q - r0] = horizontal_sum(total[q]) + z * bias;
+                let bias = bias.term(s, first_group, x.group_sums.as_ptr(), per_row);
+                out[r + q - r0] = horizontal_sum(total[q]) + bias;
             }
         }
     }
@@ -1059,10 +1069,6 @@ mod avx2 {
             std::array::from_fn(|i| x.group_sums[(first + i) * per_row..].as_ptr());
         let words_per_row = k / per_word;
         let groups = Groups::of(a);
-        let z = match bias {
-            Bias::TimesScale(z) => z,
-            Bias::Stored(_) => 1.0,
-        };
         for r in rows.step_by(R) {
             let mut words = [std::ptr::null::<u32>(); R];
             let mut high = [std::ptr::null::<u8>(); R];
@@ -1130,11 +1136,8 @@ mod avx2 {
             for q in 0..R {
                 let first_group = (r + q) * per_row;
                 for i in 0..M {
-                    let bias = match bias {
-                        Bias::TimesScale(_) => group_dot(s, first_group, sums[i], per_row),
-                        Bias::Stored(b) => group_dot(b, first_group, sums[i], per_row),
-                    };
-                    out[(r + q - r0) * x.m + first + i] = horizontal_sum(total[q][i]) + z * bias;
+                    let bias = bias.term(s, first_group, sums[i], per_row);
+                    out[(r + q - r0) * x.m + first + i] = horizontal_sum(total[q][i]) + bias;
                 }
             }
         }
