@@ -24,6 +24,11 @@ pub struct MakeScenesArgs {
     /// Seed of the scenes.
     #[arg(long, default_value_t = 0)]
     pub seed: u32,
+    /// Also write the training pairs of the built-in demo model: `OUT/images/*.jpg` and
+    /// `OUT/pairs.jsonl` (every task's prompt about each scene with the answer its ground truth
+    /// gives).
+    #[arg(long)]
+    pub training: bool,
     /// Write into a non-empty folder, replacing files of the same names (others are kept).
     #[arg(long)]
     pub force: bool,
@@ -38,7 +43,7 @@ pub fn run(args: &MakeScenesArgs) -> Result<()> {
             out.display()
         );
     }
-    let written = scenes::write_scene_sets(out, args.seed, args.scenes as usize)?;
+    let written = scenes::write_scene_sets(out, args.seed, args.scenes as usize, args.training)?;
     println!(
         "wrote {} scenes (seed {}): {} VQA rows, {} COCO objects in {} classes",
         written.scenes,

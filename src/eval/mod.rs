@@ -39,6 +39,7 @@ pub mod parquet_rows;
 pub mod pillow_jpeg;
 pub mod progress;
 pub mod run_log;
+pub mod scene_tasks;
 pub mod scenes;
 pub mod session;
 pub mod shard;

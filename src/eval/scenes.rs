@@ -291,8 +291,10 @@ pub struct Written {
 /// `vqa/data/validation-00000-of-00001.parquet` (a row per question),
 /// `coco/data/val-00000-of-00001.parquet` (a row per scene, the shapes as classes) and
 /// `scenes.jsonl` (every scene's caption, objects with polygons and points, and questions).
-/// Images are JPEG as Pillow writes them (the datasets' images are JPEG).
-pub fn write_scene_sets(out: &Path, seed: u32, count: usize) -> Result<Written> {
+/// Images are JPEG as Pillow writes them (the datasets' images are JPEG). With `training`, also
+/// `images/*.jpg` and `pairs.jsonl`: every prompt of [`super::scene_tasks::pairs`] with its answer
+/// and image file, one JSON object a line.
+pub fn write_scene_sets(out: &Path, seed: u32, count: usize, training: bool) -> Result<Written> {
     let mut photos = Vec::new();
     for sample in [
         crate::sample_images::ASTRONAUT,
@@ -365,12 +367,43 @@ pub fn write_scene_sets(out: &Path, seed: u32, count: usize) -> Result<Written> 
         lines.push('\n');
     }
     std::fs::write(&jsonl, lines).with_context(|| format!("cannot write {}", jsonl.display()))?;
+    let mut files = vec![vqa_path, coco_path, jsonl];
+    if training {
+        files.push(write_training_pairs(out, seed, &scenes, &names, &jpegs)?);
+    }
     Ok(Written {
         scenes: scenes.len(),
         vqa_rows: vqa.len(),
         coco_objects: next_box as usize,
-        files: vec![vqa_path, coco_path, jsonl],
+        files,
     })
+}
+
+/// `out/images/NAME` for each JPEG and `out/pairs.jsonl`; returns the latter's path.
+fn write_training_pairs(
+    out: &Path,
+    seed: u32,
+    scenes: &[Scene],
+    names: &[String],
+    jpegs: &[Vec<u8>],
+) -> Result<std::path::PathBuf> {
+    let images = out.join("images");
+    std::fs::create_dir_all(&images)
+        .with_context(|| format!("cannot create {}", images.display()))?;
+    let mut lines = String::new();
+    for ((s, name), jpeg) in scenes.iter().zip(names).zip(jpegs) {
+        let file = images.join(name);
+        std::fs::write(&file, jpeg).with_context(|| format!("cannot write {}", file.display()))?;
+        for p in super::scene_tasks::pairs(s, seed) {
+            let mut v = serde_json::to_value(&p)?;
+            v["image"] = serde_json::json!(format!("images/{name}"));
+            lines += &v.to_string();
+            lines.push('\n');
+        }
+    }
+    let path = out.join("pairs.jsonl");
+    std::fs::write(&path, lines).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 #   tools/gpu/llama-side-by-side.sh prepare   # call 3, carrying .gpu/bundle.part-ac: unpack, the
 #                                             # checkpoint, its Q4_1 GGUF, llama.cpp's first load
 #   tools/gpu/llama-side-by-side.sh run [P N R ROUNDS]   # the alternated rounds, into
-#                                             # $OUT/gpu-31b-llama.tar.gz
+#                                             # $OUT/gpu-31b-llama.tar.gz; carrying .gpu/h/whl
+#                                             # (the reference's wheels) adds mlx-vlm
 # (`prepare && run` fit one call when device time is short.)
 #
 # The checkpoint is `vlmbench make-tiny --preset gemma-4-31b` (random 4-bit weights, group size 64)
@@ -61,7 +62,13 @@ case "${1:-}" in
     p="${2:-512}"; n="${3:-128}"; r="${4:-2}"; rounds="${5:-3}"
     # The device tool brings back at most 8 files: the folder travels as one archive.
     rm -rf "$root/gpu-31b-llama"
-    tools/llama/side_by_side.sh "$model" "$gguf" "$root/gpu-31b-llama" -p "$p" -n "$n" -r "$r" --rounds "$rounds" --gpu cuda
+    third=()
+    if [ -d .gpu/h/whl ]; then  # the reference's wheels carried: mlx-vlm as the third program
+      source tools/gpu/python-setup.sh .gpu/h/whl || exit 1
+      export VLMBENCH_REFERENCE_PYTHON="$(command -v python3)"
+      third=(--mlx-vlm)
+    fi
+    tools/llama/side_by_side.sh "$model" "$gguf" "$root/gpu-31b-llama" -p "$p" -n "$n" -r "$r" --rounds "$rounds" --gpu cuda "${third[@]}"
     rc=$?
     tar -C "$root" -czf "$OUT/gpu-31b-llama.tar.gz" gpu-31b-llama && exit "$rc"
     ;;

@@ -180,26 +180,40 @@ def chat_template(large: bool) -> str:
     return text
 
 
-def build_tokenizer(path: Path, template: str):
-    from transformers import GemmaTokenizer
-
+def base_vocab(alphabet=()) -> dict:
+    """Specials, the 256 byte-fallback tokens, '▁', printable ASCII and `alphabet`, in id order."""
     vocab = {}
     for t in SPECIALS:
         vocab[t] = len(vocab)
     for b in range(256):
         vocab[f"<0x{b:02X}>"] = len(vocab)
-    for c in ["▁"] + [chr(c) for c in range(33, 127)]:
+    for c in ["▁"] + [chr(c) for c in range(33, 127)] + list(alphabet):
         if c not in vocab:
             vocab[c] = len(vocab)
-    for a, b in MERGES:
-        vocab[a + b] = len(vocab)
+    return vocab
+
+
+def pad_vocab(vocab: dict, size: int) -> dict:
     i = 0
-    while len(vocab) < VOCAB_SIZE:
+    while len(vocab) < size:
         vocab[f"<unused{i}>"] = len(vocab)
         i += 1
+    return vocab
+
+
+def build_tokenizer(path: Path, template: str, vocab=None, merges=None):
+    """The Gemma-style tokenizer; by default this file's vocabulary and its eight merges."""
+    from transformers import GemmaTokenizer
+
+    if vocab is None:
+        merges = MERGES
+        vocab = base_vocab()
+        for a, b in MERGES:
+            vocab[a + b] = len(vocab)
+        pad_vocab(vocab, VOCAB_SIZE)
     tok = GemmaTokenizer(
         vocab=vocab,
-        merges=MERGES,
+        merges=merges,
         add_bos_token=False,  # IT checkpoints: the chat template writes <bos>
         padding_side="left",
         extra_special_tokens={
