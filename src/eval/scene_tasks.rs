@@ -221,7 +221,7 @@ fn points<'a>(found: impl Iterator<Item = (String, &'a SceneObject)>) -> String 
 /// `{"polygon": [[x, y], ...], "label": "..."}` with the outline resampled to at least 20 points
 /// that keep every corner (the prompt asks for 20+).
 fn polygon(o: &SceneObject, label: &str) -> String {
-    let per_edge = (20 + o.polygon.len() - 1) / o.polygon.len();
+    let per_edge = 20_usize.div_ceil(o.polygon.len());
     let n = o.polygon.len();
     let mut pts = Vec::new();
     for i in 0..n {
@@ -356,5 +356,33 @@ mod tests {
                 o.color, o.shape
             )
         );
+    }
+
+    #[test]
+    fn training_sets_name_an_image_file_for_every_pair() {
+        let dir = std::env::temp_dir().join(format!("vlmbench-pairs-{}", std::process::id()));
+        let written = crate::eval::scenes::write_scene_sets(&dir, 4, 3, true).unwrap();
+        let pairs = std::fs::read_to_string(dir.join("pairs.jsonl")).unwrap();
+        let mut tasks = std::collections::BTreeSet::new();
+        for line in pairs.lines() {
+            let p: serde_json::Value = serde_json::from_str(line).unwrap();
+            let image = dir.join(p["image"].as_str().unwrap());
+            let decoded = image::open(&image).unwrap();
+            assert_eq!((decoded.width(), decoded.height()), (WIDTH, HEIGHT));
+            tasks.insert(p["task"].as_str().unwrap().to_string());
+        }
+        assert_eq!(written.scenes, 3);
+        for task in [
+            "scene",
+            "coco-detect",
+            "detect",
+            "point",
+            "segment",
+            "vqa",
+            "query",
+        ] {
+            assert!(tasks.contains(task), "{task} missing from {tasks:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

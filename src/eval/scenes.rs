@@ -279,6 +279,32 @@ fn questions(objects: &[SceneObject], pick: &mut impl FnMut(usize) -> usize) -> 
     out
 }
 
+/// The photos a third of the scenes take as background: the built-in sample images.
+pub fn photos() -> Result<Vec<RgbImage>> {
+    let mut photos = Vec::new();
+    for sample in [
+        crate::sample_images::ASTRONAUT,
+        crate::sample_images::CHELSEA,
+    ] {
+        let p = sample.decode()?;
+        let (w, h) = (p.width(), p.height());
+        photos.push(RgbImage::from_raw(w, h, p.as_bytes().to_vec()).context("a decoded photo")?);
+    }
+    Ok(photos)
+}
+
+/// The scene's picture as its datasets hold it: JPEG as Pillow writes it.
+pub fn jpeg(scene: &Scene) -> Result<Vec<u8>> {
+    let (w, h) = scene.image.dimensions();
+    let raw = scene.image.as_raw().clone();
+    encode_like_pillow(&vlm_models::image_io::RgbImage::from_raw(w, h, raw)?)
+}
+
+/// `scene-SEED-ID.jpg`.
+pub fn file_name(seed: u32, scene: &Scene) -> String {
+    format!("scene-{seed}-{:05}.jpg", scene.id)
+}
+
 /// What [`write_scene_sets`] wrote.
 pub struct Written {
     pub scenes: usize,
@@ -295,28 +321,10 @@ pub struct Written {
 /// `images/*.jpg` and `pairs.jsonl`: every prompt of [`super::scene_tasks::pairs`] with its answer
 /// and image file, one JSON object a line.
 pub fn write_scene_sets(out: &Path, seed: u32, count: usize, training: bool) -> Result<Written> {
-    let mut photos = Vec::new();
-    for sample in [
-        crate::sample_images::ASTRONAUT,
-        crate::sample_images::CHELSEA,
-    ] {
-        let p = sample.decode()?;
-        let (w, h) = (p.width(), p.height());
-        photos.push(RgbImage::from_raw(w, h, p.as_bytes().to_vec()).context("a decoded photo")?);
-    }
+    let photos = photos()?;
     let scenes: Vec<Scene> = (0..count).map(|i| scene(seed, i, &photos)).collect();
-    let jpegs: Vec<Vec<u8>> = scenes
-        .iter()
-        .map(|s| {
-            let (w, h) = s.image.dimensions();
-            let raw = s.image.as_raw().clone();
-            encode_like_pillow(&vlm_models::image_io::RgbImage::from_raw(w, h, raw)?)
-        })
-        .collect::<Result<_>>()?;
-    let names: Vec<String> = scenes
-        .iter()
-        .map(|s| format!("scene-{seed}-{:05}.jpg", s.id))
-        .collect();
+    let jpegs: Vec<Vec<u8>> = scenes.iter().map(jpeg).collect::<Result<_>>()?;
+    let names: Vec<String> = scenes.iter().map(|s| file_name(seed, s)).collect();
     let cell = |i: usize| ImageCell {
         bytes: &jpegs[i],
         path: &names[i],

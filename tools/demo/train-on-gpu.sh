@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs ON the GPU machine, from the repository root: trains the built-in demo model
-# (tools/demo/train_demo_gemma4.py) with MLX on CUDA and brings it back as $OUT/demo-gemma4.tar.gz.
-# Needs what `tools/gpu/llama-side-by-side.sh stash, stash, prepare` unpacked into /tmp/vlmbench-gpu
-# (vlmbench and the CUDA libmlx), and carries .gpu/h/whl (the reference's wheels, docs/gpu.md).
+# Runs ON the GPU machine, from the repository root: trains the demo model
+# (tools/demo/train_demo_gemma4.py: the machine's PyTorch and transformers on CUDA; mlx-vlm from the
+# carried wheels prepares the inputs, checks the graph and converts) and brings it back as
+# $OUT/demo-gemma4.tar.gz. Needs what `tools/gpu/llama-side-by-side.sh stash, stash, prepare`
+# unpacked into /tmp/vlmbench-gpu (vlmbench and the CUDA libmlx), and carries .gpu/h/whl (mlx,
+# mlx-vlm and mlx-lm wheels for cp312, docs/gpu.md). NOT run yet: no GPU machine was lent.
 #   tools/demo/train-on-gpu.sh [SCENES] [SECONDS]     # defaults: 4000 scenes, 420 s in all
 set -uo pipefail
 root=/tmp/vlmbench-gpu
