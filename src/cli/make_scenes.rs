@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::eval::scenes;
+use crate::eval::{scene_tasks, scenes};
 
 /// Write synthetic scenes with ground truth as evaluation datasets (VQA and COCO layouts).
 ///
@@ -43,7 +43,13 @@ pub fn run(args: &MakeScenesArgs) -> Result<()> {
             out.display()
         );
     }
-    let written = scenes::write_scene_sets(out, args.seed, args.scenes as usize, args.training)?;
+    let set = scenes::SceneSet::draw(args.seed, args.scenes as usize)?;
+    let mut written = scenes::write_scene_sets(out, &set)?;
+    if args.training {
+        written
+            .files
+            .push(scene_tasks::write_training_pairs(out, &set)?);
+    }
     println!(
         "wrote {} scenes (seed {}): {} VQA rows, {} COCO objects in {} classes",
         written.scenes,

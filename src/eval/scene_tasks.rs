@@ -4,10 +4,13 @@
 //! answers follow the formats those prompts ask for (`box_2d` and points as `[y, x]`, polygons as
 //! `[x, y]`, all integers in 0..=1000), written as Python's `json.dumps` writes them.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::numpy_rng::RandomState;
-use super::scenes::{Scene, SceneObject, COLORS, HEIGHT, SHAPES, WIDTH};
+use super::scenes::{Scene, SceneObject, SceneSet, COLORS, HEIGHT, SHAPES, WIDTH};
 use crate::tasks::prompts::{self, CaptionLength};
 
 /// The segmentation target the notebook asks about a scene (its photo target is "main animal").
@@ -56,24 +59,25 @@ pub fn pairs(scene: &Scene, seed: u32) -> Vec<Pair> {
         pair(
             "coco-detect",
             prompts::COCO_DETECT.into(),
-            boxes(objects.iter().map(|o| (o.shape.to_string(), o))),
+            json_list(objects.iter(), |o| o.shape.to_string(), "box_2d", box_2d),
         ),
     ];
+    type Prompt = fn(&str) -> String;
+    type Coords = fn(&SceneObject) -> String;
+    let asks: [(&str, Prompt, &str, Coords); 2] = [
+        ("detect", prompts::detect, "box_2d", box_2d),
+        ("point", prompts::point, "point", point_yx),
+    ];
     for _ in 0..2 {
-        let thing = thing_to_find(objects, &mut pick);
-        let found = objects.iter().filter(|o| matches(o, &thing));
-        out.push(pair(
-            "detect",
-            prompts::detect(&thing),
-            boxes(found.map(|o| (thing.clone(), o))),
-        ));
-        let thing = thing_to_find(objects, &mut pick);
-        let found = objects.iter().filter(|o| matches(o, &thing));
-        out.push(pair(
-            "point",
-            prompts::point(&thing),
-            points(found.map(|o| (thing.clone(), o))),
-        ));
+        for (task, prompt, key, coords) in asks {
+            let thing = thing_to_find(objects, &mut pick);
+            let found = objects.iter().filter(|o| matches(o, &thing));
+            out.push(pair(
+                task,
+                prompt(&thing),
+                json_list(found, |_| thing.clone(), key, coords),
+            ));
+        }
     }
     let unique: Vec<&SceneObject> = objects
         .iter()
@@ -171,51 +175,43 @@ fn scaled(v: f32, size: u32) -> i64 {
     ((v / size as f32 * 1000.0).round() as i64).clamp(0, 1000)
 }
 
-/// Reading order: top to bottom, then left to right.
-fn in_reading_order<'a>(
-    found: impl Iterator<Item = (String, &'a SceneObject)>,
-) -> Vec<(String, &'a SceneObject)> {
-    let mut found: Vec<_> = found.collect();
-    found.sort_by(|(_, a), (_, b)| {
+/// `[{"label": LABEL, "KEY": COORDS}, ...]` for `found` in reading order (top to bottom, then left
+/// to right).
+fn json_list<'a>(
+    found: impl Iterator<Item = &'a SceneObject>,
+    label: impl Fn(&SceneObject) -> String,
+    key: &str,
+    coords: fn(&SceneObject) -> String,
+) -> String {
+    let mut found: Vec<&SceneObject> = found.collect();
+    found.sort_by(|a, b| {
         (a.bbox[1], a.bbox[0])
             .partial_cmp(&(b.bbox[1], b.bbox[0]))
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-    found
-}
-
-/// `[{"label": "circle", "box_2d": [y_min, x_min, y_max, x_max]}, ...]`.
-fn boxes<'a>(found: impl Iterator<Item = (String, &'a SceneObject)>) -> String {
-    let items: Vec<String> = in_reading_order(found)
+    let items: Vec<String> = found
         .iter()
-        .map(|(label, o)| {
-            let [x, y, w, h] = o.bbox;
-            format!(
-                "{{\"label\": \"{label}\", \"box_2d\": [{}, {}, {}, {}]}}",
-                scaled(y, HEIGHT),
-                scaled(x, WIDTH),
-                scaled(y + h, HEIGHT),
-                scaled(x + w, WIDTH)
-            )
-        })
+        .map(|o| format!("{{\"label\": \"{}\", \"{key}\": {}}}", label(o), coords(o)))
         .collect();
     format!("[{}]", items.join(", "))
 }
 
-/// `[{"label": "circle", "point": [y, x]}, ...]`.
-fn points<'a>(found: impl Iterator<Item = (String, &'a SceneObject)>) -> String {
-    let items: Vec<String> = in_reading_order(found)
-        .iter()
-        .map(|(label, o)| {
-            let [x, y] = o.point;
-            format!(
-                "{{\"label\": \"{label}\", \"point\": [{}, {}]}}",
-                scaled(y, HEIGHT),
-                scaled(x, WIDTH)
-            )
-        })
-        .collect();
-    format!("[{}]", items.join(", "))
+/// `[y_min, x_min, y_max, x_max]`.
+fn box_2d(o: &SceneObject) -> String {
+    let [x, y, w, h] = o.bbox;
+    format!(
+        "[{}, {}, {}, {}]",
+        scaled(y, HEIGHT),
+        scaled(x, WIDTH),
+        scaled(y + h, HEIGHT),
+        scaled(x + w, WIDTH)
+    )
+}
+
+/// `[y, x]` of the shape's centre.
+fn point_yx(o: &SceneObject) -> String {
+    let [x, y] = o.point;
+    format!("[{}, {}]", scaled(y, HEIGHT), scaled(x, WIDTH))
 }
 
 /// `{"polygon": [[x, y], ...], "label": "..."}` with the outline resampled to at least 20 points
@@ -239,6 +235,28 @@ fn polygon(o: &SceneObject, label: &str) -> String {
         "{{\"polygon\": [{}], \"label\": \"{label}\"}}",
         items.join(", ")
     )
+}
+
+/// `out/images/NAME` for each scene of `set` and `out/pairs.jsonl`: every pair of [`pairs`] with
+/// its image file, one JSON object a line. Returns the latter's path.
+pub fn write_training_pairs(out: &Path, set: &SceneSet) -> Result<PathBuf> {
+    let images = out.join("images");
+    std::fs::create_dir_all(&images)
+        .with_context(|| format!("cannot create {}", images.display()))?;
+    let mut lines = String::new();
+    for ((s, name), jpeg) in set.scenes.iter().zip(&set.names).zip(&set.jpegs) {
+        let file = images.join(name);
+        std::fs::write(&file, jpeg).with_context(|| format!("cannot write {}", file.display()))?;
+        for p in pairs(s, set.seed) {
+            let mut v = serde_json::to_value(&p)?;
+            v["image"] = serde_json::json!(format!("images/{name}"));
+            lines += &v.to_string();
+            lines.push('\n');
+        }
+    }
+    let path = out.join("pairs.jsonl");
+    std::fs::write(&path, lines).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -361,7 +379,8 @@ mod tests {
     #[test]
     fn training_sets_name_an_image_file_for_every_pair() {
         let dir = std::env::temp_dir().join(format!("vlmbench-pairs-{}", std::process::id()));
-        let written = crate::eval::scenes::write_scene_sets(&dir, 4, 3, true).unwrap();
+        let set = SceneSet::draw(4, 3).unwrap();
+        write_training_pairs(&dir, &set).unwrap();
         let pairs = std::fs::read_to_string(dir.join("pairs.jsonl")).unwrap();
         let mut tasks = std::collections::BTreeSet::new();
         for line in pairs.lines() {
@@ -371,7 +390,13 @@ mod tests {
             assert_eq!((decoded.width(), decoded.height()), (WIDTH, HEIGHT));
             tasks.insert(p["task"].as_str().unwrap().to_string());
         }
-        assert_eq!(written.scenes, 3);
+        assert_eq!(
+            pairs.lines().count(),
+            set.scenes
+                .iter()
+                .map(|s| super::pairs(s, 4).len())
+                .sum::<usize>()
+        );
         for task in [
             "scene",
             "coco-detect",

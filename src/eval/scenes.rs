@@ -280,7 +280,7 @@ fn questions(objects: &[SceneObject], pick: &mut impl FnMut(usize) -> usize) -> 
 }
 
 /// The photos a third of the scenes take as background: the built-in sample images.
-pub fn photos() -> Result<Vec<RgbImage>> {
+fn photos() -> Result<Vec<RgbImage>> {
     let mut photos = Vec::new();
     for sample in [
         crate::sample_images::ASTRONAUT,
@@ -294,15 +294,38 @@ pub fn photos() -> Result<Vec<RgbImage>> {
 }
 
 /// The scene's picture as its datasets hold it: JPEG as Pillow writes it.
-pub fn jpeg(scene: &Scene) -> Result<Vec<u8>> {
+fn jpeg(scene: &Scene) -> Result<Vec<u8>> {
     let (w, h) = scene.image.dimensions();
     let raw = scene.image.as_raw().clone();
     encode_like_pillow(&vlm_models::image_io::RgbImage::from_raw(w, h, raw)?)
 }
 
-/// `scene-SEED-ID.jpg`.
-pub fn file_name(seed: u32, scene: &Scene) -> String {
-    format!("scene-{seed}-{:05}.jpg", scene.id)
+/// Scenes drawn from one seed, each with its picture as JPEG and its file name
+/// (`scene-SEED-ID.jpg`): what the datasets and the training pairs are written from.
+pub struct SceneSet {
+    pub seed: u32,
+    pub scenes: Vec<Scene>,
+    pub names: Vec<String>,
+    pub jpegs: Vec<Vec<u8>>,
+}
+
+impl SceneSet {
+    /// Scenes `0..count` of `seed`.
+    pub fn draw(seed: u32, count: usize) -> Result<Self> {
+        let photos = photos()?;
+        let scenes: Vec<Scene> = (0..count).map(|i| scene(seed, i, &photos)).collect();
+        let jpegs = scenes.iter().map(jpeg).collect::<Result<_>>()?;
+        let names = scenes
+            .iter()
+            .map(|s| format!("scene-{seed}-{:05}.jpg", s.id))
+            .collect();
+        Ok(Self {
+            seed,
+            scenes,
+            names,
+            jpegs,
+        })
+    }
 }
 
 /// What [`write_scene_sets`] wrote.
@@ -313,18 +336,18 @@ pub struct Written {
     pub files: Vec<std::path::PathBuf>,
 }
 
-/// `count` scenes from `seed` under `out`, in the notebook's dataset layouts:
+/// `set` under `out`, in the notebook's dataset layouts:
 /// `vqa/data/validation-00000-of-00001.parquet` (a row per question),
 /// `coco/data/val-00000-of-00001.parquet` (a row per scene, the shapes as classes) and
 /// `scenes.jsonl` (every scene's caption, objects with polygons and points, and questions).
-/// Images are JPEG as Pillow writes them (the datasets' images are JPEG). With `training`, also
-/// `images/*.jpg` and `pairs.jsonl`: every prompt of [`super::scene_tasks::pairs`] with its answer
-/// and image file, one JSON object a line.
-pub fn write_scene_sets(out: &Path, seed: u32, count: usize, training: bool) -> Result<Written> {
-    let photos = photos()?;
-    let scenes: Vec<Scene> = (0..count).map(|i| scene(seed, i, &photos)).collect();
-    let jpegs: Vec<Vec<u8>> = scenes.iter().map(jpeg).collect::<Result<_>>()?;
-    let names: Vec<String> = scenes.iter().map(|s| file_name(seed, s)).collect();
+/// Images are JPEG as Pillow writes them (the datasets' images are JPEG).
+pub fn write_scene_sets(out: &Path, set: &SceneSet) -> Result<Written> {
+    let SceneSet {
+        scenes,
+        names,
+        jpegs,
+        ..
+    } = set;
     let cell = |i: usize| ImageCell {
         bytes: &jpegs[i],
         path: &names[i],
@@ -368,50 +391,19 @@ pub fn write_scene_sets(out: &Path, seed: u32, count: usize, training: bool) -> 
     write_coco_shard(&coco_path, &SHAPES, &coco, None)?;
     let jsonl = out.join("scenes.jsonl");
     let mut lines = String::new();
-    for (s, name) in scenes.iter().zip(&names) {
+    for (s, name) in scenes.iter().zip(names.iter()) {
         let mut v = serde_json::to_value(s)?;
         v["image"] = serde_json::json!(name);
         lines += &v.to_string();
         lines.push('\n');
     }
     std::fs::write(&jsonl, lines).with_context(|| format!("cannot write {}", jsonl.display()))?;
-    let mut files = vec![vqa_path, coco_path, jsonl];
-    if training {
-        files.push(write_training_pairs(out, seed, &scenes, &names, &jpegs)?);
-    }
     Ok(Written {
         scenes: scenes.len(),
         vqa_rows: vqa.len(),
         coco_objects: next_box as usize,
-        files,
+        files: vec![vqa_path, coco_path, jsonl],
     })
-}
-
-/// `out/images/NAME` for each JPEG and `out/pairs.jsonl`; returns the latter's path.
-fn write_training_pairs(
-    out: &Path,
-    seed: u32,
-    scenes: &[Scene],
-    names: &[String],
-    jpegs: &[Vec<u8>],
-) -> Result<std::path::PathBuf> {
-    let images = out.join("images");
-    std::fs::create_dir_all(&images)
-        .with_context(|| format!("cannot create {}", images.display()))?;
-    let mut lines = String::new();
-    for ((s, name), jpeg) in scenes.iter().zip(names).zip(jpegs) {
-        let file = images.join(name);
-        std::fs::write(&file, jpeg).with_context(|| format!("cannot write {}", file.display()))?;
-        for p in super::scene_tasks::pairs(s, seed) {
-            let mut v = serde_json::to_value(&p)?;
-            v["image"] = serde_json::json!(format!("images/{name}"));
-            lines += &v.to_string();
-            lines.push('\n');
-        }
-    }
-    let path = out.join("pairs.jsonl");
-    std::fs::write(&path, lines).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
 }
 
 #[cfg(test)]
